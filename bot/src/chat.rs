@@ -1,0 +1,69 @@
+//! What every chat adapter and the engine agree on: who said what where, and how to answer.
+//!
+//! Adapters (console, Slack, later Discord) turn platform requests into [`Invocation`]s and
+//! [`ApprovalClick`]s for the engine, and implement [`ChatSink`] so the engine can post and
+//! update messages. Only `slack*` modules know Block Kit; only `discord*` modules know Discord.
+
+use async_trait::async_trait;
+use opsbot_commands::Reply;
+use opsbot_policies::Subject;
+use serde::{Deserialize, Serialize};
+
+/// A platform name as used in the audit log and message references: `console`, `slack`, `discord`.
+pub type Platform = &'static str;
+
+/// A message opsbot posted, so it can be updated later (also after a restart: it is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub platform: String,
+    pub channel: String,
+    /// The platform's message id (Slack `ts`, Discord message id, console sequence number).
+    pub id: String,
+}
+
+/// One command typed by a person.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub platform: Platform,
+    pub user: Subject,
+    /// Groups / roles the platform reported (`slack-group:…`, `discord-role:…`).
+    pub groups: Vec<Subject>,
+    pub channel: String,
+    /// What the user typed after the slash command, e.g. `scale api 5 -n production`.
+    pub text: String,
+    /// The platform's id for this delivery (Slack trigger id, Discord interaction id), used to
+    /// drop repeated deliveries; `None` where the platform has no retries.
+    pub delivery_id: Option<String>,
+}
+
+/// An Approve or Deny click on an approval card.
+#[derive(Debug, Clone)]
+pub struct ApprovalClick {
+    pub platform: Platform,
+    pub user: Subject,
+    pub groups: Vec<Subject>,
+    pub channel: String,
+    pub approval_id: String,
+    pub approve: bool,
+    pub delivery_id: Option<String>,
+}
+
+/// Why a message could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The platform said no for good (e.g. Slack `ok:false` with `channel_not_found`).
+    #[error("{method} refused: {error}")]
+    Refused { method: String, error: String },
+    /// Still failing after retries (network, 5xx, 429).
+    #[error("{method} failed after retries: {error}")]
+    Failed { method: String, error: String },
+}
+
+/// How the engine talks back to a platform.
+#[async_trait]
+pub trait ChatSink: Send + Sync {
+    /// Posts a new message in `channel`.
+    async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError>;
+    /// Replaces a message opsbot posted earlier.
+    async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError>;
+}

@@ -1,0 +1,3 @@
+//! The subcommands of the `opsbot` binary, one module each.
+
+pub mod policy;

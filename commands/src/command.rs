@@ -1,0 +1,200 @@
+//! Typed commands: what the parser produces, the policy sees, and the operations execute.
+
+use std::time::Duration;
+
+use opsbot_policies::{Action, Request, Subject};
+
+/// A parsed command: where it applies and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// `--cluster`; `None` until defaults are applied.
+    pub cluster: Option<String>,
+    /// `-n/--namespace`; `None` until defaults are applied.
+    pub namespace: Option<String>,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+}
+
+impl WorkloadKind {
+    /// The policy's resource kind: `deployment` or `statefulset`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+        }
+    }
+}
+
+/// `deployment/NAME` or `statefulset/NAME` (a bare name is a deployment).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn resource(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSelector {
+    /// Pods of a workload (deployment or statefulset) or a pod, by name.
+    Name(String),
+    /// `-l SELECTOR`, a Kubernetes label selector.
+    Labels(String),
+}
+
+/// What a command does. Incident commands join here in a later issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Status {
+        workload: Workload,
+    },
+    Pods {
+        selector: PodSelector,
+    },
+    Logs {
+        name: String,
+        tail: Option<u32>,
+        since: Option<Duration>,
+        grep: Option<String>,
+        container: Option<String>,
+        previous: bool,
+    },
+    Events {
+        name: Option<String>,
+        since: Option<Duration>,
+        warnings: bool,
+    },
+    Scale {
+        workload: Workload,
+        replicas: u32,
+        dry_run: bool,
+    },
+    Restart {
+        workload: Workload,
+    },
+    Rollback {
+        name: String,
+        to_revision: Option<u64>,
+    },
+    /// Shows the HPA when neither bound is given, sets them otherwise.
+    Hpa {
+        name: String,
+        min: Option<u32>,
+        max: Option<u32>,
+    },
+    BackupStatus {
+        cronjob: Option<String>,
+    },
+    BackupRun {
+        cronjob: String,
+    },
+    Help {
+        command: Option<String>,
+    },
+    Whoami,
+}
+
+impl Command {
+    /// The policy action this command needs.
+    pub fn action(&self) -> Action {
+        match &self.op {
+            Op::Status { .. } => Action::Status,
+            Op::Pods { .. } => Action::Pods,
+            Op::Logs { .. } => Action::Logs,
+            Op::Events { .. } => Action::Events,
+            Op::Scale { .. } => Action::Scale,
+            Op::Restart { .. } => Action::Restart,
+            Op::Rollback { .. } => Action::Rollback,
+            Op::Hpa {
+                min: None,
+                max: None,
+                ..
+            } => Action::HpaShow,
+            Op::Hpa { .. } => Action::HpaSet,
+            Op::BackupStatus { .. } => Action::BackupStatus,
+            Op::BackupRun { .. } => Action::BackupRun,
+            Op::Help { .. } => Action::Help,
+            Op::Whoami => Action::Whoami,
+        }
+    }
+
+    /// The `kind/name` the policy's `resources` globs see, if the command names one.
+    pub fn resource(&self) -> Option<String> {
+        match &self.op {
+            Op::Status { workload } | Op::Scale { workload, .. } | Op::Restart { workload } => {
+                Some(workload.resource())
+            }
+            Op::Pods {
+                selector: PodSelector::Name(name),
+            } => Some(format!("pod/{name}")),
+            Op::Logs { name, .. } => Some(format!("pod/{name}")),
+            Op::Events {
+                name: Some(name), ..
+            } => Some(format!("object/{name}")),
+            Op::Rollback { name, .. } => Some(format!("deployment/{name}")),
+            Op::Hpa { name, .. } => Some(format!("horizontalpodautoscaler/{name}")),
+            Op::BackupStatus {
+                cronjob: Some(name),
+            }
+            | Op::BackupRun { cronjob: name } => Some(format!("cronjob/{name}")),
+            _ => None,
+        }
+    }
+
+    /// Whether the command changes the cluster.
+    pub fn is_mutating(&self) -> bool {
+        matches!(
+            self.action(),
+            Action::Scale | Action::Restart | Action::Rollback | Action::HpaSet | Action::BackupRun
+        ) && !matches!(self.op, Op::Scale { dry_run: true, .. })
+    }
+
+    /// Fills in the namespace and cluster when the user did not give them.
+    pub fn with_defaults(mut self, cluster: Option<&str>, namespace: Option<&str>) -> Self {
+        if self.cluster.is_none() {
+            self.cluster = cluster.map(str::to_owned);
+        }
+        if self.namespace.is_none() {
+            self.namespace = namespace.map(str::to_owned);
+        }
+        self
+    }
+
+    /// The policy request for this command, asked by `user` (with `groups`) in `channel`.
+    pub fn policy_request(
+        &self,
+        user: &Subject,
+        groups: &[Subject],
+        channel: Option<&str>,
+    ) -> Request {
+        let (replicas, tail_lines) = match &self.op {
+            Op::Scale { replicas, .. } => (Some(i64::from(*replicas)), None),
+            Op::Logs { tail, .. } => (None, Some(i64::from(tail.unwrap_or(DEFAULT_TAIL)))),
+            _ => (None, None),
+        };
+        Request {
+            user: user.clone(),
+            groups: groups.to_vec(),
+            channel: channel.map(str::to_owned),
+            action: self.action(),
+            cluster: self.cluster.clone(),
+            namespace: self.namespace.clone(),
+            resource: self.resource(),
+            replicas,
+            tail_lines,
+            severity: None,
+        }
+    }
+}
+
+/// Lines `logs` shows when `--tail` is not given.
+pub const DEFAULT_TAIL: u32 = 100;

@@ -1,0 +1,17 @@
+//! The command grammar, the platform-neutral reply model and the guarded Kubernetes operations.
+//!
+//! This crate knows no Slack or Discord JSON: chat adapters translate [`Reply`] and
+//! [`Progress`] into their own formats.
+
+pub mod command;
+pub mod grammar;
+pub mod ops;
+pub mod reply;
+
+pub use command::{Command, DEFAULT_TAIL, Op, PodSelector, Workload, WorkloadKind};
+pub use grammar::{ParseError, parse};
+pub use ops::{Clusters, OpError, Operator};
+pub use reply::{
+    Button, ButtonStyle, Field, Limits, Monospace, Progress, ProgressReceiver, ProgressSender,
+    Reply, Tone,
+};
