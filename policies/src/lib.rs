@@ -4,15 +4,36 @@
 //! allow, ask for approval (with a [`Requirement`]), or deny. Nothing here does I/O except
 //! [`Policy::load`], which reads one file.
 //!
-//! (API stub laid down by the workspace skeleton; the policies work fills in the bodies.)
+//! Loading reports every problem in a file at once, each as `FILE:LINE:COL: message (hint: ...)`
+//! ([`PolicyErrors`]). Neither loading nor evaluating panics, whatever the input.
+//!
+//! ```
+//! use opsbot_policies::{Action, Decision, Policy, Request, Subject};
+//!
+//! let policy = Policy::from_yaml(
+//!     "version: 1\nroles:\n  oncall: { members: [\"slack:U1\"] }\nrules:\n  - { name: look, roles: [oncall], actions: [status] }\n",
+//!     "policy.yaml",
+//! ).unwrap();
+//! let user = Subject::parse("slack:U1").unwrap();
+//! let eval = policy.evaluate(&Request::new(user, Action::Status));
+//! assert_eq!(eval.decision, Decision::Allow { rule: "look".into() });
+//! ```
 
+mod eval;
+mod explain;
+mod load;
+mod yaml;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 /// Who is asking or approving: `slack:USER`, `slack-group:GROUP`, `discord:USER`,
 /// `discord-role:ROLE` or `console:NAME`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Subject(String);
 
@@ -34,6 +55,29 @@ impl Subject {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The part before the `:`, e.g. `slack-group`.
+    pub fn kind(&self) -> &str {
+        self.0.split_once(':').map_or("", |(k, _)| k)
+    }
+
+    /// The part after the `:`.
+    pub fn id(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, id)| id)
+    }
+
+    /// Whether this names a group of people (`slack-group:` or `discord-role:`). Only group
+    /// subjects count when passed as a request's or approver's groups.
+    pub fn is_group(&self) -> bool {
+        matches!(self.kind(), "slack-group" | "discord-role")
+    }
+}
+
+impl std::str::FromStr for Subject {
+    type Err = SubjectError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }
 
@@ -143,6 +187,20 @@ impl Action {
     }
 }
 
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::parse(s).ok_or_else(|| {
+            let names = Action::ALL.iter().map(|a| a.as_str());
+            let hint = match load::nearest(s, names.clone()) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => format!("actions are: {}", names.collect::<Vec<_>>().join(", ")),
+            };
+            format!("unknown action `{s}` ({hint})")
+        })
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -156,6 +214,40 @@ pub enum Severity {
     P2,
     P3,
     P4,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [Severity::P1, Severity::P2, Severity::P3, Severity::P4];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P1 => "P1",
+            Severity::P2 => "P2",
+            Severity::P3 => "P3",
+            Severity::P4 => "P4",
+        }
+    }
+
+    /// `P1`..`P4` (also lower case).
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::parse(s)
+            .ok_or_else(|| format!("unknown severity `{s}` (expected P1, P2, P3 or P4)"))
+    }
 }
 
 /// One request to decide on. Fields the request does not carry are `None`.
@@ -174,6 +266,24 @@ pub struct Request {
     pub replicas: Option<i64>,
     pub tail_lines: Option<i64>,
     pub severity: Option<Severity>,
+}
+
+impl Request {
+    /// A request by `user` for `action`, with no groups and no other fields.
+    pub fn new(user: Subject, action: Action) -> Request {
+        Request {
+            user,
+            groups: Vec::new(),
+            channel: None,
+            action,
+            cluster: None,
+            namespace: None,
+            resource: None,
+            replicas: None,
+            tail_lines: None,
+            severity: None,
+        }
+    }
 }
 
 /// What an approval needs.
@@ -215,10 +325,66 @@ pub struct Evaluation {
     pub evaluated: Vec<RuleTrace>,
 }
 
+/// Name of the implicit rule under which `help` and `whoami` are allowed.
+pub use load::{BUILTIN_RULE, DEFAULT_APPROVAL_TTL};
+
+impl Decision {
+    /// `"allow"`, `"approval"` or `"deny"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Approval { .. } => "approval",
+            Decision::Deny { .. } => "deny",
+        }
+    }
+
+    /// The rule that decided, if any (`None` only for a deny that no rule allowed).
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Decision::Allow { rule } | Decision::Approval { rule, .. } => Some(rule),
+            Decision::Deny { rule, .. } => rule.as_deref(),
+        }
+    }
+
+    /// One sentence for a person, e.g. "allowed by rule `read-anything`".
+    pub fn reason(&self) -> String {
+        match self {
+            Decision::Allow { rule } if rule == BUILTIN_RULE => {
+                "`help` and `whoami` are always allowed".to_owned()
+            }
+            Decision::Allow { rule } => format!("allowed by rule `{rule}`"),
+            Decision::Approval { rule, requirement } => {
+                format!("rule `{rule}` allows this after {}", requirement.describe())
+            }
+            Decision::Deny { reason, .. } => reason.clone(),
+        }
+    }
+}
+
+impl Requirement {
+    /// E.g. "1 approval from sre-lead within 15m (not by the requester)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} approval{} from {} within {}{}",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.roles.join(" or "),
+            humantime::format_duration(self.ttl),
+            if self.allow_self {
+                " (the requester may approve)"
+            } else {
+                " (not by the requester)"
+            }
+        )
+    }
+}
+
 /// A loaded, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    _private: (),
+    file: String,
+    roles: BTreeMap<String, load::Role>,
+    rules: Vec<load::Rule>,
 }
 
 /// One problem in a policy file, located as `FILE:LINE:COL`.
@@ -241,51 +407,144 @@ impl fmt::Display for PolicyErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", e.file, e.line, e.column, e.message)?;
-            if let Some(hint) = &e.hint {
-                write!(f, " (hint: {hint})")?;
-            }
+            write!(f, "{e}")?;
         }
         Ok(())
     }
 }
 
+impl fmt::Display for PolicyError {
+    /// `FILE:LINE:COL: message (hint: ...)`; `FILE: message` when the error concerns the
+    /// whole file (line 0, e.g. it cannot be read).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
 impl Policy {
     /// Parses and validates policy YAML; `file` names the source in error locations.
-    pub fn from_yaml(_src: &str, _file: &str) -> Result<Policy, PolicyErrors> {
-        unimplemented!("policies work in progress")
+    pub fn from_yaml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
+        load::from_yaml(src, file)
     }
 
     /// Reads and parses a policy file.
-    pub fn load(_path: &Path) -> Result<Policy, PolicyErrors> {
-        unimplemented!("policies work in progress")
+    pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        let file = path.display().to_string();
+        let whole = |message: String| {
+            PolicyErrors(vec![PolicyError {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message,
+                hint: None,
+            }])
+        };
+        let bytes = std::fs::read(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+        match String::from_utf8(bytes) {
+            Ok(src) => Self::from_yaml(&src, &file),
+            Err(e) => {
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let text = String::from_utf8_lossy(good);
+                let line = text.matches('\n').count() + 1;
+                let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                Err(PolicyErrors(vec![PolicyError {
+                    file: file.clone(),
+                    line,
+                    column,
+                    message: "the file is not UTF-8".to_owned(),
+                    hint: Some("save the policy as UTF-8 text".to_owned()),
+                }]))
+            }
+        }
     }
 
     /// Decides on a request. Never panics.
-    pub fn evaluate(&self, _request: &Request) -> Evaluation {
-        unimplemented!("policies work in progress")
+    pub fn evaluate(&self, request: &Request) -> Evaluation {
+        self.evaluate_impl(request)
     }
 
     /// Whether `approver` (with its groups) may approve a request made by `requester` under
     /// `requirement`, given the subjects that approved it already. `Err` says why not.
     pub fn may_approve(
         &self,
-        _requirement: &Requirement,
-        _requester: &Subject,
-        _approver: &Subject,
-        _approver_groups: &[Subject],
-        _earlier_approvers: &[Subject],
+        requirement: &Requirement,
+        requester: &Subject,
+        approver: &Subject,
+        approver_groups: &[Subject],
+        earlier_approvers: &[Subject],
     ) -> Result<(), String> {
-        unimplemented!("policies work in progress")
+        self.may_approve_impl(
+            requirement,
+            requester,
+            approver,
+            approver_groups,
+            earlier_approvers,
+        )
     }
 
     /// The roles a subject (with its groups) holds.
-    pub fn roles_of(&self, _user: &Subject, _groups: &[Subject]) -> Vec<String> {
-        unimplemented!("policies work in progress")
+    ///
+    /// Sorted by name. A role is held when its members list the user, or one of `groups` that
+    /// is a group subject ([`Subject::is_group`]).
+    pub fn roles_of(&self, user: &Subject, groups: &[Subject]) -> Vec<String> {
+        self.roles
+            .keys()
+            .filter(|r| self.holds(r, user, groups).is_some())
+            .cloned()
+            .collect()
     }
 
     /// One line: how many roles and rules, e.g. for `policy check`.
     pub fn summary(&self) -> String {
-        unimplemented!("policies work in progress")
+        let deny = self
+            .rules
+            .iter()
+            .filter(|r| matches!(r.effect, load::Effect::Deny { .. }))
+            .count();
+        let approval = self.rules.iter().filter(|r| r.approval.is_some()).count();
+        format!(
+            "{}: ok, {} role{}, {} rule{} ({} deny, {} with approval)",
+            self.file,
+            self.roles.len(),
+            if self.roles.len() == 1 { "" } else { "s" },
+            self.rules.len(),
+            if self.rules.len() == 1 { "" } else { "s" },
+            deny,
+            approval
+        )
+    }
+
+    /// The file name given when loading.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The defined role names, sorted.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.keys().cloned().collect()
+    }
+
+    /// The members of a role, or `None` if it is not defined.
+    pub fn role_members(&self, role: &str) -> Option<&[Subject]> {
+        self.roles.get(role).map(|r| r.members.as_slice())
+    }
+
+    /// The rule names in file order.
+    pub fn rule_names(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.name.clone()).collect()
     }
 }
