@@ -118,7 +118,7 @@ impl Policy {
                     "the rule needs replicas {range} but the request carries no replica count"
                 )),
                 Some(r) if min.is_none_or(|m| r >= m) && max.is_none_or(|m| r <= m) => {
-                    ok.push(format!("replicas {r} within {range}"))
+                    ok.push(format!("replicas {r} is {range}"))
                 }
                 Some(r) => fail.push(format!("replicas {r} is not {range}")),
             }

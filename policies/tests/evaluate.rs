@@ -580,6 +580,13 @@ fn explain_json_shape() {
     let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
     assert_eq!(keys.len(), 5);
 
+    let line = p.evaluate(&req("slack:U1 status")).to_json_string();
+    assert!(
+        line.starts_with(r#"{"decision":"allow","rule":"read-anything","reason":"allowed by rule `read-anything`","approval":null,"evaluated":[{"rule":"read-anything","matched":true,"why":"#),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+
     let v = p.evaluate(&req("slack:U1 restart")).to_json();
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["rule"], serde_json::Value::Null);
