@@ -5,13 +5,19 @@
 
 pub mod command;
 pub mod grammar;
+pub mod help;
 pub mod ops;
 pub mod reply;
+pub mod spec;
 
 pub use command::{Command, DEFAULT_TAIL, Op, PodSelector, Workload, WorkloadKind};
-pub use grammar::{ParseError, parse};
+pub use grammar::{ParseError, parse, parse_tokens};
+pub use help::{help_reply, reference_markdown};
 pub use ops::{Clusters, OpError, Operator};
 pub use reply::{
     Button, ButtonStyle, Field, Limits, Monospace, Progress, ProgressReceiver, ProgressSender,
     Reply, Tone,
+};
+pub use spec::{
+    AppCommand, AppOption, COMMANDS, CommandSpec, OptionKind, OptionValue, Risk, app_commands,
 };

@@ -1,0 +1,1325 @@
+//! One declaration per command.
+//!
+//! [`COMMANDS`] is the single table every command is declared in: name, aliases, positional
+//! arguments and flags with their types, defaults, policy action, risk, help text and examples.
+//! The text parser ([`crate::grammar::parse`]), `help` ([`crate::help`]), the usage line in
+//! errors, the platform-neutral application-command schema ([`app_commands`]) and the generated
+//! command reference (`docs/commands.md`) are all driven by it.
+//!
+//! Adding a command (e.g. the `incident` commands) means: a variant in [`Op`], an entry here with
+//! its `build` and `render` functions, and (for a new group such as `incident open`) an entry in
+//! [`GROUPS`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opsbot_policies::Action;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Op, PodSelector, Workload};
+use crate::grammar::ParseError;
+
+/// How much a command can hurt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Only reads.
+    Read,
+    /// Changes the cluster in a routine, easily reverted way.
+    Change,
+    /// Changes the cluster in a way that can take a service down.
+    Risky,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Read => "read",
+            Risk::Change => "change",
+            Risk::Risky => "risky",
+        }
+    }
+}
+
+/// The type of an argument or flag value, with its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// A Kubernetes DNS-1123 label: namespaces, container names.
+    DnsLabel,
+    /// A Kubernetes DNS-1123 subdomain (resource names). kubectl-style `KIND/` prefixes listed in
+    /// `prefixes` are accepted and dropped (`pod/x`, `cj/x`).
+    Name { prefixes: &'static [&'static str] },
+    /// `deploy/x`, `deployment/x`, `sts/x`, `statefulset/x` or `x` (a deployment).
+    Workload,
+    /// An integer in `min..=max`.
+    Int { min: u64, max: u64 },
+    /// `30s`, `15m`, `1h`, `2d`, or combinations such as `1h30m`; at most `max_secs`.
+    Duration { max_secs: u64 },
+    /// One line of free text, at most `max_chars` characters.
+    Text { max_chars: usize },
+    /// A Kubernetes label selector such as `app=web,tier!=cache`.
+    Selector,
+    /// A cluster (kubeconfig context) name.
+    Cluster,
+    /// A command name, for `help` (the rest of the line).
+    Topic,
+    /// A flag without a value.
+    Bool,
+}
+
+impl ValueType {
+    /// The primitive type of the value in the application-command schema.
+    pub fn option_kind(self) -> OptionKind {
+        match self {
+            ValueType::Int { .. } => OptionKind::Integer,
+            ValueType::Bool => OptionKind::Boolean,
+            _ => OptionKind::String,
+        }
+    }
+}
+
+/// A parsed argument or flag value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(String),
+    Workload(Workload),
+    Int(u64),
+    Duration(Duration),
+    Bool(bool),
+}
+
+/// A positional argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// The argument's name in the schema and in [`Matches`].
+    pub name: &'static str,
+    /// How usage lines show it, e.g. `NAME`, `[deployment/|statefulset/]NAME`.
+    pub placeholder: &'static str,
+    pub ty: ValueType,
+    pub required: bool,
+    /// The argument may also be given as this flag (kubectl's `--replicas=5`).
+    pub flag: Option<&'static str>,
+    pub help: &'static str,
+}
+
+/// A `--flag` (with or without a value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagSpec {
+    /// The long name without `--`; also the option's name in the schema.
+    pub name: &'static str,
+    pub short: Option<char>,
+    /// Other long names accepted for it.
+    pub aliases: &'static [&'static str],
+    /// How usage lines show its value, e.g. `N`; empty for [`ValueType::Bool`].
+    pub placeholder: &'static str,
+    pub ty: ValueType,
+    /// What applies when the flag is not given (documentation only).
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+impl FlagSpec {
+    /// `--tail N`, `--previous`, `-l SELECTOR`.
+    pub fn usage(&self) -> String {
+        let name = format!("--{}", self.name);
+        if self.placeholder.is_empty() {
+            name
+        } else {
+            format!("{name} {}", self.placeholder)
+        }
+    }
+
+    /// Every spelling: `-c, --container C`.
+    pub fn spellings(&self) -> String {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(c) = self.short {
+            names.push(format!("-{c}"));
+        }
+        names.push(format!("--{}", self.name));
+        names.extend(self.aliases.iter().map(|a| format!("--{a}")));
+        let names = names.join(", ");
+        if self.placeholder.is_empty() {
+            names
+        } else {
+            format!("{names} {}", self.placeholder)
+        }
+    }
+
+    pub(crate) fn matches(&self, flag: &str) -> bool {
+        if let Some(long) = flag.strip_prefix("--") {
+            long == self.name || self.aliases.contains(&long)
+        } else if let Some(short) = flag.strip_prefix('-') {
+            let mut cs = short.chars();
+            matches!((cs.next(), cs.next(), self.short), (Some(c), None, Some(s)) if c == s)
+        } else {
+            false
+        }
+    }
+}
+
+/// An example invocation and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Example {
+    pub text: &'static str,
+    pub explains: &'static str,
+}
+
+/// A group of subcommands, e.g. `backup status` and `backup run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub summary: &'static str,
+}
+
+/// The values parsed for one command, by argument/flag name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matches {
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Matches {
+    pub fn insert(&mut self, name: &'static str, value: Value) {
+        self.values.insert(name, value);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    pub fn string(&mut self, name: &str) -> Option<String> {
+        match self.values.remove(name) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Option<u64> {
+        match self.values.get(name) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.values.get(name) {
+            Some(Value::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.values.get(name), Some(Value::Bool(true)))
+    }
+
+    pub fn workload(&mut self, name: &str) -> Option<Workload> {
+        match self.values.remove(name) {
+            Some(Value::Workload(w)) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+/// The values of a command, by argument/flag name, in declaration order.
+pub type Rendered = Vec<(&'static str, Value)>;
+
+/// One command's declaration.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// `scale`, or `backup run` for a command in a [`Group`].
+    pub name: &'static str,
+    /// Other names for the (last word of the) command.
+    pub aliases: &'static [&'static str],
+    /// The policy actions the command needs (`hpa` shows or sets).
+    pub actions: &'static [Action],
+    pub risk: Risk,
+    pub args: &'static [ArgSpec],
+    pub flags: &'static [FlagSpec],
+    /// A usage line to show instead of the generated one (alternatives such as `NAME | -l SEL`).
+    pub usage: Option<&'static str>,
+    /// One line, at most 100 characters.
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub examples: &'static [Example],
+    /// Turns the parsed values into the operation; checks relations between values.
+    pub build: fn(&mut Matches) -> Result<Op, ParseError>,
+    /// The values that `build` turns into `op`, or `None` when `op` is not this command's.
+    pub render: fn(&Op) -> Option<Rendered>,
+}
+
+impl PartialEq for CommandSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for CommandSpec {}
+
+impl CommandSpec {
+    /// The usage line, e.g. `scale [deployment/|statefulset/]NAME REPLICAS [--dry-run]`.
+    pub fn usage(&self) -> String {
+        if let Some(u) = self.usage {
+            return u.to_owned();
+        }
+        let mut parts = vec![self.name.to_owned()];
+        for a in self.args {
+            parts.push(if a.required {
+                a.placeholder.to_owned()
+            } else {
+                format!("[{}]", a.placeholder)
+            });
+        }
+        for f in self.flags {
+            parts.push(format!("[{}]", f.usage()));
+        }
+        parts.join(" ")
+    }
+
+    /// The group (first word) of a grouped command.
+    pub fn group(&self) -> Option<&'static str> {
+        self.name.split_once(' ').map(|(g, _)| g)
+    }
+
+    /// The word that selects the command (its last word).
+    pub fn word(&self) -> &'static str {
+        self.name.rsplit(' ').next().unwrap_or(self.name)
+    }
+
+    pub(crate) fn find_flag(&self, flag: &str) -> Option<&'static FlagSpec> {
+        self.flags.iter().find(|f| f.matches(flag))
+    }
+
+    pub(crate) fn find_arg_flag(&self, flag: &str) -> Option<&'static ArgSpec> {
+        let long = flag.strip_prefix("--")?;
+        self.args.iter().find(|a| a.flag == Some(long))
+    }
+
+    /// Every flag spelling this command accepts (for suggestions).
+    pub(crate) fn flag_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in self.flags.iter().chain(GLOBAL_FLAGS) {
+            out.push(format!("--{}", f.name));
+            out.extend(f.aliases.iter().map(|a| format!("--{a}")));
+        }
+        out.extend(
+            self.args
+                .iter()
+                .filter_map(|a| a.flag.map(|f| format!("--{f}"))),
+        );
+        out
+    }
+}
+
+/// Flags every command accepts.
+pub static GLOBAL_FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "namespace",
+        short: Some('n'),
+        aliases: &[],
+        placeholder: "NAMESPACE",
+        ty: ValueType::DnsLabel,
+        default: Some("the channel's namespace, else the cluster's"),
+        help: "Namespace to act in.",
+    },
+    FlagSpec {
+        name: "cluster",
+        short: None,
+        aliases: &["context"],
+        placeholder: "CLUSTER",
+        ty: ValueType::Cluster,
+        default: Some("the default cluster"),
+        help: "Cluster (kubeconfig context) to act on.",
+    },
+];
+
+/// Command groups (commands whose name has two words).
+pub static GROUPS: &[Group] = &[Group {
+    name: "backup",
+    aliases: &["backups"],
+    summary: "Backup CronJobs: show their health or run one now.",
+}];
+
+const POD_PREFIXES: &[&str] = &[
+    "pod",
+    "pods",
+    "po",
+    "deploy",
+    "deployment",
+    "deployments",
+    "sts",
+    "statefulset",
+    "statefulsets",
+];
+const OBJECT_PREFIXES: &[&str] = &[
+    "pod",
+    "pods",
+    "po",
+    "deploy",
+    "deployment",
+    "deployments",
+    "sts",
+    "statefulset",
+    "statefulsets",
+    "rs",
+    "replicaset",
+    "job",
+    "jobs",
+    "cj",
+    "cronjob",
+    "cronjobs",
+    "hpa",
+    "horizontalpodautoscaler",
+    "svc",
+    "service",
+    "node",
+    "no",
+    "pvc",
+    "persistentvolumeclaim",
+];
+const DEPLOY_PREFIXES: &[&str] = &["deploy", "deployment", "deployments"];
+const HPA_PREFIXES: &[&str] = &["hpa", "horizontalpodautoscaler", "horizontalpodautoscalers"];
+const CRONJOB_PREFIXES: &[&str] = &["cj", "cronjob", "cronjobs"];
+
+/// `--since`: at most 30 days.
+const SINCE_MAX_SECS: u64 = 30 * 24 * 3600;
+/// `--to-revision`: Kubernetes revisions are int64.
+const REVISION_MAX: u64 = i64::MAX as u64;
+pub const REPLICAS_MAX: u64 = 1000;
+pub const TAIL_MAX: u64 = 10_000;
+pub const GREP_MAX_CHARS: usize = 200;
+
+const WORKLOAD_ARG: ArgSpec = ArgSpec {
+    name: "workload",
+    placeholder: "[deployment/|statefulset/]NAME",
+    ty: ValueType::Workload,
+    required: true,
+    flag: None,
+    help: "The deployment or statefulset (`deploy/x`, `sts/x`; a bare name is a deployment).",
+};
+
+const SINCE_FLAG: FlagSpec = FlagSpec {
+    name: "since",
+    short: None,
+    aliases: &[],
+    placeholder: "DURATION",
+    ty: ValueType::Duration {
+        max_secs: SINCE_MAX_SECS,
+    },
+    default: None,
+    help: "Only what happened within this long, e.g. `30s`, `15m`, `1h` (at most 30d).",
+};
+
+fn missing(what: &str) -> ParseError {
+    ParseError::new(format!("missing {what}"))
+}
+
+/// Every command, in the order `help` lists them.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "status",
+        aliases: &["st"],
+        actions: &[Action::Status],
+        risk: Risk::Read,
+        args: &[WORKLOAD_ARG],
+        flags: &[],
+        usage: None,
+        summary: "Rollout status of a deployment or statefulset, with a verdict.",
+        description: "Shows what `kubectl rollout status` and `kubectl describe` would: revision, \
+            images, desired / updated / ready / available replicas, conditions, the last few \
+            warning events, and a verdict: complete, progressing or stalled.",
+        examples: &[
+            Example {
+                text: "status api -n shop",
+                explains: "the rollout of deployment `api` in namespace `shop`",
+            },
+            Example {
+                text: "status sts/postgres",
+                explains: "the rollout of statefulset `postgres`",
+            },
+        ],
+        build: |m| {
+            Ok(Op::Status {
+                workload: m.workload("workload").ok_or_else(|| missing("NAME"))?,
+            })
+        },
+        render: |op| match op {
+            Op::Status { workload } => Some(vec![("workload", Value::Workload(workload.clone()))]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "pods",
+        aliases: &["pod", "po"],
+        actions: &[Action::Pods],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "name",
+            placeholder: "NAME",
+            ty: ValueType::Name {
+                prefixes: POD_PREFIXES,
+            },
+            required: false,
+            flag: None,
+            help: "A deployment, statefulset or pod name.",
+        }],
+        flags: &[FlagSpec {
+            name: "selector",
+            short: Some('l'),
+            aliases: &[],
+            placeholder: "SELECTOR",
+            ty: ValueType::Selector,
+            default: None,
+            help: "A label selector such as `app=web,tier!=cache` instead of a name.",
+        }],
+        usage: Some("pods NAME | -l SELECTOR"),
+        summary: "Pods of a workload or matching a label selector, unhealthy first.",
+        description: "Lists pods with phase, ready containers, restarts, age and node, sorted \
+            with unhealthy pods first. Give a workload (or pod) name, or a label selector.",
+        examples: &[
+            Example {
+                text: "pods api",
+                explains: "the pods of deployment `api`",
+            },
+            Example {
+                text: "pods -l app=web,tier=frontend -n shop",
+                explains: "pods matching a label selector",
+            },
+        ],
+        build: |m| {
+            let selector = match (m.string("name"), m.string("selector")) {
+                (Some(name), None) => PodSelector::Name(name),
+                (None, Some(sel)) => PodSelector::Labels(sel),
+                (Some(_), Some(_)) => {
+                    return Err(ParseError::new("give NAME or -l SELECTOR, not both"));
+                }
+                (None, None) => return Err(missing("NAME or -l SELECTOR")),
+            };
+            Ok(Op::Pods { selector })
+        },
+        render: |op| match op {
+            Op::Pods {
+                selector: PodSelector::Name(n),
+            } => Some(vec![("name", Value::Str(n.clone()))]),
+            Op::Pods {
+                selector: PodSelector::Labels(l),
+            } => Some(vec![("selector", Value::Str(l.clone()))]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "logs",
+        aliases: &["log"],
+        actions: &[Action::Logs],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "name",
+            placeholder: "NAME",
+            ty: ValueType::Name {
+                prefixes: POD_PREFIXES,
+            },
+            required: true,
+            flag: None,
+            help: "A pod, or a deployment or statefulset (all its pods, prefixed).",
+        }],
+        flags: &[
+            FlagSpec {
+                name: "tail",
+                short: None,
+                aliases: &[],
+                placeholder: "N",
+                ty: ValueType::Int {
+                    min: 1,
+                    max: TAIL_MAX,
+                },
+                default: Some("100"),
+                help: "How many of the newest lines to show (1 to 10000).",
+            },
+            SINCE_FLAG,
+            FlagSpec {
+                name: "grep",
+                short: None,
+                aliases: &[],
+                placeholder: "TEXT",
+                ty: ValueType::Text {
+                    max_chars: GREP_MAX_CHARS,
+                },
+                default: None,
+                help: "Only lines containing this text (quote it when it has spaces).",
+            },
+            FlagSpec {
+                name: "container",
+                short: Some('c'),
+                aliases: &[],
+                placeholder: "CONTAINER",
+                ty: ValueType::DnsLabel,
+                default: Some("the pod's first container"),
+                help: "The container to read.",
+            },
+            FlagSpec {
+                name: "previous",
+                short: Some('p'),
+                aliases: &[],
+                placeholder: "",
+                ty: ValueType::Bool,
+                default: None,
+                help: "Logs of the previous (crashed) container instance.",
+            },
+        ],
+        usage: None,
+        summary: "The newest log lines of a pod or workload, secrets masked.",
+        description: "Shows the newest lines of the newest pod, or of every pod of a workload \
+            (each line prefixed with its pod). Output is bounded in lines and bytes, and values \
+            that look like secrets (tokens, passwords, `Authorization:` headers) are masked.",
+        examples: &[
+            Example {
+                text: "logs api --tail 50 --since 15m",
+                explains: "the last 50 lines of the last 15 minutes",
+            },
+            Example {
+                text: "logs api --grep \"status=500\" -c app",
+                explains: "lines with `status=500` in container `app`",
+            },
+            Example {
+                text: "logs pod/api-7d9f-x2x -p",
+                explains: "the crashed instance of a pod",
+            },
+        ],
+        build: |m| {
+            Ok(Op::Logs {
+                tail: m.int("tail").and_then(|n| u32::try_from(n).ok()),
+                since: m.duration("since"),
+                grep: m.string("grep"),
+                container: m.string("container"),
+                previous: m.flag("previous"),
+                name: m.string("name").ok_or_else(|| missing("NAME"))?,
+            })
+        },
+        render: |op| match op {
+            Op::Logs {
+                name,
+                tail,
+                since,
+                grep,
+                container,
+                previous,
+            } => {
+                let mut v = vec![("name", Value::Str(name.clone()))];
+                if let Some(t) = tail {
+                    v.push(("tail", Value::Int(u64::from(*t))));
+                }
+                if let Some(s) = since {
+                    v.push(("since", Value::Duration(*s)));
+                }
+                if let Some(g) = grep {
+                    v.push(("grep", Value::Str(g.clone())));
+                }
+                if let Some(c) = container {
+                    v.push(("container", Value::Str(c.clone())));
+                }
+                v.push(("previous", Value::Bool(*previous)));
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "events",
+        aliases: &["event", "ev"],
+        actions: &[Action::Events],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "name",
+            placeholder: "NAME",
+            ty: ValueType::Name {
+                prefixes: OBJECT_PREFIXES,
+            },
+            required: false,
+            flag: None,
+            help: "Only events about this object.",
+        }],
+        flags: &[
+            SINCE_FLAG,
+            FlagSpec {
+                name: "warnings",
+                short: None,
+                aliases: &["warning"],
+                placeholder: "",
+                ty: ValueType::Bool,
+                default: None,
+                help: "Warnings first.",
+            },
+        ],
+        usage: None,
+        summary: "Events of an object or of the whole namespace, newest first.",
+        description: "Lists events sorted by their last timestamp, for one object or for the \
+            namespace; `--warnings` puts warnings first.",
+        examples: &[
+            Example {
+                text: "events api --since 1h",
+                explains: "what happened to `api` in the last hour",
+            },
+            Example {
+                text: "events --warnings -n shop",
+                explains: "the namespace's events, warnings first",
+            },
+        ],
+        build: |m| {
+            Ok(Op::Events {
+                name: m.string("name"),
+                since: m.duration("since"),
+                warnings: m.flag("warnings"),
+            })
+        },
+        render: |op| match op {
+            Op::Events {
+                name,
+                since,
+                warnings,
+            } => {
+                let mut v = Vec::new();
+                if let Some(n) = name {
+                    v.push(("name", Value::Str(n.clone())));
+                }
+                if let Some(s) = since {
+                    v.push(("since", Value::Duration(*s)));
+                }
+                v.push(("warnings", Value::Bool(*warnings)));
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "scale",
+        aliases: &[],
+        actions: &[Action::Scale],
+        risk: Risk::Risky,
+        args: &[
+            WORKLOAD_ARG,
+            ArgSpec {
+                name: "replicas",
+                placeholder: "REPLICAS",
+                ty: ValueType::Int {
+                    min: 0,
+                    max: REPLICAS_MAX,
+                },
+                required: true,
+                flag: Some("replicas"),
+                help: "The number of replicas to scale to (0 to 1000; `--replicas=N` works too).",
+            },
+        ],
+        flags: &[FlagSpec {
+            name: "dry-run",
+            short: None,
+            aliases: &["dry"],
+            placeholder: "",
+            ty: ValueType::Bool,
+            default: None,
+            help: "Ask the API server to validate the change without making it.",
+        }],
+        usage: None,
+        summary: "Scale a deployment or statefulset to a number of replicas.",
+        description: "Scales through the `scale` subresource and shows the replicas before and \
+            after, then follows the rollout until it completes, stalls or times out. \
+            `--dry-run` uses a server-side dry run. The policy sees the target replicas.",
+        examples: &[
+            Example {
+                text: "scale api 5 -n shop",
+                explains: "scale deployment `api` to 5 replicas",
+            },
+            Example {
+                text: "scale sts/postgres --replicas=3 --dry-run",
+                explains: "check scaling a statefulset without doing it",
+            },
+        ],
+        build: |m| {
+            let replicas = m
+                .int("replicas")
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| missing("REPLICAS"))?;
+            Ok(Op::Scale {
+                workload: m.workload("workload").ok_or_else(|| missing("NAME"))?,
+                replicas,
+                dry_run: m.flag("dry-run"),
+            })
+        },
+        render: |op| match op {
+            Op::Scale {
+                workload,
+                replicas,
+                dry_run,
+            } => Some(vec![
+                ("workload", Value::Workload(workload.clone())),
+                ("replicas", Value::Int(u64::from(*replicas))),
+                ("dry-run", Value::Bool(*dry_run)),
+            ]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "restart",
+        aliases: &[],
+        actions: &[Action::Restart],
+        risk: Risk::Change,
+        args: &[WORKLOAD_ARG],
+        flags: &[],
+        usage: None,
+        summary: "Rolling restart of a deployment or statefulset.",
+        description: "Restarts the way `kubectl rollout restart` does (so `kubectl rollout \
+            history` shows it), then follows the rollout until it completes, stalls or times out.",
+        examples: &[Example {
+            text: "restart deploy/api -n shop",
+            explains: "a rolling restart of deployment `api`",
+        }],
+        build: |m| {
+            Ok(Op::Restart {
+                workload: m.workload("workload").ok_or_else(|| missing("NAME"))?,
+            })
+        },
+        render: |op| match op {
+            Op::Restart { workload } => Some(vec![("workload", Value::Workload(workload.clone()))]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "rollback",
+        aliases: &["undo"],
+        actions: &[Action::Rollback],
+        risk: Risk::Risky,
+        args: &[ArgSpec {
+            name: "name",
+            placeholder: "NAME",
+            ty: ValueType::Name {
+                prefixes: DEPLOY_PREFIXES,
+            },
+            required: true,
+            flag: None,
+            help: "The deployment to roll back.",
+        }],
+        flags: &[FlagSpec {
+            name: "to-revision",
+            short: None,
+            aliases: &["revision"],
+            placeholder: "N",
+            ty: ValueType::Int {
+                min: 1,
+                max: REVISION_MAX,
+            },
+            default: Some("the previous revision"),
+            help: "The revision to return to.",
+        }],
+        usage: None,
+        summary: "Roll a deployment back to its previous (or a given) revision.",
+        description: "Like `kubectl rollout undo`: returns to the previous revision, or to \
+            `--to-revision N`, says which revision and images it returns to, then follows the \
+            rollout. Refuses clearly when there is nothing to roll back to.",
+        examples: &[
+            Example {
+                text: "rollback api",
+                explains: "back to the previous revision",
+            },
+            Example {
+                text: "rollback api --to-revision 12",
+                explains: "back to revision 12",
+            },
+        ],
+        build: |m| {
+            Ok(Op::Rollback {
+                to_revision: m.int("to-revision"),
+                name: m.string("name").ok_or_else(|| missing("NAME"))?,
+            })
+        },
+        render: |op| match op {
+            Op::Rollback { name, to_revision } => {
+                let mut v = vec![("name", Value::Str(name.clone()))];
+                if let Some(r) = to_revision {
+                    v.push(("to-revision", Value::Int(*r)));
+                }
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "hpa",
+        aliases: &[],
+        actions: &[Action::HpaShow, Action::HpaSet],
+        risk: Risk::Change,
+        args: &[ArgSpec {
+            name: "name",
+            placeholder: "NAME",
+            ty: ValueType::Name {
+                prefixes: HPA_PREFIXES,
+            },
+            required: true,
+            flag: None,
+            help: "The HorizontalPodAutoscaler.",
+        }],
+        flags: &[
+            FlagSpec {
+                name: "min",
+                short: None,
+                aliases: &[],
+                placeholder: "N",
+                ty: ValueType::Int {
+                    min: 1,
+                    max: REPLICAS_MAX,
+                },
+                default: None,
+                help: "Set the minimum replicas (1 to 1000, at most --max).",
+            },
+            FlagSpec {
+                name: "max",
+                short: None,
+                aliases: &[],
+                placeholder: "N",
+                ty: ValueType::Int {
+                    min: 1,
+                    max: REPLICAS_MAX,
+                },
+                default: None,
+                help: "Set the maximum replicas (1 to 1000, at least --min).",
+            },
+        ],
+        usage: None,
+        summary: "Show an autoscaler, or set its min and/or max replicas.",
+        description: "Without flags, shows the HPA's min / max / current / desired replicas \
+            (policy action `hpa.show`). With `--min` and/or `--max`, sets them \
+            (policy action `hpa.set`); min must not exceed max.",
+        examples: &[
+            Example {
+                text: "hpa api",
+                explains: "show the autoscaler `api`",
+            },
+            Example {
+                text: "hpa api --min 3 --max 10",
+                explains: "let it scale between 3 and 10 replicas",
+            },
+        ],
+        build: |m| {
+            let bound = |m: &Matches, k: &str| m.int(k).and_then(|n| u32::try_from(n).ok());
+            let (min, max) = (bound(m, "min"), bound(m, "max"));
+            if let (Some(lo), Some(hi)) = (min, max)
+                && lo > hi
+            {
+                return Err(
+                    ParseError::new(format!("--min {lo} is greater than --max {hi}"))
+                        .with_token(format!("--min {lo}")),
+                );
+            }
+            Ok(Op::Hpa {
+                name: m.string("name").ok_or_else(|| missing("NAME"))?,
+                min,
+                max,
+            })
+        },
+        render: |op| match op {
+            Op::Hpa { name, min, max } => {
+                let mut v = vec![("name", Value::Str(name.clone()))];
+                if let Some(n) = min {
+                    v.push(("min", Value::Int(u64::from(*n))));
+                }
+                if let Some(n) = max {
+                    v.push(("max", Value::Int(u64::from(*n))));
+                }
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "backup status",
+        aliases: &["st"],
+        actions: &[Action::BackupStatus],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "cronjob",
+            placeholder: "CRONJOB",
+            ty: ValueType::Name {
+                prefixes: CRONJOB_PREFIXES,
+            },
+            required: false,
+            flag: None,
+            help: "The backup CronJob; all whose name contains `backup` when not given.",
+        }],
+        flags: &[],
+        usage: None,
+        summary: "Health of backup CronJobs: healthy, stale, failing or suspended.",
+        description: "For the CronJob named, or every CronJob in the namespace whose name \
+            contains `backup`: schedule, suspended, last schedule, last success, active jobs, the \
+            last few jobs with result and duration, and a verdict. A CronJob is stale when it has \
+            not succeeded within 1.5 times its schedule's interval.",
+        examples: &[
+            Example {
+                text: "backup status -n db",
+                explains: "every backup CronJob in namespace `db`",
+            },
+            Example {
+                text: "backup status pg-backup",
+                explains: "one CronJob",
+            },
+        ],
+        build: |m| {
+            Ok(Op::BackupStatus {
+                cronjob: m.string("cronjob"),
+            })
+        },
+        render: |op| match op {
+            Op::BackupStatus { cronjob } => Some(
+                cronjob
+                    .iter()
+                    .map(|c| ("cronjob", Value::Str(c.clone())))
+                    .collect(),
+            ),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "backup run",
+        aliases: &[],
+        actions: &[Action::BackupRun],
+        risk: Risk::Change,
+        args: &[ArgSpec {
+            name: "cronjob",
+            placeholder: "CRONJOB",
+            ty: ValueType::Name {
+                prefixes: CRONJOB_PREFIXES,
+            },
+            required: true,
+            flag: None,
+            help: "The backup CronJob to run now.",
+        }],
+        flags: &[],
+        usage: None,
+        summary: "Run a backup CronJob now and follow the job.",
+        description: "Creates a Job from the CronJob's template the way `kubectl create job \
+            --from=cronjob/` does, then follows it to success or failure.",
+        examples: &[Example {
+            text: "backup run pg-backup -n db",
+            explains: "run the `pg-backup` CronJob now",
+        }],
+        build: |m| {
+            Ok(Op::BackupRun {
+                cronjob: m.string("cronjob").ok_or_else(|| missing("CRONJOB"))?,
+            })
+        },
+        render: |op| match op {
+            Op::BackupRun { cronjob } => Some(vec![("cronjob", Value::Str(cronjob.clone()))]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "help",
+        aliases: &["?"],
+        actions: &[Action::Help],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "command",
+            placeholder: "COMMAND",
+            ty: ValueType::Topic,
+            required: false,
+            flag: None,
+            help: "The command to explain.",
+        }],
+        flags: &[],
+        usage: None,
+        summary: "Every command, or one command in detail.",
+        description: "Without an argument, lists every command with its usage. With a command \
+            name, explains it: arguments, flags, defaults, policy action, risk and examples.",
+        examples: &[Example {
+            text: "help scale",
+            explains: "everything about `scale`",
+        }],
+        build: |m| {
+            Ok(Op::Help {
+                command: m.string("command"),
+            })
+        },
+        render: |op| match op {
+            Op::Help { command } => Some(
+                command
+                    .iter()
+                    .map(|c| ("command", Value::Str(c.clone())))
+                    .collect(),
+            ),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "whoami",
+        aliases: &[],
+        actions: &[Action::Whoami],
+        risk: Risk::Read,
+        args: &[],
+        flags: &[],
+        usage: None,
+        summary: "Who opsbot thinks you are, and what you may do.",
+        description: "Shows your identity, your groups and roles as the policy sees them, and \
+            the channel's defaults.",
+        examples: &[Example {
+            text: "whoami",
+            explains: "your identity and roles",
+        }],
+        build: |_| Ok(Op::Whoami),
+        render: |op| match op {
+            Op::Whoami => Some(Vec::new()),
+            _ => None,
+        },
+    },
+];
+
+/// The declaration of the command named `name` (its full name, e.g. `backup run`).
+pub fn find(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// The declaration of the command that produced `op`.
+pub fn spec_of(op: &Op) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| (c.render)(op).is_some())
+}
+
+/// The group named `word` (or one of its aliases), case-insensitively.
+pub fn find_group(word: &str) -> Option<&'static Group> {
+    let w = word.to_lowercase();
+    GROUPS
+        .iter()
+        .find(|g| g.name == w || g.aliases.contains(&w.as_str()))
+}
+
+/// The commands of a group.
+pub fn group_commands(group: &str) -> impl Iterator<Item = &'static CommandSpec> + '_ {
+    COMMANDS.iter().filter(move |c| c.group() == Some(group))
+}
+
+/// The ungrouped command, or the command of `group`, selected by `word` (name or alias,
+/// case-insensitively).
+pub fn find_command(group: Option<&str>, word: &str) -> Option<&'static CommandSpec> {
+    let w = word.to_lowercase();
+    COMMANDS
+        .iter()
+        .filter(|c| c.group() == group)
+        .find(|c| c.word() == w || c.aliases.contains(&w.as_str()))
+}
+
+/// Resolves a help topic (`scale`, `po`, `backup`, `backups run`) to its canonical name.
+pub fn resolve_topic(words: &[&str]) -> Option<String> {
+    match words {
+        [one] => {
+            if let Some(c) = find_command(None, one) {
+                Some(c.name.to_owned())
+            } else {
+                find_group(one).map(|g| g.name.to_owned())
+            }
+        }
+        [group, sub] => {
+            let g = find_group(group)?;
+            find_command(Some(g.name), sub).map(|c| c.name.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Every name a user could mean at the start of a line (commands, aliases and groups).
+pub(crate) fn top_level_names() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for c in COMMANDS.iter().filter(|c| c.group().is_none()) {
+        out.push(c.name);
+        out.extend(c.aliases.iter().copied());
+    }
+    for g in GROUPS {
+        out.push(g.name);
+        out.extend(g.aliases.iter().copied());
+    }
+    out
+}
+
+/// The primitive type of an option in the application-command schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    String,
+    Integer,
+    Boolean,
+}
+
+/// A platform-neutral application command (a slash command or one of its subcommands).
+///
+/// The root is `ops`; its `subcommands` are the commands, and a group such as `backup` is a
+/// subcommand with subcommands of its own. Adapters turn this into their platform's format (e.g.
+/// Discord's application-command JSON) and the invocation back into text with
+/// [`invocation_tokens`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCommand {
+    pub name: String,
+    /// One line, at most 100 characters.
+    pub description: String,
+    /// Present on commands (not on the root or groups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    /// Required options first.
+    pub options: Vec<AppOption>,
+    pub subcommands: Vec<AppCommand>,
+}
+
+/// An option of an [`AppCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppOption {
+    pub name: String,
+    pub description: String,
+    pub kind: OptionKind,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// When not empty, the only values allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+fn short_line(s: &str) -> String {
+    // Schema descriptions are one line of at most 100 characters.
+    let s: String = s.chars().filter(|c| *c != '`').collect();
+    if s.chars().count() <= 100 {
+        s
+    } else {
+        let mut out: String = s.chars().take(99).collect();
+        out.push('…');
+        out
+    }
+}
+
+fn app_option(name: &str, help: &str, ty: ValueType, required: bool) -> AppOption {
+    let (min, max) = match ty {
+        ValueType::Int { min, max } => (Some(min), Some(max)),
+        _ => (None, None),
+    };
+    let max_length = match ty {
+        ValueType::DnsLabel => Some(63),
+        ValueType::Name { .. } | ValueType::Workload | ValueType::Cluster => Some(253 + 20),
+        ValueType::Text { max_chars } => Some(max_chars),
+        ValueType::Selector => Some(SELECTOR_MAX),
+        ValueType::Duration { .. } => Some(20),
+        _ => None,
+    };
+    let choices = match ty {
+        ValueType::Topic => COMMANDS.iter().map(|c| c.name.to_owned()).collect(),
+        _ => Vec::new(),
+    };
+    AppOption {
+        name: name.to_owned(),
+        description: short_line(help),
+        kind: ty.option_kind(),
+        required,
+        min,
+        max,
+        max_length,
+        choices,
+    }
+}
+
+fn app_command(spec: &CommandSpec) -> AppCommand {
+    let mut options: Vec<AppOption> = spec
+        .args
+        .iter()
+        .map(|a| app_option(a.name, a.help, a.ty, a.required))
+        .chain(
+            spec.flags
+                .iter()
+                .chain(GLOBAL_FLAGS)
+                .map(|f| app_option(f.name, f.help, f.ty, false)),
+        )
+        .collect();
+    options.sort_by_key(|o| !o.required);
+    AppCommand {
+        name: spec.word().to_owned(),
+        description: short_line(spec.summary),
+        risk: Some(spec.risk),
+        options,
+        subcommands: Vec::new(),
+    }
+}
+
+/// The application-command schema of every command, rooted at `ops`.
+pub fn app_commands() -> AppCommand {
+    let mut subcommands = Vec::new();
+    for c in COMMANDS {
+        match c.group() {
+            None => subcommands.push(app_command(c)),
+            Some(g) => {
+                if subcommands.iter().any(|s: &AppCommand| s.name == g) {
+                    continue;
+                }
+                let summary = GROUPS.iter().find(|x| x.name == g).map_or(g, |x| x.summary);
+                subcommands.push(AppCommand {
+                    name: g.to_owned(),
+                    description: short_line(summary),
+                    risk: None,
+                    options: Vec::new(),
+                    subcommands: group_commands(g).map(app_command).collect(),
+                });
+            }
+        }
+    }
+    AppCommand {
+        name: "ops".to_owned(),
+        description: "Operate Kubernetes workloads from chat.".to_owned(),
+        risk: None,
+        options: Vec::new(),
+        subcommands,
+    }
+}
+
+/// A value an adapter received for an option of an application command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Boolean(bool),
+    Integer(i64),
+    String(String),
+}
+
+/// The command-line tokens of an application-command invocation: `path` is the subcommand path
+/// under `ops` (e.g. `["backup", "run"]`) and `options` the options the user filled in. Parse
+/// them with [`crate::grammar::parse_tokens`], so invocations are validated exactly like text.
+pub fn invocation_tokens(path: &[&str], options: &[(&str, OptionValue)]) -> Vec<String> {
+    let mut tokens: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+    let spec = find(&path.join(" "));
+    let mut positional: Vec<(usize, String)> = Vec::new();
+    for (name, value) in options {
+        let text = match value {
+            OptionValue::Boolean(b) => b.to_string(),
+            OptionValue::Integer(n) => n.to_string(),
+            OptionValue::String(s) => s.clone(),
+        };
+        let arg = spec.and_then(|s| s.args.iter().position(|a| a.name == *name));
+        match (arg, value) {
+            (Some(i), _) => positional.push((i, text)),
+            (None, OptionValue::Boolean(b)) => {
+                if *b {
+                    tokens.push(format!("--{name}"));
+                }
+            }
+            (None, _) => {
+                tokens.push(format!("--{name}"));
+                tokens.push(text);
+            }
+        }
+    }
+    positional.sort_by_key(|(i, _)| *i);
+    tokens.push("--".to_owned());
+    for (_, text) in positional {
+        // A help topic such as `backup run` is several words.
+        tokens.extend(text.split_whitespace().map(str::to_owned));
+    }
+    tokens
+}
+
+/// Longest label selector accepted.
+pub const SELECTOR_MAX: usize = 512;

@@ -1,0 +1,1443 @@
+//! The command grammar: table-driven accepted/rejected inputs, and property tests (no input
+//! panics; rendering a parsed command and parsing it again gives the same command).
+
+use std::time::Duration;
+
+use opsbot_commands::spec::{self, COMMANDS, OptionKind, OptionValue, invocation_tokens};
+use opsbot_commands::{
+    Command, Op, PodSelector, Tone, Workload, WorkloadKind, app_commands, help_reply, parse,
+    parse_tokens,
+};
+use opsbot_policies::Action;
+use proptest::prelude::*;
+
+fn cmd(op: Op) -> Command {
+    Command {
+        cluster: None,
+        namespace: None,
+        op,
+    }
+}
+
+fn in_ns(ns: &str, op: Op) -> Command {
+    Command {
+        cluster: None,
+        namespace: Some(ns.to_owned()),
+        op,
+    }
+}
+
+fn deploy(name: &str) -> Workload {
+    Workload {
+        kind: WorkloadKind::Deployment,
+        name: name.to_owned(),
+    }
+}
+
+fn sts(name: &str) -> Workload {
+    Workload {
+        kind: WorkloadKind::StatefulSet,
+        name: name.to_owned(),
+    }
+}
+
+fn logs(name: &str) -> Op {
+    L::default().on(name)
+}
+
+fn scale(w: Workload, replicas: u32, dry_run: bool) -> Op {
+    Op::Scale {
+        workload: w,
+        replicas,
+        dry_run,
+    }
+}
+
+/// The fields of `Op::Logs` besides the name.
+#[derive(Default)]
+struct L {
+    tail: Option<u32>,
+    since: Option<Duration>,
+    grep: Option<&'static str>,
+    container: Option<&'static str>,
+    previous: bool,
+}
+
+impl L {
+    fn on(self, name: &str) -> Op {
+        Op::Logs {
+            name: name.to_owned(),
+            tail: self.tail,
+            since: self.since,
+            grep: self.grep.map(str::to_owned),
+            container: self.container.map(str::to_owned),
+            previous: self.previous,
+        }
+    }
+}
+
+fn mins(m: u64) -> Option<Duration> {
+    Some(Duration::from_secs(m * 60))
+}
+
+#[test]
+fn accepted_inputs() {
+    let cases: Vec<(&str, Command)> = vec![
+        // status
+        (
+            "status api",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "status deploy/api",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "status deployment/api",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "status sts/db",
+            cmd(Op::Status {
+                workload: sts("db"),
+            }),
+        ),
+        (
+            "status statefulset/db",
+            cmd(Op::Status {
+                workload: sts("db"),
+            }),
+        ),
+        (
+            "status StatefulSet/db",
+            cmd(Op::Status {
+                workload: sts("db"),
+            }),
+        ),
+        (
+            "st api.v2",
+            cmd(Op::Status {
+                workload: deploy("api.v2"),
+            }),
+        ),
+        (
+            "STATUS api",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "  status   api  ",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "status api -n shop",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "-n shop status api",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "status -n=shop api",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "status --namespace shop api",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "status --namespace=shop api",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "status api --cluster prod-eu -n shop",
+            Command {
+                cluster: Some("prod-eu".into()),
+                namespace: Some("shop".into()),
+                op: Op::Status {
+                    workload: deploy("api"),
+                },
+            },
+        ),
+        (
+            "--cluster=gke_proj_europe-west1_main status api",
+            Command {
+                cluster: Some("gke_proj_europe-west1_main".into()),
+                namespace: None,
+                op: Op::Status {
+                    workload: deploy("api"),
+                },
+            },
+        ),
+        (
+            "status 'api'",
+            cmd(Op::Status {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "status \"sts/db\"",
+            cmd(Op::Status {
+                workload: sts("db"),
+            }),
+        ),
+        // pods
+        (
+            "pods api",
+            cmd(Op::Pods {
+                selector: PodSelector::Name("api".into()),
+            }),
+        ),
+        (
+            "po pod/api-7d9f",
+            cmd(Op::Pods {
+                selector: PodSelector::Name("api-7d9f".into()),
+            }),
+        ),
+        (
+            "pods deploy/api",
+            cmd(Op::Pods {
+                selector: PodSelector::Name("api".into()),
+            }),
+        ),
+        (
+            "pods -l app=web",
+            cmd(Op::Pods {
+                selector: PodSelector::Labels("app=web".into()),
+            }),
+        ),
+        (
+            "pods -l=app=web,tier!=cache",
+            cmd(Op::Pods {
+                selector: PodSelector::Labels("app=web,tier!=cache".into()),
+            }),
+        ),
+        (
+            "pods --selector 'env in (prod, staging)' -n shop",
+            in_ns(
+                "shop",
+                Op::Pods {
+                    selector: PodSelector::Labels("env in (prod, staging)".into()),
+                },
+            ),
+        ),
+        // logs
+        ("logs api", cmd(logs("api"))),
+        ("log pod/api-1", cmd(logs("api-1"))),
+        (
+            "logs api --tail 50 --since 15m",
+            cmd(L {
+                tail: Some(50),
+                since: mins(15),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --tail=10000 --since=1h30m",
+            cmd(L {
+                tail: Some(10000),
+                since: mins(90),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --grep \"status=500 error\" -c app -p",
+            cmd(L {
+                grep: Some("status=500 error"),
+                container: Some("app"),
+                previous: true,
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --grep=-v --container=side-car --previous",
+            cmd(L {
+                grep: Some("-v"),
+                container: Some("side-car"),
+                previous: true,
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --grep 'it'\\''s' --previous=false",
+            cmd(L {
+                grep: Some("it's"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --grep 'ошибка ✗'",
+            cmd(L {
+                grep: Some("ошибка ✗"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        // Smartened quotes and a phone's em dash.
+        (
+            "logs api —grep “timed out”",
+            cmd(L {
+                grep: Some("timed out"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        ("logs\u{a0}api", cmd(logs("api"))),
+        // events
+        (
+            "events",
+            cmd(Op::Events {
+                name: None,
+                since: None,
+                warnings: false,
+            }),
+        ),
+        (
+            "events api --since 2d --warnings",
+            cmd(Op::Events {
+                name: Some("api".into()),
+                since: Some(Duration::from_secs(2 * 86400)),
+                warnings: true,
+            }),
+        ),
+        (
+            "ev cj/nightly -n db",
+            in_ns(
+                "db",
+                Op::Events {
+                    name: Some("nightly".into()),
+                    since: None,
+                    warnings: false,
+                },
+            ),
+        ),
+        // scale
+        ("scale api 5", cmd(scale(deploy("api"), 5, false))),
+        ("scale api 0", cmd(scale(deploy("api"), 0, false))),
+        ("scale api 1000", cmd(scale(deploy("api"), 1000, false))),
+        (
+            "scale deploy/api --replicas=5",
+            cmd(scale(deploy("api"), 5, false)),
+        ),
+        ("scale --replicas 3 sts/db", cmd(scale(sts("db"), 3, false))),
+        ("scale sts/db 3 --dry-run", cmd(scale(sts("db"), 3, true))),
+        (
+            "scale api 3 --dry-run=true",
+            cmd(scale(deploy("api"), 3, true)),
+        ),
+        (
+            "scale api 3 --dry-run=false",
+            cmd(scale(deploy("api"), 3, false)),
+        ),
+        ("scale api 007", cmd(scale(deploy("api"), 7, false))),
+        ("scale -- api 3", cmd(scale(deploy("api"), 3, false))),
+        // restart
+        (
+            "restart api",
+            cmd(Op::Restart {
+                workload: deploy("api"),
+            }),
+        ),
+        (
+            "restart sts/db -n data",
+            in_ns(
+                "data",
+                Op::Restart {
+                    workload: sts("db"),
+                },
+            ),
+        ),
+        // rollback
+        (
+            "rollback api",
+            cmd(Op::Rollback {
+                name: "api".into(),
+                to_revision: None,
+            }),
+        ),
+        (
+            "undo deploy/api",
+            cmd(Op::Rollback {
+                name: "api".into(),
+                to_revision: None,
+            }),
+        ),
+        (
+            "rollback api --to-revision 12",
+            cmd(Op::Rollback {
+                name: "api".into(),
+                to_revision: Some(12),
+            }),
+        ),
+        (
+            "rollback api --revision=3",
+            cmd(Op::Rollback {
+                name: "api".into(),
+                to_revision: Some(3),
+            }),
+        ),
+        // hpa
+        (
+            "hpa api",
+            cmd(Op::Hpa {
+                name: "api".into(),
+                min: None,
+                max: None,
+            }),
+        ),
+        (
+            "hpa hpa/api --min 2",
+            cmd(Op::Hpa {
+                name: "api".into(),
+                min: Some(2),
+                max: None,
+            }),
+        ),
+        (
+            "hpa api --max=10",
+            cmd(Op::Hpa {
+                name: "api".into(),
+                min: None,
+                max: Some(10),
+            }),
+        ),
+        (
+            "hpa api --min 3 --max 3",
+            cmd(Op::Hpa {
+                name: "api".into(),
+                min: Some(3),
+                max: Some(3),
+            }),
+        ),
+        // backup
+        ("backup status", cmd(Op::BackupStatus { cronjob: None })),
+        (
+            "backups status -n db",
+            in_ns("db", Op::BackupStatus { cronjob: None }),
+        ),
+        (
+            "backup status pg-backup",
+            cmd(Op::BackupStatus {
+                cronjob: Some("pg-backup".into()),
+            }),
+        ),
+        (
+            "backup status cronjob/pg-backup",
+            cmd(Op::BackupStatus {
+                cronjob: Some("pg-backup".into()),
+            }),
+        ),
+        (
+            "-n db backup run pg-backup",
+            in_ns(
+                "db",
+                Op::BackupRun {
+                    cronjob: "pg-backup".into(),
+                },
+            ),
+        ),
+        (
+            "backup -n db run cj/pg-backup",
+            in_ns(
+                "db",
+                Op::BackupRun {
+                    cronjob: "pg-backup".into(),
+                },
+            ),
+        ),
+        // help, whoami
+        ("", cmd(Op::Help { command: None })),
+        ("   ", cmd(Op::Help { command: None })),
+        ("help", cmd(Op::Help { command: None })),
+        (
+            "help scale",
+            cmd(Op::Help {
+                command: Some("scale".into()),
+            }),
+        ),
+        (
+            "help po",
+            cmd(Op::Help {
+                command: Some("pods".into()),
+            }),
+        ),
+        (
+            "help backup",
+            cmd(Op::Help {
+                command: Some("backup".into()),
+            }),
+        ),
+        (
+            "help backup run",
+            cmd(Op::Help {
+                command: Some("backup run".into()),
+            }),
+        ),
+        (
+            "help 'backup status'",
+            cmd(Op::Help {
+                command: Some("backup status".into()),
+            }),
+        ),
+        ("whoami", cmd(Op::Whoami)),
+    ];
+    let mut failures = Vec::new();
+    for (input, expected) in &cases {
+        match parse(input) {
+            Ok(got) if &got == expected => {}
+            other => failures.push(format!("{input:?}: expected {expected:?}, got {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A rejected input: the expected token, a part of the message, the suggestion, and whether
+/// the error shows a usage line.
+struct Rejected {
+    input: &'static str,
+    token: Option<&'static str>,
+    message: &'static str,
+    suggestion: Option<&'static str>,
+    usage: Option<&'static str>,
+}
+
+const fn rej(
+    input: &'static str,
+    token: Option<&'static str>,
+    message: &'static str,
+    suggestion: Option<&'static str>,
+    usage: Option<&'static str>,
+) -> Rejected {
+    Rejected {
+        input,
+        token,
+        message,
+        suggestion,
+        usage,
+    }
+}
+
+const SCALE_USAGE: &str = "scale [deployment/|statefulset/]NAME REPLICAS [--dry-run]";
+const LOGS_USAGE: &str =
+    "logs NAME [--tail N] [--since DURATION] [--grep TEXT] [--container CONTAINER] [--previous]";
+const HPA_USAGE: &str = "hpa NAME [--min N] [--max N]";
+
+#[test]
+fn rejected_inputs() {
+    let cases = [
+        // Unknown commands, with the nearest one suggested and its usage shown.
+        rej(
+            "restrat api",
+            Some("restrat"),
+            "unknown command `restrat`",
+            Some("restart"),
+            Some("restart [deployment/|statefulset/]NAME"),
+        ),
+        rej(
+            "sclae api 3",
+            Some("sclae"),
+            "did you mean `scale`?",
+            Some("scale"),
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "stauts api",
+            Some("stauts"),
+            "unknown command",
+            Some("status"),
+            None,
+        ),
+        rej(
+            "lgos api",
+            Some("lgos"),
+            "unknown command",
+            Some("logs"),
+            Some(LOGS_USAGE),
+        ),
+        rej(
+            "rest api",
+            Some("rest"),
+            "unknown command",
+            Some("restart"),
+            None,
+        ),
+        rej(
+            "backpu status",
+            Some("backpu"),
+            "unknown command",
+            Some("backup"),
+            None,
+        ),
+        rej(
+            "kubectl get pods",
+            Some("kubectl"),
+            "`help` lists the commands",
+            None,
+            None,
+        ),
+        rej(
+            "backup stats",
+            Some("stats"),
+            "unknown command `backup stats`",
+            Some("backup status"),
+            None,
+        ),
+        rej(
+            "backup",
+            Some("backup"),
+            "`backup` needs a subcommand: status or run",
+            None,
+            None,
+        ),
+        rej(
+            "help sclae",
+            Some("sclae"),
+            "there is no command `sclae`",
+            Some("scale"),
+            Some("help [COMMAND]"),
+        ),
+        rej(
+            "help backup rnu",
+            Some("backup rnu"),
+            "no command",
+            Some("backup run"),
+            None,
+        ),
+        // Unknown flags, with the nearest flag suggested.
+        rej(
+            "logs api --tial 5",
+            Some("--tial"),
+            "`logs` has no option `--tial`",
+            Some("--tail"),
+            Some(LOGS_USAGE),
+        ),
+        rej(
+            "scale api 3 --dryrun",
+            Some("--dryrun"),
+            "has no option",
+            Some("--dry-run"),
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "status api --namespcae x",
+            Some("--namespcae"),
+            "has no option",
+            Some("--namespace"),
+            None,
+        ),
+        rej(
+            "status api --force",
+            Some("--force"),
+            "`status` has no option `--force`",
+            None,
+            None,
+        ),
+        rej(
+            "--tail 5 logs api",
+            Some("--tail"),
+            "only -n/--namespace and --cluster may come before",
+            None,
+            None,
+        ),
+        // Missing and extra arguments.
+        rej(
+            "status",
+            None,
+            "missing [deployment/|statefulset/]NAME",
+            None,
+            Some("status [deployment/|statefulset/]NAME"),
+        ),
+        rej(
+            "scale api",
+            None,
+            "missing REPLICAS",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "scale api 3 4",
+            Some("4"),
+            "unexpected argument `4`",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "scale api 3 --replicas 4",
+            Some("3"),
+            "REPLICAS is given twice",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "whoami now",
+            Some("now"),
+            "`whoami` takes no arguments",
+            None,
+            Some("whoami"),
+        ),
+        rej(
+            "pods",
+            None,
+            "missing NAME or -l SELECTOR",
+            None,
+            Some("pods NAME | -l SELECTOR"),
+        ),
+        rej(
+            "pods api -l app=web",
+            None,
+            "not both",
+            None,
+            Some("pods NAME | -l SELECTOR"),
+        ),
+        rej(
+            "logs api --tail",
+            Some("--tail"),
+            "`--tail` needs a value",
+            None,
+            Some(LOGS_USAGE),
+        ),
+        rej(
+            "logs api --tail 5 --tail 6",
+            Some("--tail"),
+            "--tail N is given twice",
+            None,
+            Some(LOGS_USAGE),
+        ),
+        rej(
+            "status api -n a -n b",
+            Some("-n"),
+            "--namespace is given twice",
+            None,
+            None,
+        ),
+        rej("-n shop", None, "missing command", None, None),
+        // Bounded integers.
+        rej(
+            "scale api 1001",
+            Some("1001"),
+            "out of range: REPLICAS is 0 to 1000",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "scale api -1",
+            Some("-1"),
+            "has no option",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "scale api three",
+            Some("three"),
+            "not a number",
+            None,
+            Some(SCALE_USAGE),
+        ),
+        rej(
+            "scale api 99999999999999999999999",
+            Some("99999999999999999999999"),
+            "too large",
+            None,
+            None,
+        ),
+        rej(
+            "scale api --replicas=",
+            Some(""),
+            "not a number",
+            None,
+            None,
+        ),
+        rej(
+            "logs api --tail 0",
+            Some("0"),
+            "out of range: N is 1 to 10000",
+            None,
+            None,
+        ),
+        rej(
+            "logs api --tail 10001",
+            Some("10001"),
+            "out of range",
+            None,
+            None,
+        ),
+        rej(
+            "rollback api --to-revision 0",
+            Some("0"),
+            "out of range",
+            None,
+            None,
+        ),
+        rej(
+            "hpa api --min 0",
+            Some("0"),
+            "out of range",
+            None,
+            Some(HPA_USAGE),
+        ),
+        // min > max is caught at parse time.
+        rej(
+            "hpa api --min 5 --max 3",
+            Some("--min 5"),
+            "--min 5 is greater than --max 3",
+            None,
+            Some(HPA_USAGE),
+        ),
+        // Durations.
+        rej(
+            "logs api --since 30",
+            Some("30"),
+            "needs a unit",
+            None,
+            None,
+        ),
+        rej(
+            "logs api --since 5y",
+            Some("5y"),
+            "not a duration",
+            None,
+            None,
+        ),
+        rej("logs api --since 0s", Some("0s"), "is zero", None, None),
+        rej(
+            "logs api --since 31d",
+            Some("31d"),
+            "too long: at most 30d",
+            None,
+            None,
+        ),
+        rej("events --since h", Some("h"), "not a duration", None, None),
+        rej(
+            "events --since 99999999999999999999s",
+            Some("99999999999999999999s"),
+            "too long",
+            None,
+            None,
+        ),
+        // Kubernetes names.
+        rej(
+            "status Api",
+            Some("Api"),
+            "not a valid NAME",
+            Some("api"),
+            None,
+        ),
+        rej(
+            "status -n Shop api",
+            Some("Shop"),
+            "not a valid NAMESPACE",
+            Some("shop"),
+            None,
+        ),
+        rej(
+            "status api -n my.ns",
+            Some("my.ns"),
+            "not a valid NAMESPACE",
+            None,
+            None,
+        ),
+        rej(
+            "status api_v2",
+            Some("api_v2"),
+            "not a valid NAME",
+            None,
+            None,
+        ),
+        rej("status api-", Some("api-"), "not a valid NAME", None, None),
+        rej(
+            "status svc/api",
+            Some("svc/api"),
+            "not a deployment or statefulset",
+            None,
+            None,
+        ),
+        rej(
+            "rollback sts/db",
+            Some("sts/db"),
+            "optionally prefixed with deploy/",
+            None,
+            None,
+        ),
+        rej(
+            "logs api -c Side_Car",
+            Some("Side_Car"),
+            "not a valid CONTAINER",
+            None,
+            None,
+        ),
+        rej(
+            "status ünïcödé",
+            Some("ünïcödé"),
+            "not a valid NAME",
+            None,
+            None,
+        ),
+        // Free text and selectors.
+        rej("logs api --grep ''", Some(""), "TEXT is empty", None, None),
+        rej(
+            "logs api --grep 'a\nb'",
+            Some("a\nb"),
+            "one line",
+            None,
+            None,
+        ),
+        rej(
+            "pods -l 'app=$(rm -rf /)'",
+            Some("app=$(rm -rf /)"),
+            "not a label selector",
+            None,
+            None,
+        ),
+        rej(
+            "status api --cluster 'a b'",
+            Some("a b"),
+            "not a cluster name",
+            None,
+            None,
+        ),
+        // Quoting.
+        rej(
+            "logs api --grep 'oops",
+            None,
+            "quote is not closed",
+            None,
+            None,
+        ),
+        rej(
+            "scale api 3 --dry-run=maybe",
+            Some("maybe"),
+            "not true or false",
+            None,
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for c in &cases {
+        match parse(c.input) {
+            Ok(cmd) => failures.push(format!("{:?}: accepted as {cmd:?}", c.input)),
+            Err(e) => {
+                let mut bad = Vec::new();
+                if e.token.as_deref() != c.token {
+                    bad.push(format!("token {:?} (expected {:?})", e.token, c.token));
+                }
+                if !e.message.contains(c.message) {
+                    bad.push(format!(
+                        "message {:?} (expected to contain {:?})",
+                        e.message, c.message
+                    ));
+                }
+                if e.suggestion.as_deref() != c.suggestion {
+                    bad.push(format!(
+                        "suggestion {:?} (expected {:?})",
+                        e.suggestion, c.suggestion
+                    ));
+                }
+                if let Some(u) = c.usage
+                    && e.usage.as_deref() != Some(u)
+                {
+                    bad.push(format!("usage {:?} (expected {u:?})", e.usage));
+                }
+                if !bad.is_empty() {
+                    failures.push(format!("{:?}: {}", c.input, bad.join("; ")));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn huge_input_is_refused_without_panicking() {
+    let huge = format!("logs api --grep '{}'", "x".repeat(1 << 20));
+    let e = parse(&huge).unwrap_err();
+    assert!(e.message.contains("too long"), "{e:?}");
+    let long_name = format!("status {}", "a".repeat(300));
+    let e = parse(&long_name).unwrap_err();
+    assert!(e.message.contains("not a valid NAME"), "{e:?}");
+    // The message does not echo the whole token back.
+    assert!(e.message.chars().count() < 300, "{}", e.message);
+    let grep = format!("logs api --grep '{}'", "é".repeat(201));
+    assert!(parse(&grep).unwrap_err().message.contains("too long"));
+}
+
+#[test]
+fn errors_render_as_replies() {
+    let e = parse("sclae api 3").unwrap_err();
+    let r = e.to_reply();
+    assert_eq!(r.tone, Tone::Warning);
+    assert_eq!(r.text.as_deref(), Some(e.message.as_str()));
+    assert_eq!(r.blocks[0].body, SCALE_USAGE);
+    assert_eq!(r.fields[0].value, "`scale`");
+}
+
+#[test]
+fn actions_and_resources_follow_the_parse() {
+    let c = parse("hpa api").unwrap();
+    assert_eq!(c.action(), Action::HpaShow);
+    let c = parse("hpa api --max 4").unwrap();
+    assert_eq!(c.action(), Action::HpaSet);
+    let c = parse("scale sts/db 2 -n data").unwrap();
+    assert_eq!(c.resource().as_deref(), Some("statefulset/db"));
+    assert!(c.is_mutating());
+    assert!(!parse("scale sts/db 2 --dry-run").unwrap().is_mutating());
+    // Every command's declared actions contain the action its parse asks the policy for.
+    for spec in COMMANDS {
+        for ex in spec.examples {
+            let c = parse(ex.text).unwrap_or_else(|e| panic!("example {:?}: {e:?}", ex.text));
+            assert!(spec.actions.contains(&c.action()), "{}", ex.text);
+            assert_eq!(spec::spec_of(&c.op).map(|s| s.name), Some(spec.name));
+        }
+    }
+}
+
+#[test]
+fn canonical_text() {
+    let cases = [
+        ("status api", "status deployment/api"),
+        (
+            "st sts/db -n data --cluster prod",
+            "status statefulset/db -n data --cluster prod",
+        ),
+        (
+            "scale api --replicas=5 --dry-run",
+            "scale deployment/api 5 --dry-run",
+        ),
+        (
+            "logs api -p --since 90m --grep 'a b' -c app --tail 5",
+            "logs api --tail 5 --since 1h30m --grep 'a b' --container app --previous",
+        ),
+        ("pods -l 'env in (a,b)'", "pods --selector 'env in (a,b)'"),
+        ("help backups run", "help backup run"),
+        ("", "help"),
+        ("events --since 3600s", "events --since 1h"),
+    ];
+    for (input, canonical) in cases {
+        let c = parse(input).unwrap();
+        assert_eq!(c.to_text(), canonical, "{input}");
+        assert_eq!(parse(canonical), Ok(c));
+    }
+}
+
+#[test]
+fn help_replies_come_from_the_declarations() {
+    let all = help_reply(None);
+    assert_eq!(all.title, "opsbot commands");
+    for c in COMMANDS {
+        assert!(all.blocks[0].body.contains(&c.usage()), "{}", c.name);
+        assert!(all.blocks[0].body.contains(c.summary), "{}", c.name);
+    }
+    let scale = help_reply(Some("scale"));
+    assert_eq!(scale.title, "help: scale");
+    assert_eq!(scale.blocks[0].body, SCALE_USAGE);
+    assert!(scale.blocks[1].body.contains("--dry-run"));
+    assert!(scale.blocks[1].body.contains("-n, --namespace NAMESPACE"));
+    assert!(scale.blocks[2].body.contains("scale api 5 -n shop"));
+    assert!(
+        scale
+            .fields
+            .iter()
+            .any(|f| f.name == "Risk" && f.value == "risky")
+    );
+    assert!(
+        scale
+            .fields
+            .iter()
+            .any(|f| f.name == "Policy action" && f.value == "scale")
+    );
+    let hpa = help_reply(Some("hpa"));
+    assert!(hpa.fields.iter().any(|f| f.value == "hpa.show, hpa.set"));
+    let backup = help_reply(Some("backup"));
+    assert!(backup.blocks[0].body.contains("backup status [CRONJOB]"));
+    assert!(backup.blocks[0].body.contains("backup run CRONJOB"));
+    assert_eq!(help_reply(Some("po")).title, "help: pods");
+    assert_eq!(help_reply(Some("nope")).tone, Tone::Warning);
+    // What `help X` parses to is what help_reply explains.
+    let Op::Help { command } = parse("help backups run").unwrap().op else {
+        panic!()
+    };
+    assert_eq!(help_reply(command.as_deref()).title, "help: backup run");
+}
+
+#[test]
+fn schema_describes_every_command() {
+    let root = app_commands();
+    assert_eq!(root.name, "ops");
+    let names: Vec<&str> = root.subcommands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "status", "pods", "logs", "events", "scale", "restart", "rollback", "hpa", "backup",
+            "help", "whoami"
+        ]
+    );
+    let backup = root
+        .subcommands
+        .iter()
+        .find(|c| c.name == "backup")
+        .unwrap();
+    let subs: Vec<&str> = backup.subcommands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(subs, ["status", "run"]);
+    let scale = root.subcommands.iter().find(|c| c.name == "scale").unwrap();
+    let replicas = scale.options.iter().find(|o| o.name == "replicas").unwrap();
+    assert_eq!(
+        (replicas.kind, replicas.required, replicas.min, replicas.max),
+        (OptionKind::Integer, true, Some(0), Some(1000))
+    );
+    let dry = scale.options.iter().find(|o| o.name == "dry-run").unwrap();
+    assert_eq!(dry.kind, OptionKind::Boolean);
+    assert!(scale.options.iter().any(|o| o.name == "namespace"));
+    let help = root.subcommands.iter().find(|c| c.name == "help").unwrap();
+    assert!(help.options[0].choices.contains(&"backup run".to_owned()));
+
+    // Platform limits the adapters rely on: names are lowercase, at most 32 characters;
+    // descriptions are 1 to 100 characters; required options come first; at most 25 of each.
+    fn check(c: &opsbot_commands::AppCommand) {
+        let name_ok = |n: &str| {
+            !n.is_empty() && n.len() <= 32 && n.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        };
+        assert!(name_ok(&c.name), "{}", c.name);
+        assert!(
+            (1..=100).contains(&c.description.chars().count()),
+            "{}",
+            c.name
+        );
+        assert!(c.options.len() <= 25 && c.subcommands.len() <= 25);
+        let mut seen_optional = false;
+        for o in &c.options {
+            assert!(name_ok(&o.name), "{}", o.name);
+            assert!(
+                (1..=100).contains(&o.description.chars().count()),
+                "{}",
+                o.name
+            );
+            assert!(o.choices.len() <= 25);
+            assert!(
+                !(seen_optional && o.required),
+                "{}: required after optional",
+                c.name
+            );
+            seen_optional |= !o.required;
+        }
+        c.subcommands.iter().for_each(check);
+    }
+    check(&root);
+    // It serializes (adapters turn the JSON of this into their own).
+    let json = serde_json::to_value(&root).unwrap();
+    assert_eq!(json["subcommands"][4]["options"][1]["kind"], "integer");
+}
+
+#[test]
+fn invocations_parse_like_text() {
+    let tokens = invocation_tokens(
+        &["scale"],
+        &[
+            ("replicas", OptionValue::Integer(4)),
+            ("workload", OptionValue::String("sts/db".into())),
+            ("dry-run", OptionValue::Boolean(true)),
+            ("namespace", OptionValue::String("data".into())),
+        ],
+    );
+    assert_eq!(
+        parse_tokens(&tokens),
+        Ok(in_ns("data", scale(sts("db"), 4, true)))
+    );
+    let tokens = invocation_tokens(
+        &["backup", "run"],
+        &[("cronjob", OptionValue::String("pg".into()))],
+    );
+    assert_eq!(
+        parse_tokens(&tokens),
+        Ok(cmd(Op::BackupRun {
+            cronjob: "pg".into()
+        }))
+    );
+    let tokens = invocation_tokens(
+        &["help"],
+        &[("command", OptionValue::String("backup run".into()))],
+    );
+    assert_eq!(
+        parse_tokens(&tokens),
+        Ok(cmd(Op::Help {
+            command: Some("backup run".into())
+        }))
+    );
+    let tokens = invocation_tokens(
+        &["logs"],
+        &[
+            ("name", OptionValue::String("api".into())),
+            ("grep", OptionValue::String("-x y".into())),
+            ("previous", OptionValue::Boolean(false)),
+        ],
+    );
+    assert_eq!(
+        parse_tokens(&tokens),
+        Ok(cmd(L {
+            grep: Some("-x y"),
+            ..L::default()
+        }
+        .on("api")))
+    );
+    // Validated the same way as text.
+    let tokens = invocation_tokens(
+        &["scale"],
+        &[
+            ("workload", OptionValue::String("api".into())),
+            ("replicas", OptionValue::Integer(-3)),
+        ],
+    );
+    assert!(
+        parse_tokens(&tokens)
+            .unwrap_err()
+            .message
+            .contains("not a number")
+    );
+}
+
+// ---- property tests ----
+
+fn dns_label() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
+}
+
+fn dns_name() -> impl Strategy<Value = String> {
+    prop::collection::vec(dns_label(), 1..3).prop_map(|v| v.join("."))
+}
+
+fn workload() -> impl Strategy<Value = Workload> {
+    (prop::bool::ANY, dns_name()).prop_map(|(sts, name)| Workload {
+        kind: if sts {
+            WorkloadKind::StatefulSet
+        } else {
+            WorkloadKind::Deployment
+        },
+        name,
+    })
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    (1u64..=30 * 86400).prop_map(Duration::from_secs)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    // Any one-line text, including quotes, backslashes, `#`, dashes and unicode.
+    "[^\\p{Cc}]{1,60}".prop_filter("one line", |s| !s.chars().any(char::is_control))
+}
+
+fn selector() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            "[a-z][a-z0-9./-]{0,8}=[a-z0-9]{1,5}",
+            "[a-z]{1,6}!=[a-z0-9]{1,5}",
+            "[a-z]{1,6} in \\([a-z]{1,4}(, ?[a-z]{1,4}){0,2}\\)",
+            "!?[a-z]{1,6}",
+        ],
+        1..4,
+    )
+    .prop_map(|v| v.join(","))
+}
+
+fn topic() -> impl Strategy<Value = String> {
+    let mut topics: Vec<String> = COMMANDS.iter().map(|c| c.name.to_owned()).collect();
+    topics.push("backup".to_owned());
+    prop::sample::select(topics)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        workload().prop_map(|workload| Op::Status { workload }),
+        prop_oneof![
+            dns_name().prop_map(PodSelector::Name),
+            selector().prop_map(PodSelector::Labels)
+        ]
+        .prop_map(|selector| Op::Pods { selector }),
+        (
+            dns_name(),
+            prop::option::of(1u32..=10000),
+            prop::option::of(duration()),
+            prop::option::of(text()),
+            prop::option::of(dns_label()),
+            prop::bool::ANY
+        )
+            .prop_map(|(name, tail, since, grep, container, previous)| Op::Logs {
+                name,
+                tail,
+                since,
+                grep,
+                container,
+                previous
+            }),
+        (
+            prop::option::of(dns_name()),
+            prop::option::of(duration()),
+            prop::bool::ANY
+        )
+            .prop_map(|(name, since, warnings)| Op::Events {
+                name,
+                since,
+                warnings
+            }),
+        (workload(), 0u32..=1000, prop::bool::ANY).prop_map(|(workload, replicas, dry_run)| {
+            Op::Scale {
+                workload,
+                replicas,
+                dry_run,
+            }
+        }),
+        workload().prop_map(|workload| Op::Restart { workload }),
+        (dns_name(), prop::option::of(1u64..=i64::MAX as u64))
+            .prop_map(|(name, to_revision)| Op::Rollback { name, to_revision }),
+        (
+            dns_name(),
+            prop::option::of(1u32..=1000),
+            prop::option::of(1u32..=1000)
+        )
+            .prop_filter("min <= max", |(_, min, max)| match (min, max) {
+                (Some(a), Some(b)) => a <= b,
+                _ => true,
+            })
+            .prop_map(|(name, min, max)| Op::Hpa { name, min, max }),
+        prop::option::of(dns_name()).prop_map(|cronjob| Op::BackupStatus { cronjob }),
+        dns_name().prop_map(|cronjob| Op::BackupRun { cronjob }),
+        prop::option::of(topic()).prop_map(|command| Op::Help { command }),
+        Just(Op::Whoami),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    (
+        prop::option::of("[a-zA-Z0-9][a-zA-Z0-9_.:@/-]{0,30}"),
+        prop::option::of(dns_label()),
+        op(),
+    )
+        .prop_map(|(cluster, namespace, op)| Command {
+            cluster,
+            namespace,
+            op,
+        })
+}
+
+/// Words users (and fuzzers) type: commands, flags, values, quotes and odd characters.
+fn wordy_line() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        prop::sample::select(vec![
+            "status",
+            "pods",
+            "logs",
+            "events",
+            "scale",
+            "restart",
+            "rollback",
+            "hpa",
+            "backup",
+            "run",
+            "help",
+            "whoami",
+            "-n",
+            "--namespace",
+            "--cluster",
+            "--tail",
+            "--since",
+            "--grep",
+            "-c",
+            "-p",
+            "-l",
+            "--replicas=5",
+            "--dry-run",
+            "--min",
+            "--max",
+            "--to-revision",
+            "--",
+            "-",
+            "deploy/api",
+            "sts/db",
+            "svc/x",
+            "5",
+            "0",
+            "1001",
+            "1h",
+            "30",
+            "'",
+            "\"",
+            "\\",
+            "“",
+            "—tail",
+            "=",
+            "#",
+            "app=web",
+            "Api",
+            "ünï",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z0-9./=-]{1,12}",
+        "\\PC{1,8}",
+        any::<String>(),
+    ];
+    prop::collection::vec(word, 0..8).prop_map(|w| w.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn rendering_and_parsing_again_gives_the_same_command(c in command()) {
+        let text = c.to_text();
+        prop_assert_eq!(parse(&text), Ok(c), "text: {}", text);
+    }
+
+    #[test]
+    fn no_input_panics(s in any::<String>()) {
+        let _ = parse(&s);
+    }
+
+    #[test]
+    fn no_line_of_words_panics_and_what_parses_round_trips(s in wordy_line()) {
+        if let Ok(c) = parse(&s) {
+            let text = c.to_text();
+            prop_assert_eq!(parse(&text), Ok(c), "input: {:?}, text: {}", s, text);
+        }
+    }
+
+    #[test]
+    fn no_token_list_panics(tokens in prop::collection::vec(any::<String>(), 0..6)) {
+        let _ = parse_tokens(&tokens);
+    }
+}
