@@ -1,0 +1,164 @@
+//! `events [NAME] [--since 1h] [--warnings]`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+
+use super::errors::Res;
+use super::mask::mask_secrets;
+use super::util::{short_duration, signed_secs, table};
+use super::{Ctx, OpError};
+use crate::reply::Reply;
+
+/// When an event last happened.
+pub(crate) fn last_seen(e: &Event) -> Option<jiff::Timestamp> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| {
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| t.0)
+        })
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+fn is_warning(e: &Event) -> bool {
+    e.type_.as_deref() == Some("Warning")
+}
+
+/// Events about `name` and the objects named after it (its ReplicaSets and pods:
+/// `name-…`), newest first, optionally only those seen within `since`.
+pub(crate) async fn related(
+    ctx: &Ctx<'_>,
+    name: &str,
+    since: Option<Duration>,
+) -> Result<Vec<Event>, OpError> {
+    let prefix = format!("{name}-");
+    let mut evs: Vec<Event> = list(ctx, since)
+        .await?
+        .into_iter()
+        .filter(|e| {
+            let n = e.involved_object.name.as_deref().unwrap_or_default();
+            n == name || n.starts_with(&prefix)
+        })
+        .collect();
+    sort_newest_first(&mut evs);
+    Ok(evs)
+}
+
+async fn list(ctx: &Ctx<'_>, since: Option<Duration>) -> Result<Vec<Event>, OpError> {
+    let now = ctx.now();
+    let evs: Vec<Event> = ctx.list(Res::Events, &ListParams::default()).await?;
+    Ok(match since {
+        Some(since) => evs
+            .into_iter()
+            .filter(|e| last_seen(e).is_some_and(|t| signed_secs(now, t) <= since.as_secs()))
+            .collect(),
+        None => evs,
+    })
+}
+
+fn sort_newest_first(evs: &mut [Event]) {
+    evs.sort_by(|a, b| {
+        last_seen(b)
+            .cmp(&last_seen(a))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+}
+
+/// A table of events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
+pub(crate) fn render(now: jiff::Timestamp, evs: &[Event]) -> String {
+    let rows: Vec<Vec<String>> = evs
+        .iter()
+        .map(|e| {
+            let seen = last_seen(e)
+                .map(|t| short_duration(signed_secs(now, t)))
+                .unwrap_or_else(|| "-".into());
+            let count = e.count.unwrap_or(1);
+            let seen = if count > 1 {
+                format!("{seen} (x{count})")
+            } else {
+                seen
+            };
+            let obj = format!(
+                "{}/{}",
+                e.involved_object
+                    .kind
+                    .as_deref()
+                    .unwrap_or("object")
+                    .to_lowercase(),
+                e.involved_object.name.as_deref().unwrap_or("?")
+            );
+            vec![
+                seen,
+                e.type_.clone().unwrap_or_else(|| "Normal".into()),
+                e.reason.clone().unwrap_or_default(),
+                obj,
+                mask_secrets(&e.message.clone().unwrap_or_default().replace('\n', " ")),
+            ]
+        })
+        .collect();
+    table(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], &rows)
+}
+
+/// `events`: for an object (and the objects named after it) or the whole namespace, newest
+/// first; with `--warnings`, warnings come first.
+pub(crate) async fn events(
+    ctx: &Ctx<'_>,
+    name: Option<&str>,
+    since: Option<Duration>,
+    warnings_first: bool,
+) -> Result<Reply, OpError> {
+    let mut evs = match name {
+        Some(n) => related(ctx, n, since).await?,
+        None => {
+            let mut e = list(ctx, since).await?;
+            sort_newest_first(&mut e);
+            e
+        }
+    };
+    if warnings_first {
+        // Stable: newest first within each group.
+        evs.sort_by_key(|e| !is_warning(e));
+    }
+    let what = match name {
+        Some(n) => format!("Events for {n}"),
+        None => format!("Events in {}", ctx.ns),
+    };
+    let window = since
+        .map(|s| format!(" in the last {}", short_duration(s.as_secs())))
+        .unwrap_or_default();
+    if evs.is_empty() {
+        return Ok(Reply::info(what)
+            .text(format!("No events{window}."))
+            .footer(ctx.place()));
+    }
+    let total = evs.len();
+    let warnings = evs.iter().filter(|e| is_warning(e)).count();
+    evs.truncate(ctx.opts.max_events);
+    let mut reply = if warnings > 0 {
+        Reply::warning(what)
+    } else {
+        Reply::info(what)
+    }
+    .text(format!(
+        "{total} events{window}, {warnings} warnings{}.",
+        if warnings_first && warnings > 0 {
+            " (warnings first)"
+        } else {
+            ""
+        }
+    ))
+    .block(None, render(ctx.now(), &evs));
+    let mut footer = ctx.place();
+    if total > evs.len() {
+        footer = format!("{footer} · showing {} of {total}", evs.len());
+    }
+    reply = reply.footer(footer);
+    Ok(reply)
+}

@@ -1,0 +1,300 @@
+//! `logs NAME [--tail N] [--since 1h] [--grep TEXT] [--container C] [--previous]`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
+
+use super::errors::{Res, call, retry};
+use super::mask::mask_secrets;
+use super::pods::{PodSource, pods_matching, resolve};
+use super::util::short_duration;
+use super::{Ctx, OpError};
+use crate::command::DEFAULT_TAIL;
+use crate::reply::Reply;
+
+/// The arguments of `logs`.
+#[derive(Debug, Clone)]
+pub(crate) struct LogQuery<'a> {
+    pub name: &'a str,
+    pub tail: Option<u32>,
+    pub since: Option<Duration>,
+    pub grep: Option<&'a str>,
+    pub container: Option<&'a str>,
+    pub previous: bool,
+}
+
+/// With `--grep`, how many times `--tail` lines are scanned for matches.
+const GREP_SCAN_FACTOR: u32 = 20;
+
+struct Line {
+    ts: Option<jiff::Timestamp>,
+    pod: usize,
+    text: String,
+}
+
+/// The container to read: the one asked for, the pod's default-container annotation, or
+/// the first. The note says which was picked when there was a choice.
+fn pick_container(pod: &Pod, asked: Option<&str>) -> Result<(String, Option<String>), OpError> {
+    let names: Vec<String> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let pod_name = pod.metadata.name.as_deref().unwrap_or("?");
+    if let Some(c) = asked {
+        let init: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .map(|cs| cs.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        if names.iter().chain(init.iter()).any(|n| n == c) {
+            return Ok((c.to_owned(), None));
+        }
+        return Err(OpError::Refused(format!(
+            "pod {pod_name} has no container `{c}`; its containers: {}",
+            names.join(", ")
+        )));
+    }
+    let default = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
+        .filter(|d| names.contains(d))
+        .cloned();
+    let Some(first) = default.or_else(|| names.first().cloned()) else {
+        return Err(OpError::Refused(format!(
+            "pod {pod_name} has no containers"
+        )));
+    };
+    let note = (names.len() > 1).then(|| {
+        format!(
+            "container `{first}` of {} (others: {}; use --container)",
+            names.len(),
+            names
+                .iter()
+                .filter(|n| **n != first)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    Ok((first, note))
+}
+
+/// Removes terminal escape sequences and control characters (but not tabs).
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `logs`: the newest pod of a workload (or all its pods, prefixed), bounded, grepped and
+/// with secrets masked.
+pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpError> {
+    let (what, mut pods) = match resolve(ctx, q.name).await? {
+        PodSource::Pod(p) => (format!("pod/{}", q.name), vec![*p]),
+        PodSource::Workload(w, sel) => (w, pods_matching(ctx, &sel).await?),
+    };
+    if pods.is_empty() {
+        return Ok(Reply::info(format!("Logs of {what}"))
+            .text("No pods to read logs from.")
+            .footer(ctx.place()));
+    }
+    // Newest first.
+    pods.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    let limit = if ctx.opts.logs_all_pods {
+        ctx.opts.max_log_pods.max(1)
+    } else {
+        1
+    };
+    let skipped_pods = pods.len().saturating_sub(limit);
+    pods.truncate(limit);
+    let multi = pods.len() > 1;
+
+    let tail = q
+        .tail
+        .unwrap_or(DEFAULT_TAIL)
+        .clamp(1, ctx.opts.max_log_lines.max(1));
+    let fetch_lines = if q.grep.is_some() {
+        tail.saturating_mul(GREP_SCAN_FACTOR)
+    } else {
+        tail
+    };
+    let max_bytes = ctx.opts.max_log_bytes.max(1024);
+
+    let mut lines: Vec<Line> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut hit_byte_limit = false;
+    let mut names = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let (container, note) = pick_container(pod, q.container)?;
+        if let Some(n) = note {
+            notes.push(format!("{pod_name}: {n}"));
+        }
+        let lp = LogParams {
+            container: Some(container.clone()),
+            previous: q.previous,
+            since_seconds: q
+                .since
+                .map(|s| i64::try_from(s.as_secs().max(1)).unwrap_or(i64::MAX)),
+            tail_lines: Some(i64::from(fetch_lines)),
+            limit_bytes: Some(max_bytes),
+            timestamps: multi,
+            ..LogParams::default()
+        };
+        let api = ctx.api::<Pod>();
+        let text = match retry(&ctx.opts.retry, async || {
+            call(
+                ctx,
+                "get",
+                Res::Pods,
+                Some("log"),
+                Some(&pod_name),
+                api.logs(&pod_name, &lp),
+            )
+            .await
+        })
+        .await
+        {
+            Ok(t) => t,
+            Err(f) => return Err(ctx.fail(f).await),
+        };
+        if i64::try_from(text.len()).unwrap_or(i64::MAX) >= max_bytes {
+            hit_byte_limit = true;
+        }
+        for raw in text.lines() {
+            let (ts, body) = if multi {
+                match raw.split_once(' ') {
+                    Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
+                        Ok(ts) => (Some(ts), rest),
+                        Err(_) => (None, raw),
+                    },
+                    None => (None, raw),
+                }
+            } else {
+                (None, raw)
+            };
+            lines.push(Line {
+                ts,
+                pod: i,
+                text: clean(body),
+            });
+        }
+        names.push(pod_name);
+    }
+    if multi {
+        // Merge by time; lines without a timestamp keep their place within their pod.
+        lines.sort_by(|a, b| match (a.ts, b.ts) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => std::cmp::Ordering::Equal,
+        });
+    }
+    if let Some(g) = q.grep {
+        let g = g.to_lowercase();
+        lines.retain(|l| l.text.to_lowercase().contains(&g));
+    }
+    let total = lines.len();
+    let keep_from = total.saturating_sub(tail as usize);
+    let mut body: Vec<String> = lines[keep_from..]
+        .iter()
+        .map(|l| {
+            let text = mask_secrets(&l.text);
+            if multi {
+                format!("[{}] {text}", names[l.pod])
+            } else {
+                text
+            }
+        })
+        .collect();
+    // Bound the bytes of what we show too, keeping the newest lines.
+    let budget = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let mut used = 0usize;
+    let mut start = body.len();
+    while start > 0 && used + body[start - 1].len() < budget {
+        used += body[start - 1].len() + 1;
+        start -= 1;
+    }
+    if start > 0 {
+        hit_byte_limit = true;
+        body.drain(..start);
+    }
+
+    let mut caption = match (multi, q.container) {
+        (true, _) => format!("{} pods of {what}", names.len()),
+        (false, Some(c)) => format!("{} ({c})", names[0]),
+        (false, None) => names[0].clone(),
+    };
+    if q.previous {
+        caption.push_str(", previous container");
+    }
+    let mut desc = vec![format!("last {} lines", body.len())];
+    if let Some(g) = q.grep {
+        desc.push(format!("matching “{}”", mask_secrets(g)));
+    }
+    if let Some(s) = q.since {
+        desc.push(format!("since {} ago", short_duration(s.as_secs())));
+    }
+    let title = format!("Logs of {what}");
+    let mut reply = if body.is_empty() {
+        Reply::info(title).text(match q.grep {
+            Some(_) => format!("No log lines {}.", desc[1..].join(", ")),
+            None => "No log lines.".to_owned(),
+        })
+    } else {
+        Reply::info(title)
+            .text(format!("{caption}: {}.", desc.join(", ")))
+            .block(Some(caption.clone()), body.join("\n"))
+    };
+    if q.grep.is_some() && total > 0 && keep_from > 0 {
+        notes.push(format!("{keep_from} earlier matching lines not shown"));
+    }
+    if hit_byte_limit {
+        notes.push(format!(
+            "output reached the {} KiB limit; narrow it with --since, --tail or --grep",
+            max_bytes / 1024
+        ));
+    }
+    if skipped_pods > 0 {
+        notes.push(format!("{skipped_pods} older pods not shown"));
+    }
+    for n in notes {
+        reply = reply.field("Note", n);
+    }
+    Ok(reply.footer(ctx.place()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn cleans_escapes() {
+        assert_eq!(clean("\u{1b}[31mred\u{1b}[0m\tok\u{7}"), "red\tok");
+    }
+}

@@ -1,0 +1,113 @@
+//! Masking values that look like secrets before they reach a chat.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+struct Rule {
+    re: Regex,
+    with: &'static str,
+}
+
+static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    let rule = |re: &str, with: &'static str| Rule {
+        re: Regex::new(re).expect("secret-masking regex"),
+        with,
+    };
+    vec![
+        // PEM private keys (the header line; bodies are base64 noise without it).
+        rule(
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
+            "-----PRIVATE KEY ****-----",
+        ),
+        // `Authorization: Bearer x`, `authorization=Basic x`, `"Authorization": "x"`.
+        rule(
+            r#"(?i)((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(bearer|basic|token|digest|negotiate)\s+)?[^\s"',;]+"#,
+            "${1}${2} ****",
+        ),
+        // Bearer tokens anywhere else.
+        rule(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*", "${1} ****"),
+        // URLs with credentials: scheme://user:password@host.
+        rule(
+            r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@",
+            "${1}****@",
+        ),
+        // key=value / key: value / "key": "value" for secret-looking keys.
+        rule(
+            r#"(?i)([A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credentials?|session[_\-]?id|cookie)[A-Za-z0-9_.\-]*["']?\s*[=:]\s*["']?)([^\s"'&,;]+)"#,
+            "${1}****",
+        ),
+        // JSON Web Tokens.
+        rule(
+            r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+            "****",
+        ),
+        // AWS access key ids.
+        rule(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b", "****"),
+        // GitHub, Slack, GitLab, Stripe-style tokens.
+        rule(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", "****"),
+        rule(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "****"),
+        rule(r"\bglpat-[A-Za-z0-9_\-]{20,}", "****"),
+        rule(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}", "****"),
+    ]
+});
+
+/// `text` with values that look like secrets (bearer tokens, `Authorization:` headers,
+/// `password=…`, `token=…`, AWS-style keys, JWTs, credentials in URLs, private keys) replaced
+/// by `****`.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = Cow::Borrowed(text);
+    for r in RULES.iter() {
+        if let Cow::Owned(s) = r.re.replace_all(&out, r.with) {
+            out = Cow::Owned(s);
+        }
+    }
+    out.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_secrets;
+
+    #[test]
+    fn masks_common_secrets() {
+        let cases = [
+            (
+                "GET / Authorization: Bearer abc.def-123",
+                "GET / Authorization: Bearer ****",
+            ),
+            (
+                "curl -H 'authorization: token ghx'",
+                "curl -H 'authorization: token ****'",
+            ),
+            ("login password=hunter2 ok", "login password=**** ok"),
+            ("db_password: 's3cr3t'", "db_password: '****'"),
+            (
+                r#"{"api_key": "abcd1234", "user": "bob"}"#,
+                r#"{"api_key": "****", "user": "bob"}"#,
+            ),
+            ("?token=xyz&x=1", "?token=****&x=1"),
+            ("key AKIAABCDEFGHIJKLMNOP used", "key **** used"),
+            (
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG",
+                "aws_secret_access_key=****",
+            ),
+            (
+                "postgres://app:pa55@db:5432/x",
+                "postgres://app:****@db:5432/x",
+            ),
+            ("sent Bearer eyJhbGciOi.eyJzdWIiOi.sig", "sent Bearer ****"),
+            ("jwt eyJhbGciOiJI.eyJzdWIiOiIx.abc_def", "jwt ****"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(mask_secrets(input), want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        let s = "GET /healthz 200 in 3ms; replicas=3 tokenizer ready";
+        assert_eq!(mask_secrets(s), s);
+    }
+}

@@ -1,0 +1,196 @@
+//! `pods NAME | -l SELECTOR`: name, phase, ready, restarts, age, node; unhealthy first.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+
+use super::errors::{Res, list_names};
+use super::selector::Selector;
+use super::util::{age, nearest, table};
+use super::{Ctx, OpError};
+use crate::command::PodSelector;
+use crate::reply::Reply;
+
+/// What a name given to `pods` / `logs` turned out to be.
+pub(crate) enum PodSource {
+    /// A deployment or statefulset (`kind/name`) and its pod selector.
+    Workload(String, Selector),
+    /// A single pod.
+    Pod(Box<Pod>),
+}
+
+/// Resolves `name` as a deployment, a statefulset or a pod, in that order.
+pub(crate) async fn resolve(ctx: &Ctx<'_>, name: &str) -> Result<PodSource, OpError> {
+    if let Some(d) = ctx.get_opt::<Deployment>(Res::Deployments, name).await? {
+        let sel = d
+            .spec
+            .as_ref()
+            .map(|s| Selector::from_label_selector(&s.selector))
+            .unwrap_or_default();
+        return Ok(PodSource::Workload(format!("deployment/{name}"), sel));
+    }
+    if let Some(s) = ctx.get_opt::<StatefulSet>(Res::StatefulSets, name).await? {
+        let sel = s
+            .spec
+            .as_ref()
+            .map(|s| Selector::from_label_selector(&s.selector))
+            .unwrap_or_default();
+        return Ok(PodSource::Workload(format!("statefulset/{name}"), sel));
+    }
+    if let Some(p) = ctx.get_opt::<Pod>(Res::Pods, name).await? {
+        return Ok(PodSource::Pod(Box::new(p)));
+    }
+    let mut names = list_names(ctx, Res::Deployments).await;
+    names.extend(list_names(ctx, Res::StatefulSets).await);
+    names.extend(list_names(ctx, Res::Pods).await);
+    if names.is_empty() {
+        // Lets the namespace check in `not_found` speak.
+        return Err(super::errors::not_found(ctx, Res::Pods, name).await);
+    }
+    Err(OpError::NotFound {
+        kind: "deployment, statefulset or pod".into(),
+        name: name.to_owned(),
+        namespace: ctx.ns.clone(),
+        suggestions: nearest(name, names.iter().map(String::as_str)),
+    })
+}
+
+/// Pods matching `sel` (also filtered here, in case the server ignores the selector).
+pub(crate) async fn pods_matching(ctx: &Ctx<'_>, sel: &Selector) -> Result<Vec<Pod>, OpError> {
+    let mut lp = ListParams::default();
+    if !sel.is_empty() {
+        lp = lp.labels(&sel.to_query());
+    }
+    let pods: Vec<Pod> = ctx.list(Res::Pods, &lp).await?;
+    Ok(pods
+        .into_iter()
+        .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+        .collect())
+}
+
+/// `(ready, total)` containers.
+fn ready(p: &Pod) -> (usize, usize) {
+    let total = p.spec.as_ref().map_or(0, |s| s.containers.len());
+    let ready = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().filter(|c| c.ready).count());
+    (ready, total)
+}
+
+pub(crate) fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+/// kubectl's STATUS column: a waiting / terminated reason, `Terminating`, or the phase.
+pub(crate) fn display_status(p: &Pod) -> String {
+    if p.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let st = p.status.as_ref();
+    for c in st
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(state) = &c.state {
+            if let Some(w) = &state.waiting
+                && let Some(r) = &w.reason
+            {
+                return r.clone();
+            }
+            if let Some(t) = &state.terminated
+                && let Some(r) = &t.reason
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded")
+            {
+                return r.clone();
+            }
+        }
+    }
+    st.and_then(|s| s.reason.clone())
+        .or_else(|| st.and_then(|s| s.phase.clone()))
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+pub(crate) fn is_healthy(p: &Pod) -> bool {
+    if p.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") => true,
+        Some("Running") => {
+            let (r, t) = ready(p);
+            r == t && display_status(p) == "Running"
+        }
+        _ => false,
+    }
+}
+
+/// `pods`.
+pub(crate) async fn pods(ctx: &Ctx<'_>, selector: &PodSelector) -> Result<Reply, OpError> {
+    let (what, mut pods) = match selector {
+        PodSelector::Labels(s) => {
+            let Some(sel) = Selector::parse(s) else {
+                return Err(OpError::Refused(format!(
+                    "`{s}` is not a label selector (try `-l app=api` or `-l 'tier in (web,api)'`)"
+                )));
+            };
+            (
+                format!("Pods matching {s}"),
+                pods_matching(ctx, &sel).await?,
+            )
+        }
+        PodSelector::Name(name) => match resolve(ctx, name).await? {
+            PodSource::Workload(w, sel) => {
+                (format!("Pods of {w}"), pods_matching(ctx, &sel).await?)
+            }
+            PodSource::Pod(p) => (format!("Pod {name}"), vec![*p]),
+        },
+    };
+    if pods.is_empty() {
+        return Ok(Reply::info(what).text("No pods.").footer(ctx.place()));
+    }
+    pods.sort_by(|a, b| {
+        is_healthy(a)
+            .cmp(&is_healthy(b))
+            .then_with(|| restarts(b).cmp(&restarts(a)))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    let now = ctx.now();
+    let unhealthy = pods.iter().filter(|p| !is_healthy(p)).count();
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let (r, t) = ready(p);
+            vec![
+                p.metadata.name.clone().unwrap_or_default(),
+                display_status(p),
+                format!("{r}/{t}"),
+                restarts(p).to_string(),
+                age(now, p.metadata.creation_timestamp.as_ref()),
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let reply = if unhealthy > 0 {
+        Reply::warning(what).text(format!("{} pods, {unhealthy} unhealthy.", pods.len()))
+    } else {
+        Reply::ok(what).text(format!("{} pods, all healthy.", pods.len()))
+    };
+    Ok(reply
+        .block(
+            None,
+            table(
+                &["NAME", "STATUS", "READY", "RESTARTS", "AGE", "NODE"],
+                &rows,
+            ),
+        )
+        .footer(ctx.place()))
+}

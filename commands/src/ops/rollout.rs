@@ -1,0 +1,461 @@
+//! `restart`, `rollback`, and following a rollout after a change.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::Resource;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::errors::{Res, call, retry};
+use super::selector::Selector;
+use super::status::{REVISION, RolloutState, Verdict, WorkloadObj, get_workload, without_hash};
+use super::util::{fmt_duration, images, owned_by};
+use super::{Ctx, OpError};
+use crate::command::{Workload, WorkloadKind};
+use crate::reply::{Reply, Tone};
+
+/// The annotation `kubectl rollout restart` sets on the pod template.
+pub(crate) const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Annotations a rollback does not copy from the ReplicaSet (as kubectl).
+const SKIPPED_ANNOTATIONS: [&str; 5] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+];
+
+/// How following a rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Complete,
+    /// `ProgressDeadlineExceeded`.
+    Stalled,
+    TimedOut,
+    /// The workload could not be read any more (deleted, forbidden, API down).
+    Lost(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Followed {
+    pub outcome: Outcome,
+    /// The last state seen (None if it was never read).
+    pub state: Option<RolloutState>,
+    pub obj: Option<WorkloadObj>,
+}
+
+impl Followed {
+    pub fn tone(&self) -> Tone {
+        match self.outcome {
+            Outcome::Complete => Tone::Ok,
+            Outcome::Stalled | Outcome::Lost(_) => Tone::Danger,
+            Outcome::TimedOut => Tone::Warning,
+        }
+    }
+
+    /// `complete (3/3 updated, 3 ready)`.
+    pub fn summary(&self, timeout: Duration) -> String {
+        let progress = self
+            .state
+            .as_ref()
+            .map(|s| format!(" ({})", s.progress_text()))
+            .unwrap_or_default();
+        match &self.outcome {
+            Outcome::Complete => format!("complete{progress}"),
+            Outcome::Stalled => format!(
+                "stalled{progress}: {}",
+                self.state
+                    .as_ref()
+                    .map(|s| s.detail.as_str())
+                    .unwrap_or("progress deadline exceeded")
+            ),
+            Outcome::TimedOut => format!(
+                "still rolling out after {}{progress}: {}",
+                fmt_duration(timeout),
+                self.state
+                    .as_ref()
+                    .map(|s| s.detail.as_str())
+                    .unwrap_or("no status yet")
+            ),
+            Outcome::Lost(why) => format!("could not follow the rollout: {why}"),
+        }
+    }
+
+    /// Adds the rollout verdict and a hint to `reply`, and sets its tone.
+    pub fn annotate(&self, mut reply: Reply, w: &Workload, timeout: Duration) -> Reply {
+        reply.tone = self.tone();
+        reply = reply.field("Rollout", self.summary(timeout));
+        match self.outcome {
+            Outcome::Stalled => reply.footer(format!(
+                "Check `events {}` and `pods {}`; `rollback {}` returns to the previous revision.",
+                w.name, w.name, w.name
+            )),
+            Outcome::TimedOut => reply.footer(format!(
+                "The change is in place; check again with `status {}`.",
+                w.resource()
+            )),
+            _ => reply,
+        }
+    }
+}
+
+/// Follows the rollout of `w` until it completes, stalls or `rollout_timeout` passes,
+/// streaming `3/6 updated, 2 ready` progress.
+pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload) -> Followed {
+    let deadline = tokio::time::Instant::now() + ctx.opts.rollout_timeout;
+    let mut last = Followed {
+        outcome: Outcome::TimedOut,
+        state: None,
+        obj: None,
+    };
+    let mut last_text = String::new();
+    loop {
+        let obj = match tokio::time::timeout_at(deadline, get_workload(ctx, w)).await {
+            Err(_) => return last,
+            Ok(Err(e)) => {
+                last.outcome = Outcome::Lost(e.to_string());
+                return last;
+            }
+            Ok(Ok(o)) => o,
+        };
+        let state = obj.state();
+        let text = state.progress_text();
+        if text != last_text {
+            ctx.progress(text.clone(), state.done(), state.total());
+            last_text = text;
+        }
+        let verdict = state.verdict;
+        let rv = match &obj {
+            WorkloadObj::Deployment(d) => d.metadata.resource_version.clone(),
+            WorkloadObj::StatefulSet(s) => s.metadata.resource_version.clone(),
+        };
+        last.state = Some(state);
+        last.obj = Some(obj);
+        match verdict {
+            Verdict::Complete => {
+                last.outcome = Outcome::Complete;
+                return last;
+            }
+            Verdict::Stalled => {
+                last.outcome = Outcome::Stalled;
+                return last;
+            }
+            Verdict::Progressing => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return last;
+        }
+        let until = deadline.min(tokio::time::Instant::now() + ctx.opts.poll_interval);
+        match w.kind {
+            WorkloadKind::Deployment => {
+                wait_change(ctx.api::<Deployment>(), &w.name, rv, until).await;
+            }
+            WorkloadKind::StatefulSet => {
+                wait_change(
+                    ctx.api::<k8s_openapi::api::apps::v1::StatefulSet>(),
+                    &w.name,
+                    rv,
+                    until,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Waits until `name` changes after resource version `rv` (by watching it), or `until`.
+pub(crate) async fn wait_change<K>(
+    api: Api<K>,
+    name: &str,
+    rv: Option<String>,
+    until: tokio::time::Instant,
+) where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let secs = until
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_secs()
+        .clamp(1, 290);
+    let wp = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(u32::try_from(secs).unwrap_or(290));
+    let rv = rv.unwrap_or_else(|| "0".to_owned());
+    let watched = async {
+        match api.watch(&wp, &rv).await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(
+                            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o),
+                        ) if o.meta().name.as_deref() == Some(name) => {
+                            return;
+                        }
+                        Ok(WatchEvent::Error(_)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                // The watch ended early: fall back to polling.
+                tokio::time::sleep_until(until).await;
+            }
+            Err(_) => tokio::time::sleep_until(until).await,
+        }
+    };
+    let _ = tokio::time::timeout_at(until, watched).await;
+}
+
+/// `restart`: patches the pod template like `kubectl rollout restart`, then follows.
+pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError> {
+    let before = get_workload(ctx, w).await?;
+    let now = ctx.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let patch = json!({
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}
+    });
+    let pp = PatchParams::default();
+    let res = match w.kind {
+        WorkloadKind::Deployment => Res::Deployments,
+        WorkloadKind::StatefulSet => Res::StatefulSets,
+    };
+    let patched = retry(&ctx.opts.retry, async || match w.kind {
+        WorkloadKind::Deployment => {
+            let api = ctx.api::<Deployment>();
+            call(
+                ctx,
+                "patch",
+                res,
+                None,
+                Some(&w.name),
+                api.patch(&w.name, &pp, &Patch::Merge(&patch)),
+            )
+            .await
+            .map(|_| ())
+        }
+        WorkloadKind::StatefulSet => {
+            let api = ctx.api::<k8s_openapi::api::apps::v1::StatefulSet>();
+            call(
+                ctx,
+                "patch",
+                res,
+                None,
+                Some(&w.name),
+                api.patch(&w.name, &pp, &Patch::Merge(&patch)),
+            )
+            .await
+            .map(|_| ())
+        }
+    })
+    .await;
+    if let Err(f) = patched {
+        return Err(ctx.fail(f).await);
+    }
+    let followed = follow(ctx, w).await;
+    let mut reply = Reply::ok(format!("Restarted {}", w.resource()))
+        .text(format!(
+            "Pods are being replaced one by one (restartedAt {now})."
+        ))
+        .field("Images", before.images());
+    if let Some(rev) = followed.obj.as_ref().and_then(WorkloadObj::revision) {
+        reply = reply.field("Revision", rev);
+    }
+    reply = followed.annotate(reply, w, ctx.opts.rollout_timeout);
+    if reply.footer.is_none() {
+        reply = reply.footer(ctx.place());
+    }
+    Ok(reply)
+}
+
+fn revision_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.trim().parse().ok())
+}
+
+/// A pod template as it is compared and copied back (no `pod-template-hash`).
+fn clean_template(t: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut t = t.clone();
+    if let Some(meta) = t.metadata.as_mut() {
+        meta.labels = without_hash(meta.labels.take());
+    }
+    t
+}
+
+fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    let norm = |t: &PodTemplateSpec| {
+        let mut v = serde_json::to_value(clean_template(t)).unwrap_or_default();
+        // An empty label/annotation map equals a missing one.
+        if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(|o| o.is_empty())));
+        }
+        v
+    };
+    norm(a) == norm(b)
+}
+
+/// `rollback NAME [--to-revision N]`: like `kubectl rollout undo`.
+pub(crate) async fn rollback(
+    ctx: &Ctx<'_>,
+    name: &str,
+    to_revision: Option<u64>,
+) -> Result<Reply, OpError> {
+    let w = Workload {
+        kind: WorkloadKind::Deployment,
+        name: name.to_owned(),
+    };
+    let WorkloadObj::Deployment(d) = get_workload(ctx, &w).await? else {
+        return Err(OpError::Other("expected a deployment".into()));
+    };
+    let uid = d.metadata.uid.clone();
+    let selector = d
+        .spec
+        .as_ref()
+        .map(|s| Selector::from_label_selector(&s.selector))
+        .unwrap_or_default();
+    let mut lp = ListParams::default();
+    if !selector.is_empty() {
+        lp = lp.labels(&selector.to_query());
+    }
+    let rss: Vec<ReplicaSet> = ctx.list(Res::ReplicaSets, &lp).await?;
+    let mut history: BTreeMap<u64, ReplicaSet> = BTreeMap::new();
+    for rs in rss {
+        if !owned_by(&rs.metadata, "Deployment", name, uid.as_deref()) {
+            continue;
+        }
+        if let Some(rev) = revision_of(&rs.metadata) {
+            history.insert(rev, rs);
+        }
+    }
+    let current = revision_of(&d.metadata).or_else(|| history.keys().max().copied());
+    let current_txt = current.map_or_else(|| "?".to_owned(), |c| c.to_string());
+    let available = || {
+        let revs: Vec<String> = history
+            .keys()
+            .filter(|r| Some(**r) != current)
+            .map(u64::to_string)
+            .collect();
+        if revs.is_empty() {
+            "none".to_owned()
+        } else {
+            revs.join(", ")
+        }
+    };
+    let (target_rev, target) = match to_revision {
+        Some(0) | None => {
+            let prev = history
+                .iter()
+                .rev()
+                .find(|(rev, _)| current.is_none_or(|c| **rev < c));
+            match prev {
+                Some((rev, rs)) => (*rev, rs.clone()),
+                None => {
+                    return Err(OpError::Refused(format!(
+                        "nothing to roll back to: deployment/{name} has no revision before {current_txt} \
+                         (its old ReplicaSets are gone, or revisionHistoryLimit is 0)"
+                    )));
+                }
+            }
+        }
+        Some(n) if Some(n) == current => {
+            return Err(OpError::Refused(format!(
+                "deployment/{name} is already at revision {n}; revisions to roll back to: {}",
+                available()
+            )));
+        }
+        Some(n) => match history.get(&n) {
+            Some(rs) => (n, rs.clone()),
+            None => {
+                return Err(OpError::Refused(format!(
+                    "deployment/{name} has no revision {n}; revisions to roll back to: {}",
+                    available()
+                )));
+            }
+        },
+    };
+    let Some(template) = target.spec.as_ref().and_then(|s| s.template.clone()) else {
+        return Err(OpError::Refused(format!(
+            "revision {target_rev} of deployment/{name} has no pod template"
+        )));
+    };
+    let template = clean_template(&template);
+    if let Some(cur) = d.spec.as_ref().map(|s| &s.template)
+        && same_template(cur, &template)
+    {
+        return Err(OpError::Refused(format!(
+            "nothing to roll back: deployment/{name}'s current template already matches revision {target_rev}"
+        )));
+    }
+    let rs_annotations: BTreeMap<String, String> = target
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !SKIPPED_ANNOTATIONS.contains(&k.as_str()))
+        .collect();
+
+    let api = ctx.api::<Deployment>();
+    let replaced = retry(&ctx.opts.retry, async || {
+        let mut d = call(
+            ctx,
+            "get",
+            Res::Deployments,
+            None,
+            Some(name),
+            api.get(name),
+        )
+        .await?;
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = template.clone();
+        }
+        let mut ann: BTreeMap<String, String> = d
+            .metadata
+            .annotations
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| SKIPPED_ANNOTATIONS.contains(&k.as_str()))
+            .collect();
+        ann.extend(rs_annotations.clone());
+        d.metadata.annotations = Some(ann);
+        call(
+            ctx,
+            "update",
+            Res::Deployments,
+            None,
+            Some(name),
+            api.replace(name, &PostParams::default(), &d),
+        )
+        .await
+    })
+    .await;
+    if let Err(f) = replaced {
+        return Err(ctx.fail(f).await);
+    }
+
+    let followed = follow(ctx, &w).await;
+    let mut reply = Reply::ok(format!(
+        "Rolled back deployment/{name} to revision {target_rev}"
+    ))
+    .text(format!(
+        "deployment/{name} goes from revision {current_txt} back to the pod template of revision {target_rev}."
+    ))
+    .field("From revision", current_txt.clone())
+    .field("To revision", target_rev.to_string())
+    .field("Images", images(template.spec.as_ref()));
+    if let Some(new_rev) = followed.obj.as_ref().and_then(WorkloadObj::revision) {
+        reply = reply.field("New revision", new_rev);
+    }
+    reply = followed.annotate(reply, &w, ctx.opts.rollout_timeout);
+    if reply.footer.is_none() {
+        reply = reply.footer(ctx.place());
+    }
+    Ok(reply)
+}

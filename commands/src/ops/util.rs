@@ -1,0 +1,278 @@
+//! Small helpers shared by the operations: API access with retries, names, ages, tables.
+
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::Resource;
+use kube::api::{Api, ListParams};
+use serde::de::DeserializeOwned;
+
+use super::errors::{KubeFail, Res, call, explain, retry};
+use super::{Ctx, OpError};
+use crate::reply::Progress;
+
+impl Ctx<'_> {
+    /// The namespaced API of `K`.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// `ns/cluster` for footers.
+    pub fn place(&self) -> String {
+        format!("namespace {} · cluster {}", self.ns, self.cluster)
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        (self.opts.clock)()
+    }
+
+    pub fn progress(&self, text: impl Into<String>, done: u32, total: u32) {
+        self.progress.send(Progress {
+            text: text.into(),
+            done,
+            total,
+        });
+    }
+
+    /// Explains a failed call.
+    pub async fn fail(&self, fail: KubeFail) -> OpError {
+        explain(self, fail).await
+    }
+
+    /// Gets `name`, with retries; not found becomes [`OpError::NotFound`] with suggestions.
+    pub async fn get<K>(&self, res: Res, name: &str) -> Result<K, OpError>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        match self.get_raw::<K>(res, name).await {
+            Ok(k) => Ok(k),
+            Err(f) => Err(self.fail(f).await),
+        }
+    }
+
+    /// Gets `name` with retries, leaving the failure unexplained (so callers can try another
+    /// kind on 404).
+    pub async fn get_raw<K>(&self, res: Res, name: &str) -> Result<K, KubeFail>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api = self.api::<K>();
+        retry(&self.opts.retry, async || {
+            call(self, "get", res, None, Some(name), api.get(name)).await
+        })
+        .await
+    }
+
+    /// Gets `name`, or `None` when it does not exist.
+    pub async fn get_opt<K>(&self, res: Res, name: &str) -> Result<Option<K>, OpError>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        match self.get_raw::<K>(res, name).await {
+            Ok(k) => Ok(Some(k)),
+            Err(f) if f.is_not_found() => Ok(None),
+            Err(f) => Err(self.fail(f).await),
+        }
+    }
+
+    /// Lists `K` in the namespace, with retries.
+    pub async fn list<K>(&self, res: Res, lp: &ListParams) -> Result<Vec<K>, OpError>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api = self.api::<K>();
+        match retry(&self.opts.retry, async || {
+            call(self, "list", res, None, None, api.list(lp)).await
+        })
+        .await
+        {
+            Ok(list) => Ok(list.items),
+            Err(f) => Err(self.fail(f).await),
+        }
+    }
+}
+
+/// Up to three names from `candidates` closest to `name`, best first.
+pub(crate) fn nearest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let name_l = name.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .filter_map(|c| {
+            let c_l = c.to_lowercase();
+            let mut score = strsim::jaro_winkler(&name_l, &c_l);
+            if !name_l.is_empty() && (c_l.contains(&name_l) || name_l.contains(&c_l)) {
+                score = score.max(0.9);
+            }
+            (score >= 0.75).then_some((score, c))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, c)| c.to_owned())
+        .collect()
+}
+
+/// `3d`, `5h`, `12m`, `40s`: how long ago `t` was (kubectl style).
+pub(crate) fn age(now: jiff::Timestamp, t: Option<&Time>) -> String {
+    match t {
+        Some(t) => short_duration(signed_secs(now, t.0)),
+        None => "-".to_owned(),
+    }
+}
+
+/// Seconds from `t` to `now` (0 if `t` is in the future).
+pub(crate) fn signed_secs(now: jiff::Timestamp, t: jiff::Timestamp) -> u64 {
+    let d = now.as_second() - t.as_second();
+    u64::try_from(d).unwrap_or(0)
+}
+
+/// `2d3h`, `5h12m`, `3m20s`, `45s`.
+pub(crate) fn short_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        if h > 0 && d < 10 {
+            format!("{d}d{h}h")
+        } else {
+            format!("{d}d")
+        }
+    } else if h > 0 {
+        if m > 0 {
+            format!("{h}h{m}m")
+        } else {
+            format!("{h}h")
+        }
+    } else if m > 0 {
+        if s > 0 && m < 10 {
+            format!("{m}m{s}s")
+        } else {
+            format!("{m}m")
+        }
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    short_duration(d.as_secs())
+}
+
+/// A timestamp as `2026-11-25 14:40 UTC (3h ago)`.
+pub(crate) fn when(now: jiff::Timestamp, t: Option<&Time>) -> String {
+    match t {
+        Some(t) => format!(
+            "{} ({} ago)",
+            t.0.strftime("%Y-%m-%d %H:%M UTC"),
+            age(now, Some(t))
+        ),
+        None => "never".to_owned(),
+    }
+}
+
+/// A left-aligned text table with a header row.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len().saturating_sub(1);
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out.pop();
+    out
+}
+
+/// Whether `meta` is owned by an object of `kind` named `name` (uid-checked when known).
+pub(crate) fn owned_by(meta: &ObjectMeta, kind: &str, name: &str, uid: Option<&str>) -> bool {
+    meta.owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o: &OwnerReference| {
+            o.kind == kind && o.name == name && uid.is_none_or(|u| u.is_empty() || o.uid == u)
+        })
+}
+
+/// A human list of container images: `api=registry/api:1.2, sidecar=envoy:1.30`.
+pub(crate) fn images(spec: Option<&k8s_openapi::api::core::v1::PodSpec>) -> String {
+    let Some(spec) = spec else {
+        return "-".to_owned();
+    };
+    let list: Vec<String> = spec
+        .containers
+        .iter()
+        .map(|c| format!("{}={}", c.name, c.image.as_deref().unwrap_or("?")))
+        .collect();
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_names() {
+        let names = ["api", "api-gateway", "billing", "worker"];
+        assert_eq!(nearest("apy", names), vec!["api"]);
+        assert_eq!(nearest("gateway", names), vec!["api-gateway"]);
+        assert_eq!(nearest("billng", names), vec!["billing"]);
+        assert!(nearest("zzzz", names).is_empty());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(short_duration(45), "45s");
+        assert_eq!(short_duration(200), "3m20s");
+        assert_eq!(short_duration(3600 * 5 + 60 * 12), "5h12m");
+        assert_eq!(short_duration(86_400 * 2 + 3600 * 3), "2d3h");
+        assert_eq!(short_duration(86_400 * 30), "30d");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["NAME", "READY"],
+            &[
+                vec!["a".into(), "1/1".into()],
+                vec!["longer".into(), "0/1".into()],
+            ],
+        );
+        assert_eq!(t, "NAME    READY\na       1/1\nlonger  0/1");
+    }
+}
