@@ -892,7 +892,7 @@ pub(crate) fn from_yaml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
     let root = match yaml::parse(src) {
         Ok(root) => root,
         Err(e) => {
-            l.err(e.pos, e.message, Some("fix the YAML syntax first".into()));
+            l.err(e.pos, e.message, Some(e.hint));
             return Err(PolicyErrors(l.errors));
         }
     };

@@ -151,11 +151,28 @@ impl<'de> Visitor<'de> for NodeVisitor {
 pub(crate) struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    pub hint: String,
 }
+
+/// How deep a policy may nest. A policy needs 6 levels (top, `rules`, a rule, `when`,
+/// `replicas`, a bound); the limit keeps the recursive reader well inside a 2 MiB thread stack
+/// (tokio workers, test threads) whatever the input.
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// Parses one YAML document into a located tree.
 pub(crate) fn parse(src: &str) -> Result<Node, SyntaxError> {
-    match serde_saphyr::from_str::<Spanned<RawNode>>(src) {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
+            max_events: 200_000,
+            max_nodes: 100_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+        },
+        with_snippet: false,
+    };
+    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(src, options) {
         Ok(node) => {
             let mut node = located(node);
             if node.pos.line == 0 {
@@ -179,9 +196,29 @@ pub(crate) fn parse(src: &str) -> Result<Node, SyntaxError> {
                 Some((head, _)) => head.to_owned(),
                 None => message,
             };
+            let (message, hint) = if message.contains("Depth")
+                || message.contains("recursion limit")
+                || message.contains("nesting")
+            {
+                (
+                    format!("the policy nests deeper than {MAX_DEPTH} levels"),
+                    "a policy needs at most 6 levels: top, `rules`, a rule, `when`, `replicas`, a bound",
+                )
+            } else if message.contains("budget breached") {
+                (
+                    format!("the policy is too large to read ({message})"),
+                    "a policy needs few nodes; check for runaway anchors and aliases (`&a`, `*a`)",
+                )
+            } else {
+                (
+                    format!("invalid YAML: {message}"),
+                    "fix the YAML syntax first",
+                )
+            };
             Err(SyntaxError {
                 pos,
-                message: format!("invalid YAML: {message}"),
+                message,
+                hint: hint.to_owned(),
             })
         }
     }

@@ -287,3 +287,69 @@ fn unreadable_and_non_utf8_files() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// Runs `f` on a thread with a small stack, as tokio workers and test threads have.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(f)
+        .expect("spawn")
+        .join()
+        .expect("no panic");
+}
+
+#[test]
+fn hostile_inputs_fail_cleanly() {
+    on_small_stack(hostile_inputs);
+}
+
+fn hostile_inputs() {
+    // deep nesting
+    let deep = format!(
+        "version: 1\nrules: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert_eq!(
+        errors(&deep).to_string(),
+        "p.yaml:2:24: the policy nests deeper than 16 levels (hint: a policy needs at most 6 levels: top, `rules`, a rule, `when`, `replicas`, a bound)"
+    );
+    let deep_block: String = (0..500)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect();
+    assert!(
+        errors(&deep_block).0[0]
+            .message
+            .contains("nests deeper than 16 levels")
+    );
+    // alias expansion bomb ("billion laughs")
+    let mut bomb = String::from("version: 1\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    bomb.push_str("rules: []\n");
+    let started = std::time::Instant::now();
+    let e = errors(&bomb);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.0[0]
+            .message
+            .starts_with("the policy is too large to read"),
+        "{e}"
+    );
+    // odd scalars where names are expected
+    let odd = "version: 1\nroles: { ? [a]: {members: []} }\nrules:\n  - {name: ~, roles: [1.5], actions: [true]}\n";
+    let e = errors(odd);
+    assert!(e.0.len() >= 3, "{e}");
+    // big numbers
+    let big = "version: 1\nroles: {a: {members: []}}\nrules:\n  - {name: r, roles: [a], actions: [scale], when: {replicas: {max: 99999999999999999999999999}}, approval: {roles: [a], count: 99999999999}}\n";
+    let e = errors(big);
+    assert_eq!(e.0.len(), 2, "{e}");
+}
