@@ -6,3 +6,5 @@
 pub mod chat;
 pub mod cli;
 pub mod engine;
+pub mod store;
+pub mod config;

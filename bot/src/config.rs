@@ -1,0 +1,927 @@
+//! Configuration: one YAML file (`opsbot.yaml`) plus `OPSBOT_*` environment overrides.
+//!
+//! Where the file comes from: `--config PATH`, else `OPSBOT_CONFIG`, else `./opsbot.yaml` if it
+//! exists, else none (every setting has a default, so an empty or missing file is valid).
+//! Relative paths in the file are relative to the file's directory; relative paths in the
+//! environment are relative to the working directory.
+//!
+//! Environment overrides (they win over the file):
+//!
+//! | variable | setting |
+//! |---|---|
+//! | `OPSBOT_DATA_DIR` | `data_dir` |
+//! | `OPSBOT_DATABASE_URL` (or `…_FILE`) | `database.url` |
+//! | `OPSBOT_POLICY` | `policy` |
+//! | `OPSBOT_LISTEN` | `listen` |
+//! | `OPSBOT_SLACK_BOT_TOKEN` (or `…_FILE`) | `slack.bot_token` |
+//! | `OPSBOT_SLACK_SIGNING_SECRET` (or `…_FILE`) | `slack.signing_secret` |
+//! | `OPSBOT_SLACK_APP_TOKEN` (or `…_FILE`) | `slack.app_token` |
+//! | `OPSBOT_DISCORD_TOKEN` (or `…_FILE`) | `discord.token` |
+//! | `OPSBOT_DISCORD_PUBLIC_KEY` (or `…_FILE`) | `discord.public_key` |
+//!
+//! Secrets (tokens, signing secrets, the database URL, which may hold a password) can be given
+//! inline, as `*_file` keys naming a file that holds them, or by environment. They are held in
+//! [`Secret`], whose `Debug` and `Display` print `***`; read them with [`Secret::expose`] only
+//! where they are used. A bad file fails with `FILE:LINE:COL: message` errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
+
+/// The file looked for in the working directory when no path is given.
+pub const DEFAULT_FILE: &str = "opsbot.yaml";
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "OPSBOT_CONFIG";
+
+// ---------------------------------------------------------------------------------------------
+// Secret
+// ---------------------------------------------------------------------------------------------
+
+/// A secret value. `Debug` and `Display` print `***`; only [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself. Call it where the secret is used, never to print or log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// `url` with any password replaced by `***` (for printing database URLs).
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end + 3],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Where a configuration problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// In the file, at a position (1-based; 0 when unknown).
+    File {
+        file: String,
+        line: u64,
+        column: u64,
+    },
+    /// In an environment variable.
+    Env(String),
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::File { file, line, column } if *line > 0 => {
+                write!(f, "{file}:{line}:{column}: {}", self.message)
+            }
+            Origin::File { file, .. } => write!(f, "{file}: {}", self.message),
+            Origin::Env(var) => write!(f, "{var}: {}", self.message),
+        }
+    }
+}
+
+/// Every problem found, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolved configuration
+// ---------------------------------------------------------------------------------------------
+
+/// The configuration opsbot runs with, defaults filled in, secrets resolved, paths absolute or
+/// relative to the working directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+    /// Where opsbot keeps its files (the default SQLite database). Default `./data`.
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH` or `postgres://…`. Default: `sqlite://DATA_DIR/opsbot.db`.
+    pub database_url: Secret,
+    /// The policy file. Default `policy.yaml` (next to the config file).
+    pub policy: PathBuf,
+    pub clusters: Vec<ClusterConfig>,
+    /// Channel id or name → defaults for commands typed there.
+    pub channels: BTreeMap<String, ChannelDefaults>,
+    pub rate_limits: RateLimits,
+    pub approvals: ApprovalDefaults,
+    /// The HTTP server's address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    pub slack: SlackConfig,
+    pub discord: DiscordConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Where a cluster's API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterSource {
+    /// The service account of the pod opsbot runs in.
+    InCluster,
+    /// A kubeconfig (`None`: the default, `$KUBECONFIG` or `~/.kube/config`) and a context
+    /// in it (`None`: its current context).
+    Kubeconfig {
+        path: Option<PathBuf>,
+        context: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub source: ClusterSource,
+    /// Default `default`.
+    pub default_namespace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelDefaults {
+    pub namespace: Option<String>,
+    /// A name from `clusters`.
+    pub cluster: Option<String>,
+}
+
+/// A token bucket: `per_minute` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Quota {
+    const fn new(per_minute: u32, burst: u32) -> Quota {
+        match (NonZeroU32::new(per_minute), NonZeroU32::new(burst)) {
+            (Some(per_minute), Some(burst)) => Quota { per_minute, burst },
+            _ => panic!("quota constants must be non-zero"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Default 20/min, burst 5.
+    pub per_user: Quota,
+    /// Default 60/min, burst 10.
+    pub per_channel: Quota,
+    /// Default 300/min, burst 50.
+    pub global: Quota,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        const PER_USER: Quota = Quota::new(20, 5);
+        const PER_CHANNEL: Quota = Quota::new(60, 10);
+        const GLOBAL: Quota = Quota::new(300, 50);
+        RateLimits {
+            per_user: PER_USER,
+            per_channel: PER_CHANNEL,
+            global: GLOBAL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalDefaults {
+    /// Expiry of an approval request whose rule gives no `ttl`. Default 15 minutes.
+    pub default_ttl: Duration,
+    /// How often expired requests are looked for. Default 30 seconds.
+    pub sweep_interval: Duration,
+}
+
+impl Default for ApprovalDefaults {
+    fn default() -> Self {
+        ApprovalDefaults {
+            default_ttl: Duration::from_secs(15 * 60),
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackConfig {
+    /// `xoxb-…`, for the Web API.
+    pub bot_token: Option<Secret>,
+    /// Verifies that HTTP requests come from Slack.
+    pub signing_secret: Option<Secret>,
+    /// `xapp-…`, for Socket Mode.
+    pub app_token: Option<Secret>,
+    /// Receive events over a WebSocket instead of HTTP. Default false.
+    pub socket_mode: bool,
+    /// Default `https://slack.com/api` (tests point it at a fake).
+    pub api_url: String,
+}
+
+impl SlackConfig {
+    /// Whether Slack is configured at all (any secret given).
+    pub fn is_configured(&self) -> bool {
+        self.bot_token.is_some() || self.signing_secret.is_some() || self.app_token.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordConfig {
+    pub token: Option<Secret>,
+    /// The application's Ed25519 public key (hex), for verifying interactions.
+    pub public_key: Option<Secret>,
+    pub application_id: Option<String>,
+    /// Default `https://discord.com/api/v10`.
+    pub api_url: String,
+}
+
+impl DiscordConfig {
+    pub fn is_configured(&self) -> bool {
+        self.token.is_some() || self.public_key.is_some()
+    }
+}
+
+/// Alert intake; filled in by a later issue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlertsConfig {}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written
+// ---------------------------------------------------------------------------------------------
+
+type Sp<T> = Spanned<T>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    database: RawDatabase,
+    policy: Option<PathBuf>,
+    clusters: Vec<Sp<RawCluster>>,
+    channels: BTreeMap<String, Sp<RawChannel>>,
+    rate_limits: RateLimits,
+    approvals: RawApprovals,
+    listen: Option<SocketAddr>,
+    slack: RawSlack,
+    discord: RawDiscord,
+    alerts: RawAlerts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: Option<Secret>,
+    url_file: Option<Sp<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Sp<String>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    in_cluster: bool,
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    default_namespace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawChannel {
+    namespace: Option<String>,
+    cluster: Option<Sp<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawApprovals {
+    #[serde(deserialize_with = "de_duration")]
+    default_ttl: Option<Duration>,
+    #[serde(deserialize_with = "de_duration")]
+    sweep_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSlack {
+    bot_token: Option<Secret>,
+    bot_token_file: Option<Sp<PathBuf>>,
+    signing_secret: Option<Secret>,
+    signing_secret_file: Option<Sp<PathBuf>>,
+    app_token: Option<Secret>,
+    app_token_file: Option<Sp<PathBuf>>,
+    socket_mode: bool,
+    api_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawDiscord {
+    token: Option<Secret>,
+    token_file: Option<Sp<PathBuf>>,
+    public_key: Option<Secret>,
+    public_key_file: Option<Sp<PathBuf>>,
+    application_id: Option<String>,
+    api_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {}
+
+/// `15m`, `30s`, `1h 30m` (humantime); must be above zero.
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: {e} (write e.g. 30s, 15m, 1h)"
+        ))
+    })?;
+    if duration.is_zero() {
+        return Err(serde::de::Error::custom("duration must be above zero"));
+    }
+    Ok(Some(duration))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Reads environment variables; [`std::env::var`] in production, a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Loads the configuration from `path` (from `--config`), or as described in the module
+    /// docs when `None`, with the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(path, &ProcessEnv)
+    }
+
+    /// [`Config::load`] with the environment given.
+    pub fn load_with_env(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigErrors> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => match env.var(CONFIG_ENV) {
+                Some(p) => Some(PathBuf::from(p)),
+                None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+            },
+        };
+        let Some(path) = path else {
+            return Config::from_yaml_with_env("", None, env);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                origin: Origin::File {
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                },
+                message: format!("cannot read the configuration file: {e}"),
+            }])
+        })?;
+        Config::from_yaml_with_env(&text, Some(&path), env)
+    }
+
+    /// Parses configuration YAML. `file` names it in errors and anchors relative paths (`None`:
+    /// the working directory, errors say `<config>`).
+    pub fn from_yaml_with_env(
+        text: &str,
+        file: Option<&Path>,
+        env: &dyn Env,
+    ) -> Result<Config, ConfigErrors> {
+        let name = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<config>".to_owned());
+        let raw = parse(text, &name).map_err(|e| ConfigErrors(vec![e]))?;
+        let base = file
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut r = Resolver {
+            file: name,
+            base,
+            env,
+            errors: Vec::new(),
+        };
+        let config = r.resolve(raw, file);
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// The cluster named `name`.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// What `check-config` prints: every setting, secrets masked.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let set = |s: &Option<Secret>| {
+            if s.is_some() {
+                "*** (set)"
+            } else {
+                "(not set)"
+            }
+        };
+        let mut out = String::new();
+        let source = match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "(none: defaults and environment)".to_owned(),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "config file:     {source}");
+        let _ = writeln!(out, "data_dir:        {}", self.data_dir.display());
+        let _ = writeln!(
+            out,
+            "database:        {}",
+            mask_url(self.database_url.expose())
+        );
+        let _ = writeln!(out, "policy:          {}", self.policy.display());
+        let _ = writeln!(out, "listen:          {}", self.listen);
+        if self.clusters.is_empty() {
+            let _ = writeln!(out, "clusters:        (none)");
+        } else {
+            let _ = writeln!(out, "clusters:");
+            for c in &self.clusters {
+                let source = match &c.source {
+                    ClusterSource::InCluster => "in-cluster".to_owned(),
+                    ClusterSource::Kubeconfig { path, context } => format!(
+                        "kubeconfig {} context {}",
+                        path.as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "(default)".to_owned()),
+                        context.as_deref().unwrap_or("(current)")
+                    ),
+                };
+                let _ = writeln!(
+                    out,
+                    "  - {}: {source}, default namespace {}",
+                    c.name, c.default_namespace
+                );
+            }
+        }
+        if self.channels.is_empty() {
+            let _ = writeln!(out, "channels:        (none)");
+        } else {
+            let _ = writeln!(out, "channels:");
+            for (name, d) in &self.channels {
+                let _ = writeln!(
+                    out,
+                    "  - {name}: namespace {}, cluster {}",
+                    d.namespace.as_deref().unwrap_or("(default)"),
+                    d.cluster.as_deref().unwrap_or("(default)")
+                );
+            }
+        }
+        let q = |q: &Quota| format!("{}/min, burst {}", q.per_minute, q.burst);
+        let _ = writeln!(
+            out,
+            "rate limits:     per user {}",
+            q(&self.rate_limits.per_user)
+        );
+        let _ = writeln!(
+            out,
+            "                 per channel {}",
+            q(&self.rate_limits.per_channel)
+        );
+        let _ = writeln!(
+            out,
+            "                 global {}",
+            q(&self.rate_limits.global)
+        );
+        let _ = writeln!(
+            out,
+            "approvals:       default ttl {}, sweep every {}",
+            humantime::format_duration(self.approvals.default_ttl),
+            humantime::format_duration(self.approvals.sweep_interval)
+        );
+        let _ = writeln!(
+            out,
+            "slack:           bot_token {}, signing_secret {}, app_token {}, socket_mode {}, api {}",
+            set(&self.slack.bot_token),
+            set(&self.slack.signing_secret),
+            set(&self.slack.app_token),
+            self.slack.socket_mode,
+            self.slack.api_url
+        );
+        let _ = writeln!(
+            out,
+            "discord:         token {}, public_key {}, application_id {}, api {}",
+            set(&self.discord.token),
+            set(&self.discord.public_key),
+            self.discord
+                .application_id
+                .as_deref()
+                .unwrap_or("(not set)"),
+            self.discord.api_url
+        );
+        out
+    }
+}
+
+fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_saphyr::from_str::<Option<RawConfig>>(text)
+        .map(Option::unwrap_or_default)
+        .map_err(|err| {
+            let (line, column) = err
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            let message = DefaultMessageFormatter
+                .format_message(err.without_snippet())
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>();
+            ConfigError {
+                origin: Origin::File {
+                    file: file.to_owned(),
+                    line,
+                    column,
+                },
+                message,
+            }
+        })
+}
+
+/// Turns the file as written plus the environment into a [`Config`], collecting errors.
+struct Resolver<'a> {
+    file: String,
+    base: PathBuf,
+    env: &'a dyn Env,
+    errors: Vec<ConfigError>,
+}
+
+impl Resolver<'_> {
+    fn at(&mut self, loc: &Location, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin: Origin::File {
+                file: self.file.clone(),
+                line: loc.line(),
+                column: loc.column(),
+            },
+            message: message.into(),
+        });
+    }
+
+    fn env_error(&mut self, var: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin: Origin::Env(var.to_owned()),
+            message: message.into(),
+        });
+    }
+
+    /// A path from the file, anchored at the file's directory.
+    fn file_path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() || self.base.as_os_str().is_empty() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Reads a secret from a file: its content without trailing whitespace / newlines.
+    fn read_secret(&self, path: &Path) -> Result<Secret, String> {
+        match std::fs::read_to_string(path) {
+            Ok(s) if s.trim().is_empty() => Err(format!("{} is empty", path.display())),
+            Ok(s) => Ok(Secret(s.trim_end().to_owned())),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Resolves one secret: `ENV` > `ENV_FILE` > `key_file` > `key`.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<Secret>,
+        file: Option<Sp<PathBuf>>,
+        env_var: &str,
+    ) -> Option<Secret> {
+        if let Some(value) = self.env.var(env_var) {
+            return Some(Secret(value));
+        }
+        let env_file = format!("{env_var}_FILE");
+        if let Some(path) = self.env.var(&env_file) {
+            return match self.read_secret(Path::new(&path)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.env_error(&env_file, e);
+                    None
+                }
+            };
+        }
+        match (inline, file) {
+            (Some(_), Some(file)) => {
+                self.at(
+                    &file.referenced,
+                    format!("set either {key} or {key}_file, not both"),
+                );
+                None
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(file)) => {
+                let path = self.file_path(file.value);
+                match self.read_secret(&path) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        self.at(&file.referenced, format!("{key}_file: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn resolve(&mut self, raw: RawConfig, source: Option<&Path>) -> Config {
+        let data_dir = match self.env.var("OPSBOT_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => self.file_path(raw.data_dir.unwrap_or_else(|| PathBuf::from("data"))),
+        };
+        let database_url = self
+            .secret(
+                "database.url",
+                raw.database.url,
+                raw.database.url_file,
+                "OPSBOT_DATABASE_URL",
+            )
+            .unwrap_or_else(|| {
+                Secret(format!("sqlite://{}", data_dir.join("opsbot.db").display()))
+            });
+        let scheme = database_url.expose().split_once(':').map(|(s, _)| s);
+        if !matches!(scheme, Some("sqlite" | "postgres" | "postgresql")) {
+            let message = "database URL must start with sqlite: or postgres:// (value not shown)";
+            match self.env.var("OPSBOT_DATABASE_URL") {
+                Some(_) => self.env_error("OPSBOT_DATABASE_URL", message),
+                None => self.errors.push(ConfigError {
+                    origin: Origin::File {
+                        file: self.file.clone(),
+                        line: 0,
+                        column: 0,
+                    },
+                    message: format!("database.url: {message}"),
+                }),
+            }
+        }
+        let policy = match self.env.var("OPSBOT_POLICY") {
+            Some(p) => PathBuf::from(p),
+            None => self.file_path(raw.policy.unwrap_or_else(|| PathBuf::from("policy.yaml"))),
+        };
+        let listen = match self.env.var("OPSBOT_LISTEN") {
+            Some(l) => match l.trim().parse::<SocketAddr>() {
+                Ok(addr) => addr,
+                Err(e) => {
+                    self.env_error(
+                        "OPSBOT_LISTEN",
+                        format!("invalid address {l:?}: {e} (write e.g. 127.0.0.1:8080)"),
+                    );
+                    default_listen()
+                }
+            },
+            None => raw.listen.unwrap_or_else(default_listen),
+        };
+
+        let mut clusters = Vec::new();
+        let mut names = BTreeSet::new();
+        for c in raw.clusters {
+            let loc = c.referenced;
+            let c = c.value;
+            let name = c.name.value.trim().to_owned();
+            if name.is_empty() {
+                self.at(&c.name.referenced, "cluster name must not be empty");
+            } else if !names.insert(name.clone()) {
+                self.at(
+                    &c.name.referenced,
+                    format!("duplicate cluster name {name:?}"),
+                );
+            }
+            let source = if c.in_cluster {
+                if c.context.is_some() || c.kubeconfig.is_some() {
+                    self.at(
+                        &loc,
+                        format!(
+                            "cluster {name:?}: in_cluster: true cannot be combined with \
+                             context or kubeconfig"
+                        ),
+                    );
+                }
+                ClusterSource::InCluster
+            } else {
+                ClusterSource::Kubeconfig {
+                    path: c.kubeconfig.map(|p| self.file_path(p)),
+                    context: c.context,
+                }
+            };
+            clusters.push(ClusterConfig {
+                name,
+                source,
+                default_namespace: c.default_namespace.unwrap_or_else(|| "default".to_owned()),
+            });
+        }
+
+        let mut channels = BTreeMap::new();
+        for (name, ch) in raw.channels {
+            let ch = ch.value;
+            let cluster = match ch.cluster {
+                Some(c) => {
+                    if !names.contains(&c.value) {
+                        let known = if names.is_empty() {
+                            "no clusters are defined".to_owned()
+                        } else {
+                            format!(
+                                "defined: {}",
+                                names.iter().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        };
+                        self.at(
+                            &c.referenced,
+                            format!("channel {name:?}: unknown cluster {:?} ({known})", c.value),
+                        );
+                    }
+                    Some(c.value)
+                }
+                None => None,
+            };
+            channels.insert(
+                name,
+                ChannelDefaults {
+                    namespace: ch.namespace,
+                    cluster,
+                },
+            );
+        }
+
+        let defaults = ApprovalDefaults::default();
+        let approvals = ApprovalDefaults {
+            default_ttl: raw.approvals.default_ttl.unwrap_or(defaults.default_ttl),
+            sweep_interval: raw
+                .approvals
+                .sweep_interval
+                .unwrap_or(defaults.sweep_interval),
+        };
+
+        let s = raw.slack;
+        let slack = SlackConfig {
+            bot_token: self.secret(
+                "slack.bot_token",
+                s.bot_token,
+                s.bot_token_file,
+                "OPSBOT_SLACK_BOT_TOKEN",
+            ),
+            signing_secret: self.secret(
+                "slack.signing_secret",
+                s.signing_secret,
+                s.signing_secret_file,
+                "OPSBOT_SLACK_SIGNING_SECRET",
+            ),
+            app_token: self.secret(
+                "slack.app_token",
+                s.app_token,
+                s.app_token_file,
+                "OPSBOT_SLACK_APP_TOKEN",
+            ),
+            socket_mode: s.socket_mode,
+            api_url: s
+                .api_url
+                .unwrap_or_else(|| "https://slack.com/api".to_owned()),
+        };
+        let d = raw.discord;
+        let discord = DiscordConfig {
+            token: self.secret(
+                "discord.token",
+                d.token,
+                d.token_file,
+                "OPSBOT_DISCORD_TOKEN",
+            ),
+            public_key: self.secret(
+                "discord.public_key",
+                d.public_key,
+                d.public_key_file,
+                "OPSBOT_DISCORD_PUBLIC_KEY",
+            ),
+            application_id: d.application_id,
+            api_url: d
+                .api_url
+                .unwrap_or_else(|| "https://discord.com/api/v10".to_owned()),
+        };
+        let RawAlerts {} = raw.alerts;
+
+        Config {
+            source: source.map(Path::to_path_buf),
+            data_dir,
+            database_url,
+            policy,
+            clusters,
+            channels,
+            rate_limits: raw.rate_limits,
+            approvals,
+            listen,
+            slack,
+            discord,
+            alerts: AlertsConfig {},
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for Config {
+    /// The configuration of an empty file with an empty environment.
+    fn default() -> Self {
+        let empty: BTreeMap<String, String> = BTreeMap::new();
+        // An empty document with no environment has no way to fail.
+        Config::from_yaml_with_env("", None, &empty).unwrap_or_else(|e| {
+            unreachable!("the empty configuration is valid: {e}");
+        })
+    }
+}
