@@ -97,6 +97,8 @@ pub enum Op {
     BackupRun {
         cronjob: String,
     },
+    /// `help [COMMAND]`: `None` for every command, else the canonical name of a command
+    /// (`scale`, `backup run`) or group (`backup`); answer with [`crate::help::help_reply`].
     Help {
         command: Option<String>,
     },

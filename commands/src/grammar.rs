@@ -77,27 +77,43 @@ fn normalize(text: &str) -> String {
     if text.contains(['\'', '"', '\\']) {
         return text.to_owned();
     }
-    text.chars()
-        .map(|c| match c {
-            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{00AB}' | '\u{00BB}' => '"',
-            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' => '\'',
-            '\u{00A0}' | '\u{2007}' | '\u{202F}' | '\u{2000}'..='\u{200A}' | '\u{3000}' => ' ',
-            c => c,
-        })
-        .collect::<String>()
-        // Phones turn `--tail` into `—tail`.
-        .replace(['\u{2014}', '\u{2013}'], "--")
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        match c {
+            // Curly single quotes are left alone: they are apostrophes more often than quotes.
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' => out.push('"'),
+            '\u{00A0}' | '\u{2007}' | '\u{202F}' | '\u{2000}'..='\u{200A}' | '\u{3000}' => {
+                out.push(' ')
+            }
+            // Phones turn `--tail` into `—tail`.
+            '\u{2014}' | '\u{2013}' if word_start => out.push_str("--"),
+            c => out.push(c),
+        }
+        word_start = out.ends_with([' ', '\t', '\n']);
+    }
+    out
 }
 
 fn is_flag(tok: &str) -> bool {
     tok.len() > 1 && tok.starts_with('-')
 }
 
-/// `--tail=5` → (`--tail`, `Some("5")`); `-n=prod` → (`-n`, `Some("prod")`).
+/// `--tail=5` → (`--tail`, `Some("5")`); `-n=prod` and `-nprod` → (`-n`, `Some("prod")`).
 fn split_flag(tok: &str) -> (&str, Option<&str>) {
-    match tok.split_once('=') {
-        Some((f, v)) => (f, Some(v)),
-        None => (tok, None),
+    if tok.starts_with("--") {
+        return match tok.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (tok, None),
+        };
+    }
+    let Some(c) = tok.chars().nth(1) else {
+        return (tok, None);
+    };
+    let end = 1 + c.len_utf8();
+    match tok.get(end..) {
+        Some("") | None => (tok, None),
+        Some(rest) => (&tok[..end], Some(rest.strip_prefix('=').unwrap_or(rest))),
     }
 }
 
@@ -123,8 +139,27 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             continue;
         }
         if !only_positional && is_flag(tok) {
-            let (flag, inline) = split_flag(tok);
             let usage = cmd.map(CommandSpec::usage);
+            if tok[1..].bytes().all(|b| b.is_ascii_digit()) {
+                let e = ParseError::new(format!("`{tok}`: numbers here are never negative"))
+                    .with_token(tok);
+                return Err(match usage {
+                    Some(u) => e.with_usage(u),
+                    None => e,
+                });
+            }
+            if tok == "--help" || tok == "-h" {
+                // kubectl habit: `scale --help`.
+                let topic = cmd.map(|c| c.name).or(group.map(|g| g.name));
+                return Ok(Command {
+                    cluster: None,
+                    namespace: None,
+                    op: crate::command::Op::Help {
+                        command: topic.map(str::to_owned),
+                    },
+                });
+            }
+            let (flag, inline) = split_flag(tok);
             let with_usage = |e: ParseError| match &usage {
                 Some(u) => e.with_usage(u.clone()),
                 None => e,
@@ -507,16 +542,21 @@ fn strip_prefix<'a>(raw: &'a str, prefixes: &[&str], what: &str) -> Result<&'a s
             if prefixes.iter().any(|p| p.eq_ignore_ascii_case(kind)) {
                 Ok(name)
             } else {
-                let allowed: Vec<String> = prefixes.iter().map(|p| format!("{p}/")).collect();
-                Err(ParseError::new(format!(
-                    "`{raw}`: {what} here is a name{}",
-                    if allowed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", optionally prefixed with {}", allowed.join(", "))
-                    }
-                ))
-                .with_token(raw))
+                let hint = match prefixes.first() {
+                    Some(p) => format!(
+                        "write {what}, or {p}/{what} (also {})",
+                        prefixes[1..]
+                            .iter()
+                            .map(|p| format!("{p}/"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => format!("write {what} without a kind"),
+                };
+                Err(
+                    ParseError::new(format!("`{kind}/` is not accepted here: {hint}"))
+                        .with_token(raw),
+                )
             }
         }
     }

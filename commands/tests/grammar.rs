@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use opsbot_commands::spec::{self, COMMANDS, OptionKind, OptionValue, invocation_tokens};
 use opsbot_commands::{
-    Command, Op, PodSelector, Tone, Workload, WorkloadKind, app_commands, help_reply, parse,
-    parse_tokens,
+    Command, DEFAULT_TAIL, Op, PodSelector, Tone, Workload, WorkloadKind, app_commands, help_reply,
+    parse, parse_tokens,
 };
 use opsbot_policies::Action;
 use proptest::prelude::*;
@@ -519,6 +519,61 @@ fn accepted_inputs() {
             }),
         ),
         ("whoami", cmd(Op::Whoami)),
+        // Short flags with attached values, as kubectl (pflag) allows.
+        (
+            "-nshop status api",
+            in_ns(
+                "shop",
+                Op::Status {
+                    workload: deploy("api"),
+                },
+            ),
+        ),
+        (
+            "logs api -capp",
+            cmd(L {
+                container: Some("app"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "pods -lapp=web",
+            cmd(Op::Pods {
+                selector: PodSelector::Labels("app=web".into()),
+            }),
+        ),
+        // `--help` anywhere asks for help on what came before it.
+        (
+            "scale --help",
+            cmd(Op::Help {
+                command: Some("scale".into()),
+            }),
+        ),
+        (
+            "backup -h",
+            cmd(Op::Help {
+                command: Some("backup".into()),
+            }),
+        ),
+        ("--help", cmd(Op::Help { command: None })),
+        // Dashes and apostrophes inside words are text, not flags or quotes.
+        (
+            "logs api —grep a—b",
+            cmd(L {
+                grep: Some("a—b"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
+        (
+            "logs api --grep don’t",
+            cmd(L {
+                grep: Some("don’t"),
+                ..L::default()
+            }
+            .on("api")),
+        ),
     ];
     let mut failures = Vec::new();
     for (input, expected) in &cases {
@@ -761,7 +816,7 @@ fn rejected_inputs() {
         rej(
             "scale api -1",
             Some("-1"),
-            "has no option",
+            "numbers here are never negative",
             None,
             Some(SCALE_USAGE),
         ),
@@ -893,7 +948,7 @@ fn rejected_inputs() {
         rej(
             "rollback sts/db",
             Some("sts/db"),
-            "optionally prefixed with deploy/",
+            "`sts/` is not accepted here: write NAME, or deploy/NAME",
             None,
             None,
         ),
@@ -1027,6 +1082,13 @@ fn actions_and_resources_follow_the_parse() {
             assert_eq!(spec::spec_of(&c.op).map(|s| s.name), Some(spec.name));
         }
     }
+}
+
+#[test]
+fn declared_defaults_match_the_code() {
+    let logs = spec::find("logs").unwrap();
+    let tail = logs.flags.iter().find(|f| f.name == "tail").unwrap();
+    assert_eq!(tail.default, Some(DEFAULT_TAIL.to_string().as_str()));
 }
 
 #[test]
