@@ -196,7 +196,10 @@ impl Loader<'_> {
                 self.err(
                     node.pos,
                     format!("{what} must be a string, found {}", node.value.kind()),
-                    None,
+                    Some(match &node.value {
+                        Value::Null => "write a value, or leave the key out".to_owned(),
+                        _ => "quote it if it is meant as text, e.g. `\"yes\"`".to_owned(),
+                    }),
                 );
                 None
             }
@@ -241,7 +244,7 @@ impl Loader<'_> {
                 self.err(
                     node.pos,
                     format!("`{what}` must be an integer, found {}", other.kind()),
-                    None,
+                    Some("write a whole number without quotes, e.g. `3`".to_owned()),
                 );
                 None
             }
@@ -476,7 +479,7 @@ impl Loader<'_> {
                     this.err(
                         n.pos,
                         format!("`{what}.{key}` must be between 0 and {}", i64::MAX),
-                        None,
+                        Some("bounds are counts, so they cannot be negative".to_owned()),
                     );
                     None
                 }
@@ -494,7 +497,7 @@ impl Loader<'_> {
             self.err(
                 node.pos,
                 format!("`{what}` has min {lo} above max {hi}, so it can never match"),
-                None,
+                Some(format!("swap them: `{{ min: {hi}, max: {lo} }}`")),
             );
             return None;
         }
@@ -538,7 +541,11 @@ impl Loader<'_> {
                     Ok(c) => count = c,
                     Err(_) => {
                         ok = false;
-                        self.err(n.pos, format!("`count` {c} is too large"), None);
+                        self.err(
+                            n.pos,
+                            format!("`count` {c} is too large"),
+                            Some(format!("at most {} approvals", u32::MAX)),
+                        );
                     }
                 },
                 None => ok = false,
@@ -592,7 +599,9 @@ impl Loader<'_> {
                     self.err(
                         n.pos,
                         format!("`allow_self` must be true or false, found {}", other.kind()),
-                        None,
+                        Some(
+                            "write `allow_self: true` or `allow_self: false`, unquoted".to_owned(),
+                        ),
                     );
                 }
             }
@@ -662,7 +671,7 @@ impl Loader<'_> {
                         other => self.err(
                             m.pos,
                             format!("`members` must be a list, found {}", other.kind()),
-                            None,
+                            Some("e.g. `members: [\"slack:U01ABC\"]`".to_owned()),
                         ),
                     },
                 }
@@ -684,7 +693,11 @@ impl Loader<'_> {
         let name = match fields.get("name") {
             Some((_, n)) => match self.text(n, "`name`") {
                 Some(name) if name.trim().is_empty() => {
-                    self.err(n.pos, "rule `name` is empty", None);
+                    self.err(
+                        n.pos,
+                        "rule `name` is empty",
+                        Some("name the rule, e.g. `scale-production`".to_owned()),
+                    );
                     None
                 }
                 Some(name) if name.starts_with("builtin:") => {
@@ -769,7 +782,11 @@ impl Loader<'_> {
             Some((_, n)) => match self.text(n, "`reason`") {
                 Some(r) if r.trim().is_empty() => {
                     ok = false;
-                    self.err(n.pos, "`reason` is empty", None);
+                    self.err(
+                        n.pos,
+                        "`reason` is empty",
+                        Some("say why, for whoever is denied".to_owned()),
+                    );
                     None
                 }
                 Some(r) => Some((n.pos, r)),

@@ -21,7 +21,9 @@ fn assert_errors(src: &str, want: &[(&str, &str, &str)]) {
             "want {loc}, got {line}"
         );
         assert!(e.message.contains(msg), "want message `{msg}` in {line}");
-        let h = e.hint.as_deref().unwrap_or("");
+        let Some(h) = e.hint.as_deref() else {
+            panic!("every error has a hint: {line}")
+        };
         assert!(h.contains(hint), "want hint `{hint}` in {line}");
     }
 }

@@ -402,6 +402,7 @@ proptest! {
         if let Err(e) = Policy::from_yaml(&src, "r.yaml") {
             prop_assert!(!e.0.is_empty());
             prop_assert!(e.0.iter().all(|e| e.line >= 1 && e.column >= 1), "{}", e);
+            prop_assert!(e.0.iter().all(|e| e.hint.is_some()), "{}", e);
         }
     }
 
@@ -415,6 +416,7 @@ proptest! {
     fn yamlish_text_never_panics(src in yamlish()) {
         if let Err(e) = Policy::from_yaml(&src, "y.yaml") {
             prop_assert!(e.0.iter().all(|e| e.line >= 1 && e.column >= 1), "{}", e);
+            prop_assert!(e.0.iter().all(|e| e.hint.is_some()), "{}", e);
         }
     }
 
