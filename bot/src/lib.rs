@@ -8,3 +8,8 @@ pub mod cli;
 pub mod engine;
 pub mod store;
 pub mod config;
+pub mod slack;
+pub mod console;
+pub mod metrics;
+pub mod app;
+pub mod server;

@@ -1,27 +1,89 @@
 //! The `opsbot` binary: parses the command line and hands over to the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use opsbot::cli;
+use opsbot::config::Config;
 
 #[derive(Parser)]
-#[command(name = "opsbot", version, about = "Guarded Kubernetes operations from chat")]
+#[command(
+    name = "opsbot",
+    version,
+    about = "Guarded Kubernetes operations from chat"
+)]
 struct Cli {
+    /// The configuration file (default: $OPSBOT_CONFIG, else ./opsbot.yaml if it exists).
+    #[arg(long, global = true, env = "OPSBOT_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bot: HTTP server (health, metrics, chat adapters) until SIGTERM.
+    Serve,
+    /// Chat with opsbot in the terminal, against the configured clusters and database.
+    Console {
+        /// Who you are (`console:NAME` in policies); switch later by typing `as NAME`.
+        #[arg(long = "as", default_value = "me")]
+        speaker: String,
+    },
+    /// Try opsbot with nothing installed: a simulated cluster, SQLite in a temp dir, the example
+    /// policy and the console.
+    Demo {
+        #[arg(long = "as", default_value = "bob")]
+        speaker: String,
+    },
     /// Work with policy files.
     #[command(subcommand)]
     Policy(cli::policy::PolicyCmd),
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCmd),
+    /// Validate the configuration and its policy together; print what would run (secrets masked).
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Policy(cmd) => cli::policy::run(cmd),
+        Command::Audit(cmd) => cli::audit::run(cli.config.as_deref(), cmd),
+        Command::CheckConfig => cli::check_config::run(cli.config.as_deref()),
+        Command::Serve => run(cli::logging::Mode::Server, async move {
+            opsbot::app::serve(load_config(cli.config.as_deref())?).await
+        }),
+        Command::Console { speaker } => run(cli::logging::Mode::Interactive, async move {
+            opsbot::app::console(load_config(cli.config.as_deref())?, &speaker).await
+        }),
+        Command::Demo { speaker } => run(cli::logging::Mode::Interactive, async move {
+            opsbot::app::demo(&speaker).await
+        }),
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs an async command on a multi-threaded runtime; errors go to stderr with exit code 1.
+fn run(mode: cli::logging::Mode, fut: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    cli::logging::init(mode);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

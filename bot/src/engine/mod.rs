@@ -1,9 +1,40 @@
-//! The pipeline every chat platform uses: rate limit → parse → policy → execute / approval / deny,
-//! with every step audited. (Interface laid down first; the coordinator fills it in.)
+//! The pipeline every chat platform uses:
+//! dedupe → audit → rate limit → parse → defaults → policy → execute / ask for approval / deny.
+//!
+//! Invariants:
+//! - Nothing runs without a decision on record: the request and the decision are appended to the
+//!   audit log *before* anything executes; if the audit log cannot be written, nothing runs.
+//! - An approved request runs exactly once: the state change `approved → executing` is a
+//!   conditional update in the database, and only its one winner executes (also across replicas).
+//! - The policy is evaluated again right before an approved request runs.
+//! - The user always gets a reply, also when Kubernetes or the database fails; a reply that cannot
+//!   be delivered is recorded in the audit log as undelivered.
+//! - The engine knows no platform format: it posts [`Reply`]s through each platform's
+//!   [`ChatSink`].
 
-use std::sync::Arc;
+pub mod cards;
+pub mod policy_file;
+pub mod ratelimit;
 
-use crate::chat::{ApprovalClick, ChatSink, Invocation, Platform};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use opsbot_commands::{Command, Op, Operator, Progress, ProgressReceiver, ProgressSender, Reply};
+use opsbot_policies::{Decision, Subject};
+use serde_json::json;
+use tokio_util::task::TaskTracker;
+
+use crate::chat::{ApprovalClick, ChatSink, Invocation, MessageRef, Platform};
+use crate::config::{ChannelDefaults, RateLimits};
+use crate::metrics::Metrics;
+use crate::store::{
+    Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, NewApproval, Store,
+};
+pub use policy_file::{PolicyFile, Reload};
+pub use ratelimit::RateLimiter;
 
 /// Why an inbound request was refused before it reached the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,33 +58,943 @@ impl RejectionKind {
     }
 }
 
+/// How the engine behaves; everything has a sensible default.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Channel id → default namespace / cluster.
+    pub channels: BTreeMap<String, ChannelDefaults>,
+    pub rate_limits: RateLimits,
+    /// At most one progress edit per message per this interval.
+    pub progress_interval: Duration,
+    /// How often expired approvals are looked for.
+    pub sweep_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            channels: BTreeMap::new(),
+            rate_limits: RateLimits::default(),
+            progress_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The engine, cheap to clone and share between adapters.
 #[derive(Clone)]
 pub struct Engine {
-    _inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    policy: Arc<PolicyFile>,
+    operator: Operator,
+    options: EngineOptions,
+    limiter: RateLimiter,
+    sinks: RwLock<HashMap<String, Arc<dyn ChatSink>>>,
+    metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+}
+
+/// Who asked, where: what every step of one request needs to know.
+struct Ctx<'a> {
+    platform: &'a str,
+    channel: &'a str,
+    user: &'a Subject,
 }
 
 impl Engine {
+    pub fn new(
+        store: Store,
+        policy: Arc<PolicyFile>,
+        operator: Operator,
+        options: EngineOptions,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        let limiter = RateLimiter::new(&options.rate_limits);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                policy,
+                operator,
+                options,
+                limiter,
+                sinks: RwLock::new(HashMap::new()),
+                metrics,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn policy(&self) -> &Arc<PolicyFile> {
+        &self.inner.policy
+    }
+
+    pub fn operator(&self) -> &Operator {
+        &self.inner.operator
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Registers how to talk back to `platform`. Replies for invocations from that platform, and
     /// updates of approval cards posted there, go through `sink`.
-    pub fn register_sink(&self, _platform: Platform, _sink: Arc<dyn ChatSink>) {
-        unimplemented!("engine work in progress")
+    pub fn register_sink(&self, platform: Platform, sink: Arc<dyn ChatSink>) {
+        self.inner
+            .sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(platform.to_owned(), sink);
     }
 
-    /// Runs one invocation to the end: every reply (result, approval card, denial, error,
-    /// progress edits) is posted through the platform's sink. Never fails: problems become replies
-    /// and audit records. Repeated deliveries (same `delivery_id`) are dropped.
-    pub async fn handle(&self, _invocation: Invocation) {
-        unimplemented!("engine work in progress")
+    fn sink(&self, platform: &str) -> Option<Arc<dyn ChatSink>> {
+        self.inner
+            .sinks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(platform)
+            .cloned()
     }
 
-    /// An Approve / Deny click; updates the approval card through the platform's sink.
-    pub async fn click(&self, _click: ApprovalClick) {
-        unimplemented!("engine work in progress")
+    /// Runs `fut` in the background as in-flight work that [`Engine::shutdown`] waits for.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(fut);
+    }
+
+    /// [`Engine::handle`] in the background (for adapters that must acknowledge at once).
+    pub fn dispatch(&self, invocation: Invocation) {
+        let engine = self.clone();
+        self.spawn(async move { engine.handle(invocation).await });
+    }
+
+    /// [`Engine::click`] in the background.
+    pub fn dispatch_click(&self, click: ApprovalClick) {
+        let engine = self.clone();
+        self.spawn(async move { engine.click(click).await });
+    }
+
+    /// Stops taking background work and waits for what is in flight.
+    pub async fn shutdown(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Starts the background duties: approval expiry, resuming approved requests left by a
+    /// restart, policy reload, and rate-limiter housekeeping. They end with the runtime.
+    pub fn start_background(&self, policy_poll: Option<Duration>) {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.sweep_forever().await });
+        if let Some(every) = policy_poll {
+            tokio::spawn(self.inner.policy.clone().watch(every));
+        }
     }
 
     /// Records an inbound request refused before parsing (bad signature, stale, too large, …).
-    pub async fn reject(&self, _platform: Platform, _kind: RejectionKind, _detail: &str) {
-        unimplemented!("engine work in progress")
+    pub async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
+        self.inner.metrics.count_rejection(platform, kind.as_str());
+        tracing::warn!(platform, kind = kind.as_str(), detail, "request rejected");
+        self.audit(
+            AuditEntry::new(AuditKind::Rejection, platform)
+                .outcome(kind.as_str())
+                .detail(json!({ "detail": detail })),
+        )
+        .await;
     }
+
+    /// Runs one invocation to the end: every reply (result, approval card, denial, error,
+    /// progress edits) is posted through the platform's sink. Never fails: problems become
+    /// replies and audit records. Repeated deliveries (same `delivery_id`) are dropped.
+    #[tracing::instrument(skip_all, fields(platform = inv.platform, user = %inv.user, channel = %inv.channel))]
+    pub async fn handle(&self, inv: Invocation) {
+        let started = Instant::now();
+        let ctx = Ctx {
+            platform: inv.platform,
+            channel: &inv.channel,
+            user: &inv.user,
+        };
+        if self
+            .is_replay(inv.platform, inv.delivery_id.as_deref())
+            .await
+        {
+            return;
+        }
+        let request = AuditEntry::new(AuditKind::Request, inv.platform)
+            .channel(&inv.channel)
+            .actor(inv.user.as_str())
+            .text(&inv.text)
+            .detail(json!({ "groups": inv.groups }));
+        if !self.audit(request).await {
+            return self.refuse_unrecorded(&ctx).await;
+        }
+
+        if let Err(limited) = self.inner.limiter.check(inv.user.as_str(), &inv.channel) {
+            self.inner.metrics.rate_limited.inc();
+            self.inner
+                .metrics
+                .count_request(inv.platform, "-", "rate_limited", "refused");
+            let wait = limited.retry_after.as_secs().max(1);
+            self.audit(
+                self.entry(&ctx, AuditKind::Rejection)
+                    .text(&inv.text)
+                    .outcome("rate_limited")
+                    .detail(json!({ "scope": limited.scope.as_str(), "retry_after_s": wait })),
+            )
+            .await;
+            let reply = Reply::warning("Slow down")
+                .text(format!(
+                    "You are over the {} rate limit. Nothing was run; try again in {wait}s.",
+                    limited.scope.as_str()
+                ))
+                .footer(format!("retry after {wait}s"));
+            return self.say(&ctx, &reply).await;
+        }
+
+        let cmd = match opsbot_commands::parse(&inv.text) {
+            Ok(cmd) => self.apply_defaults(cmd, &inv.channel),
+            Err(e) => {
+                self.inner
+                    .metrics
+                    .count_request(inv.platform, "-", "parse_error", "refused");
+                self.audit(
+                    self.entry(&ctx, AuditKind::Rejection)
+                        .text(&inv.text)
+                        .outcome("parse_error")
+                        .detail(json!({ "error": e.message, "token": e.token })),
+                )
+                .await;
+                return self.say(&ctx, &parse_error_reply(&e)).await;
+            }
+        };
+        let action = cmd.action();
+        let policy = self.inner.policy.current();
+
+        if let Op::Whoami = cmd.op {
+            let roles = policy.roles_of(&inv.user, &inv.groups);
+            let mut reply = Reply::info(format!("You are {}", inv.user)).field(
+                "Roles",
+                if roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    roles.join(", ")
+                },
+            );
+            if !inv.groups.is_empty() {
+                let groups: Vec<&str> = inv.groups.iter().map(Subject::as_str).collect();
+                reply = reply.field("Groups", groups.join(", "));
+            }
+            self.inner
+                .metrics
+                .count_request(inv.platform, action.as_str(), "allow", "ok");
+            return self.say(&ctx, &reply).await;
+        }
+        if !matches!(cmd.op, Op::Help { .. })
+            && self
+                .inner
+                .operator
+                .clusters
+                .get(cmd.cluster.as_deref())
+                .is_none()
+        {
+            let known: Vec<&str> = self.inner.operator.clusters.names().collect();
+            let reply = Reply::danger("Unknown cluster").text(format!(
+                "No cluster named `{}` is configured. Known clusters: {}.",
+                cmd.cluster.as_deref().unwrap_or("(default)"),
+                known.join(", ")
+            ));
+            self.audit(
+                self.entry(&ctx, AuditKind::Rejection)
+                    .command(cmd.to_text())
+                    .outcome("unknown_cluster"),
+            )
+            .await;
+            return self.say(&ctx, &reply).await;
+        }
+
+        let request = cmd.policy_request(&inv.user, &inv.groups, Some(&inv.channel));
+        let evaluation = policy.evaluate(&request);
+        let (decision, rule, reason) = match &evaluation.decision {
+            Decision::Allow { rule } => ("allow", Some(rule.clone()), None),
+            Decision::Approval { rule, .. } => ("approval", Some(rule.clone()), None),
+            Decision::Deny { rule, reason } => ("deny", rule.clone(), Some(reason.clone())),
+        };
+        let mut entry = self
+            .entry(&ctx, AuditKind::Decision)
+            .command(cmd.to_text())
+            .outcome(decision)
+            .detail(json!({ "action": action.as_str(), "reason": reason }));
+        if let Some(rule) = &rule {
+            entry = entry.rule(rule);
+        }
+        if !self.audit(entry).await {
+            return self.refuse_unrecorded(&ctx).await;
+        }
+
+        match evaluation.decision {
+            Decision::Deny { rule, reason } => {
+                self.inner
+                    .metrics
+                    .count_request(inv.platform, action.as_str(), "deny", "refused");
+                let mut reply = Reply::danger("Not allowed").text(reason);
+                if let Some(rule) = rule {
+                    reply = reply.field("Rule", rule);
+                }
+                reply = reply.field("Command", format!("`{}`", cmd.to_text()));
+                self.post(&ctx, &reply).await;
+            }
+            Decision::Approval { rule, requirement } => {
+                self.inner.metrics.count_request(
+                    inv.platform,
+                    action.as_str(),
+                    "approval",
+                    "pending",
+                );
+                self.ask_for_approval(&ctx, &inv, &cmd, rule, &requirement)
+                    .await;
+            }
+            Decision::Allow { .. } => {
+                let (ok, _) = self.execute(&ctx, &cmd, None).await;
+                self.inner.metrics.count_request(
+                    inv.platform,
+                    action.as_str(),
+                    "allow",
+                    if ok { "ok" } else { "error" },
+                );
+            }
+        }
+        self.inner
+            .metrics
+            .observe_duration(action.as_str(), started.elapsed().as_secs_f64());
+    }
+
+    /// An Approve / Deny click; updates the approval card through the platform's sink.
+    #[tracing::instrument(skip_all, fields(platform = click.platform, user = %click.user, approval = %click.approval_id))]
+    pub async fn click(&self, click: ApprovalClick) {
+        let ctx = Ctx {
+            platform: click.platform,
+            channel: &click.channel,
+            user: &click.user,
+        };
+        if self
+            .is_replay(click.platform, click.delivery_id.as_deref())
+            .await
+        {
+            return;
+        }
+        let verb = if click.approve { "approve" } else { "deny" };
+        let recorded = self
+            .audit(
+                self.entry(&ctx, AuditKind::Approval)
+                    .approval_id(&click.approval_id)
+                    .outcome(format!("{verb}_clicked"))
+                    .detail(json!({ "groups": click.groups })),
+            )
+            .await;
+        if !recorded {
+            return self.refuse_unrecorded(&ctx).await;
+        }
+        let approval = match self.inner.store.get(&click.approval_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                let reply = Reply::warning("No such approval request").text(format!(
+                    "There is no approval request `{}`.",
+                    click.approval_id
+                ));
+                return self.say(&ctx, &reply).await;
+            }
+            Err(e) => return self.store_failed(&ctx, &e).await,
+        };
+        if approval.state != ApprovalState::Pending {
+            let reply = Reply::info(format!("Approval {} is {}", approval.id, approval.state))
+                .text("It can no longer be approved or denied.");
+            return self.say(&ctx, &reply).await;
+        }
+        if Timestamp::now() >= approval.expires {
+            self.expire(approval).await;
+            let reply = Reply::warning(format!("Approval {} has expired", click.approval_id))
+                .text("Nothing was run. Ask again if it is still needed.");
+            return self.say(&ctx, &reply).await;
+        }
+
+        let policy = self.inner.policy.current();
+        let requirement: opsbot_policies::Requirement = (&approval.requirement).into();
+        let Ok(requester) = Subject::parse(&approval.requester) else {
+            return self
+                .store_failed(&ctx, &format!("stored requester {:?}", approval.requester))
+                .await;
+        };
+        let earlier: Vec<Subject> = approval
+            .approvers
+            .iter()
+            .filter_map(|v| Subject::parse(&v.subject).ok())
+            .collect();
+
+        if !click.approve {
+            // The requester may withdraw; otherwise denying takes the same standing as approving.
+            let standing = if click.user == requester {
+                Ok(())
+            } else {
+                policy
+                    .may_approve(&requirement, &requester, &click.user, &click.groups, &[])
+                    .map_err(|why| why.to_string())
+            };
+            if let Err(why) = standing {
+                return self.refuse_vote(&ctx, &approval.id, verb, &why).await;
+            }
+            match self
+                .inner
+                .store
+                .try_transition(&approval.id, ApprovalState::Pending, ApprovalState::Denied)
+                .await
+            {
+                Ok(true) => {
+                    self.audit(
+                        self.entry(&ctx, AuditKind::Approval)
+                            .approval_id(&approval.id)
+                            .command(&approval.command)
+                            .outcome("denied"),
+                    )
+                    .await;
+                    self.refresh_card(&approval.id).await;
+                }
+                Ok(false) => self.refresh_card(&approval.id).await,
+                Err(e) => self.store_failed(&ctx, &e).await,
+            }
+            return;
+        }
+
+        if let Err(why) = policy.may_approve(
+            &requirement,
+            &requester,
+            &click.user,
+            &click.groups,
+            &earlier,
+        ) {
+            return self.refuse_vote(&ctx, &approval.id, verb, &why).await;
+        }
+        let vote = match self
+            .inner
+            .store
+            .add_approval(&approval.id, click.user.as_str())
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return self.store_failed(&ctx, &e).await,
+        };
+        if vote.added {
+            self.audit(
+                self.entry(&ctx, AuditKind::Approval)
+                    .approval_id(&approval.id)
+                    .command(&approval.command)
+                    .outcome("approved_by")
+                    .detail(json!({
+                        "approvals": vote.approval.approvers.len(),
+                        "needed": vote.approval.requirement.count,
+                    })),
+            )
+            .await;
+        }
+        if !vote.approval.has_enough_approvals() {
+            return self.refresh_card(&approval.id).await;
+        }
+        match self
+            .inner
+            .store
+            .try_transition(
+                &approval.id,
+                ApprovalState::Pending,
+                ApprovalState::Approved,
+            )
+            .await
+        {
+            Ok(true) => self.run_approved(&approval.id).await,
+            Ok(false) => {} // someone else's click completed it; they run it
+            Err(e) => self.store_failed(&ctx, &e).await,
+        }
+    }
+
+    /// Runs an approved request, if this caller wins the claim: the policy is evaluated again
+    /// first, and a request it now denies fails with that reason.
+    async fn run_approved(&self, id: &str) {
+        let approval = match self.inner.store.get(id).await {
+            Ok(Some(a)) if a.state == ApprovalState::Approved => a,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(approval = id, error = %e, "cannot load approved request");
+                return;
+            }
+        };
+        let Ok(requester) = Subject::parse(&approval.requester) else {
+            return self
+                .fail_approval(&approval, "stored requester is invalid")
+                .await;
+        };
+        let groups: Vec<Subject> = approval
+            .requester_groups
+            .iter()
+            .filter_map(|g| Subject::parse(g).ok())
+            .collect();
+        let cmd = match opsbot_commands::parse(&approval.command) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                return self
+                    .fail_approval(&approval, &format!("stored command no longer parses: {e}"))
+                    .await;
+            }
+        };
+        let request = cmd.policy_request(&requester, &groups, Some(&approval.channel));
+        if let Decision::Deny { reason, rule } =
+            self.inner.policy.current().evaluate(&request).decision
+        {
+            let why = match rule {
+                Some(rule) => format!("the policy now denies it (rule {rule}): {reason}"),
+                None => format!("the policy now denies it: {reason}"),
+            };
+            return self.fail_approval(&approval, &why).await;
+        }
+        match self.inner.store.claim_execution(id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(approval = id, error = %e, "cannot claim approved request");
+                return;
+            }
+        }
+        self.refresh_card(id).await;
+        let ctx = Ctx {
+            platform: &approval.platform,
+            channel: &approval.channel,
+            user: &requester,
+        };
+        let (ok, summary) = self.execute(&ctx, &cmd, Some(id)).await;
+        let to = if ok {
+            ApprovalState::Executed
+        } else {
+            ApprovalState::Failed
+        };
+        if let Err(e) = self.inner.store.finish(id, to, &summary).await {
+            tracing::error!(approval = id, error = %e, "cannot record the end of an execution");
+        }
+        self.inner.metrics.count_request(
+            &approval.platform,
+            cmd.action().as_str(),
+            "approval",
+            if ok { "ok" } else { "error" },
+        );
+        self.refresh_card(id).await;
+    }
+
+    async fn fail_approval(&self, approval: &Approval, why: &str) {
+        match self
+            .inner
+            .store
+            .fail(&approval.id, ApprovalState::Approved, why)
+            .await
+        {
+            Ok(true) => {
+                self.audit(
+                    AuditEntry::new(AuditKind::Approval, &approval.platform)
+                        .channel(&approval.channel)
+                        .approval_id(&approval.id)
+                        .command(&approval.command)
+                        .outcome("failed")
+                        .detail(json!({ "reason": why })),
+                )
+                .await;
+                self.refresh_card(&approval.id).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(approval = %approval.id, error = %e, "cannot fail approval"),
+        }
+    }
+
+    async fn ask_for_approval(
+        &self,
+        ctx: &Ctx<'_>,
+        inv: &Invocation,
+        cmd: &Command,
+        rule: String,
+        requirement: &opsbot_policies::Requirement,
+    ) {
+        let now = Timestamp::now();
+        let ttl =
+            jiff::SignedDuration::try_from(requirement.ttl).unwrap_or(jiff::SignedDuration::MAX);
+        let expires = now.saturating_add(ttl).unwrap_or(Timestamp::MAX);
+        let new = NewApproval {
+            requester: inv.user.as_str().to_owned(),
+            requester_groups: inv.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            platform: inv.platform.to_owned(),
+            channel: inv.channel.clone(),
+            command: cmd.to_text(),
+            rule,
+            requirement: ApprovalRequirement::from(requirement),
+            context: json!({ "typed": inv.text }),
+            created: now,
+            expires,
+        };
+        let approval = match self.inner.store.create_approval(new).await {
+            Ok(a) => a,
+            Err(e) => return self.store_failed(ctx, &e).await,
+        };
+        self.audit(
+            self.entry(ctx, AuditKind::Approval)
+                .approval_id(&approval.id)
+                .command(&approval.command)
+                .rule(&approval.rule)
+                .outcome("requested")
+                .detail(json!({ "expires": approval.expires.to_string() })),
+        )
+        .await;
+        self.update_pending_gauge().await;
+        let card = cards::approval_card(&approval, now);
+        if let Some(msg) = self.post(ctx, &card).await
+            && let Err(e) = self.inner.store.set_card(&approval.id, &msg).await
+        {
+            tracing::error!(approval = %approval.id, error = %e, "cannot store approval card reference");
+        }
+    }
+
+    /// Executes an allowed `cmd`, streaming progress into a message for long operations, audits
+    /// the execution, posts the result, and returns (succeeded, one-line summary).
+    async fn execute(
+        &self,
+        ctx: &Ctx<'_>,
+        cmd: &Command,
+        approval: Option<&str>,
+    ) -> (bool, String) {
+        let started = Instant::now();
+        let text = cmd.to_text();
+        // Long operations get a message first, then edits as they progress.
+        let progress_msg = if cmd.is_mutating() {
+            self.post(
+                ctx,
+                &Reply::info(format!("Running `{text}`")).text("Started…"),
+            )
+            .await
+        } else {
+            None
+        };
+        let (tx, rx) = ProgressSender::channel();
+        let forwarder = progress_msg.clone().map(|msg| {
+            let engine = self.clone();
+            let title = format!("Running `{text}`");
+            tokio::spawn(async move { engine.forward_progress(msg, title, rx).await })
+        });
+        let result = self.inner.operator.execute(cmd, tx).await;
+        if let Some(f) = forwarder {
+            let _ = f.await;
+        }
+        let (ok, reply, summary) = match result {
+            Ok(reply) => {
+                let summary = reply.title.clone();
+                (true, reply, summary)
+            }
+            Err(e) => (false, e.to_reply(), e.to_string()),
+        };
+        let mut entry = self
+            .entry(ctx, AuditKind::Execution)
+            .command(&text)
+            .outcome(if ok { "ok" } else { "error" })
+            .duration(started.elapsed())
+            .detail(json!({ "summary": summary }));
+        if let Some(id) = approval {
+            entry = entry.approval_id(id);
+        }
+        self.audit(entry).await;
+        match progress_msg {
+            Some(msg) => self.update(ctx, &msg, &reply).await,
+            None => {
+                self.post(ctx, &reply).await;
+            }
+        }
+        (ok, summary)
+    }
+
+    /// Turns progress into message edits, at most one per `progress_interval`; the newest
+    /// progress wins. Ends when the operation drops its sender.
+    async fn forward_progress(&self, msg: MessageRef, title: String, mut rx: ProgressReceiver) {
+        let interval = self.inner.options.progress_interval;
+        let Some(sink) = self.sink(&msg.platform) else {
+            return;
+        };
+        let mut last_edit: Option<Instant> = None;
+        let mut newest: Option<Progress> = None;
+        loop {
+            let due = last_edit.map(|t| t + interval);
+            tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => newest = Some(p),
+                    None => break,
+                },
+                _ = sleep_until(due), if newest.is_some() => {}
+            }
+            let ready = last_edit.is_none_or(|t| t.elapsed() >= interval);
+            if ready && let Some(p) = newest.take() {
+                let reply = Reply::info(&title).text(p.bar(10));
+                if let Err(e) = sink.update(&msg, &reply).await {
+                    tracing::warn!(error = %e, "progress update not delivered");
+                }
+                last_edit = Some(Instant::now());
+            }
+        }
+    }
+
+    fn apply_defaults(&self, cmd: Command, channel: &str) -> Command {
+        let defaults = self.inner.options.channels.get(channel);
+        let clusters = &self.inner.operator.clusters;
+        let cluster = cmd
+            .cluster
+            .clone()
+            .or_else(|| defaults.and_then(|d| d.cluster.clone()))
+            .or_else(|| clusters.default_name().map(str::to_owned));
+        let namespace = cmd
+            .namespace
+            .clone()
+            .or_else(|| defaults.and_then(|d| d.namespace.clone()))
+            .or_else(|| {
+                clusters
+                    .get(cluster.as_deref())
+                    .map(|(_, ns)| ns.to_owned())
+            });
+        cmd.with_defaults(cluster.as_deref(), namespace.as_deref())
+    }
+
+    async fn is_replay(&self, platform: &str, delivery_id: Option<&str>) -> bool {
+        let Some(id) = delivery_id else {
+            return false;
+        };
+        match self.inner.store.seen_delivery(platform, id).await {
+            Ok(false) => false,
+            Ok(true) => {
+                self.reject(
+                    platform_static(platform),
+                    RejectionKind::Replay,
+                    &format!("delivery {id} seen before"),
+                )
+                .await;
+                true
+            }
+            Err(e) => {
+                // Without the dedupe record we cannot promise to run it once: run nothing.
+                tracing::error!(error = %e, "cannot record delivery; dropping it");
+                true
+            }
+        }
+    }
+
+    /// Appends to the audit log; `false` (and an error log) when the database refused.
+    async fn audit(&self, entry: AuditEntry) -> bool {
+        match self.inner.store.append(entry).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed");
+                false
+            }
+        }
+    }
+
+    fn entry(&self, ctx: &Ctx<'_>, kind: AuditKind) -> AuditEntry {
+        AuditEntry::new(kind, ctx.platform)
+            .channel(ctx.channel)
+            .actor(ctx.user.as_str())
+    }
+
+    async fn refuse_unrecorded(&self, ctx: &Ctx<'_>) {
+        let reply = Reply::danger("Nothing was run").text(
+            "opsbot could not record this request in its audit log (database unavailable), \
+             so it did nothing. Try again in a moment.",
+        );
+        self.post(ctx, &reply).await;
+    }
+
+    async fn refuse_vote(&self, ctx: &Ctx<'_>, id: &str, verb: &str, why: &str) {
+        self.audit(
+            self.entry(ctx, AuditKind::Approval)
+                .approval_id(id)
+                .outcome(format!("{verb}_refused"))
+                .detail(json!({ "reason": why })),
+        )
+        .await;
+        let reply = Reply::warning(format!("You cannot {verb} {id}")).text(why);
+        self.post(ctx, &reply).await;
+    }
+
+    async fn store_failed(&self, ctx: &Ctx<'_>, error: &(dyn std::fmt::Display + Sync)) {
+        tracing::error!(error = %error, "store failure");
+        let reply = Reply::danger("Nothing was run")
+            .text("opsbot's database did not answer; nothing was changed. Try again in a moment.");
+        self.post(ctx, &reply).await;
+    }
+
+    /// [`Engine::post`], for replies nobody will update.
+    async fn say(&self, ctx: &Ctx<'_>, reply: &Reply) {
+        self.post(ctx, reply).await;
+    }
+
+    /// Posts `reply` in the context's channel; an undeliverable reply is audited.
+    async fn post(&self, ctx: &Ctx<'_>, reply: &Reply) -> Option<MessageRef> {
+        let Some(sink) = self.sink(ctx.platform) else {
+            tracing::error!(platform = ctx.platform, "no chat sink registered");
+            return None;
+        };
+        match sink.post(ctx.channel, reply).await {
+            Ok(msg) => Some(msg),
+            Err(e) => {
+                self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
+                    .await;
+                None
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &Ctx<'_>, msg: &MessageRef, reply: &Reply) {
+        let Some(sink) = self.sink(&msg.platform) else {
+            return;
+        };
+        if let Err(e) = sink.update(msg, reply).await {
+            self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
+                .await;
+        }
+    }
+
+    async fn undelivered(&self, platform: &str, channel: &str, reply: &Reply, error: &str) {
+        self.inner.metrics.undelivered.inc();
+        tracing::error!(platform, channel, error, "reply not delivered");
+        self.audit(
+            AuditEntry::new(AuditKind::Delivery, platform)
+                .channel(channel)
+                .outcome("undelivered")
+                .detail(json!({ "error": error, "title": reply.title, "text": reply.text })),
+        )
+        .await;
+    }
+
+    /// Re-renders an approval card from the database and updates it where it was posted.
+    async fn refresh_card(&self, id: &str) {
+        let approval = match self.inner.store.get(id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(approval = id, error = %e, "cannot load approval for its card");
+                return;
+            }
+        };
+        self.update_pending_gauge().await;
+        let Some(card) = &approval.card else {
+            return;
+        };
+        let reply = cards::approval_card(&approval, Timestamp::now());
+        let ctx = Ctx {
+            platform: &approval.platform,
+            channel: &approval.channel,
+            user: &approval_subject(&approval),
+        };
+        self.update(&ctx, card, &reply).await;
+    }
+
+    async fn expire(&self, approval: Approval) {
+        match self
+            .inner
+            .store
+            .try_transition(&approval.id, ApprovalState::Pending, ApprovalState::Expired)
+            .await
+        {
+            Ok(true) => {
+                self.audit(
+                    AuditEntry::new(AuditKind::Approval, &approval.platform)
+                        .channel(&approval.channel)
+                        .approval_id(&approval.id)
+                        .command(&approval.command)
+                        .outcome("expired"),
+                )
+                .await;
+                self.refresh_card(&approval.id).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(approval = %approval.id, error = %e, "cannot expire"),
+        }
+    }
+
+    /// One pass of the background duties: expire overdue requests and run approved requests
+    /// that nobody claimed (their process stopped between approval and execution).
+    pub async fn sweep(&self) {
+        match self.inner.store.expired_pending(Timestamp::now()).await {
+            Ok(expired) => {
+                for a in expired {
+                    self.expire(a).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look for expired approvals"),
+        }
+        match self.inner.store.approvals_in(ApprovalState::Approved).await {
+            Ok(approved) => {
+                for a in approved {
+                    self.run_approved(&a.id).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look for approved requests"),
+        }
+        self.inner.limiter.retain_recent();
+        self.update_pending_gauge().await;
+    }
+
+    async fn sweep_forever(&self) {
+        let mut tick = tokio::time::interval(self.inner.options.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep().await;
+        }
+    }
+
+    async fn update_pending_gauge(&self) {
+        if let Ok(pending) = self.inner.store.pending().await {
+            self.inner
+                .metrics
+                .pending_approvals
+                .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+fn approval_subject(a: &Approval) -> Subject {
+    Subject::parse(&a.requester)
+        .unwrap_or_else(|_| Subject::parse("console:unknown").expect("a valid literal subject"))
+}
+
+/// Platform names are few and static; map a stored one back.
+fn platform_static(platform: &str) -> Platform {
+    match platform {
+        "slack" => "slack",
+        "discord" => "discord",
+        "console" => "console",
+        _ => "unknown",
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn parse_error_reply(e: &opsbot_commands::ParseError) -> Reply {
+    let mut reply = Reply::warning("Cannot read that command").text(&e.message);
+    if let Some(usage) = &e.usage {
+        reply = reply.block(Some("usage".into()), usage);
+    }
+    if let Some(s) = &e.suggestion {
+        reply = reply.footer(format!("did you mean `{s}`?"));
+    }
+    reply
 }

@@ -1,0 +1,181 @@
+//! Wiring: turns a [`Config`] into a running engine, and the engine into `serve`, `console` and
+//! `demo`. The end-to-end tests start the bot through these same functions.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsbot_commands::ops::OpOptions;
+use opsbot_commands::{Clusters, Operator};
+use opsbot_policies::Policy;
+use tokio::io::BufReader;
+
+use crate::config::{ClusterSource, Config};
+use crate::console::{self, ConsoleSink};
+use crate::engine::{Engine, EngineOptions, PolicyFile};
+use crate::metrics::Metrics;
+use crate::server::{self, RunningServer};
+use crate::store::Store;
+
+/// Why the bot could not start. Every message is fit for an operator's terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Policy(#[from] opsbot_policies::PolicyErrors),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Cluster(#[from] opsbot_commands::ops::ClusterConfigError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How often the policy file is looked at for changes.
+pub const POLICY_POLL: Duration = Duration::from_secs(2);
+
+/// The clusters named in the configuration; with none, the current kubeconfig context as
+/// `default`.
+pub async fn clusters(config: &Config) -> Result<Clusters, StartError> {
+    let mut clusters = Clusters::new();
+    if config.clusters.is_empty() {
+        let kc = kube::Config::infer().await.map_err(|e| {
+            std::io::Error::other(format!(
+                "no clusters configured and no kubeconfig or in-cluster config found: {e}"
+            ))
+        })?;
+        clusters.add_config("default", kc, None)?;
+        return Ok(clusters);
+    }
+    for c in &config.clusters {
+        let kc = match &c.source {
+            ClusterSource::InCluster => kube::Config::incluster().map_err(|source| {
+                opsbot_commands::ops::ClusterConfigError::InCluster {
+                    name: c.name.clone(),
+                    source,
+                }
+            })?,
+            ClusterSource::Kubeconfig { path, context } => {
+                let options = kube::config::KubeConfigOptions {
+                    context: context.clone(),
+                    ..Default::default()
+                };
+                let loaded = match path {
+                    Some(p) => match kube::config::Kubeconfig::read_from(p) {
+                        Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &options).await,
+                        Err(e) => Err(e),
+                    },
+                    None => kube::Config::from_kubeconfig(&options).await,
+                };
+                loaded.map_err(
+                    |source| opsbot_commands::ops::ClusterConfigError::Kubeconfig {
+                        name: c.name.clone(),
+                        source,
+                    },
+                )?
+            }
+        };
+        clusters.add_config(c.name.clone(), kc, Some(c.default_namespace.clone()))?;
+    }
+    Ok(clusters)
+}
+
+/// Opens the store (running migrations), loads the policy and connects the clusters.
+pub async fn engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, StartError> {
+    let policy = Arc::new(PolicyFile::load(&config.policy)?);
+    let store = Store::open(config.database_url.expose()).await?;
+    let operator = Operator::new(clusters(config).await?);
+    Ok(Engine::new(
+        store,
+        policy,
+        operator,
+        engine_options(config),
+        metrics,
+    ))
+}
+
+pub fn engine_options(config: &Config) -> EngineOptions {
+    EngineOptions {
+        channels: config.channels.clone(),
+        rate_limits: config.rate_limits,
+        sweep_interval: config.approvals.sweep_interval,
+        ..EngineOptions::default()
+    }
+}
+
+/// `opsbot serve`: the HTTP server with every configured adapter, until SIGTERM / Ctrl-C;
+/// then stops accepting, finishes in-flight work, and returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine(&config, metrics).await?;
+    engine.start_background(Some(POLICY_POLL));
+    let router = server::base_router(engine.clone());
+    let running = RunningServer::start(config.listen, router).await?;
+    tracing::info!(addr = %running.addr, policy = %engine.policy().current().summary(), "opsbot serving");
+    server::shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight work");
+    running.stop().await?;
+    engine.shutdown().await;
+    engine.store().close().await;
+    Ok(())
+}
+
+/// `opsbot console`: a chat in the terminal against the configured clusters and database.
+pub async fn console(config: Config, speaker: &str) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine(&config, metrics).await?;
+    engine.start_background(Some(POLICY_POLL));
+    run_console(&engine, speaker).await
+}
+
+async fn run_console(engine: &Engine, speaker: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let sink = Arc::new(ConsoleSink::new(tokio::io::stdout()));
+    engine.register_sink(console::PLATFORM, sink.clone());
+    let interactive = std::io::stdin().is_terminal();
+    let stdin = BufReader::new(tokio::io::stdin());
+    console::run(engine, sink, stdin, speaker, interactive).await?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// The example policy, built in so `opsbot demo` works from anywhere.
+pub const EXAMPLE_POLICY: &str = include_str!("../../deploy/policy.example.yaml");
+
+/// `opsbot demo`: kubesim in-process with its default seed, SQLite in a temporary directory,
+/// the example policy, and the console.
+pub async fn demo(speaker: &str) -> anyhow::Result<()> {
+    let sim = kubesim::KubeSim::start(kubesim::Seed::default_seed()).await?;
+    let kube_config = kube::Config::new(sim.url().parse()?);
+    let mut clusters = Clusters::new();
+    clusters.add_config("kubesim", kube_config, Some("production".into()))?;
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_sqlite_file(&dir.path().join("opsbot.db")).await?;
+    let policy = Policy::from_yaml(EXAMPLE_POLICY, "deploy/policy.example.yaml")?;
+    let options = OpOptions {
+        rollout_timeout: Duration::from_secs(60),
+        ..OpOptions::default()
+    };
+    let engine = Engine::new(
+        store,
+        Arc::new(PolicyFile::fixed(policy)),
+        Operator::with_options(clusters, options),
+        EngineOptions::default(),
+        Arc::new(Metrics::new()),
+    );
+    engine.start_background(None);
+    println!("{}", demo_intro(speaker, &sim.url(), dir.path()));
+    run_console(&engine, speaker).await
+}
+
+fn demo_intro(speaker: &str, url: &str, dir: &Path) -> String {
+    format!(
+        "opsbot demo: a simulated cluster at {url} (namespaces api, production, gc-storage, …),\n\
+         SQLite in {dir}, the example policy (deploy/policy.example.yaml).\n\
+         You are console:{speaker}. Try:\n\
+         \x20 status conea-api                 read-only: the rollout state of production/conea-api\n\
+         \x20 backup status -n gc-storage      the postgres-backup CronJob and its recent Jobs\n\
+         \x20 scale conea-api 5                needs an approval: then `as alice` and `approve ID`\n\
+         Also: `help`, `whoami`, `as NAME` to switch speaker, `quit`.\n",
+        dir = dir.display()
+    )
+}
