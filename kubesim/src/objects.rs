@@ -52,8 +52,21 @@ fn default_pod_spec(spec: &mut Value, restart: &str) {
     }
 }
 
+/// Drop `null` fields, as decoding into the API server's typed structs does.
+pub fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
 /// Fill in the defaults the real API server would.
 pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
+    strip_nulls(obj);
     match def.kind {
         "Namespace" => {
             let name = obj["metadata"]["name"].clone();

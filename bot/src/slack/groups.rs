@@ -1,0 +1,195 @@
+//! Slack user groups as policy subjects (`slack-group:S…`), from `usergroups.list` with
+//! `include_users=true`, cached for a TTL. One lookup runs at a time; everyone else waits for it
+//! and shares the answer. When Slack cannot be reached the last known membership is used; with
+//! none, the user simply has no groups (the policy then decides on the user alone).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opsbot_policies::Subject;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::web::SlackWeb;
+use crate::chat::DeliveryError;
+
+/// Where group memberships come from (the Web API; a fixed table in tests).
+#[async_trait]
+pub trait GroupSource: Send + Sync {
+    /// Every group id with its member user ids.
+    async fn memberships(&self) -> Result<Vec<(String, Vec<String>)>, DeliveryError>;
+}
+
+#[async_trait]
+impl GroupSource for SlackWeb {
+    async fn memberships(&self) -> Result<Vec<(String, Vec<String>)>, DeliveryError> {
+        Ok(self
+            .user_groups()
+            .await?
+            .into_iter()
+            .filter(|g| g.date_delete.is_none())
+            .map(|g| {
+                let users = g
+                    .users
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|u| u.to_string())
+                    .collect();
+                (g.id.to_string(), users)
+            })
+            .collect())
+    }
+}
+
+/// After a failed lookup, wait at least this long before asking Slack again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// Resolves users to their group subjects, with a TTL cache.
+pub struct GroupResolver {
+    source: Arc<dyn GroupSource>,
+    ttl: Duration,
+    state: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// user id → group subjects.
+    by_user: HashMap<String, Vec<Subject>>,
+    /// When to ask Slack again (`None`: never asked).
+    refresh_at: Option<Instant>,
+}
+
+impl GroupResolver {
+    pub fn new(source: Arc<dyn GroupSource>, ttl: Duration) -> Self {
+        GroupResolver {
+            source,
+            ttl,
+            state: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// The `slack-group:` subjects of Slack user `user_id`.
+    pub async fn groups_of(&self, user_id: &str) -> Vec<Subject> {
+        let mut cache = self.state.lock().await;
+        let due = cache.refresh_at.is_none_or(|at| Instant::now() >= at);
+        if due {
+            match self.source.memberships().await {
+                Ok(groups) => {
+                    let mut by_user: HashMap<String, Vec<Subject>> = HashMap::new();
+                    for (group, users) in groups {
+                        let Ok(subject) = Subject::parse(&format!("slack-group:{group}")) else {
+                            continue;
+                        };
+                        for user in users {
+                            by_user.entry(user).or_default().push(subject.clone());
+                        }
+                    }
+                    cache.by_user = by_user;
+                    cache.refresh_at = Some(Instant::now() + self.ttl);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not load Slack user groups; using the last known membership");
+                    cache.refresh_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(self.ttl));
+                }
+            }
+        }
+        cache.by_user.get(user_id).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Table {
+        calls: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl GroupSource for Table {
+        async fn memberships(&self) -> Result<Vec<(String, Vec<String>)>, DeliveryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(DeliveryError::Failed {
+                    method: "usergroups.list".into(),
+                    error: "down".into(),
+                });
+            }
+            Ok(vec![
+                ("S1".into(), vec!["U1".into(), "U2".into()]),
+                ("S2".into(), vec!["U2".into()]),
+                ("bad id".into(), vec!["U1".into()]),
+            ])
+        }
+    }
+
+    fn names(v: &[Subject]) -> Vec<&str> {
+        v.iter().map(|s| s.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn groups_are_cached_for_the_ttl() {
+        let table = Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: false.into(),
+        });
+        let r = GroupResolver::new(table.clone(), Duration::from_secs(300));
+        assert_eq!(
+            names(&r.groups_of("U2").await),
+            ["slack-group:S1", "slack-group:S2"]
+        );
+        assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
+        assert!(r.groups_of("U9").await.is_empty());
+        assert_eq!(table.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn last_known_groups_survive_a_failed_refresh() {
+        let table = Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: false.into(),
+        });
+        // A zero TTL refreshes on every lookup.
+        let r = GroupResolver::new(table.clone(), Duration::ZERO);
+        assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
+        table.fail.store(true, Ordering::SeqCst);
+        assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
+        assert_eq!(table.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn no_groups_when_slack_was_never_reachable() {
+        let table = Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: true.into(),
+        });
+        let r = GroupResolver::new(table.clone(), Duration::from_secs(300));
+        assert!(r.groups_of("U1").await.is_empty());
+        // The failure is not retried on every request.
+        assert!(r.groups_of("U1").await.is_empty());
+        assert_eq!(table.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_share_one_call() {
+        let table = Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: false.into(),
+        });
+        let r = Arc::new(GroupResolver::new(table.clone(), Duration::from_secs(300)));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.groups_of("U1").await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().len(), 1);
+        }
+        assert_eq!(table.calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,193 @@
+//! The Slack adapter: signed HTTP endpoints or Socket Mode in, Block Kit out.
+//!
+//! - [`verify`]: request signatures (v0), checked before anything is parsed.
+//! - [`http`]: the axum routes `/slack/commands`, `/slack/interactions`, `/slack/events`.
+//! - [`socket`]: Socket Mode (no public URL needed), feeding the same handlers.
+//! - [`dispatch`]: what both share: ack at once, then run the pipeline in a spawned task.
+//! - [`groups`]: Slack user groups → `slack-group:` subjects, cached.
+//! - [`render`]: `Reply` → Block Kit; [`web`]: the Web API with retries; [`sink`]: [`SlackSink`].
+//!
+//! Wiring for `opsbot serve`: `slack::router(engine, &cfg)` (HTTP mode; also registers the
+//! sink) merged into the server's router, or `slack::socket::run(engine, cfg, shutdown)` for
+//! Socket Mode.
+
+pub mod dispatch;
+pub mod groups;
+pub mod http;
+pub mod render;
+pub mod sink;
+pub mod socket;
+pub mod verify;
+pub mod web;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::chat::{ApprovalClick, Invocation, Platform};
+use crate::engine::{Engine, RejectionKind};
+
+pub use dispatch::Dispatcher;
+pub use sink::SlackSink;
+pub use verify::Verifier;
+pub use web::SlackWeb;
+
+/// The platform name in invocations, message references and the audit log.
+pub const PLATFORM: Platform = "slack";
+
+/// Slack's public Web API.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// Everything the Slack adapter needs. Secrets are plain strings here; `Debug` masks them.
+#[derive(Clone)]
+pub struct SlackConfig {
+    /// Bot token (`xoxb-…`) for the Web API.
+    pub bot_token: String,
+    /// Signing secret for the HTTP endpoints.
+    pub signing_secret: String,
+    /// App-level token (`xapp-…`) for Socket Mode.
+    pub app_token: Option<String>,
+    /// Web API base URL without trailing slash (a fake in tests).
+    pub api_url: String,
+    /// Use Socket Mode instead of the HTTP endpoints.
+    pub socket_mode: bool,
+    /// How long user-group memberships are cached.
+    pub group_cache_ttl: Duration,
+    /// Retries of Web API calls.
+    pub retry: RetryPolicy,
+    /// At most one edit of a message per this interval (progress updates).
+    pub update_interval: Duration,
+}
+
+impl SlackConfig {
+    /// A configuration with the defaults: Slack's API, HTTP mode, 5-minute group cache,
+    /// 5 attempts per Web API call, one edit per second per message.
+    pub fn new(bot_token: impl Into<String>, signing_secret: impl Into<String>) -> Self {
+        SlackConfig {
+            bot_token: bot_token.into(),
+            signing_secret: signing_secret.into(),
+            app_token: None,
+            api_url: DEFAULT_API_URL.to_owned(),
+            socket_mode: false,
+            group_cache_ttl: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            update_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn with_api_url(mut self, api_url: impl Into<String>) -> Self {
+        self.api_url = api_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    pub fn with_app_token(mut self, app_token: impl Into<String>) -> Self {
+        self.app_token = Some(app_token.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for SlackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mask = |s: &str| if s.is_empty() { "" } else { "***" };
+        f.debug_struct("SlackConfig")
+            .field("bot_token", &mask(&self.bot_token))
+            .field("signing_secret", &mask(&self.signing_secret))
+            .field("app_token", &self.app_token.as_deref().map(mask))
+            .field("api_url", &self.api_url)
+            .field("socket_mode", &self.socket_mode)
+            .field("group_cache_ttl", &self.group_cache_ttl)
+            .field("retry", &self.retry)
+            .field("update_interval", &self.update_interval)
+            .finish()
+    }
+}
+
+/// How Web API calls are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; doubled for every further attempt.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured; longer ones wait this long.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors starting the Slack adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    #[error("Socket Mode needs an app-level token (slack.app_token)")]
+    MissingAppToken,
+    #[error("Socket Mode connection failed: {0}")]
+    SocketMode(String),
+}
+
+/// What the adapter hands requests to: the engine in production, a double in tests of this
+/// layer alone.
+#[async_trait]
+pub trait Pipeline: Send + Sync + 'static {
+    async fn handle(&self, invocation: Invocation);
+    async fn click(&self, click: ApprovalClick);
+    async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
+}
+
+#[async_trait]
+impl Pipeline for Engine {
+    async fn handle(&self, invocation: Invocation) {
+        Engine::handle(self, invocation).await
+    }
+    async fn click(&self, click: ApprovalClick) {
+        Engine::click(self, click).await
+    }
+    async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
+        Engine::reject(self, platform, kind, detail).await
+    }
+}
+
+/// HTTP mode: registers a [`SlackSink`] for `slack` on the engine and returns the routes
+/// (`POST /slack/commands`, `/slack/interactions`, `/slack/events`) to merge into the server.
+pub fn router(engine: Engine, cfg: &SlackConfig) -> axum::Router {
+    let sink = SlackSink::new(cfg);
+    engine.register_sink(PLATFORM, Arc::new(sink.clone()));
+    router_with(Arc::new(engine), sink.web().clone(), cfg)
+}
+
+/// The routes on any [`Pipeline`]; `web` is used for user-group lookups.
+pub fn router_with(pipeline: Arc<dyn Pipeline>, web: SlackWeb, cfg: &SlackConfig) -> axum::Router {
+    let dispatcher = Arc::new(Dispatcher::new(
+        pipeline,
+        Arc::new(web),
+        cfg.group_cache_ttl,
+    ));
+    http::routes(dispatcher, Verifier::new(&cfg.signing_secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_masks_secrets() {
+        let cfg = SlackConfig::new("xoxb-123-secret", "signing-secret-456")
+            .with_app_token("xapp-789-secret")
+            .with_api_url("http://127.0.0.1:9/api/");
+        let s = format!("{cfg:?}");
+        for secret in ["123-secret", "signing-secret-456", "789-secret"] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        assert!(s.contains("http://127.0.0.1:9/api\""), "{s}");
+    }
+}

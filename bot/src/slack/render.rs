@@ -1,0 +1,474 @@
+//! `Reply` → Block Kit. The only place that knows Slack's message layout and limits.
+//!
+//! Layout: a header (tone as an emoji, then the title), the text as a section, fields in
+//! sections of up to ten, each monospace block as one or more code sections (split on line
+//! boundaries so every text object stays within Slack's 3,000 characters), buttons as an actions
+//! block, the footer as a context block. What does not fit is cut, and the message says so.
+
+use opsbot_commands::reply::{ButtonStyle, Limits, Reply, Tone};
+use slack_morphism::prelude::*;
+
+/// Slack's limit for one text object in a section.
+pub const TEXT_OBJECT_CHARS: usize = 3000;
+/// Slack's limit for one field text.
+pub const FIELD_CHARS: usize = 2000;
+/// Slack's limit for a header's plain text.
+pub const HEADER_CHARS: usize = 150;
+/// Slack's limit for blocks in one message.
+pub const MAX_BLOCKS: usize = 50;
+/// Fields per section block.
+const FIELDS_PER_SECTION: usize = 10;
+/// Elements per actions block.
+const BUTTONS_PER_ACTIONS: usize = 25;
+/// Button label limit.
+const BUTTON_LABEL_CHARS: usize = 75;
+/// Button value limit.
+const BUTTON_VALUE_CHARS: usize = 2000;
+/// Room left in a code section for the fences and a caption line.
+const CODE_CHUNK_CHARS: usize = 2800;
+/// A monospace block may be split into at most this many sections before it is cut.
+const CODE_SECTIONS_PER_BLOCK: usize = 3;
+/// Fallback (notification) text limit.
+const FALLBACK_CHARS: usize = 500;
+
+/// The limits opsbot's replies are cut to before rendering for Slack.
+pub fn limits() -> Limits {
+    Limits {
+        title_chars: HEADER_CHARS - 3,
+        text_chars: TEXT_OBJECT_CHARS,
+        field_chars: FIELD_CHARS - 160,
+        max_fields: 20,
+        block_chars: CODE_CHUNK_CHARS * CODE_SECTIONS_PER_BLOCK,
+        max_blocks: 10,
+    }
+}
+
+/// The emoji that stands for a tone in the header.
+pub fn tone_emoji(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Ok => "✅",
+        Tone::Info => "ℹ️",
+        Tone::Warning => "⚠️",
+        Tone::Danger => "🛑",
+    }
+}
+
+/// Escapes the three characters Slack's mrkdwn treats as control characters, so text from users
+/// or Kubernetes can never become a mention (`<!channel>`) or a link.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders a reply as message content for `chat.postMessage` / `chat.update`.
+pub fn render(reply: &Reply) -> SlackMessageContent {
+    // The footer is cut first, so the notes `truncated` appends to it always fit.
+    let mut reply = reply.clone();
+    reply.footer = reply.footer.map(|f| cut(&f, 1000));
+    let reply = reply.truncated(&limits());
+    let mut blocks: Vec<SlackBlock> = Vec::new();
+
+    let header = format!("{} {}", tone_emoji(reply.tone), reply.title);
+    blocks.push(SlackHeaderBlock::new(cut(&header, HEADER_CHARS).into()).into());
+
+    if let Some(text) = reply.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        blocks.push(section(&cut(&escape(text), TEXT_OBJECT_CHARS)));
+    }
+
+    for chunk in reply.fields.chunks(FIELDS_PER_SECTION) {
+        let fields = chunk
+            .iter()
+            .map(|f| {
+                let text = format!("*{}*\n{}", escape(&f.name), escape(&f.value));
+                SlackBlockText::from(SlackBlockMarkDownText::new(cut(&text, FIELD_CHARS)))
+            })
+            .collect();
+        blocks.push(SlackSectionBlock::new().with_fields(fields).into());
+    }
+
+    for mono in &reply.blocks {
+        let chunks = split_lines(&mono.body, CODE_CHUNK_CHARS);
+        let parts = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut text = String::new();
+            if let Some(caption) = mono.caption.as_deref().filter(|c| !c.is_empty()) {
+                let caption = cut(&escape(caption), 120);
+                if parts > 1 {
+                    text.push_str(&format!("*{caption}* ({}/{parts})\n", i + 1));
+                } else {
+                    text.push_str(&format!("*{caption}*\n"));
+                }
+            }
+            text.push_str("```\n");
+            text.push_str(&code(&chunk));
+            text.push_str("\n```");
+            blocks.push(section(&cut(&text, TEXT_OBJECT_CHARS)));
+        }
+    }
+
+    let mut buttons_cut = 0;
+    if !reply.buttons.is_empty() {
+        let max_buttons = BUTTONS_PER_ACTIONS * 2;
+        buttons_cut = reply.buttons.len().saturating_sub(max_buttons);
+        for chunk in
+            reply.buttons[..reply.buttons.len().min(max_buttons)].chunks(BUTTONS_PER_ACTIONS)
+        {
+            let elements = chunk
+                .iter()
+                .map(|b| {
+                    let mut button = SlackBlockButtonElement::new(
+                        cut(&b.label, BUTTON_LABEL_CHARS).as_str().into(),
+                    )
+                    .with_action_id(b.action_id.clone().into())
+                    .with_value(cut(&b.value, BUTTON_VALUE_CHARS));
+                    match b.style {
+                        ButtonStyle::Primary => {
+                            button = button.with_style(SlackBlockButtonStyle::Primary)
+                        }
+                        ButtonStyle::Danger => {
+                            button = button.with_style(SlackBlockButtonStyle::Danger)
+                        }
+                        ButtonStyle::Default => {}
+                    }
+                    SlackActionBlockElement::Button(button)
+                })
+                .collect();
+            blocks.push(SlackActionsBlock::new(elements).into());
+        }
+    }
+
+    let mut footer = reply.footer.clone().unwrap_or_default();
+    let mut blocks = fit_blocks(blocks, &mut footer);
+    if buttons_cut > 0 {
+        push_note(&mut footer, &format!("cut: {buttons_cut} more buttons"));
+    }
+    if !footer.is_empty() {
+        blocks.push(
+            SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
+                SlackBlockMarkDownText::new(cut(&escape(&footer), TEXT_OBJECT_CHARS)),
+            )])
+            .into(),
+        );
+    }
+
+    SlackMessageContent::new()
+        .with_text(fallback_text(&reply))
+        .with_blocks(blocks)
+}
+
+/// The plain text Slack shows in notifications and where blocks cannot be displayed.
+pub fn fallback_text(reply: &Reply) -> String {
+    let mut s = format!("{} {}", tone_emoji(reply.tone), reply.title);
+    if let Some(text) = reply.text.as_deref().filter(|t| !t.is_empty()) {
+        s.push_str(": ");
+        s.push_str(text);
+    }
+    cut(&escape(&s), FALLBACK_CHARS)
+}
+
+/// Keeps a message within Slack's 50 blocks (one kept free for the footer): the header and the
+/// actions (the buttons matter most) stay, blocks are cut from the end of the body, and the
+/// footer says how many.
+fn fit_blocks(blocks: Vec<SlackBlock>, footer: &mut String) -> Vec<SlackBlock> {
+    if blocks.len() < MAX_BLOCKS {
+        return blocks;
+    }
+    let (actions, mut body): (Vec<SlackBlock>, Vec<SlackBlock>) = blocks
+        .into_iter()
+        .partition(|b| matches!(b, SlackBlock::Actions(_)));
+    let keep = MAX_BLOCKS - 1 - actions.len();
+    let cut_count = body.len() - keep;
+    body.truncate(keep);
+    body.extend(actions);
+    push_note(footer, &format!("cut: {cut_count} more blocks"));
+    body
+}
+
+fn section(mrkdwn: &str) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockMarkDownText::new(mrkdwn.to_owned()).into())
+        .into()
+}
+
+fn push_note(footer: &mut String, note: &str) {
+    if !footer.is_empty() {
+        footer.push_str(" · ");
+    }
+    footer.push_str(note);
+}
+
+/// Escapes text for a code fence: mrkdwn escapes, and no ``` that would close the fence early.
+fn code(s: &str) -> String {
+    escape(s).replace("```", "`\u{200b}`\u{200b}`")
+}
+
+/// Cuts `s` to at most `max` characters, saying how many were cut.
+pub fn cut(s: &str, max: usize) -> String {
+    let total = s.chars().count();
+    if total <= max {
+        return s.to_owned();
+    }
+    let note_room = 32.min(max);
+    let keep = max - note_room;
+    let kept: String = s.chars().take(keep).collect();
+    let note = format!("… ({} chars cut)", total - keep);
+    let mut out = kept;
+    out.push_str(&note);
+    // The note is at most 32 characters for any realistic count, but never exceed `max`.
+    out.chars().take(max).collect()
+}
+
+/// Splits monospace text into chunks of at most `max` characters, on line boundaries where
+/// possible (a single longer line is split hard).
+pub fn split_lines(s: &str, max: usize) -> Vec<String> {
+    // Room for the escaping of &, < and > (up to 5 characters each) is not needed here: the
+    // caller cuts the final text object to the limit anyway; we aim below it.
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    let mut current_len = 0usize;
+    for line in s.split('\n') {
+        let mut line_chars: Vec<char> = line.chars().collect();
+        while line_chars.len() > max {
+            if current_len > 0 {
+                chunks.push(std::mem::take(&mut current));
+                current_len = 0;
+            }
+            chunks.push(line_chars.drain(..max).collect());
+        }
+        let len = line_chars.len();
+        let extra = if current_len == 0 { len } else { len + 1 };
+        if current_len > 0 && current_len + extra > max {
+            chunks.push(std::mem::take(&mut current));
+            current_len = 0;
+        }
+        if current_len > 0 {
+            current.push('\n');
+            current_len += 1;
+        }
+        current.extend(line_chars);
+        current_len += len;
+    }
+    if current_len > 0 || chunks.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_commands::reply::Progress;
+
+    fn json(content: &SlackMessageContent) -> serde_json::Value {
+        serde_json::to_value(content).unwrap()
+    }
+
+    fn texts(v: &serde_json::Value) -> Vec<String> {
+        let mut out = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::String(t)) = m.get("text") {
+                        out.push(t.clone());
+                    }
+                    for (_, x) in m {
+                        walk(x, out);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(&v["blocks"], &mut out);
+        out
+    }
+
+    #[test]
+    fn full_reply_renders_every_part() {
+        let reply = Reply::warning("Approval needed")
+            .text("`scale api 5 -n production` needs 1 approval")
+            .field("Requested by", "<@U1>")
+            .field("Rule", "prod-changes")
+            .block(Some("plan".into()), "replicas: 2 -> 5")
+            .button("approve", "Approve", ButtonStyle::Primary, "7f3k")
+            .button("deny", "Deny", ButtonStyle::Danger, "7f3k")
+            .footer("expires in 30m");
+        let v = json(&render(&reply));
+        let blocks = v["blocks"].as_array().unwrap();
+        let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "header", "section", "section", "section", "actions", "context"
+            ]
+        );
+        assert_eq!(blocks[0]["text"]["type"], "plain_text");
+        assert_eq!(blocks[0]["text"]["text"], "⚠️ Approval needed");
+        assert_eq!(blocks[1]["text"]["type"], "mrkdwn");
+        assert_eq!(
+            blocks[2]["fields"][0]["text"],
+            "*Requested by*\n&lt;@U1&gt;"
+        );
+        assert_eq!(
+            blocks[3]["text"]["text"],
+            "*plan*\n```\nreplicas: 2 -&gt; 5\n```"
+        );
+        let buttons = blocks[4]["elements"].as_array().unwrap();
+        assert_eq!(buttons[0]["type"], "button");
+        assert_eq!(buttons[0]["action_id"], "approve");
+        assert_eq!(buttons[0]["value"], "7f3k");
+        assert_eq!(buttons[0]["style"], "primary");
+        assert_eq!(buttons[0]["text"]["text"], "Approve");
+        assert_eq!(buttons[1]["action_id"], "deny");
+        assert_eq!(buttons[1]["style"], "danger");
+        assert_eq!(blocks[5]["elements"][0]["text"], "expires in 30m");
+        assert!(v["text"].as_str().unwrap().contains("Approval needed"));
+    }
+
+    #[test]
+    fn tone_is_shown_as_emoji() {
+        for (tone, emoji) in [
+            (Tone::Ok, "✅"),
+            (Tone::Info, "ℹ️"),
+            (Tone::Warning, "⚠️"),
+            (Tone::Danger, "🛑"),
+        ] {
+            let v = json(&render(&Reply::new(tone, "t")));
+            assert_eq!(v["blocks"][0]["text"]["text"], format!("{emoji} t"));
+        }
+    }
+
+    #[test]
+    fn mentions_and_links_are_neutralised() {
+        let v = json(&render(
+            &Reply::info("x").text("<!channel> & <https://evil|click>"),
+        ));
+        let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(t, "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;");
+        assert!(!v["text"].as_str().unwrap().contains('<'));
+    }
+
+    #[test]
+    fn code_fences_inside_output_cannot_close_the_block() {
+        let v = json(&render(&Reply::info("x").block(None, "a```b")));
+        let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(t.matches("```").count(), 2, "{t}");
+    }
+
+    #[test]
+    fn every_text_object_stays_within_slack_limits() {
+        let logs: String = (0..5000)
+            .map(|i| format!("2026-11-25T14:00:{i:05} log line {i} <&>\n"))
+            .collect();
+        let mut reply = Reply::danger("t".repeat(400))
+            .text("y".repeat(10_000))
+            .footer("z".repeat(5000));
+        for i in 0..40 {
+            reply = reply.field(format!("f{i}"), "v".repeat(3000));
+        }
+        for _ in 0..15 {
+            reply = reply.block(Some("logs".into()), logs.clone());
+        }
+        for i in 0..60 {
+            reply = reply.button(
+                format!("b{i}"),
+                "L".repeat(200),
+                ButtonStyle::Default,
+                "v".repeat(3000),
+            );
+        }
+        let v = json(&render(&reply));
+        let blocks = v["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= MAX_BLOCKS, "{}", blocks.len());
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= HEADER_CHARS);
+        for b in blocks {
+            if let Some(fields) = b["fields"].as_array() {
+                assert!(fields.len() <= 10);
+                for f in fields {
+                    assert!(f["text"].as_str().unwrap().chars().count() <= FIELD_CHARS);
+                }
+            }
+            if b["type"] == "actions" {
+                let els = b["elements"].as_array().unwrap();
+                assert!(els.len() <= 25);
+                for e in els {
+                    assert!(e["text"]["text"].as_str().unwrap().chars().count() <= 75);
+                    assert!(e["value"].as_str().unwrap().chars().count() <= 2000);
+                }
+            }
+        }
+        for t in texts(&v) {
+            assert!(
+                t.chars().count() <= TEXT_OBJECT_CHARS,
+                "{}",
+                t.chars().count()
+            );
+        }
+        // What was cut is said.
+        let footer = blocks.last().unwrap()["elements"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert!(footer.contains("cut:"), "{footer}");
+        assert!(footer.contains("more buttons"), "{footer}");
+        let code = texts(&v).into_iter().find(|t| t.contains("```")).unwrap();
+        assert!(code.contains("earlier lines cut"), "{code}");
+        // Code is split on line boundaries into numbered parts.
+        assert!(texts(&v).iter().any(|t| t.starts_with("*logs* (2/")));
+    }
+
+    #[test]
+    fn more_than_fifty_blocks_are_cut_and_said() {
+        let mut blocks = vec![SlackHeaderBlock::new("h".into()).into()];
+        for i in 0..60 {
+            blocks.push(section(&format!("s{i}")));
+        }
+        blocks.push(SlackActionsBlock::new(vec![]).into());
+        let mut footer = "f".to_owned();
+        let fitted = fit_blocks(blocks, &mut footer);
+        assert_eq!(fitted.len(), MAX_BLOCKS - 1);
+        assert!(matches!(fitted[0], SlackBlock::Header(_)));
+        assert!(matches!(fitted.last(), Some(SlackBlock::Actions(_))));
+        assert_eq!(footer, "f · cut: 13 more blocks");
+        let mut footer = String::new();
+        let small = fit_blocks(vec![section("a")], &mut footer);
+        assert_eq!(small.len(), 1);
+        assert!(footer.is_empty());
+    }
+
+    #[test]
+    fn progress_bar_renders_in_text() {
+        let p = Progress {
+            text: "4/6 updated".into(),
+            done: 4,
+            total: 6,
+        };
+        let v = json(&render(&Reply::info("Rollout api").text(p.bar(6))));
+        assert_eq!(v["blocks"][1]["text"]["text"], "▓▓▓▓░░ 4/6 updated");
+    }
+
+    #[test]
+    fn split_lines_respects_the_limit_and_keeps_everything() {
+        let s = format!("{}\n{}\nshort\n", "a".repeat(25), "b".repeat(7));
+        let chunks = split_lines(&s, 10);
+        assert!(chunks.iter().all(|c| c.chars().count() <= 10), "{chunks:?}");
+        assert_eq!(chunks.concat().replace('\n', ""), s.replace('\n', ""));
+        assert_eq!(split_lines("", 10), vec![String::new()]);
+    }
+
+    #[test]
+    fn cut_never_exceeds_max() {
+        for max in [0, 1, 5, 31, 32, 33, 100] {
+            let c = cut(&"é".repeat(500), max);
+            assert!(c.chars().count() <= max, "{max}: {c}");
+        }
+        assert_eq!(cut("short", 10), "short");
+    }
+}

@@ -1,0 +1,214 @@
+//! Socket Mode: Slack delivers slash commands and interactions over a WebSocket opened with the
+//! app-level token, so opsbot needs no public URL. The envelopes are fed to the same
+//! [`Dispatcher`] as the HTTP endpoints (signatures are not used: the connection itself is
+//! authenticated by the token).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use slack_morphism::prelude::*;
+
+use super::dispatch::{Dispatcher, Interaction, SlashCommand};
+use super::web::{Client, SlackWeb};
+use super::{PLATFORM, Pipeline, SlackConfig, SlackError, SlackSink};
+use crate::engine::Engine;
+
+/// Registers a [`SlackSink`] on the engine and serves Socket Mode until `shutdown` completes.
+pub async fn run(
+    engine: Engine,
+    cfg: SlackConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SlackError> {
+    let sink = SlackSink::new(&cfg);
+    engine.register_sink(PLATFORM, Arc::new(sink.clone()));
+    run_with(Arc::new(engine), sink.web().clone(), &cfg, shutdown).await
+}
+
+/// Socket Mode on any [`Pipeline`].
+pub async fn run_with(
+    pipeline: Arc<dyn Pipeline>,
+    web: SlackWeb,
+    cfg: &SlackConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SlackError> {
+    let app_token = cfg
+        .app_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or(SlackError::MissingAppToken)?;
+    let dispatcher = Arc::new(Dispatcher::new(
+        pipeline,
+        Arc::new(web.clone()),
+        cfg.group_cache_ttl,
+    ));
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_command_events(on_command)
+        .with_interaction_events(on_interaction)
+        .with_push_events(on_push_event);
+    let env = Arc::new(
+        SlackClientEventsListenerEnvironment::new(web.client())
+            .with_error_handler(on_error)
+            .with_user_state(dispatcher),
+    );
+    let listener =
+        SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
+    listener
+        .listen_for(&SlackApiToken::new(app_token.into()))
+        .await
+        .map_err(|e| SlackError::SocketMode(e.to_string()))?;
+    listener.start().await;
+    tracing::info!("Slack Socket Mode connected");
+    shutdown.await;
+    listener.shutdown().await;
+    Ok(())
+}
+
+async fn dispatcher(state: &SlackClientEventsUserState) -> Option<Arc<Dispatcher>> {
+    state
+        .read()
+        .await
+        .get_user_state::<Arc<Dispatcher>>()
+        .cloned()
+}
+
+/// Converts a Socket Mode slash command into the form the HTTP endpoint receives.
+pub fn slash_command(ev: &SlackCommandEvent) -> SlashCommand {
+    SlashCommand {
+        command: ev.command.to_string(),
+        text: ev.text.clone().unwrap_or_default(),
+        user_id: ev.user_id.to_string(),
+        channel_id: ev.channel_id.to_string(),
+        trigger_id: ev.trigger_id.to_string(),
+    }
+}
+
+/// Converts a Socket Mode interaction into the payload the HTTP endpoint receives.
+pub fn interaction(ev: &SlackInteractionEvent) -> Option<Interaction> {
+    serde_json::to_value(ev)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+async fn on_command(
+    ev: SlackCommandEvent,
+    _client: Arc<Client>,
+    state: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackCommandEventResponse> {
+    let d = dispatcher(&state)
+        .await
+        .ok_or_else(|| boxed("Slack dispatcher missing"))?;
+    let ack = d.command(slash_command(&ev)).map_err(|e| {
+        d.reject(crate::engine::RejectionKind::Malformed, e.to_string());
+        boxed(&e.to_string())
+    })?;
+    Ok(
+        SlackCommandEventResponse::new(SlackMessageContent::new().with_text(ack.text))
+            .with_response_type(SlackMessageResponseType::Ephemeral),
+    )
+}
+
+async fn on_interaction(
+    ev: SlackInteractionEvent,
+    _client: Arc<Client>,
+    state: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    let d = dispatcher(&state)
+        .await
+        .ok_or_else(|| boxed("Slack dispatcher missing"))?;
+    let Some(ev) = interaction(&ev) else {
+        return Ok(());
+    };
+    d.interaction(ev).map_err(|e| {
+        d.reject(crate::engine::RejectionKind::Malformed, e.to_string());
+        boxed(&e.to_string())
+    })
+}
+
+async fn on_push_event(
+    _ev: SlackPushEventCallback,
+    _client: Arc<Client>,
+    _state: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    // opsbot subscribes to no events yet.
+    Ok(())
+}
+
+fn on_error(
+    err: Box<dyn std::error::Error + Send + Sync>,
+    _client: Arc<Client>,
+    _state: SlackClientEventsUserState,
+) -> http::StatusCode {
+    tracing::warn!(error = %err, "Slack Socket Mode error");
+    http::StatusCode::OK
+}
+
+fn boxed(msg: &str) -> Box<dyn std::error::Error + Send + Sync> {
+    msg.to_owned().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_mode_payloads_convert_to_the_http_forms() {
+        let ev: SlackCommandEvent = serde_json::from_value(serde_json::json!({
+            "team_id": "T1", "channel_id": "C1", "user_id": "U1", "command": "/ops",
+            "text": "status api", "response_url": "https://hooks.slack.com/x",
+            "trigger_id": "tr.1"
+        }))
+        .unwrap();
+        let c = slash_command(&ev);
+        assert_eq!(
+            (
+                c.command.as_str(),
+                c.text.as_str(),
+                c.user_id.as_str(),
+                c.channel_id.as_str(),
+                c.trigger_id.as_str()
+            ),
+            ("/ops", "status api", "U1", "C1", "tr.1")
+        );
+
+        let ev: SlackInteractionEvent = serde_json::from_value(serde_json::json!({
+            "type": "block_actions",
+            "team": {"id": "T1"},
+            "user": {"id": "U2"},
+            "api_app_id": "A1",
+            "container": {"type": "message", "message_ts": "1.2", "channel_id": "C1"},
+            "trigger_id": "tr.2",
+            "channel": {"id": "C1"},
+            "actions": [{"type": "button", "action_id": "approve", "value": "7f3k", "action_ts": "1.3"}]
+        }))
+        .unwrap();
+        let i = interaction(&ev).unwrap();
+        assert_eq!(i.kind, "block_actions");
+        assert_eq!(i.user.unwrap().id, "U2");
+        assert_eq!(i.channel.unwrap().id, "C1");
+        assert_eq!(i.actions[0].action_id, "approve");
+        assert_eq!(i.actions[0].value.as_deref(), Some("7f3k"));
+        assert_eq!(i.actions[0].action_ts.as_deref(), Some("1.3"));
+    }
+
+    #[tokio::test]
+    async fn socket_mode_needs_an_app_token() {
+        struct Nop;
+        #[async_trait::async_trait]
+        impl Pipeline for Nop {
+            async fn handle(&self, _: crate::chat::Invocation) {}
+            async fn click(&self, _: crate::chat::ApprovalClick) {}
+            async fn reject(
+                &self,
+                _: crate::chat::Platform,
+                _: crate::engine::RejectionKind,
+                _: &str,
+            ) {
+            }
+        }
+        let cfg = SlackConfig::new("xoxb", "sig");
+        let err = run_with(Arc::new(Nop), SlackWeb::new(&cfg), &cfg, async {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SlackError::MissingAppToken));
+    }
+}

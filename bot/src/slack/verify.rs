@@ -1,0 +1,283 @@
+//! Slack request signatures (the `v0` scheme), checked before anything in a request is parsed.
+//!
+//! Slack signs `v0:{X-Slack-Request-Timestamp}:{raw body}` with HMAC-SHA256 keyed by the app's
+//! signing secret and sends `v0={hex}` in `X-Slack-Signature`. A request is accepted only when the
+//! signature matches (compared in constant time) and the timestamp is within five minutes of now.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::engine::RejectionKind;
+
+pub const SIGNATURE_HEADER: &str = "x-slack-signature";
+pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
+/// How far a request timestamp may be from now, either way.
+pub const MAX_SKEW_SECS: i64 = 5 * 60;
+/// Largest body accepted (Slack's own payloads are far smaller).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why a request was refused. Never carries the expected signature or the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed timestamp")]
+    BadTimestamp,
+    #[error("timestamp {age}s away from now (limit {MAX_SKEW_SECS}s)")]
+    Stale { age: i64 },
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+impl VerifyError {
+    /// The audit category of this rejection.
+    pub fn kind(&self) -> RejectionKind {
+        match self {
+            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => RejectionKind::Malformed,
+            VerifyError::Stale { .. } => RejectionKind::StaleTimestamp,
+            VerifyError::BadSignature => RejectionKind::BadSignature,
+            VerifyError::TooLarge => RejectionKind::TooLarge,
+        }
+    }
+
+    /// The HTTP status to answer with: 400 for malformed requests, 401 for failed
+    /// authentication, 413 for oversized bodies.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => {
+                http::StatusCode::BAD_REQUEST
+            }
+            VerifyError::Stale { .. } | VerifyError::BadSignature => http::StatusCode::UNAUTHORIZED,
+            VerifyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+}
+
+/// Checks request signatures with one signing secret.
+#[derive(Clone)]
+pub struct Verifier {
+    key: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier { secret: *** }")
+    }
+}
+
+impl Verifier {
+    pub fn new(signing_secret: &str) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let key = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Verifier { key }
+    }
+
+    /// Verifies `body` against the signature and timestamp header values, at `now` (unix seconds).
+    pub fn verify(
+        &self,
+        signature: Option<&str>,
+        timestamp: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(VerifyError::TooLarge);
+        }
+        let timestamp = timestamp.ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?;
+        let signature = signature.ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
+        if timestamp.is_empty()
+            || timestamp.len() > 12
+            || !timestamp.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(VerifyError::BadTimestamp);
+        }
+        let ts: i64 = timestamp.parse().map_err(|_| VerifyError::BadTimestamp)?;
+        // The signature is checked first, so a forged request learns nothing about the clock.
+        let expected = self.mac(timestamp, body);
+        let given = signature
+            .strip_prefix("v0=")
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or(VerifyError::BadSignature)?;
+        if given.len() != expected.len() || !bool::from(given.ct_eq(&expected)) {
+            return Err(VerifyError::BadSignature);
+        }
+        let age = now - ts;
+        if age.abs() > MAX_SKEW_SECS {
+            return Err(VerifyError::Stale { age });
+        }
+        Ok(())
+    }
+
+    /// The `X-Slack-Signature` value Slack would send for this timestamp and body.
+    pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+        format!("v0={}", hex::encode(self.mac(timestamp, body)))
+    }
+
+    fn mac(&self, timestamp: &str, body: &[u8]) -> Vec<u8> {
+        let mut mac = self.key.clone();
+        mac.update(b"v0:");
+        mac.update(timestamp.as_bytes());
+        mac.update(b":");
+        mac.update(body);
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The worked example from Slack's "Verifying requests from Slack" documentation.
+    const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const DOC_TS: &str = "1531420618";
+    const DOC_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const DOC_SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn v() -> Verifier {
+        Verifier::new("s3cret")
+    }
+
+    #[test]
+    fn slack_documentation_example_verifies() {
+        let verifier = Verifier::new(DOC_SECRET);
+        assert_eq!(verifier.sign(DOC_TS, DOC_BODY.as_bytes()), DOC_SIG);
+        let now = DOC_TS.parse::<i64>().unwrap() + 10;
+        verifier
+            .verify(Some(DOC_SIG), Some(DOC_TS), DOC_BODY.as_bytes(), now)
+            .unwrap();
+    }
+
+    #[test]
+    fn agrees_with_slack_morphism_verifier() {
+        let ts = unix_now().to_string();
+        let body = "command=%2Fops&text=status";
+        let sig = v().sign(&ts, body.as_bytes());
+        let theirs = slack_morphism::signature_verifier::SlackEventSignatureVerifier::new(
+            &"s3cret".to_string().into(),
+        );
+        theirs.verify(&sig, body, &ts).unwrap();
+    }
+
+    #[test]
+    fn good_signature_within_window_passes() {
+        let now = 1_700_000_000;
+        for skew in [-MAX_SKEW_SECS, -3, 0, 42, MAX_SKEW_SECS] {
+            let ts = (now + skew).to_string();
+            let sig = v().sign(&ts, b"a=b");
+            assert_eq!(v().verify(Some(&sig), Some(&ts), b"a=b", now), Ok(()));
+        }
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused() {
+        let now = 1_700_000_000;
+        for skew in [-MAX_SKEW_SECS - 1, MAX_SKEW_SECS + 1, -86_400] {
+            let ts = (now + skew).to_string();
+            let sig = v().sign(&ts, b"a=b");
+            let err = v().verify(Some(&sig), Some(&ts), b"a=b", now).unwrap_err();
+            assert!(matches!(err, VerifyError::Stale { .. }), "{err:?}");
+            assert_eq!(err.kind(), RejectionKind::StaleTimestamp);
+            assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn altered_body_is_refused() {
+        let now = 1_700_000_000;
+        let ts = now.to_string();
+        let sig = v().sign(&ts, b"text=status");
+        let err = v()
+            .verify(Some(&sig), Some(&ts), b"text=scale+api+0", now)
+            .unwrap_err();
+        assert_eq!(err, VerifyError::BadSignature);
+        assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn altered_timestamp_is_refused() {
+        let now = 1_700_000_000;
+        let sig = v().sign(&now.to_string(), b"x");
+        let err = v()
+            .verify(Some(&sig), Some(&(now + 1).to_string()), b"x", now)
+            .unwrap_err();
+        assert_eq!(err, VerifyError::BadSignature);
+    }
+
+    #[test]
+    fn other_secret_is_refused() {
+        let now = 1_700_000_000;
+        let ts = now.to_string();
+        let sig = Verifier::new("other").sign(&ts, b"x");
+        assert_eq!(
+            v().verify(Some(&sig), Some(&ts), b"x", now),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_without_panicking() {
+        let now = 1_700_000_000;
+        let ts = now.to_string();
+        let good = v().sign(&ts, b"x");
+        let cases: Vec<(Option<&str>, Option<&str>, VerifyError)> = vec![
+            (
+                None,
+                Some(&ts),
+                VerifyError::MissingHeader(SIGNATURE_HEADER),
+            ),
+            (
+                Some(&good),
+                None,
+                VerifyError::MissingHeader(TIMESTAMP_HEADER),
+            ),
+            (Some(&good), Some("abc"), VerifyError::BadTimestamp),
+            (Some(&good), Some("-5"), VerifyError::BadTimestamp),
+            (
+                Some(&good),
+                Some("99999999999999999999999"),
+                VerifyError::BadTimestamp,
+            ),
+            (Some(&good), Some(""), VerifyError::BadTimestamp),
+            (Some("v0=zz"), Some(&ts), VerifyError::BadSignature),
+            (Some("v1=00"), Some(&ts), VerifyError::BadSignature),
+            (Some(""), Some(&ts), VerifyError::BadSignature),
+            (Some("v0="), Some(&ts), VerifyError::BadSignature),
+            (
+                Some(&good[..good.len() - 2]),
+                Some(&ts),
+                VerifyError::BadSignature,
+            ),
+        ];
+        for (sig, ts, want) in cases {
+            assert_eq!(v().verify(sig, ts, b"x", now), Err(want.clone()));
+            let status = want.status();
+            assert!(status == 400 || status == 401, "{status}");
+        }
+    }
+
+    #[test]
+    fn oversized_body_is_refused_before_hashing() {
+        let body = vec![b'a'; MAX_BODY_BYTES + 1];
+        let err = v().verify(Some("v0=00"), Some("1"), &body, 1).unwrap_err();
+        assert_eq!(err, VerifyError::TooLarge);
+        assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(err.kind(), RejectionKind::TooLarge);
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        assert!(!format!("{:?}", v()).contains("s3cret"));
+    }
+}

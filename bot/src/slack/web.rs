@@ -1,0 +1,289 @@
+//! Slack's Web API through slack-morphism's client, with opsbot's delivery rules on top:
+//! `ok:false` errors are logged with the method, HTTP 429 waits for `Retry-After`, transient
+//! failures (network, 5xx, Slack's own transient error codes) are retried with exponential
+//! backoff, and what still fails comes back as a [`DeliveryError`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slack_morphism::errors::*;
+use slack_morphism::prelude::*;
+
+use super::{RetryPolicy, SlackConfig};
+use crate::chat::DeliveryError;
+
+/// The HTTPS (or, for a local fake, plain HTTP) connector used for Slack's Web API.
+pub type Connector = SlackClientHyperHttpsConnector;
+/// The slack-morphism client opsbot uses.
+pub type Client = SlackClient<Connector>;
+
+/// Slack `ok:false` error codes that mean "try again later", not "no".
+const TRANSIENT_API_ERRORS: [&str; 6] = [
+    "ratelimited",
+    "rate_limited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+/// A Web API client for one bot token.
+#[derive(Clone)]
+pub struct SlackWeb {
+    client: Arc<Client>,
+    token: SlackApiToken,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for SlackWeb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackWeb")
+            .field("token", &"***")
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Builds slack-morphism's client against `api_url` (no trailing slash, e.g.
+/// `https://slack.com/api`). Plain `http://` is allowed so tests can use a local fake.
+pub fn client(api_url: &str) -> Client {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let connector =
+        SlackClientHyperConnector::from(https).with_slack_api_url(api_url.trim_end_matches('/'));
+    SlackClient::new(connector)
+}
+
+/// What one attempt at a Web API call turned into.
+enum Attempt<T> {
+    Done(T),
+    Refused(String),
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+}
+
+impl SlackWeb {
+    pub fn new(cfg: &SlackConfig) -> Self {
+        SlackWeb {
+            client: Arc::new(client(&cfg.api_url)),
+            token: SlackApiToken::new(cfg.bot_token.clone().into()),
+            retry: cfg.retry.clone(),
+        }
+    }
+
+    /// The underlying client (Socket Mode runs on it).
+    pub fn client(&self) -> Arc<Client> {
+        self.client.clone()
+    }
+
+    /// `chat.postMessage`; returns the message's `ts`.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        content: SlackMessageContent,
+    ) -> Result<String, DeliveryError> {
+        let req = SlackApiChatPostMessageRequest::new(channel.to_owned().into(), content);
+        let res = self
+            .call("chat.postMessage", |client, token| {
+                let req = req.clone();
+                async move { client.open_session(&token).chat_post_message(&req).await }
+            })
+            .await?;
+        Ok(res.ts.to_string())
+    }
+
+    /// `chat.update` of the message `ts` in `channel`.
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        content: SlackMessageContent,
+    ) -> Result<(), DeliveryError> {
+        let req = SlackApiChatUpdateRequest::new(
+            channel.to_owned().into(),
+            content,
+            ts.to_owned().into(),
+        );
+        self.call("chat.update", |client, token| {
+            let req = req.clone();
+            async move { client.open_session(&token).chat_update(&req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `usergroups.list` with `include_users=true`: every user group with its members.
+    pub async fn user_groups(&self) -> Result<Vec<SlackUserGroup>, DeliveryError> {
+        let req = SlackApiUserGroupsListRequest::new().with_include_users(true);
+        let res = self
+            .call("usergroups.list", |client, token| {
+                let req = req.clone();
+                async move { client.open_session(&token).usergroups_list(&req).await }
+            })
+            .await?;
+        Ok(res.usergroups)
+    }
+
+    /// Runs one Web API method with the retry policy.
+    async fn call<T, F, Fut>(&self, method: &str, f: F) -> Result<T, DeliveryError>
+    where
+        F: Fn(Arc<Client>, SlackApiToken) -> Fut,
+        Fut: Future<Output = ClientResult<T>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = classify(f(self.client.clone(), self.token.clone()).await);
+            match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Refused(error) => {
+                    tracing::warn!(method, error = %error, "Slack Web API refused the call");
+                    return Err(DeliveryError::Refused {
+                        method: method.to_owned(),
+                        error,
+                    });
+                }
+                Attempt::Retry { error, after } => {
+                    if attempt >= self.retry.max_attempts {
+                        tracing::warn!(method, attempt, error = %error, "Slack Web API call failed, giving up");
+                        return Err(DeliveryError::Failed {
+                            method: method.to_owned(),
+                            error,
+                        });
+                    }
+                    let wait = match after {
+                        Some(after) => after.min(self.retry.max_retry_after),
+                        None => self.retry.backoff(attempt),
+                    };
+                    tracing::info!(method, attempt, error = %error, wait_ms = wait.as_millis() as u64, "Slack Web API call failed, retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+fn classify<T>(result: ClientResult<T>) -> Attempt<T> {
+    match result {
+        Ok(v) => Attempt::Done(v),
+        Err(SlackClientError::ApiError(e)) => {
+            if TRANSIENT_API_ERRORS.contains(&e.code.as_str()) {
+                Attempt::Retry {
+                    error: e.code,
+                    after: None,
+                }
+            } else {
+                Attempt::Refused(e.code)
+            }
+        }
+        Err(SlackClientError::RateLimitError(e)) => Attempt::Retry {
+            error: "HTTP 429 rate limited".to_owned(),
+            // A 429 without Retry-After still waits at least a second.
+            after: Some(e.retry_after.unwrap_or(Duration::from_secs(1))),
+        },
+        Err(SlackClientError::HttpError(e)) => {
+            let status = e.status_code;
+            if status.is_server_error() || status == http::StatusCode::REQUEST_TIMEOUT {
+                Attempt::Retry {
+                    error: format!("HTTP {status}"),
+                    after: None,
+                }
+            } else {
+                Attempt::Refused(format!("HTTP {status}"))
+            }
+        }
+        Err(SlackClientError::ProtocolError(e)) => {
+            // Slack answered something that is not the expected JSON: not worth retrying.
+            Attempt::Refused(format!("unexpected response: {}", e.json_error))
+        }
+        Err(e @ SlackClientError::HttpProtocolError(_))
+        | Err(e @ SlackClientError::EndOfStream(_))
+        | Err(e @ SlackClientError::SystemError(_))
+        | Err(e @ SlackClientError::SocketModeProtocolError(_)) => Attempt::Retry {
+            error: short(&e.to_string()),
+            after: None,
+        },
+    }
+}
+
+/// Error texts from the HTTP stack can be long; keep the start.
+fn short(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1-based): exponential, capped, with jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_backoff);
+        // Up to 25 % jitter, so replicas do not retry in lockstep.
+        let jitter = capped.mul_f64(rand::random::<f64>() * 0.25);
+        capped + jitter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(30),
+        };
+        let b1 = p.backoff(1);
+        assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(125));
+        let b3 = p.backoff(3);
+        assert!(b3 >= Duration::from_millis(400) && b3 <= Duration::from_millis(500));
+        let b30 = p.backoff(30);
+        assert!(b30 >= Duration::from_secs(1) && b30 <= Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let api = |code: &str| -> ClientResult<()> {
+            Err(SlackClientError::ApiError(SlackClientApiError::new(
+                code.to_owned(),
+            )))
+        };
+        assert!(
+            matches!(classify(api("channel_not_found")), Attempt::Refused(e) if e == "channel_not_found")
+        );
+        assert!(matches!(
+            classify(api("internal_error")),
+            Attempt::Retry { .. }
+        ));
+        let rl: ClientResult<()> = Err(SlackClientError::RateLimitError(
+            SlackRateLimitError::new().with_retry_after(Duration::from_secs(7)),
+        ));
+        assert!(
+            matches!(classify(rl), Attempt::Retry { after: Some(d), .. } if d == Duration::from_secs(7))
+        );
+        let http = |s: u16| -> ClientResult<()> {
+            Err(SlackClientError::HttpError(SlackClientHttpError::new(
+                http::StatusCode::from_u16(s).unwrap(),
+            )))
+        };
+        assert!(matches!(classify(http(503)), Attempt::Retry { .. }));
+        assert!(matches!(classify(http(404)), Attempt::Refused(_)));
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let cfg = SlackConfig::new("xoxb-very-secret", "sig");
+        let web = SlackWeb::new(&cfg);
+        assert!(!format!("{web:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,648 @@
+//! A fake Slack: the Web API (as an axum server on 127.0.0.1:0) that records every call, and
+//! helpers to sign requests exactly as Slack does.
+//!
+//! The Web API fake speaks Slack's format: `https://slack.com/api/{method}` becomes
+//! `{api_url}/{method}`, bodies may be JSON or forms (and GET query strings), the bearer token is
+//! checked (`invalid_auth` otherwise), answers are `{"ok":true,...}`, and failures can be
+//! scripted per method: `ok:false` errors, HTTP 429 with `Retry-After`, or bare HTTP statuses.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+/// One recorded Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    /// The bearer token (or `token` parameter) sent.
+    pub token: Option<String>,
+    /// Query, form and JSON parameters merged (form values that are JSON, like `blocks`, are
+    /// decoded).
+    pub params: Value,
+    /// What the fake answered: the HTTP status and the `error` (if any).
+    pub status: u16,
+    pub error: Option<String>,
+    pub at: Instant,
+}
+
+impl Call {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).and_then(Value::as_str)
+    }
+
+    /// All texts in the message (fallback `text` and every `text` inside `blocks`), joined.
+    pub fn all_text(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(t) = self.param("text") {
+            out.push(t.to_owned());
+        }
+        collect_texts(self.params.get("blocks").unwrap_or(&Value::Null), &mut out);
+        out.join("\n")
+    }
+}
+
+fn collect_texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(t)) = m.get("text") {
+                out.push(t.clone());
+            }
+            for (k, x) in m {
+                if let (true, Value::String(s)) = (k == "value", x) {
+                    out.push(s.clone());
+                }
+                collect_texts(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_texts(x, out)),
+        _ => {}
+    }
+}
+
+/// A scripted failure for the next call of a method.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// HTTP 200 with `{"ok":false,"error":…}`.
+    Error(String),
+    /// HTTP 429 with `Retry-After: secs`.
+    RateLimited { retry_after_secs: u64 },
+    /// A bare HTTP status (e.g. 500, 503).
+    Status(u16),
+}
+
+/// A message as it stands in the fake's channels (after updates).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: String,
+    pub ts: String,
+    pub params: Value,
+    /// How many times it was updated.
+    pub updates: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    failures: HashMap<String, VecDeque<Failure>>,
+    messages: Vec<Message>,
+    groups: Vec<(String, Vec<String>)>,
+    next_ts: u64,
+}
+
+struct Shared {
+    token: String,
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+/// The fake Web API. Dropping it stops the server.
+pub struct SlackFake {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SlackFake {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl SlackFake {
+    /// Starts the fake on 127.0.0.1:0, accepting `bot_token` only.
+    pub async fn start(bot_token: &str) -> SlackFake {
+        let shared = Arc::new(Shared {
+            token: bot_token.to_owned(),
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+        });
+        let app = Router::new()
+            .route("/api/{method}", any(api))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Slack");
+        let addr = listener.local_addr().expect("fake Slack address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        SlackFake {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// The Web API base URL to configure opsbot with (`slack.api_url`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next call of `method` fails as scripted (queued: call several times for several).
+    pub fn fail_next(&self, method: &str, failure: Failure) {
+        self.inner()
+            .failures
+            .entry(method.to_owned())
+            .or_default()
+            .push_back(failure);
+    }
+
+    /// The user groups `usergroups.list` reports: (group id, member user ids).
+    pub fn set_user_groups(&self, groups: &[(&str, &[&str])]) {
+        self.inner().groups = groups
+            .iter()
+            .map(|(g, users)| (g.to_string(), users.iter().map(|u| u.to_string()).collect()))
+            .collect();
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner().calls.clone()
+    }
+
+    /// Every call of `method` so far.
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        self.inner()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    /// The messages in the fake's channels, in posting order, as they stand now.
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner().messages.clone()
+    }
+
+    /// Waits until `pred` holds for the recorded calls, or `limit` passes; returns the calls
+    /// either way (the test then asserts on them).
+    pub async fn wait_until(&self, limit: Duration, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.changed.notified();
+            {
+                let inner = self.inner();
+                if pred(&inner.calls) {
+                    return inner.calls.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.calls();
+            }
+        }
+    }
+
+    /// Waits until `method` was called successfully `n` times (or `limit` passes).
+    pub async fn wait_for_ok(&self, method: &str, n: usize, limit: Duration) -> Vec<Call> {
+        let method = method.to_owned();
+        self.wait_until(limit, |calls| {
+            calls
+                .iter()
+                .filter(|c| c.method == method && c.status == 200 && c.error.is_none())
+                .count()
+                >= n
+        })
+        .await
+        .into_iter()
+        .filter(|c| c.method == method)
+        .collect()
+    }
+}
+
+fn slack_error(error: &str) -> Response {
+    axum::Json(json!({ "ok": false, "error": error })).into_response()
+}
+
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut params = serde_json::Map::new();
+    if let Some(q) = query {
+        for (k, v) in form_pairs(q.as_bytes()) {
+            params.insert(k, v);
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => params.extend(m),
+            _ => return record(&shared, &method, None, params, 200, Some("invalid_json")),
+        }
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        for (k, v) in form_pairs(&body) {
+            params.insert(k, v);
+        }
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| {
+            params
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    if token.as_deref() != Some(shared.token.as_str()) {
+        let error = if token.is_none() {
+            "not_authed"
+        } else {
+            "invalid_auth"
+        };
+        return record(&shared, &method, token, params, 200, Some(error));
+    }
+
+    let failure = {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .failures
+            .get_mut(&method)
+            .and_then(VecDeque::pop_front)
+    };
+    match failure {
+        Some(Failure::Error(e)) => return record(&shared, &method, token, params, 200, Some(&e)),
+        Some(Failure::RateLimited { retry_after_secs }) => {
+            record(&shared, &method, token, params, 429, Some("ratelimited"));
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+            )
+                .into_response();
+        }
+        Some(Failure::Status(s)) => {
+            record(&shared, &method, token, params, s, None);
+            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, "upstream trouble").into_response();
+        }
+        None => {}
+    }
+
+    let answer = {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        answer(&mut inner, &method, &params)
+    };
+    match answer {
+        Ok(body) => {
+            record(&shared, &method, token, params, 200, None);
+            axum::Json(body).into_response()
+        }
+        Err(e) => record(&shared, &method, token, params, 200, Some(e)),
+    }
+}
+
+fn answer(
+    inner: &mut Inner,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+) -> Result<Value, &'static str> {
+    let str_param = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
+    match method {
+        "auth.test" => {
+            Ok(json!({"ok": true, "team_id": "T0FAKE", "user_id": "UBOT", "bot_id": "BFAKE"}))
+        }
+        "chat.postMessage" => {
+            let channel = str_param("channel")
+                .filter(|c| !c.is_empty())
+                .ok_or("channel_not_found")?;
+            if str_param("text").is_none() && params.get("blocks").is_none() {
+                return Err("no_text");
+            }
+            inner.next_ts += 1;
+            let ts = format!("1700000000.{:06}", inner.next_ts);
+            inner.messages.push(Message {
+                channel: channel.clone(),
+                ts: ts.clone(),
+                params: Value::Object(params.clone()),
+                updates: 0,
+            });
+            let mut message = params.clone();
+            message.remove("channel");
+            message.insert("ts".into(), json!(ts));
+            message.insert("type".into(), json!("message"));
+            message.insert("bot_id".into(), json!("BFAKE"));
+            Ok(json!({"ok": true, "channel": channel, "ts": ts, "message": message}))
+        }
+        "chat.update" => {
+            let channel = str_param("channel").ok_or("channel_not_found")?;
+            let ts = str_param("ts").ok_or("message_not_found")?;
+            let msg = inner
+                .messages
+                .iter_mut()
+                .find(|m| m.channel == channel && m.ts == ts)
+                .ok_or("message_not_found")?;
+            msg.params = Value::Object(params.clone());
+            msg.updates += 1;
+            let mut message = params.clone();
+            message.remove("channel");
+            message.remove("ts");
+            Ok(
+                json!({"ok": true, "channel": channel, "ts": ts, "text": params.get("text"), "message": message}),
+            )
+        }
+        "usergroups.list" => {
+            let include_users = str_param("include_users").as_deref() == Some("true")
+                || params.get("include_users") == Some(&json!(true));
+            let groups: Vec<Value> = inner
+                .groups
+                .iter()
+                .map(|(id, users)| {
+                    let mut g = json!({
+                        "id": id, "team_id": "T0FAKE", "is_usergroup": true, "name": id,
+                        "handle": id.to_lowercase(), "is_external": false, "date_create": 1_600_000_000,
+                        "created_by": "U0ADMIN", "prefs": {"channels": [], "groups": []},
+                        "user_count": users.len(),
+                    });
+                    if include_users {
+                        g["users"] = json!(users);
+                    }
+                    g
+                })
+                .collect();
+            Ok(json!({"ok": true, "usergroups": groups}))
+        }
+        "usergroups.users.list" => {
+            let id = str_param("usergroup").ok_or("no_such_subteam")?;
+            let users = inner
+                .groups
+                .iter()
+                .find(|(g, _)| *g == id)
+                .map(|(_, u)| u.clone())
+                .ok_or("no_such_subteam")?;
+            Ok(json!({"ok": true, "users": users}))
+        }
+        _ => Err("unknown_method"),
+    }
+}
+
+fn record(
+    shared: &Shared,
+    method: &str,
+    token: Option<String>,
+    params: serde_json::Map<String, Value>,
+    status: u16,
+    error: Option<&str>,
+) -> Response {
+    {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.calls.push(Call {
+            method: method.to_owned(),
+            token,
+            params: Value::Object(params),
+            status,
+            error: error.map(str::to_owned),
+            at: Instant::now(),
+        });
+    }
+    shared.changed.notify_waiters();
+    match error {
+        Some(e) if status == 200 => slack_error(e),
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded`; values that are JSON arrays or objects (Slack
+/// clients send `blocks` that way) are decoded too.
+fn form_pairs(body: &[u8]) -> Vec<(String, Value)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(body);
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let value = if v.starts_with('[') || v.starts_with('{') {
+                serde_json::from_str(&v).unwrap_or(Value::String(v))
+            } else {
+                Value::String(v)
+            };
+            (k, value)
+        })
+        .collect()
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = percent_decode(it.next().unwrap_or_default());
+            let v = percent_decode(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn percent_decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&s[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a form value as Slack does.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The `X-Slack-Signature` Slack sends for `body` at `timestamp`.
+pub fn sign(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Seconds since the Unix epoch, as Slack's timestamp header carries them.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A request as Slack would send it to opsbot.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub timestamp: String,
+    pub signature: String,
+    pub retry_num: Option<u32>,
+}
+
+impl SignedRequest {
+    /// Signs `body` with `secret` at the current time.
+    pub fn new(
+        path: &'static str,
+        content_type: &'static str,
+        body: Vec<u8>,
+        secret: &str,
+    ) -> Self {
+        let timestamp = now_secs().to_string();
+        let signature = sign(secret, &timestamp, &body);
+        SignedRequest {
+            path,
+            content_type,
+            body,
+            timestamp,
+            signature,
+            retry_num: None,
+        }
+    }
+
+    /// Signs at `timestamp` instead of now.
+    pub fn at(mut self, timestamp: i64, secret: &str) -> Self {
+        self.timestamp = timestamp.to_string();
+        self.signature = sign(secret, &self.timestamp, &self.body);
+        self
+    }
+
+    /// Sends it to the bot at `base` (e.g. `http://127.0.0.1:PORT`).
+    pub async fn send(&self, http: &reqwest::Client, base: &str) -> reqwest::Response {
+        let mut req = http
+            .post(format!("{base}{}", self.path))
+            .header("content-type", self.content_type)
+            .header("x-slack-request-timestamp", &self.timestamp)
+            .header("x-slack-signature", &self.signature)
+            .body(self.body.clone());
+        if let Some(n) = self.retry_num {
+            req = req
+                .header("x-slack-retry-num", n.to_string())
+                .header("x-slack-retry-reason", "http_timeout");
+        }
+        req.send().await.expect("send to opsbot")
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A signed `/ops` (or other) slash command from `user` in `channel`.
+pub fn slash_command(
+    secret: &str,
+    command: &str,
+    text: &str,
+    user: &str,
+    channel: &str,
+    trigger_id: &str,
+) -> SignedRequest {
+    let body = form_encode(&[
+        ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
+        ("team_id", "T0FAKE"),
+        ("team_domain", "example"),
+        ("channel_id", channel),
+        ("channel_name", "ops"),
+        ("user_id", user),
+        ("user_name", &user.to_lowercase()),
+        ("command", command),
+        ("text", text),
+        ("api_app_id", "A0FAKE"),
+        ("is_enterprise_install", "false"),
+        (
+            "response_url",
+            "https://hooks.slack.com/commands/T0FAKE/1/abc",
+        ),
+        ("trigger_id", trigger_id),
+    ]);
+    SignedRequest::new("/slack/commands", FORM, body.into_bytes(), secret)
+}
+
+/// A signed `block_actions` click on button `action_id` (value `value`) of message `message_ts`.
+pub fn button_click(
+    secret: &str,
+    action_id: &str,
+    value: &str,
+    user: &str,
+    channel: &str,
+    message_ts: &str,
+    action_ts: &str,
+) -> SignedRequest {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": false},
+        "trigger_id": format!("{action_ts}.trigger"),
+        "team": {"id": "T0FAKE", "domain": "example"},
+        "channel": {"id": channel, "name": "ops"},
+        "message": {"type": "message", "ts": message_ts, "text": "approval"},
+        "response_url": "https://hooks.slack.com/actions/T0FAKE/1/abc",
+        "actions": [{
+            "action_id": action_id, "block_id": "b1", "type": "button", "value": value,
+            "text": {"type": "plain_text", "text": action_id}, "action_ts": action_ts
+        }]
+    });
+    let body = form_encode(&[("payload", &payload.to_string())]);
+    SignedRequest::new("/slack/interactions", FORM, body.into_bytes(), secret)
+}
+
+/// A signed Events API `url_verification` request.
+pub fn url_verification(secret: &str, challenge: &str) -> SignedRequest {
+    let body = json!({"token": "x", "challenge": challenge, "type": "url_verification"});
+    SignedRequest::new(
+        "/slack/events",
+        "application/json",
+        body.to_string().into_bytes(),
+        secret,
+    )
+}
