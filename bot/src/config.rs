@@ -322,6 +322,7 @@ struct RawConfig {
     channels: BTreeMap<String, Sp<RawChannel>>,
     rate_limits: RateLimits,
     approvals: RawApprovals,
+    #[serde(deserialize_with = "de_listen")]
     listen: Option<SocketAddr>,
     slack: RawSlack,
     discord: RawDiscord,
@@ -407,6 +408,18 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::E
         return Err(serde::de::Error::custom("duration must be above zero"));
     }
     Ok(Some(duration))
+}
+
+/// `HOST:PORT` with an IP address host.
+fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid listen address {text:?}: {e} (write e.g. 127.0.0.1:8080 or 0.0.0.0:8080)"
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+//! `opsbot check-config`: validates the configuration and the policy it names, together, and
+//! prints what opsbot would run with (secrets masked).
+//!
+//! Exit codes: 0 when both are valid, 2 with every error found otherwise.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use opsbot_policies::Policy;
+
+use crate::config::Config;
+
+const EXIT_ERRORS: u8 = 2;
+
+pub fn run(config: Option<&Path>) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            let n = errors.0.len();
+            eprintln!("configuration: {n} error{}", if n == 1 { "" } else { "s" });
+            return ExitCode::from(EXIT_ERRORS);
+        }
+    };
+    print!("{}", config.summary());
+    match Policy::load(&config.policy) {
+        Ok(policy) => {
+            println!("policy check:    {}", policy.summary());
+            println!("OK");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            let n = errors.0.len();
+            eprintln!(
+                "policy {}: {n} error{}",
+                config.policy.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::from(EXIT_ERRORS)
+        }
+    }
+}

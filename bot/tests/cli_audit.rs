@@ -1,0 +1,230 @@
+//! `opsbot audit verify|tail|export` and `opsbot check-config`, run as the real binary against a
+//! SQLite database in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use jiff::{SignedDuration, Timestamp};
+use opsbot::store::{AuditEntry, AuditKind, Store};
+use sqlx::Connection;
+
+fn opsbot(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("OPSBOT_DATABASE_URL")
+        .env_remove("OPSBOT_DATA_DIR")
+        .env_remove("OPSBOT_POLICY")
+        .env_remove("OPSBOT_CONFIG")
+        .output()
+        .expect("run opsbot")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    db_url: String,
+}
+
+/// A config whose data_dir is the temp dir, and a log of 5 records: 2 from two days ago, 3 now.
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsbot.yaml");
+    std::fs::write(&config, "data_dir: data\n").unwrap();
+    let db_url = format!("sqlite://{}/data/opsbot.db", dir.path().display());
+    let store = Store::open(&db_url).await.unwrap();
+    let old = Timestamp::now() - SignedDuration::from_hours(48);
+    for (i, time) in [
+        old,
+        old,
+        Timestamp::now(),
+        Timestamp::now(),
+        Timestamp::now(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .append(
+                AuditEntry::new(AuditKind::Request, "console")
+                    .at(time)
+                    .channel("#ops")
+                    .actor("console:alice")
+                    .text(format!("scale api {i} -n production\u{1b}[2J"))
+                    .outcome("allow"),
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    Setup {
+        _dir: dir,
+        config,
+        db_url,
+    }
+}
+
+#[tokio::test]
+async fn verify_reports_ok_then_the_tampered_record() {
+    let s = setup().await;
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "chain OK, 5 records");
+
+    let mut c = sqlx::SqliteConnection::connect(&s.db_url).await.unwrap();
+    sqlx::query("UPDATE audit_log SET outcome = 'deny' WHERE id = 3")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("chain broken at record 3: "), "{text}");
+}
+
+#[tokio::test]
+async fn tail_shows_the_last_records_oldest_first() {
+    let s = setup().await;
+    let out = opsbot(&s.config, &["audit", "tail", "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("#4 "), "{text}");
+    assert!(lines[1].starts_with("#5 "), "{text}");
+    assert!(lines[1].contains("console:alice"), "{text}");
+    assert!(lines[1].contains("scale api 4 -n production"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "control characters reach the terminal: {text:?}"
+    );
+
+    let out = opsbot(&s.config, &["audit", "tail"]);
+    assert_eq!(stdout(&out).lines().count(), 5);
+}
+
+#[tokio::test]
+async fn export_writes_jsonl_since_a_time() {
+    let s = setup().await;
+    let out = opsbot(
+        &s.config,
+        &["audit", "export", "--since", "24h", "--format", "jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(records[0]["kind"], "request");
+    assert_eq!(records[0]["actor"], "console:alice");
+    assert_eq!(records[1]["prev_hash"], records[0]["hash"]);
+
+    let out = opsbot(&s.config, &["audit", "export", "--since", "3d"]);
+    assert_eq!(stdout(&out).lines().count(), 5);
+    let out = opsbot(
+        &s.config,
+        &["audit", "export", "--since", "2000-01-01T00:00:00Z"],
+    );
+    assert_eq!(stdout(&out).lines().count(), 5);
+
+    let out = opsbot(&s.config, &["audit", "export", "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("neither a duration"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn audit_fails_cleanly_on_a_bad_config() {
+    let s = setup().await;
+    std::fs::write(&s.config, "data_dir: data\nbogus: 1\n").unwrap();
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:2:1: unknown field `bogus`",
+            s.config.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+const POLICY: &str = r#"version: 1
+roles:
+  sre-lead: { members: ["slack:U01SRE"] }
+rules:
+  - name: read-anything
+    roles: ["*"]
+    actions: [status, pods]
+"#;
+
+#[test]
+fn check_config_validates_config_and_policy_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsbot.yaml");
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("signing"), "very-secret-signing\n").unwrap();
+    std::fs::write(
+        &config,
+        "database: { url: 'postgres://bot:db-password@db:5432/opsbot' }\n\
+         slack: { bot_token: xoxb-secret-token, signing_secret_file: signing }\n\
+         clusters: [{ name: prod, context: prod-eu }]\n\
+         channels: { C0OPS: { cluster: prod, namespace: production } }\n",
+    )
+    .unwrap();
+    let out = opsbot(&config, &["check-config"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text, stderr(&out));
+    for secret in ["db-password", "xoxb-secret-token", "very-secret-signing"] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+        assert!(!stderr(&out).contains(secret));
+    }
+    assert!(text.contains("postgres://bot:***@db:5432/opsbot"), "{text}");
+    assert!(
+        text.contains("prod: kubeconfig (default) context prod-eu"),
+        "{text}"
+    );
+    assert!(
+        text.contains("C0OPS: namespace production, cluster prod"),
+        "{text}"
+    );
+    assert!(text.contains("policy check:"), "{text}");
+    assert!(text.trim_end().ends_with("OK"), "{text}");
+
+    // A broken policy fails check-config with its location.
+    std::fs::write(dir.path().join("policy.yaml"), "version: 1\nrules: 5\n").unwrap();
+    let out = opsbot(&config, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("policy.yaml:2:"), "{}", stderr(&out));
+
+    // A broken config fails before the policy is looked at.
+    std::fs::write(&config, "listen: [1]\n").unwrap();
+    let out = opsbot(&config, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{}:1:", config.display())),
+        "{}",
+        stderr(&out)
+    );
+}

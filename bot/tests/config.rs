@@ -1,0 +1,317 @@
+//! Configuration: defaults, a full file, environment overrides, secrets from files, masking,
+//! and `FILE:LINE:COL` errors. The environment is a map here, never the process's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opsbot::config::{ClusterSource, Config, ConfigErrors, Secret, mask_url};
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn parse(yaml: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml_with_env(yaml, Some(Path::new("conf/opsbot.yaml")), &env(&[]))
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn an_empty_file_is_valid_and_has_defaults() {
+    for yaml in ["", "\n# nothing\n", "---\n"] {
+        let c = parse(yaml).expect("empty is valid");
+        assert_eq!(c.data_dir, PathBuf::from("conf/data"));
+        assert_eq!(c.database_url.expose(), "sqlite://conf/data/opsbot.db");
+        assert_eq!(c.policy, PathBuf::from("conf/policy.yaml"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.clusters.is_empty());
+        assert!(c.channels.is_empty());
+        assert_eq!(c.rate_limits.per_user.per_minute.get(), 20);
+        assert_eq!(c.approvals.default_ttl, Duration::from_secs(900));
+        assert_eq!(c.approvals.sweep_interval, Duration::from_secs(30));
+        assert!(!c.slack.is_configured());
+        assert_eq!(c.slack.api_url, "https://slack.com/api");
+        assert!(!c.discord.is_configured());
+    }
+    let d = Config::default();
+    assert_eq!(d.data_dir, PathBuf::from("data"));
+    assert_eq!(d.database_url.expose(), "sqlite://data/opsbot.db");
+}
+
+const FULL: &str = r##"
+data_dir: /var/lib/opsbot
+database:
+  url: postgres://opsbot:s3cret-pw@db.internal:5432/opsbot
+policy: /etc/opsbot/policy.yaml
+listen: 0.0.0.0:9090
+clusters:
+  - name: prod
+    context: prod-eu
+    kubeconfig: kube/config
+    default_namespace: production
+  - name: local
+    in_cluster: true
+channels:
+  C0OPS: { namespace: production, cluster: prod }
+  "#dev": { namespace: dev }
+rate_limits:
+  per_user: { per_minute: 10, burst: 3 }
+  global: { per_minute: 100, burst: 20 }
+approvals:
+  default_ttl: 10m
+  sweep_interval: 5s
+slack:
+  bot_token: xoxb-inline-token
+  signing_secret: inline-signing-secret
+  socket_mode: true
+  api_url: http://127.0.0.1:9999/api
+discord:
+  application_id: "1234"
+alerts: {}
+"##;
+
+#[test]
+fn a_full_file_is_read() {
+    let c = parse(FULL).expect("valid");
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/opsbot"));
+    assert_eq!(
+        c.database_url.expose(),
+        "postgres://opsbot:s3cret-pw@db.internal:5432/opsbot"
+    );
+    assert_eq!(c.policy, PathBuf::from("/etc/opsbot/policy.yaml"));
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(c.clusters.len(), 2);
+    assert_eq!(c.clusters[0].name, "prod");
+    assert_eq!(
+        c.clusters[0].source,
+        ClusterSource::Kubeconfig {
+            path: Some(PathBuf::from("conf/kube/config")),
+            context: Some("prod-eu".into())
+        }
+    );
+    assert_eq!(c.clusters[0].default_namespace, "production");
+    assert_eq!(c.cluster("local").unwrap().source, ClusterSource::InCluster);
+    assert_eq!(c.cluster("local").unwrap().default_namespace, "default");
+    assert_eq!(c.channels["C0OPS"].cluster.as_deref(), Some("prod"));
+    assert_eq!(c.channels["#dev"].namespace.as_deref(), Some("dev"));
+    assert_eq!(c.channels["#dev"].cluster, None);
+    assert_eq!(c.rate_limits.per_user.per_minute.get(), 10);
+    assert_eq!(c.rate_limits.per_user.burst.get(), 3);
+    assert_eq!(
+        c.rate_limits.per_channel.per_minute.get(),
+        60,
+        "default kept"
+    );
+    assert_eq!(c.rate_limits.global.burst.get(), 20);
+    assert_eq!(c.approvals.default_ttl, Duration::from_secs(600));
+    assert_eq!(c.approvals.sweep_interval, Duration::from_secs(5));
+    assert_eq!(
+        c.slack.bot_token.as_ref().unwrap().expose(),
+        "xoxb-inline-token"
+    );
+    assert!(c.slack.socket_mode);
+    assert_eq!(c.slack.api_url, "http://127.0.0.1:9999/api");
+    assert_eq!(c.discord.application_id.as_deref(), Some("1234"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_or_summary() {
+    let c = parse(FULL).unwrap();
+    let debug = format!("{c:?}");
+    let summary = c.summary();
+    for secret in ["s3cret-pw", "xoxb-inline-token", "inline-signing-secret"] {
+        assert!(!debug.contains(secret), "{secret} in Debug: {debug}");
+        assert!(!summary.contains(secret), "{secret} in summary: {summary}");
+    }
+    assert!(
+        summary.contains("postgres://opsbot:***@db.internal:5432/opsbot"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("prod: kubeconfig conf/kube/config context prod-eu"),
+        "{summary}"
+    );
+    assert!(summary.contains("bot_token *** (set)"), "{summary}");
+    assert!(summary.contains("app_token (not set)"), "{summary}");
+    assert_eq!(format!("{}", Secret::new("x")), "***");
+    assert_eq!(format!("{:?}", Secret::new("x")), "***");
+}
+
+#[test]
+fn mask_url_hides_only_the_password() {
+    assert_eq!(
+        mask_url("postgres://u:p@h:5/db?x=1"),
+        "postgres://u:***@h:5/db?x=1"
+    );
+    assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(mask_url("postgres://h/db"), "postgres://h/db");
+    assert_eq!(
+        mask_url("sqlite://data/opsbot.db"),
+        "sqlite://data/opsbot.db"
+    );
+    assert_eq!(mask_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("app-token");
+    std::fs::write(&token_file, "xapp-from-file\n").unwrap();
+    let e = env(&[
+        ("OPSBOT_DATABASE_URL", "sqlite:/tmp/x.db"),
+        ("OPSBOT_POLICY", "p.yaml"),
+        ("OPSBOT_LISTEN", "127.0.0.1:0"),
+        ("OPSBOT_DATA_DIR", "/srv/opsbot"),
+        ("OPSBOT_SLACK_BOT_TOKEN", "xoxb-env"),
+        ("OPSBOT_SLACK_SIGNING_SECRET", "signing-env"),
+        ("OPSBOT_SLACK_APP_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("OPSBOT_DISCORD_TOKEN", "discord-env"),
+    ]);
+    let c = Config::from_yaml_with_env(FULL, Some(Path::new("opsbot.yaml")), &e).unwrap();
+    assert_eq!(c.database_url.expose(), "sqlite:/tmp/x.db");
+    assert_eq!(c.policy, PathBuf::from("p.yaml"));
+    assert_eq!(c.listen.port(), 0);
+    assert_eq!(c.data_dir, PathBuf::from("/srv/opsbot"));
+    assert_eq!(c.slack.bot_token.unwrap().expose(), "xoxb-env");
+    assert_eq!(c.slack.signing_secret.unwrap().expose(), "signing-env");
+    assert_eq!(c.slack.app_token.unwrap().expose(), "xapp-from-file");
+    assert_eq!(c.discord.token.unwrap().expose(), "discord-env");
+
+    // The default database follows OPSBOT_DATA_DIR.
+    let c = Config::from_yaml_with_env("", None, &env(&[("OPSBOT_DATA_DIR", "/d")])).unwrap();
+    assert_eq!(c.database_url.expose(), "sqlite:///d/opsbot.db");
+
+    let err = Config::from_yaml_with_env("", None, &env(&[("OPSBOT_LISTEN", "nope")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("OPSBOT_LISTEN: invalid address"), "{err}");
+    let err = Config::from_yaml_with_env(
+        "",
+        None,
+        &env(&[("OPSBOT_DATABASE_URL", "mysql://u:hunter2@h/db")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("OPSBOT_DATABASE_URL: "), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn secrets_come_from_files_next_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("signing"), "from-file-secret\n").unwrap();
+    std::fs::write(dir.path().join("db-url"), "postgres://u:pw@h/db\n").unwrap();
+    let file = dir.path().join("opsbot.yaml");
+    std::fs::write(
+        &file,
+        "slack:\n  signing_secret_file: signing\ndatabase:\n  url_file: db-url\n",
+    )
+    .unwrap();
+    let c = Config::load_with_env(Some(&file), &env(&[])).unwrap();
+    assert_eq!(c.slack.signing_secret.unwrap().expose(), "from-file-secret");
+    assert_eq!(c.database_url.expose(), "postgres://u:pw@h/db");
+    assert_eq!(c.source.as_deref(), Some(file.as_path()));
+
+    // OPSBOT_CONFIG names the file when no path is given.
+    let c =
+        Config::load_with_env(None, &env(&[("OPSBOT_CONFIG", file.to_str().unwrap())])).unwrap();
+    assert_eq!(c.source.as_deref(), Some(file.as_path()));
+
+    std::fs::write(&file, "slack:\n  bot_token_file: missing\n").unwrap();
+    let err = Config::load_with_env(Some(&file), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&format!("{}:2:", file.display())), "{err}");
+    assert!(err.contains("bot_token_file: cannot read"), "{err}");
+
+    std::fs::write(&file, "slack:\n  bot_token: x\n  bot_token_file: f\n").unwrap();
+    let err = Config::load_with_env(Some(&file), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("either slack.bot_token or slack.bot_token_file"),
+        "{err}"
+    );
+
+    let err = Config::load_with_env(Some(&dir.path().join("nope.yaml")), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope.yaml: cannot read the configuration file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_files_fail_with_file_line_col() {
+    let e = errors("listen: 127.0.0.1:8080\nslak:\n  bot_token: x\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("conf/opsbot.yaml:2:1: "), "{e:?}");
+    assert!(e[0].contains("slak"), "{e:?}");
+
+    let e = errors("clusters:\n  - name: a\n    contxt: x\n");
+    assert!(e[0].starts_with("conf/opsbot.yaml:3:5: "), "{e:?}");
+
+    let e = errors("approvals:\n  default_ttl: soon\n");
+    assert!(e[0].starts_with("conf/opsbot.yaml:2:16: "), "{e:?}");
+    assert!(e[0].contains("invalid duration"), "{e:?}");
+
+    let e = errors("rate_limits:\n  per_user: { per_minute: 0, burst: 1 }\n");
+    assert!(e[0].starts_with("conf/opsbot.yaml:2:"), "{e:?}");
+
+    let e = errors("listen: not-an-address\n");
+    assert!(e[0].starts_with("conf/opsbot.yaml:1:9: "), "{e:?}");
+
+    let e = errors("data_dir: [unclosed\n");
+    assert!(e[0].starts_with("conf/opsbot.yaml:"), "{e:?}");
+
+    // Semantic problems are all reported, each where it is.
+    let e = errors(
+        "clusters:\n  - name: a\n    in_cluster: true\n    context: c\n  - name: a\n\
+         channels:\n  C1: { cluster: b }\n",
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("conf/opsbot.yaml:2:5: ") && m.contains("in_cluster")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("conf/opsbot.yaml:5:11: ")
+            && m.contains("duplicate cluster name \"a\"")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(
+            |m| m.starts_with("conf/opsbot.yaml:7:18: ") && m.contains("unknown cluster \"b\"")
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    for yaml in [
+        "\0",
+        ":",
+        "- - - -",
+        "data_dir: !!binary AAAA",
+        "clusters: 5",
+        "channels: [1, 2]",
+        "rate_limits: { per_user: { per_minute: 99999999999999999999, burst: 1 } }",
+        "&a [*a]",
+        "a: &x b\nc: *x\n",
+        "approvals: { default_ttl: 99999999999999999999999h }",
+    ] {
+        let _ = parse(yaml);
+    }
+}
