@@ -130,7 +130,6 @@ pub async fn console(config: Config, speaker: &str) -> anyhow::Result<()> {
 async fn run_console(engine: &Engine, speaker: &str) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let sink = Arc::new(ConsoleSink::new(tokio::io::stdout()));
-    engine.register_sink(console::PLATFORM, sink.clone());
     let interactive = std::io::stdin().is_terminal();
     let stdin = BufReader::new(tokio::io::stdin());
     console::run(engine, sink, stdin, speaker, interactive).await?;

@@ -110,6 +110,82 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
     }
 }
 
+/// One person (or a script) chatting in the console; `as NAME` changes who that is.
+pub struct Session<W> {
+    engine: Engine,
+    sink: Arc<ConsoleSink<W>>,
+    speaker: Subject,
+}
+
+/// What a line asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
+    /// A session speaking as `console:{speaker}`; registers `sink` as the console's sink.
+    pub fn new(engine: Engine, sink: Arc<ConsoleSink<W>>, speaker: &str) -> anyhow::Result<Self> {
+        engine.register_sink(PLATFORM, sink.clone());
+        Ok(Session {
+            engine,
+            sink,
+            speaker: console_subject(speaker)?,
+        })
+    }
+
+    pub fn speaker(&self) -> &Subject {
+        &self.speaker
+    }
+
+    /// Handles one typed line to the end (the command, its approval card or its result).
+    pub async fn line(&mut self, line: &str) -> Result<Flow, DeliveryError> {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(Flow::Continue);
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["quit" | "exit"] => return Ok(Flow::Quit),
+            ["as", name] => match console_subject(name) {
+                Ok(s) => {
+                    self.speaker = s;
+                    let note = format!("(now speaking as {})\n", self.speaker);
+                    self.sink.write(&note).await?;
+                }
+                Err(e) => self.sink.write(&format!("{e}\n")).await?,
+            },
+            [verb @ ("approve" | "deny"), id] => {
+                self.engine
+                    .click(ApprovalClick {
+                        platform: PLATFORM,
+                        user: self.speaker.clone(),
+                        groups: Vec::new(),
+                        channel: CHANNEL.into(),
+                        approval_id: (*id).to_owned(),
+                        approve: *verb == "approve",
+                        delivery_id: None,
+                    })
+                    .await
+            }
+            _ => {
+                self.engine
+                    .handle(Invocation {
+                        platform: PLATFORM,
+                        user: self.speaker.clone(),
+                        groups: Vec::new(),
+                        channel: CHANNEL.into(),
+                        text: line.trim_start_matches("/ops").trim().to_owned(),
+                        delivery_id: None,
+                    })
+                    .await
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
 /// Reads commands line by line from `input` until it ends or says `quit`, speaking as `speaker`.
 /// Prompts are written only when `interactive`.
 pub async fn run<R, W>(
@@ -123,59 +199,21 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut speaker = console_subject(speaker)?;
+    let mut session = Session::new(engine.clone(), sink.clone(), speaker)?;
     let mut lines = input.lines();
     loop {
         if interactive {
-            sink.write(&format!(
+            let prompt = format!(
                 "{}> ",
-                speaker.as_str().trim_start_matches("console:")
-            ))
-            .await?;
+                session.speaker().as_str().trim_start_matches("console:")
+            );
+            sink.write(&prompt).await?;
         }
         let Some(line) = lines.next_line().await? else {
             break;
         };
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("quit" | "exit"), None, _) => break,
-            (Some("as"), Some(name), None) => match console_subject(name) {
-                Ok(s) => {
-                    speaker = s;
-                    sink.write(&format!("(now speaking as {speaker})\n"))
-                        .await?;
-                }
-                Err(e) => sink.write(&format!("{e}\n")).await?,
-            },
-            (Some(verb @ ("approve" | "deny")), Some(id), None) => {
-                engine
-                    .click(ApprovalClick {
-                        platform: PLATFORM,
-                        user: speaker.clone(),
-                        groups: Vec::new(),
-                        channel: CHANNEL.into(),
-                        approval_id: id.to_owned(),
-                        approve: verb == "approve",
-                        delivery_id: None,
-                    })
-                    .await
-            }
-            _ => {
-                engine
-                    .handle(Invocation {
-                        platform: PLATFORM,
-                        user: speaker.clone(),
-                        groups: Vec::new(),
-                        channel: CHANNEL.into(),
-                        text: line.trim_start_matches("/ops").trim().to_owned(),
-                        delivery_id: None,
-                    })
-                    .await
-            }
+        if session.line(&line).await? == Flow::Quit {
+            break;
         }
     }
     Ok(())
