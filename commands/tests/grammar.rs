@@ -1503,3 +1503,201 @@ proptest! {
         let _ = parse_tokens(&tokens);
     }
 }
+
+/// Guards the table as commands are added (e.g. the incident commands).
+#[test]
+fn declarations_are_consistent() {
+    use std::collections::HashSet;
+    let mut names = HashSet::new();
+    for c in COMMANDS {
+        assert!(names.insert(c.name), "{} declared twice", c.name);
+        assert!(!c.actions.is_empty(), "{}", c.name);
+        assert!(
+            c.summary.chars().count() <= 100,
+            "{}: summary too long",
+            c.name
+        );
+        assert!(
+            !c.description.is_empty() && !c.examples.is_empty(),
+            "{}",
+            c.name
+        );
+        if let Some(g) = c.group() {
+            assert!(
+                spec::GROUPS.iter().any(|x| x.name == g),
+                "{}: undeclared group",
+                c.name
+            );
+        }
+        // Required positionals come before optional ones, and a help topic comes last.
+        let mut optional = false;
+        for (i, a) in c.args.iter().enumerate() {
+            assert!(
+                !(optional && a.required),
+                "{}: {} after an optional",
+                c.name,
+                a.name
+            );
+            optional |= !a.required;
+            if a.ty == spec::ValueType::Topic {
+                assert_eq!(i, c.args.len() - 1, "{}", c.name);
+            }
+        }
+        // Every spelling of every flag is unique within the command (globals included).
+        let mut spellings = HashSet::new();
+        for f in c.flags.iter().chain(spec::GLOBAL_FLAGS) {
+            let mut all = vec![format!("--{}", f.name)];
+            all.extend(f.aliases.iter().map(|a| format!("--{a}")));
+            all.extend(f.short.map(|s| format!("-{s}")));
+            for s in all {
+                assert!(
+                    spellings.insert(s.clone()),
+                    "{}: {s} declared twice",
+                    c.name
+                );
+            }
+        }
+        for a in c.args {
+            if let Some(f) = a.flag {
+                assert!(
+                    spellings.insert(format!("--{f}")),
+                    "{}: --{f} twice",
+                    c.name
+                );
+            }
+            assert!(
+                c.flags.iter().all(|f| f.name != a.name),
+                "{}: {} is both an argument and a flag",
+                c.name,
+                a.name
+            );
+        }
+        // Names and aliases select exactly this command.
+        for w in std::iter::once(c.word()).chain(c.aliases.iter().copied()) {
+            assert_eq!(
+                spec::find_command(c.group(), w).map(|x| x.name),
+                Some(c.name)
+            );
+        }
+        // `render` only names declared arguments and flags.
+        for ex in c.examples {
+            let op = parse(ex.text).unwrap().op;
+            for (name, _) in (c.render)(&op).unwrap() {
+                assert!(
+                    c.args.iter().any(|a| a.name == name) || c.flags.iter().any(|f| f.name == name),
+                    "{}: render names undeclared {name}",
+                    c.name
+                );
+            }
+        }
+    }
+    // Aliases of different top-level commands and groups do not collide.
+    let mut top = HashSet::new();
+    for c in COMMANDS.iter().filter(|c| c.group().is_none()) {
+        for w in std::iter::once(c.name).chain(c.aliases.iter().copied()) {
+            assert!(top.insert(w), "{w} names two commands");
+        }
+    }
+    for g in spec::GROUPS {
+        for w in std::iter::once(g.name).chain(g.aliases.iter().copied()) {
+            assert!(top.insert(w), "{w} names two commands");
+        }
+    }
+}
+
+/// Other ways to write the same command: flags in another order, `--flag=value`, kubectl's
+/// `deploy/`/`sts/`, `--replicas=N`, and the namespace and cluster before the command.
+fn respell(c: &Command, seed: u64) -> String {
+    let canonical = shell_words::split(&c.to_text()).unwrap();
+    let spec = spec::spec_of(&c.op).unwrap();
+    let head = spec.name.split(' ').count();
+    let mut rng = seed;
+    let mut next = move || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    let (words, rest) = canonical.split_at(head);
+    let mut positionals = Vec::new();
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        let t = &rest[i];
+        if t.starts_with('-') {
+            let is_bool = spec
+                .flags
+                .iter()
+                .any(|f| format!("--{}", f.name) == *t && f.ty == spec::ValueType::Bool);
+            if is_bool {
+                groups.push(vec![t.clone()]);
+                i += 1;
+            } else {
+                let v = rest[i + 1].clone();
+                if next() % 2 == 0 {
+                    groups.push(vec![format!("{t}={v}")]);
+                } else {
+                    groups.push(vec![t.clone(), v]);
+                }
+                i += 2;
+            }
+        } else {
+            let t = match t.split_once('/') {
+                Some(("deployment", n)) if next() % 2 == 0 => format!("deploy/{n}"),
+                Some(("deployment", n)) if next() % 2 == 0 => n.to_owned(),
+                Some(("statefulset", n)) if next() % 2 == 0 => format!("sts/{n}"),
+                _ => t.clone(),
+            };
+            positionals.push(t);
+            i += 1;
+        }
+    }
+    // scale's REPLICAS as kubectl's --replicas=N.
+    if spec.name == "scale" && next() % 2 == 0 {
+        let n = positionals.pop().unwrap();
+        groups.push(vec![format!("--replicas={n}")]);
+    }
+    // Shuffle the flag groups.
+    for k in (1..groups.len()).rev() {
+        let j = (next() as usize) % (k + 1);
+        groups.swap(k, j);
+    }
+    // The namespace and cluster may come first.
+    let mut front = Vec::new();
+    groups.retain(|g| {
+        let global = g[0].starts_with("-n") || g[0].starts_with("--cluster");
+        if global && next() % 2 == 0 {
+            front.push(g.clone());
+            false
+        } else {
+            true
+        }
+    });
+    let mut out: Vec<String> = front.into_iter().flatten().collect();
+    out.extend(words.iter().cloned());
+    out.extend(positionals);
+    out.extend(groups.into_iter().flatten());
+    out.iter()
+        .map(|w| {
+            // Quote like a user would, whatever the word.
+            if w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn other_spellings_parse_to_the_same_command(c in command(), seed in any::<u64>()) {
+        let text = respell(&c, seed);
+        prop_assert_eq!(parse(&text), Ok(c), "text: {}", text);
+    }
+}
