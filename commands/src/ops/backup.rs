@@ -451,21 +451,42 @@ fn manual_job_name(cronjob: &str) -> String {
     format!("{}{tail}", base.trim_end_matches('-'))
 }
 
+fn already_exists(f: &super::errors::KubeFail) -> bool {
+    matches!(&f.kind, FailKind::Kube(kube::Error::Api(s)) if s.reason == "AlreadyExists")
+}
+
 /// `backup run CRONJOB`: creates a Job from the CronJob's template, then follows it.
 pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
     let cj: CronJob = ctx.get(Res::CronJobs, name).await?;
     let job_name = manual_job_name(name);
     let job = job_from(&cj, &job_name);
     let api = ctx.api::<Job>();
-    let mut attempt = 0;
-    let created = retry(&ctx.opts.retry, async || {
-        attempt += 1;
-        match call(ctx, "create", Res::Jobs, None, Some(&job_name), api.create(&PostParams::default(), &job)).await {
+    let attempts = &std::sync::atomic::AtomicU32::new(0);
+    let (api, job, job_name) = (&api, &job, job_name.as_str());
+    let created = retry(&ctx.opts.retry, || async move {
+        let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let pp = PostParams::default();
+        let res = call(
+            ctx,
+            "create",
+            Res::Jobs,
+            None,
+            Some(job_name),
+            api.create(&pp, job),
+        )
+        .await;
+        match res {
             // A retried create whose first try went through.
-            Err(f) if attempt > 1
-                && matches!(&f.kind, FailKind::Kube(kube::Error::Api(s)) if s.reason == "AlreadyExists") =>
-            {
-                call(ctx, "get", Res::Jobs, None, Some(&job_name), api.get(&job_name)).await
+            Err(f) if attempt > 1 && already_exists(&f) => {
+                call(
+                    ctx,
+                    "get",
+                    Res::Jobs,
+                    None,
+                    Some(job_name),
+                    api.get(job_name),
+                )
+                .await
             }
             other => other,
         }
@@ -489,7 +510,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
     let mut last = created;
     let mut last_text = String::new();
     let outcome = loop {
-        let got = tokio::time::timeout_at(deadline, ctx.get_raw::<Job>(Res::Jobs, &job_name)).await;
+        let got = tokio::time::timeout_at(deadline, ctx.get_raw::<Job>(Res::Jobs, job_name)).await;
         match got {
             Err(_) => break None,
             Ok(Err(f)) => return Err(ctx.fail(f).await),
@@ -521,7 +542,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
         let until = deadline.min(tokio::time::Instant::now() + ctx.opts.poll_interval);
         wait_change(
             api.clone(),
-            &job_name,
+            job_name,
             last.metadata.resource_version.clone(),
             until,
         )
@@ -546,7 +567,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
             if let Some(m) = c.and_then(|c| c.message.as_deref()) {
                 r = r.field("Reason", mask_secrets(m));
             }
-            if let Some(logs) = failed_pod_logs(ctx, &job_name).await {
+            if let Some(logs) = failed_pod_logs(ctx, job_name).await {
                 r = r.block(Some("Last log lines".into()), logs);
             }
             r
@@ -556,7 +577,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
             fmt_duration(ctx.opts.job_timeout)
         )),
     };
-    reply = reply.field("Job", job_name.clone());
+    reply = reply.field("Job", job_name);
     if suspended {
         reply = reply.field("Note", format!("cronjob/{name} itself is suspended"));
     }

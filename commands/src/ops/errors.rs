@@ -322,10 +322,11 @@ pub(crate) async fn call<T>(
 /// Runs `f` until it succeeds or fails for good: a conflict is retried once (so `f` should
 /// re-read what it modifies), timeouts, 429 and 5xx up to `policy.attempts` times in all, with
 /// exponential backoff.
-pub(crate) async fn retry<T>(
-    policy: &RetryPolicy,
-    mut f: impl AsyncFnMut() -> Result<T, KubeFail>,
-) -> Result<T, KubeFail> {
+pub(crate) async fn retry<T, F, Fut>(policy: &RetryPolicy, mut f: F) -> Result<T, KubeFail>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, KubeFail>>,
+{
     let mut conflicts = 0u32;
     let mut transient = 0u32;
     let mut attempts = 0u32;

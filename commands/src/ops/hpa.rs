@@ -183,14 +183,15 @@ pub(crate) async fn hpa(
     let patch = json!({ "spec": spec });
     let api = ctx.api::<HorizontalPodAutoscaler>();
     let pp = PatchParams::default();
-    let updated = match retry(&ctx.opts.retry, async || {
+    let (api, pp, patch, hpa_name) = (&api, &pp, &patch, hpa_name.as_str());
+    let updated = match retry(&ctx.opts.retry, || async move {
         call(
             ctx,
             "patch",
             Res::Hpas,
             None,
-            Some(&hpa_name),
-            api.patch(&hpa_name, &pp, &Patch::Merge(&patch)),
+            Some(hpa_name),
+            api.patch(hpa_name, pp, &Patch::Merge(&patch)),
         )
         .await
     })

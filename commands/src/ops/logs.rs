@@ -169,14 +169,15 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
             ..LogParams::default()
         };
         let api = ctx.api::<Pod>();
-        let text = match retry(&ctx.opts.retry, async || {
+        let (api, lp, pod_ref) = (&api, &lp, pod_name.as_str());
+        let text = match retry(&ctx.opts.retry, || async move {
             call(
                 ctx,
                 "get",
                 Res::Pods,
                 Some("log"),
-                Some(&pod_name),
-                api.logs(&pod_name, &lp),
+                Some(pod_ref),
+                api.logs(pod_ref, lp),
             )
             .await
         })

@@ -402,3 +402,10 @@ impl Operator {
 fn help_reply(command: Option<&str>) -> Reply {
     crate::help::help_reply(command)
 }
+
+/// The engine spawns `execute` on a multi-threaded runtime: its future must stay `Send`.
+#[allow(dead_code)]
+fn execute_is_send(op: &Operator, cmd: &Command) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&op.execute(cmd, ProgressSender::none()));
+}

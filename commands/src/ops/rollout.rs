@@ -224,32 +224,35 @@ pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpErro
         WorkloadKind::Deployment => Res::Deployments,
         WorkloadKind::StatefulSet => Res::StatefulSets,
     };
-    let patched = retry(&ctx.opts.retry, async || match w.kind {
-        WorkloadKind::Deployment => {
-            let api = ctx.api::<Deployment>();
-            call(
-                ctx,
-                "patch",
-                res,
-                None,
-                Some(&w.name),
-                api.patch(&w.name, &pp, &Patch::Merge(&patch)),
-            )
-            .await
-            .map(|_| ())
-        }
-        WorkloadKind::StatefulSet => {
-            let api = ctx.api::<k8s_openapi::api::apps::v1::StatefulSet>();
-            call(
-                ctx,
-                "patch",
-                res,
-                None,
-                Some(&w.name),
-                api.patch(&w.name, &pp, &Patch::Merge(&patch)),
-            )
-            .await
-            .map(|_| ())
+    let (pp, patch) = (&pp, &patch);
+    let patched = retry(&ctx.opts.retry, || async move {
+        match w.kind {
+            WorkloadKind::Deployment => {
+                let api = ctx.api::<Deployment>();
+                call(
+                    ctx,
+                    "patch",
+                    res,
+                    None,
+                    Some(&w.name),
+                    api.patch(&w.name, pp, &Patch::Merge(&patch)),
+                )
+                .await
+                .map(|_| ())
+            }
+            WorkloadKind::StatefulSet => {
+                let api = ctx.api::<k8s_openapi::api::apps::v1::StatefulSet>();
+                call(
+                    ctx,
+                    "patch",
+                    res,
+                    None,
+                    Some(&w.name),
+                    api.patch(&w.name, pp, &Patch::Merge(&patch)),
+                )
+                .await
+                .map(|_| ())
+            }
         }
     })
     .await;
@@ -401,8 +404,9 @@ pub(crate) async fn rollback(
         .filter(|(k, _)| !SKIPPED_ANNOTATIONS.contains(&k.as_str()))
         .collect();
 
-    let api = ctx.api::<Deployment>();
-    let replaced = retry(&ctx.opts.retry, async || {
+    let api = &ctx.api::<Deployment>();
+    let (template, rs_annotations) = (&template, &rs_annotations);
+    let replaced = retry(&ctx.opts.retry, || async move {
         let mut d = call(
             ctx,
             "get",

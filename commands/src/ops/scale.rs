@@ -18,30 +18,32 @@ fn replicas(s: &Scale) -> i32 {
 }
 
 async fn get_scale(ctx: &Ctx<'_>, w: &Workload, res: Res) -> Result<Scale, KubeFail> {
-    retry(&ctx.opts.retry, async || match w.kind {
-        WorkloadKind::Deployment => {
-            let api = ctx.api::<Deployment>();
-            call(
-                ctx,
-                "get",
-                res,
-                Some("scale"),
-                Some(&w.name),
-                api.get_scale(&w.name),
-            )
-            .await
-        }
-        WorkloadKind::StatefulSet => {
-            let api = ctx.api::<StatefulSet>();
-            call(
-                ctx,
-                "get",
-                res,
-                Some("scale"),
-                Some(&w.name),
-                api.get_scale(&w.name),
-            )
-            .await
+    retry(&ctx.opts.retry, || async move {
+        match w.kind {
+            WorkloadKind::Deployment => {
+                let api = ctx.api::<Deployment>();
+                call(
+                    ctx,
+                    "get",
+                    res,
+                    Some("scale"),
+                    Some(&w.name),
+                    api.get_scale(&w.name),
+                )
+                .await
+            }
+            WorkloadKind::StatefulSet => {
+                let api = ctx.api::<StatefulSet>();
+                call(
+                    ctx,
+                    "get",
+                    res,
+                    Some("scale"),
+                    Some(&w.name),
+                    api.get_scale(&w.name),
+                )
+                .await
+            }
         }
     })
     .await
@@ -59,30 +61,33 @@ async fn patch_scale(
         dry_run,
         ..PatchParams::default()
     };
-    retry(&ctx.opts.retry, async || match w.kind {
-        WorkloadKind::Deployment => {
-            let api = ctx.api::<Deployment>();
-            call(
-                ctx,
-                "patch",
-                res,
-                Some("scale"),
-                Some(&w.name),
-                api.patch_scale(&w.name, &pp, &Patch::Merge(&patch)),
-            )
-            .await
-        }
-        WorkloadKind::StatefulSet => {
-            let api = ctx.api::<StatefulSet>();
-            call(
-                ctx,
-                "patch",
-                res,
-                Some("scale"),
-                Some(&w.name),
-                api.patch_scale(&w.name, &pp, &Patch::Merge(&patch)),
-            )
-            .await
+    let (pp, patch) = (&pp, &patch);
+    retry(&ctx.opts.retry, || async move {
+        match w.kind {
+            WorkloadKind::Deployment => {
+                let api = ctx.api::<Deployment>();
+                call(
+                    ctx,
+                    "patch",
+                    res,
+                    Some("scale"),
+                    Some(&w.name),
+                    api.patch_scale(&w.name, pp, &Patch::Merge(&patch)),
+                )
+                .await
+            }
+            WorkloadKind::StatefulSet => {
+                let api = ctx.api::<StatefulSet>();
+                call(
+                    ctx,
+                    "patch",
+                    res,
+                    Some("scale"),
+                    Some(&w.name),
+                    api.patch_scale(&w.name, pp, &Patch::Merge(&patch)),
+                )
+                .await
+            }
         }
     })
     .await

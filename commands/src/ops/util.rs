@@ -63,8 +63,8 @@ impl Ctx<'_> {
         K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let api = self.api::<K>();
-        retry(&self.opts.retry, async || {
+        let api = &self.api::<K>();
+        retry(&self.opts.retry, || async move {
             call(self, "get", res, None, Some(name), api.get(name)).await
         })
         .await
@@ -89,8 +89,8 @@ impl Ctx<'_> {
         K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let api = self.api::<K>();
-        match retry(&self.opts.retry, async || {
+        let api = &self.api::<K>();
+        match retry(&self.opts.retry, || async move {
             call(self, "list", res, None, None, api.list(lp)).await
         })
         .await
