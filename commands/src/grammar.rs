@@ -751,3 +751,88 @@ impl Command {
         words.join(" ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("30s"), Ok(30));
+        assert_eq!(secs("15m"), Ok(900));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("2d"), Ok(172_800));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("90m"), Ok(5400));
+        assert!(secs("").is_err());
+        assert!(secs("30").is_err());
+        assert!(secs("h").is_err());
+        assert!(secs("1w").is_err());
+        assert!(secs("-1h").is_err());
+        assert!(secs("0m").is_err());
+        assert!(secs("99999999999999999999d").is_err());
+        assert!(secs("999999999999999999d").is_err());
+        for s in [
+            1, 59, 60, 61, 3599, 3600, 5400, 86_399, 86_400, 90_061, 2_592_000,
+        ] {
+            let d = Duration::from_secs(s);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90_061)), "1d1h1m1s");
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(check_dns("api", "NAME", false).is_ok());
+        assert!(check_dns("a-1", "NAME", false).is_ok());
+        assert!(check_dns(&"a".repeat(63), "NAME", false).is_ok());
+        assert!(check_dns(&"a".repeat(64), "NAME", false).is_err());
+        assert!(check_dns("a.b", "NAME", false).is_err());
+        assert!(check_dns("a.b", "NAME", true).is_ok());
+        assert!(check_dns("a..b", "NAME", true).is_err());
+        assert!(check_dns(".a", "NAME", true).is_err());
+        assert!(check_dns("-a", "NAME", true).is_err());
+        assert!(check_dns("", "NAME", true).is_err());
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(check_dns(&long, "NAME", true).is_err());
+        assert_eq!(
+            check_dns("Api", "NAME", true).unwrap_err().suggestion,
+            Some("api".to_owned())
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        for s in [
+            "a", "a b", "it's", "-x", "", "#x", "ü", "\"", "\\", "$(x)", "a=b",
+        ] {
+            assert_eq!(shell_words::split(&quote(s)), Ok(vec![s.to_owned()]), "{s}");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let names = ["status", "scale", "restart", "rollback"];
+        assert_eq!(
+            nearest("restrat", names.into_iter()).as_deref(),
+            Some("restart")
+        );
+        assert_eq!(
+            nearest("rest", names.into_iter()).as_deref(),
+            Some("restart")
+        );
+        // Flags are case-sensitive: `--Tail` is suggested `--tail`.
+        assert_eq!(
+            nearest("SCALE", names.into_iter()).as_deref(),
+            Some("scale")
+        );
+        assert_eq!(
+            nearest("--Tail", ["--tail"].into_iter()).as_deref(),
+            Some("--tail")
+        );
+        assert_eq!(nearest("kubectl", names.into_iter()), None);
+        assert_eq!(nearest("", names.into_iter()), None);
+    }
+}

@@ -720,6 +720,13 @@ fn rejected_inputs() {
             None,
         ),
         rej(
+            "logs api --Tail 5",
+            Some("--Tail"),
+            "has no option `--Tail`",
+            Some("--tail"),
+            Some(LOGS_USAGE),
+        ),
+        rej(
             "status api --force",
             Some("--force"),
             "`status` has no option `--force`",
