@@ -142,6 +142,11 @@ fn cells(def: &ResourceDef, o: &Value, now: Timestamp) -> Vec<Value> {
                 .or_else(|| st["reason"].as_str())
                 .or_else(|| st["phase"].as_str())
                 .unwrap_or("Pending");
+            let reason = if o["metadata"]["deletionTimestamp"].is_string() {
+                "Terminating"
+            } else {
+                reason
+            };
             let reason = match (reason, st["phase"].as_str()) {
                 ("Succeeded", _) => "Completed",
                 ("Failed", _) => "Error",

@@ -14,7 +14,28 @@ const READY_AFTER: i64 = 2;
 
 const NODES: [&str; 3] = ["kubesim-node-a", "kubesim-node-b", "kubesim-node-c"];
 
+/// Seconds a terminating pod lingers before it is gone.
+const TERMINATE_AFTER: i64 = 1;
+
+/// Start a graceful delete: the pod shows as Terminating and disappears a moment later.
+pub(super) fn terminate(ctx: &Ctx<'_>, pod: &Value) {
+    let mut p = pod.clone();
+    p["metadata"]["deletionTimestamp"] = json!(ctx.now_str());
+    p["metadata"]["deletionGracePeriodSeconds"] = json!(TERMINATE_AFTER);
+    ctx.update(pods(), p);
+}
+
 pub(super) fn reconcile(ctx: &Ctx<'_>) {
+    let (terminating, _) = ctx.store.list_filtered(pods(), None, |p| {
+        p["metadata"]["deletionTimestamp"].is_string()
+    });
+    for p in terminating {
+        if time_of(&p["metadata"]["deletionTimestamp"])
+            .is_some_and(|t| ctx.now.duration_since(t).as_secs() >= TERMINATE_AFTER)
+        {
+            ctx.delete(pods(), &p);
+        }
+    }
     let (pending, _) = ctx.store.list_filtered(pods(), None, |p| {
         matches!(p["status"]["phase"].as_str(), Some("Pending") | None)
     });

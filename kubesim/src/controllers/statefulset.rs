@@ -31,7 +31,10 @@ fn reconcile_one(ctx: &Ctx<'_>, sts: Value) {
         .collect();
     owned.sort_by_key(|(o, _)| *o);
     let want = int(&sts["spec"]["replicas"]);
-    let all_ready = owned.iter().all(|(_, p)| pod_ready(p));
+    // Pods still terminating count as not ready: the next step waits for them.
+    let all_ready = owned
+        .iter()
+        .all(|(_, p)| pod_ready(p) && p["metadata"]["deletionTimestamp"].is_null());
     let parallel = sts["spec"]["podManagementPolicy"] == "Parallel";
     let rev_of = |p: &Value| {
         p["metadata"]["labels"]["controller-revision-hash"]
@@ -78,7 +81,7 @@ fn reconcile_one(ctx: &Ctx<'_>, sts: Value) {
         && all_ready
         && let Some((o, p)) = owned.iter().rev().find(|(o, _)| *o >= want).cloned()
     {
-        ctx.delete(pods(), &p);
+        super::kubelet::terminate(ctx, &p);
         ctx.event(
             &sts,
             "Normal",
@@ -101,7 +104,7 @@ fn reconcile_one(ctx: &Ctx<'_>, sts: Value) {
             .find(|(o, p)| *o < want && rev_of(p) != revision)
             .cloned()
     {
-        ctx.delete(pods(), &p);
+        super::kubelet::terminate(ctx, &p);
         ctx.event(
             &sts,
             "Normal",
@@ -114,6 +117,7 @@ fn reconcile_one(ctx: &Ctx<'_>, sts: Value) {
         );
         owned.retain(|(x, _)| *x != o);
     }
+    owned.retain(|(_, p)| p["metadata"]["deletionTimestamp"].is_null());
     let ready = owned.iter().filter(|(_, p)| pod_ready(p)).count();
     let updated = owned.iter().filter(|(_, p)| rev_of(p) == revision).count();
     let current_rev = if updated == owned.len() {
