@@ -526,6 +526,14 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             }
             Ok(Value::Str(raw.to_owned()))
         }
+        ValueType::Choice(words) => match words.iter().find(|w| w.eq_ignore_ascii_case(raw)) {
+            Some(w) => Ok(Value::Str((*w).to_owned())),
+            None => Err(err(format!(
+                "`{raw}` is not a valid {what}: use {}",
+                words.join(", ")
+            ))
+            .with_suggestion(nearest(raw, words.iter().copied()))),
+        },
         ValueType::Topic => parse_topic(&[raw]),
         ValueType::Bool => match raw.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Ok(Value::Bool(true)),
@@ -810,6 +818,18 @@ mod tests {
         ] {
             assert_eq!(shell_words::split(&quote(s)), Ok(vec![s.to_owned()]), "{s}");
         }
+    }
+
+    #[test]
+    fn choices() {
+        let ty = ValueType::Choice(&["sev1", "sev2"]);
+        assert_eq!(
+            parse_value(ty, "SEVERITY", "SEV1"),
+            Ok(Value::Str("sev1".into()))
+        );
+        let e = parse_value(ty, "SEVERITY", "sev3").unwrap_err();
+        assert_eq!(e.message, "`sev3` is not a valid SEVERITY: use sev1, sev2");
+        assert_eq!(e.suggestion.as_deref(), Some("sev1"));
     }
 
     #[test]

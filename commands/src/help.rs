@@ -253,6 +253,7 @@ pub fn reference_markdown() -> String {
 fn bounds(ty: ValueType) -> String {
     match ty {
         ValueType::Int { min, max } => format!("{min} to {max}"),
+        ValueType::Choice(words) => format!("one of {}", words.join(", ")),
         _ => String::new(),
     }
 }

@@ -59,6 +59,8 @@ pub enum ValueType {
     Text { max_chars: usize },
     /// A Kubernetes label selector such as `app=web,tier!=cache`.
     Selector,
+    /// One of a fixed set of words (case-insensitive), e.g. an incident severity.
+    Choice(&'static [&'static str]),
     /// A cluster (kubeconfig context) name.
     Cluster,
     /// A command name, for `help` (the rest of the line).
@@ -1210,6 +1212,7 @@ fn app_option(name: &str, help: &str, ty: ValueType, required: bool) -> AppOptio
     };
     let choices = match ty {
         ValueType::Topic => COMMANDS.iter().map(|c| c.name.to_owned()).collect(),
+        ValueType::Choice(words) => words.iter().map(|w| (*w).to_owned()).collect(),
         _ => Vec::new(),
     };
     AppOption {
