@@ -329,9 +329,13 @@ async fn stalled_rollout_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_follow_times_out() {
-    let env = Env::start_with(seed(), None, |o| {
-        o.rollout_timeout = Duration::from_millis(300);
-    })
+    let env = Env::start_with(
+        seed(),
+        |_| None,
+        |o| {
+            o.rollout_timeout = Duration::from_millis(300);
+        },
+    )
     .await;
     // The clock stays paused: the new pods never get ready, the deadline is never reached.
     let reply = env

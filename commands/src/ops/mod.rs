@@ -373,6 +373,9 @@ impl Operator {
     }
 
     fn ctx(&self, cmd: &Command, progress: ProgressSender) -> Result<Ctx<'_>, OpError> {
+        if self.clusters.clusters.is_empty() {
+            return Err(OpError::NoCluster);
+        }
         let name = match cmd.cluster.as_deref().or(self.clusters.default_name()) {
             Some(n) => n.to_owned(),
             None => return Err(OpError::NoCluster),

@@ -101,30 +101,32 @@ impl Ctx<'_> {
     }
 }
 
-/// Up to three names from `candidates` closest to `name`, best first.
+/// Up to three names from `candidates` closest to `name`, best first: a small edit distance
+/// (typos, transpositions), a high Jaro-Winkler similarity, or one name containing the other.
 pub(crate) fn nearest<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Vec<String> {
     let name_l = name.to_lowercase();
-    let mut scored: Vec<(f64, &str)> = candidates
+    let allowed = (name_l.chars().count() / 3).max(1);
+    let mut scored: Vec<(usize, f64, &str)> = candidates
         .into_iter()
         .filter(|c| *c != name)
         .filter_map(|c| {
             let c_l = c.to_lowercase();
-            let mut score = strsim::jaro_winkler(&name_l, &c_l);
-            if !name_l.is_empty() && (c_l.contains(&name_l) || name_l.contains(&c_l)) {
-                score = score.max(0.9);
-            }
-            (score >= 0.75).then_some((score, c))
+            let d = strsim::damerau_levenshtein(&name_l, &c_l);
+            let jw = strsim::jaro_winkler(&name_l, &c_l);
+            let contains =
+                name_l.chars().count() >= 3 && (c_l.contains(&name_l) || name_l.contains(&c_l));
+            (d <= allowed || jw >= 0.85 || contains).then_some((d, jw, c))
         })
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
+    scored.dedup_by(|a, b| a.2 == b.2);
     scored
         .into_iter()
         .take(3)
-        .map(|(_, c)| c.to_owned())
+        .map(|(_, _, c)| c.to_owned())
         .collect()
 }
 
@@ -250,6 +252,7 @@ mod tests {
     fn nearest_names() {
         let names = ["api", "api-gateway", "billing", "worker"];
         assert_eq!(nearest("apy", names), vec!["api"]);
+        assert_eq!(nearest("wbe", ["web", "worker", "db"]), vec!["web"]);
         assert_eq!(nearest("gateway", names), vec!["api-gateway"]);
         assert_eq!(nearest("billng", names), vec!["billing"]);
         assert!(nearest("zzzz", names).is_empty());

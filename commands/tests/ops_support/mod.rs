@@ -164,12 +164,14 @@ pub fn client(sim: &KubeSim, hook: Option<Hook>) -> kube::Client {
 impl Env {
     /// kubesim with `objects` (after a short warm-up, so pods are ready), its clock paused.
     pub async fn start(objects: Vec<Value>) -> Env {
-        Self::start_with(objects, None, |_| {}).await
+        Self::start_with(objects, |_| None, |_| {}).await
     }
 
+    /// Like [`Env::start`]; `hook` may build a request hook that uses the sim, `tune` adjusts
+    /// the options.
     pub async fn start_with(
         objects: Vec<Value>,
-        hook: Option<Hook>,
+        hook: impl FnOnce(Arc<KubeSim>) -> Option<Hook>,
         tune: impl FnOnce(&mut OpOptions),
     ) -> Env {
         let seed = Seed {
@@ -179,7 +181,7 @@ impl Env {
         let sim = Arc::new(KubeSim::start(seed).await.expect("kubesim starts"));
         sim.clock().pause();
         let mut clusters = Clusters::new();
-        clusters.add("sim", client(&sim, hook), "default");
+        clusters.add("sim", client(&sim, hook(sim.clone())), "default");
         let mut opts = options(&sim);
         tune(&mut opts);
         Env {
