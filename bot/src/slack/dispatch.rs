@@ -143,7 +143,9 @@ impl Dispatcher {
     pub fn reject(&self, kind: RejectionKind, detail: String) {
         tracing::info!(kind = kind.as_str(), detail = %detail, "refused Slack request");
         let pipeline = self.pipeline.clone();
-        tokio::spawn(async move { pipeline.reject(PLATFORM, kind, &detail).await });
+        self.pipeline.spawn(Box::pin(async move {
+            pipeline.reject(PLATFORM, kind, &detail).await
+        }));
     }
 
     /// A slash command: returns the ack and, for `/ops`, starts the pipeline in the background.
@@ -193,7 +195,7 @@ impl Dispatcher {
         let groups = self.groups.clone();
         let user_id = cmd.user_id.clone();
         let channel = cmd.channel_id.clone();
-        tokio::spawn(async move {
+        self.pipeline.spawn(Box::pin(async move {
             let groups = groups.groups_of(&user_id).await;
             pipeline
                 .handle(Invocation {
@@ -205,7 +207,7 @@ impl Dispatcher {
                     delivery_id: Some(delivery_id),
                 })
                 .await;
-        });
+        }));
         Ok(ack)
     }
 
@@ -267,11 +269,11 @@ impl Dispatcher {
             let pipeline = self.pipeline.clone();
             let groups = self.groups.clone();
             let user_id = user_id.clone();
-            tokio::spawn(async move {
+            self.pipeline.spawn(Box::pin(async move {
                 let mut click = click;
                 click.groups = groups.groups_of(&user_id).await;
                 pipeline.click(click).await;
-            });
+            }));
         }
         Ok(())
     }

@@ -76,6 +76,23 @@ impl SlackConfig {
         }
     }
 
+    /// From the `slack:` section of `opsbot.yaml`; `None` when Slack is not configured there.
+    pub fn from_config(c: &crate::config::SlackConfig) -> Option<SlackConfig> {
+        if !c.is_configured() {
+            return None;
+        }
+        let expose = |s: &Option<crate::config::Secret>| {
+            s.as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default()
+        };
+        let mut cfg = SlackConfig::new(expose(&c.bot_token), expose(&c.signing_secret))
+            .with_api_url(c.api_url.clone());
+        cfg.app_token = c.app_token.as_ref().map(|s| s.expose().to_owned());
+        cfg.socket_mode = c.socket_mode;
+        Some(cfg)
+    }
+
     pub fn with_api_url(mut self, api_url: impl Into<String>) -> Self {
         self.api_url = api_url.into().trim_end_matches('/').to_owned();
         self
@@ -142,6 +159,10 @@ pub trait Pipeline: Send + Sync + 'static {
     async fn handle(&self, invocation: Invocation);
     async fn click(&self, click: ApprovalClick);
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
+    /// Runs background work (the engine tracks it, so a graceful shutdown waits for it).
+    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+        tokio::spawn(work);
+    }
 }
 
 #[async_trait]
@@ -154,6 +175,9 @@ impl Pipeline for Engine {
     }
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
+    }
+    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+        Engine::spawn(self, work)
     }
 }
 

@@ -1,0 +1,454 @@
+//! The whole bot as Slack sees it: the real engine (SQLite, kubesim with its default seed, a
+//! policy keyed on Slack users and user groups) behind the HTTP server on port 0, the Slack
+//! routes merged in, the Web API pointed at the fake Slack. Requests are signed exactly as
+//! Slack signs them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubesim::{KubeSim, Seed};
+use opsbot::engine::{Engine, EngineOptions, PolicyFile};
+use opsbot::metrics::Metrics;
+use opsbot::slack::{RetryPolicy, SlackConfig};
+use opsbot::store::Store;
+use opsbot_commands::ops::OpOptions;
+use opsbot_commands::{Clusters, Operator};
+use opsbot_tests::slack_fake::{self, Call, Failure, SignedRequest, SlackFake};
+
+const TOKEN: &str = "xoxb-e2e-token";
+const SECRET: &str = "e2e-signing-secret";
+/// Wait limit for things that happen in the background (not an assertion on speed).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+const POLICY: &str = r#"
+version: 1
+roles:
+  lead: { members: ["slack-group:SLEADS"] }
+  eng:  { members: ["slack:UENG"] }
+rules:
+  - name: read
+    roles: ["*"]
+    actions: [status, pods, events, logs, "hpa.show", "backup.status"]
+  - name: eng-api
+    roles: [eng]
+    actions: [scale, restart]
+    namespaces: [api]
+  - name: prod-scale
+    roles: [eng, lead]
+    actions: [scale]
+    namespaces: [production]
+    when: { replicas: { min: 1, max: 30 } }
+    approval: { roles: [lead], count: 1, ttl: 15m, allow_self: false }
+"#;
+
+struct Bot {
+    base: String,
+    sim: Arc<KubeSim>,
+    engine: Engine,
+    fake: SlackFake,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Bot {
+    async fn start() -> Bot {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_path = dir.path().join("policy.yaml");
+        std::fs::write(&policy_path, POLICY).unwrap();
+        let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+        sim.clock().set_speed(30.0);
+        let sim = Arc::new(sim);
+        let mut clusters = Clusters::new();
+        clusters
+            .add_config(
+                "kubesim",
+                kube::Config::new(sim.url().parse().unwrap()),
+                Some("production".into()),
+            )
+            .unwrap();
+        let store = Store::open_sqlite_file(&dir.path().join("opsbot.db"))
+            .await
+            .unwrap();
+        let engine = Engine::new(
+            store,
+            Arc::new(PolicyFile::load(&policy_path).unwrap()),
+            Operator::with_options(
+                clusters,
+                OpOptions {
+                    rollout_timeout: Duration::from_secs(30),
+                    poll_interval: Duration::from_millis(200),
+                    ..OpOptions::default()
+                },
+            ),
+            EngineOptions {
+                progress_interval: Duration::from_millis(100),
+                ..EngineOptions::default()
+            },
+            Arc::new(Metrics::new()),
+        );
+
+        let fake = SlackFake::start(TOKEN).await;
+        fake.set_user_groups(&[("SLEADS", &["ULEAD", "ULEAD2"]), ("SOTHER", &["UENG"])]);
+        let mut cfg = SlackConfig::new(TOKEN, SECRET).with_api_url(fake.api_url());
+        cfg.retry = RetryPolicy {
+            base_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        };
+        let app = opsbot::server::base_router(engine.clone())
+            .merge(opsbot::slack::router(engine.clone(), &cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Bot {
+            base,
+            sim,
+            engine,
+            fake,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, req: &SignedRequest) -> reqwest::Response {
+        req.send(&self.http, &self.base).await
+    }
+
+    /// Sends a slash command and checks the immediate ack.
+    async fn command(&self, user: &str, text: &str, trigger: &str) {
+        let req = slack_fake::slash_command(SECRET, "/ops", text, user, "C0OPS", trigger);
+        let res = self.send(&req).await;
+        assert_eq!(res.status(), 200);
+        let ack: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(ack["response_type"], "ephemeral");
+        assert!(
+            ack["text"].as_str().unwrap().contains("Working on"),
+            "{ack}"
+        );
+    }
+
+    fn replicas(&self, ns: &str, name: &str) -> i64 {
+        self.sim
+            .get("apps/v1", "Deployment", ns, name)
+            .and_then(|d| d["spec"]["replicas"].as_i64())
+            .unwrap_or(-1)
+    }
+
+    /// Waits until a posted or updated message (its latest state) contains `needle`.
+    async fn wait_for_text(&self, needle: &str) -> Vec<Call> {
+        let needle = needle.to_owned();
+        self.fake
+            .wait_until(PATIENCE, move |calls| {
+                calls.iter().any(|c| {
+                    (c.method == "chat.postMessage" || c.method == "chat.update")
+                        && c.status == 200
+                        && c.error.is_none()
+                        && c.all_text().contains(&needle)
+                })
+            })
+            .await
+    }
+
+    async fn audit(&self) -> Vec<(String, String)> {
+        self.engine
+            .store()
+            .tail(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.entry.kind.as_str().to_owned(),
+                    r.entry.outcome.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    async fn executions(&self) -> usize {
+        self.audit()
+            .await
+            .iter()
+            .filter(|(k, _)| k == "execution")
+            .count()
+    }
+
+    /// Waits until the audit log satisfies `pred` (or gives up; the caller asserts).
+    async fn wait_audit(
+        &self,
+        pred: impl Fn(&[(String, String)]) -> bool,
+    ) -> Vec<(String, String)> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let audit = self.audit().await;
+            if pred(&audit) || tokio::time::Instant::now() > deadline {
+                return audit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn ok_calls<'a>(calls: &'a [Call], method: &str) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| c.method == method && c.status == 200 && c.error.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_command_scales_in_kubesim_with_progress_and_a_final_state() {
+    let bot = Bot::start().await;
+    let before = bot.replicas("api", "rust-webapi");
+    assert_ne!(before, 4);
+    bot.command("UENG", "scale rust-webapi 4 -n api", "e2e.scale.1")
+        .await;
+
+    let calls = bot.wait_for_text(&format!("{before} → 4")).await;
+    assert_eq!(bot.replicas("api", "rust-webapi"), 4);
+    // One message, posted in the channel, then edited in place as the rollout progressed.
+    let posts = ok_calls(&calls, "chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].param("channel"), Some("C0OPS"));
+    let updates = ok_calls(&calls, "chat.update");
+    assert!(!updates.is_empty());
+    let ts = bot.fake.messages()[0].ts.clone();
+    assert!(updates.iter().all(|u| u.param("ts") == Some(ts.as_str())));
+    // Every post and edit is Block Kit with a header.
+    for c in posts.iter().chain(updates.iter()) {
+        assert_eq!(c.params["blocks"][0]["type"], "header");
+    }
+    let audit = bot.audit().await;
+    assert!(
+        audit.contains(&("execution".into(), "ok".into())),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_needs_a_second_eligible_users_signed_click_and_executes_once() {
+    let bot = Bot::start().await;
+    let before = bot.replicas("production", "conea-api");
+    assert_ne!(before, 5);
+    bot.command("UENG", "scale conea-api 5 -n production", "e2e.appr.1")
+        .await;
+
+    // The approval card: Approve / Deny buttons carrying the approval id.
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            calls.iter().any(|c| {
+                c.method == "chat.postMessage"
+                    && c.params["blocks"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|b| b["type"] == "actions"))
+            })
+        })
+        .await;
+    let card = calls
+        .iter()
+        .find(|c| c.method == "chat.postMessage" && c.all_text().contains("Approve"))
+        .expect("an approval card");
+    let actions = card.params["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .unwrap();
+    let approve = &actions["elements"][0];
+    assert_eq!(approve["action_id"], "approve");
+    assert_eq!(actions["elements"][1]["action_id"], "deny");
+    let approval_id = approve["value"].as_str().unwrap().to_owned();
+    let card_ts = bot.fake.messages()[0].ts.clone();
+    assert_eq!(bot.replicas("production", "conea-api"), before);
+
+    // The requester cannot approve their own request.
+    let own = slack_fake::button_click(
+        SECRET,
+        "approve",
+        &approval_id,
+        "UENG",
+        "C0OPS",
+        &card_ts,
+        "1700000001.000001",
+    );
+    assert_eq!(bot.send(&own).await.status(), 200);
+    // Someone outside the approving role cannot either.
+    let outsider = slack_fake::button_click(
+        SECRET,
+        "approve",
+        &approval_id,
+        "UNOBODY",
+        "C0OPS",
+        &card_ts,
+        "1700000002.000001",
+    );
+    assert_eq!(bot.send(&outsider).await.status(), 200);
+    let audit = bot
+        .wait_audit(|a| a.iter().filter(|(k, _)| k == "approval").count() >= 2)
+        .await;
+    assert_eq!(bot.replicas("production", "conea-api"), before, "{audit:?}");
+    assert_eq!(bot.executions().await, 0);
+
+    // A forged click (wrong signing secret) from an eligible user does nothing.
+    let forged = slack_fake::button_click(
+        "not-the-secret",
+        "approve",
+        &approval_id,
+        "ULEAD",
+        "C0OPS",
+        &card_ts,
+        "1700000003.000001",
+    );
+    assert_eq!(bot.send(&forged).await.status(), 401);
+
+    // A lead (by Slack user group) approves: it runs, once, and the card says so.
+    let lead = slack_fake::button_click(
+        SECRET,
+        "approve",
+        &approval_id,
+        "ULEAD",
+        "C0OPS",
+        &card_ts,
+        "1700000004.000001",
+    );
+    assert_eq!(bot.send(&lead).await.status(), 200);
+    // The same click delivered again, and a second lead clicking too.
+    assert_eq!(bot.send(&lead).await.status(), 200);
+    let second = slack_fake::button_click(
+        SECRET,
+        "approve",
+        &approval_id,
+        "ULEAD2",
+        "C0OPS",
+        &card_ts,
+        "1700000005.000001",
+    );
+    assert_eq!(bot.send(&second).await.status(), 200);
+
+    let audit = bot
+        .wait_audit(|a| a.iter().any(|(k, _)| k == "execution"))
+        .await;
+    assert_eq!(bot.replicas("production", "conea-api"), 5, "{audit:?}");
+    let calls = bot.wait_for_text(&format!("{before} → 5")).await;
+    // The card was edited in place.
+    assert!(
+        ok_calls(&calls, "chat.update")
+            .iter()
+            .any(|u| u.param("ts") == Some(card_ts.as_str()))
+    );
+    // Give any straggling click time to land, then check it ran exactly once.
+    bot.wait_audit(|a| a.iter().filter(|(k, _)| k == "approval").count() >= 4)
+        .await;
+    assert_eq!(bot.executions().await, 1, "{:?}", bot.audit().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_execute_nothing_and_are_audited() {
+    let bot = Bot::start().await;
+    let before = bot.replicas("api", "rust-webapi");
+    let good = slack_fake::slash_command(
+        SECRET,
+        "/ops",
+        "scale rust-webapi 7 -n api",
+        "UENG",
+        "C0OPS",
+        "e2e.ref.1",
+    );
+
+    let forged = slack_fake::slash_command(
+        "forged",
+        "/ops",
+        "scale rust-webapi 7 -n api",
+        "UENG",
+        "C0OPS",
+        "e2e.ref.2",
+    );
+    assert_eq!(bot.send(&forged).await.status(), 401);
+    let stale = good.clone().at(slack_fake::now_secs() - 600, SECRET);
+    assert_eq!(bot.send(&stale).await.status(), 401);
+    let mut altered = good.clone();
+    altered.body = String::from_utf8(altered.body)
+        .unwrap()
+        .replace("rust-webapi+7", "rust-webapi+9")
+        .into_bytes();
+    assert_eq!(bot.send(&altered).await.status(), 401);
+    let mut big = String::from_utf8(good.body.clone()).unwrap();
+    big.push_str(&format!("&pad={}", "x".repeat(1024 * 1024 + 1)));
+    let oversized = SignedRequest::new(good.path, good.content_type, big.into_bytes(), SECRET);
+    assert_eq!(bot.send(&oversized).await.status(), 413);
+
+    let audit = bot
+        .wait_audit(|a| a.iter().filter(|(k, _)| k == "rejection").count() >= 4)
+        .await;
+    for kind in ["bad_signature", "stale_timestamp", "too_large"] {
+        assert!(
+            audit.contains(&("rejection".into(), kind.into())),
+            "{kind}: {audit:?}"
+        );
+    }
+    assert_eq!(bot.replicas("api", "rust-webapi"), before);
+    assert_eq!(bot.executions().await, 0);
+
+    // The genuine request runs; replaying it (same trigger, within the window) does not.
+    assert_eq!(bot.send(&good).await.status(), 200);
+    bot.wait_for_text(&format!("{before} → 7")).await;
+    assert_eq!(bot.replicas("api", "rust-webapi"), 7);
+    let mut replay = good.clone();
+    replay.retry_num = Some(1);
+    let res = bot.send(&replay).await;
+    assert_eq!(res.status(), 200);
+    let audit = bot
+        .wait_audit(|a| a.contains(&("rejection".into(), "replay".into())))
+        .await;
+    assert!(
+        audit.contains(&("rejection".into(), "replay".into())),
+        "{audit:?}"
+    );
+    assert_eq!(bot.executions().await, 1, "{audit:?}");
+    assert!(bot.engine.store().verify().await.unwrap().is_ok());
+    // Nothing Slack-secret reached the audit log.
+    let all = bot.engine.store().tail(1000).await.unwrap();
+    let dump = serde_json::to_string(&all).unwrap();
+    assert!(!dump.contains(SECRET) && !dump.contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_slack_delays_and_then_delivers() {
+    let bot = Bot::start().await;
+    bot.fake.fail_next(
+        "chat.postMessage",
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    bot.command("UENG", "status rust-webapi -n api", "e2e.429.1")
+        .await;
+    let calls = bot.fake.wait_for_ok("chat.postMessage", 1, PATIENCE).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].status, 429);
+    assert_eq!(calls[1].status, 200);
+    assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_secs(1));
+    assert!(
+        calls[1].all_text().contains("rust-webapi"),
+        "{}",
+        calls[1].all_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_command_is_not_yet_available() {
+    let bot = Bot::start().await;
+    let req = slack_fake::slash_command(
+        SECRET,
+        "/incident",
+        "open P1 api down",
+        "UENG",
+        "C0OPS",
+        "e2e.inc.1",
+    );
+    let res = bot.send(&req).await;
+    assert_eq!(res.status(), 200);
+    let ack: serde_json::Value = res.json().await.unwrap();
+    assert!(ack["text"].as_str().unwrap().contains("not yet available"));
+    assert!(bot.audit().await.iter().all(|(k, _)| k != "request"));
+}
