@@ -215,3 +215,78 @@ mod tests {
         assert!(s.contains("http://127.0.0.1:9/api\""), "{s}");
     }
 }
+
+#[cfg(test)]
+mod manifest_tests {
+    use serde_json::Value;
+
+    const HTTP: &str = include_str!("../../../deploy/slack-app-manifest.yaml");
+    const SOCKET: &str = include_str!("../../../deploy/slack-app-manifest.socket-mode.yaml");
+    /// The Web API methods opsbot calls need exactly these (plus `commands` for the slash
+    /// commands): chat.postMessage / chat.update → chat:write (+ .public for channels the bot
+    /// has not joined), usergroups.list → usergroups:read.
+    const SCOPES: [&str; 4] = [
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "usergroups:read",
+    ];
+
+    fn parse(yaml: &str) -> Value {
+        serde_saphyr::from_str(yaml).expect("manifest parses")
+    }
+
+    fn common(m: &Value) {
+        let commands: Vec<&str> = m["features"]["slash_commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["command"].as_str().unwrap())
+            .collect();
+        assert_eq!(commands, ["/ops", "/incident"]);
+        let scopes: Vec<&str> = m["oauth_config"]["scopes"]["bot"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(scopes, SCOPES);
+        assert!(m["oauth_config"]["scopes"]["user"].is_null());
+        assert_eq!(m["settings"]["interactivity"]["is_enabled"], true);
+    }
+
+    #[test]
+    fn http_manifest_points_at_the_routes() {
+        let m = parse(HTTP);
+        common(&m);
+        for c in m["features"]["slash_commands"].as_array().unwrap() {
+            assert!(c["url"].as_str().unwrap().ends_with("/slack/commands"));
+        }
+        let s = &m["settings"];
+        assert!(
+            s["interactivity"]["request_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/slack/interactions")
+        );
+        assert!(
+            s["event_subscriptions"]["request_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/slack/events")
+        );
+        assert_eq!(s["socket_mode_enabled"], false);
+    }
+
+    #[test]
+    fn socket_mode_manifest_needs_no_url() {
+        let m = parse(SOCKET);
+        common(&m);
+        assert_eq!(m["settings"]["socket_mode_enabled"], true);
+        assert!(
+            !SOCKET
+                .lines()
+                .any(|l| l.trim_start().starts_with("url:") || l.contains("request_url"))
+        );
+    }
+}
