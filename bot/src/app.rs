@@ -102,20 +102,73 @@ pub fn engine_options(config: &Config) -> EngineOptions {
     }
 }
 
-/// `opsbot serve`: the HTTP server with every configured adapter, until SIGTERM / Ctrl-C;
-/// then stops accepting, finishes in-flight work, and returns.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// A running bot: HTTP server, adapters and background duties.
+pub struct Bot {
+    pub addr: std::net::SocketAddr,
+    pub engine: Engine,
+    server: RunningServer,
+    stop_socket: tokio_util::sync::CancellationToken,
+    socket: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds the engine from `config`, attaches every configured chat adapter, and starts serving
+/// on `config.listen` (port 0 picks a free port).
+pub async fn start(config: &Config) -> Result<Bot, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let engine = engine(&config, metrics).await?;
+    let engine = engine(config, metrics).await?;
     engine.start_background(Some(POLICY_POLL));
-    let router = server::base_router(engine.clone());
-    let running = RunningServer::start(config.listen, router).await?;
-    tracing::info!(addr = %running.addr, policy = %engine.policy().current().summary(), "opsbot serving");
+    let mut router = server::base_router(engine.clone());
+    let stop_socket = tokio_util::sync::CancellationToken::new();
+    let mut socket = None;
+    if let Some(slack) = crate::slack::SlackConfig::from_config(&config.slack) {
+        if slack.socket_mode {
+            let (engine, stop) = (engine.clone(), stop_socket.clone());
+            socket = Some(tokio::spawn(async move {
+                let stopped = async move { stop.cancelled().await };
+                if let Err(e) = crate::slack::socket::run(engine, slack, stopped).await {
+                    tracing::error!(error = %e, "Slack Socket Mode stopped");
+                }
+            }));
+        } else {
+            router = router.merge(crate::slack::router(engine.clone(), &slack));
+        }
+    }
+    let server = RunningServer::start(config.listen, router).await?;
+    Ok(Bot {
+        addr: server.addr,
+        engine,
+        server,
+        stop_socket,
+        socket,
+    })
+}
+
+impl Bot {
+    /// Stops accepting requests, finishes in-flight work, closes the database.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.stop_socket.cancel();
+        if let Some(socket) = self.socket {
+            let _ = socket.await;
+        }
+        self.server.stop().await?;
+        self.engine.shutdown().await;
+        self.engine.store().close().await;
+        Ok(())
+    }
+}
+
+/// `opsbot serve`: the bot until SIGTERM / Ctrl-C; then it stops accepting, finishes in-flight
+/// work, and returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bot = start(&config).await?;
+    tracing::info!(
+        addr = %bot.addr,
+        policy = %bot.engine.policy().current().summary(),
+        "opsbot serving"
+    );
     server::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight work");
-    running.stop().await?;
-    engine.shutdown().await;
-    engine.store().close().await;
+    bot.stop().await?;
     Ok(())
 }
 
