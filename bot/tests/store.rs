@@ -587,3 +587,44 @@ async fn sqlite_file_store_uses_wal() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// Store futures can be spawned (they are `Send + 'static` when their inputs are owned).
+#[test]
+fn store_futures_are_send() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    fn check(s: Store, id: String, entry: AuditEntry, new: NewApproval, card: MessageRef) {
+        let st = s.clone();
+        spawnable(async move { st.append(entry).await });
+        let st = s.clone();
+        spawnable(async move { st.verify().await });
+        let st = s.clone();
+        spawnable(async move { st.tail(5).await });
+        let st = s.clone();
+        spawnable(async move { st.since(Timestamp::now()).await });
+        let st = s.clone();
+        spawnable(async move { st.create_approval(new).await });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move { st.add_approval(&i, "slack:U1").await });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move {
+            st.try_transition(&i, ApprovalState::Pending, ApprovalState::Approved)
+                .await
+        });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move { st.claim_execution(&i).await });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move { st.finish(&i, ApprovalState::Executed, "ok").await });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move { st.set_card(&i, &card).await });
+        let (st, i) = (s.clone(), id.clone());
+        spawnable(async move { st.get(&i).await });
+        let st = s.clone();
+        spawnable(async move { st.pending().await });
+        let st = s.clone();
+        spawnable(async move { st.expired_pending(Timestamp::now()).await });
+        let st = s.clone();
+        spawnable(async move { st.seen_delivery("slack", &id).await });
+        spawnable(async move { s.ping().await });
+    }
+    let _ = check;
+}
