@@ -1,0 +1,594 @@
+//! status, pods, logs and events, against kubesim through kube-rs.
+
+mod ops_support;
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use ops_support::{Env, all_text, deployment, field, namespace, statefulset, time};
+use opsbot_commands::{Op, OpError, PodSelector, Tone, Workload, WorkloadKind};
+use serde_json::{Value, json};
+
+fn seed() -> Vec<Value> {
+    let mut multi = deployment("shop", "multi", "nginx:1.27", 1);
+    multi["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "app", "image": "nginx:1.27"},
+        {"name": "sidecar", "image": "envoy:1.30"},
+    ]);
+    vec![
+        namespace("shop"),
+        deployment("shop", "web", "nginx:1.27", 3),
+        deployment("shop", "api", "ghcr.io/acme/api:2.0", 2),
+        statefulset("shop", "db", "postgres:16", 2),
+        multi,
+    ]
+}
+
+fn status(kind: WorkloadKind, name: &str) -> Op {
+    Op::Status {
+        workload: Workload {
+            kind,
+            name: name.into(),
+        },
+    }
+}
+
+fn logs(name: &str) -> Op {
+    Op::Logs {
+        name: name.into(),
+        tail: None,
+        since: None,
+        grep: None,
+        container: None,
+        previous: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_complete_deployment() {
+    let env = Env::start(seed()).await;
+    let reply = env
+        .run("shop", status(WorkloadKind::Deployment, "web"))
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "deployment/web: complete");
+    assert_eq!(reply.tone, Tone::Ok);
+    assert_eq!(reply.text.as_deref(), Some("successfully rolled out"));
+    assert_eq!(field(&reply, "Revision"), "1");
+    assert_eq!(field(&reply, "Images"), "web=nginx:1.27");
+    assert_eq!(
+        field(&reply, "Replicas"),
+        "desired 3 · current 3 · updated 3 · ready 3 · available 3"
+    );
+    let conditions = reply
+        .blocks
+        .iter()
+        .find(|b| b.caption.as_deref() == Some("Conditions"))
+        .expect("conditions block");
+    assert!(conditions.body.starts_with("TYPE"), "{}", conditions.body);
+    assert!(conditions.body.contains("Available"));
+    assert!(conditions.body.contains("Progressing"));
+    assert_eq!(
+        reply.footer.as_deref(),
+        Some("namespace shop · cluster sim")
+    );
+
+    let reply = env
+        .run("shop", status(WorkloadKind::StatefulSet, "db"))
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "statefulset/db: complete", "{reply:#?}");
+    assert_eq!(field(&reply, "Images"), "db=postgres:16");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_progressing_then_stalled_with_warnings() {
+    let env = Env::start(seed()).await;
+    env.sim.faults().stall_rollout("shop", "web");
+    let mut d = env.get("apps/v1", "Deployment", "shop", "web");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:9.99");
+    env.sim.put(d).unwrap();
+    env.sim.advance(Duration::from_secs(5)).await;
+
+    let reply = env
+        .run("shop", status(WorkloadKind::Deployment, "web"))
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "deployment/web: progressing", "{reply:#?}");
+    assert_eq!(reply.tone, Tone::Info);
+    assert_eq!(field(&reply, "Revision"), "2");
+    assert_eq!(field(&reply, "Images"), "web=nginx:9.99");
+
+    // Past the progress deadline (60s in the seed).
+    env.sim.advance(Duration::from_secs(90)).await;
+    let reply = env
+        .run("shop", status(WorkloadKind::Deployment, "web"))
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "deployment/web: stalled", "{reply:#?}");
+    assert_eq!(reply.tone, Tone::Danger);
+    assert!(
+        reply
+            .text
+            .unwrap()
+            .contains("exceeded its progress deadline")
+    );
+    let warnings = reply
+        .blocks
+        .iter()
+        .find(|b| b.caption.as_deref() == Some("Recent warning events"))
+        .expect("warnings block");
+    assert!(
+        warnings.body.contains("ProgressDeadlineExceeded"),
+        "{}",
+        warnings.body
+    );
+    assert!(warnings.body.lines().skip(1).all(|l| l.contains("Warning")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_sorted_unhealthy_first() {
+    let env = Env::start(seed()).await;
+    env.sim.faults().stall_rollout("shop", "web");
+    let mut d = env.get("apps/v1", "Deployment", "shop", "web");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:9.99");
+    env.sim.put(d).unwrap();
+    env.sim.advance(Duration::from_secs(10)).await;
+
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Name("web".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "Pods of deployment/web");
+    assert_eq!(reply.tone, Tone::Warning, "{reply:#?}");
+    let table = &reply.blocks[0].body;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(lines[0].contains("STATUS") && lines[0].contains("NODE"));
+    // The stuck new pod(s) come first, the healthy old ones after.
+    let first_healthy = lines
+        .iter()
+        .position(|l| l.contains(" Running "))
+        .expect("healthy pods");
+    assert!(first_healthy > 1, "{table}");
+    assert!(
+        lines[1..first_healthy]
+            .iter()
+            .all(|l| !l.contains(" Running ")),
+        "{table}"
+    );
+    assert!(
+        lines[first_healthy..]
+            .iter()
+            .all(|l| l.contains(" Running ")),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("ImagePullBackOff") || lines[1].contains("Pending"),
+        "{table}"
+    );
+    assert!(reply.text.unwrap().contains("unhealthy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_by_selector_and_by_pod_name() {
+    let env = Env::start(seed()).await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Labels("app in (api, db)".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.tone, Tone::Ok);
+    assert_eq!(reply.text.as_deref(), Some("4 pods, all healthy."));
+    let body = &reply.blocks[0].body;
+    assert_eq!(body.lines().filter(|l| l.starts_with("api-")).count(), 2);
+    assert_eq!(body.lines().filter(|l| l.starts_with("db-")).count(), 2);
+    assert!(body.contains("kubesim-node-"), "{body}");
+
+    let pod = body.lines().find(|l| l.starts_with("db-")).unwrap();
+    let pod = pod.split_whitespace().next().unwrap().to_owned();
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Name(pod.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, format!("Pod {pod}"));
+
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Labels("app=nothing-here".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.text.as_deref(), Some("No pods."));
+
+    let err = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Labels("app in api".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpError::Refused(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_all_pods_are_prefixed_and_bounded() {
+    let env = Env::start(seed()).await;
+    env.sim.advance(Duration::from_secs(600)).await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "web".into(),
+                tail: Some(12),
+                since: None,
+                grep: None,
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "Logs of deployment/web");
+    let block = &reply.blocks[0];
+    assert_eq!(block.caption.as_deref(), Some("3 pods of deployment/web"));
+    let lines: Vec<&str> = block.body.lines().collect();
+    assert_eq!(lines.len(), 12);
+    assert!(
+        lines.iter().all(|l| l.starts_with("[web-")),
+        "{}",
+        block.body
+    );
+    let pods: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l.split(']').next().unwrap()).collect();
+    assert_eq!(pods.len(), 3, "lines of every pod, merged by time");
+    // Merged by time: the kubesim lines carry their own timestamps after the prefix.
+    let stamps: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split("] ").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(stamps, sorted);
+    assert!(reply.text.unwrap().contains("last 12 lines"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_the_newest_pod_only() {
+    let env = Env::start_with(seed(), |_| None, |o| o.logs_all_pods = false).await;
+    env.sim.advance(Duration::from_secs(300)).await;
+    let reply = env.run("shop", logs("api")).await.unwrap();
+    let block = &reply.blocks[0];
+    let caption = block.caption.clone().unwrap();
+    assert!(caption.starts_with("api-"), "{caption}");
+    assert!(!block.body.starts_with('['), "no prefix for one pod");
+    assert_eq!(field(&reply, "Note"), "1 older pods not shown");
+    // Default tail.
+    assert!(block.body.lines().count() <= 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_grep_since_and_containers() {
+    let env = Env::start(seed()).await;
+    env.sim.advance(Duration::from_secs(3600)).await;
+
+    // --grep is case-insensitive and scans more than --tail lines.
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "api".into(),
+                tail: Some(5),
+                since: None,
+                grep: Some("status=500".into()),
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    if let Some(block) = reply.blocks.first() {
+        assert!(block.body.lines().count() <= 5);
+        assert!(
+            block.body.lines().all(|l| l.contains("status=500")),
+            "{}",
+            block.body
+        );
+    } else {
+        assert!(reply.text.unwrap().starts_with("No log lines matching"));
+    }
+
+    // --since bounds the window: 30s at one line per 5s.
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "web".into(),
+                tail: Some(500),
+                since: Some(Duration::from_secs(30)),
+                grep: None,
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    let n = reply.blocks[0].body.lines().count();
+    assert!((3..=3 * 7).contains(&n), "{n} lines");
+    assert!(reply.text.unwrap().contains("since 30s ago"));
+
+    // Two containers: the first is picked, and the reply says so.
+    let reply = env.run("shop", logs("multi")).await.unwrap();
+    assert!(
+        field(&reply, "Note").contains("container `app` of 2 (others: sidecar; use --container)")
+    );
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "multi".into(),
+                tail: Some(3),
+                since: None,
+                grep: None,
+                container: Some("sidecar".into()),
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply.blocks[0]
+            .caption
+            .as_deref()
+            .unwrap()
+            .ends_with("(sidecar)")
+    );
+    let err = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "multi".into(),
+                tail: None,
+                since: None,
+                grep: None,
+                container: Some("nope".into()),
+                previous: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no container `nope`; its containers: app, sidecar"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_byte_bounded_and_masked() {
+    let mut objs = seed();
+    // kubesim's first log line of a container names its image: make it look like a secret.
+    objs.push(deployment(
+        "shop",
+        "leaky",
+        "registry.example/app:1.0,password=hunter2",
+        1,
+    ));
+    let env = Env::start_with(objs, |_| None, |o| o.max_log_bytes = 1024).await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "leaky".into(),
+                tail: Some(500),
+                since: None,
+                grep: Some("starting".into()),
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    let text = all_text(&reply);
+    assert!(text.contains("password=****"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    env.sim.advance(Duration::from_secs(3600)).await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "web".into(),
+                tail: Some(500),
+                since: None,
+                grep: None,
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(reply.blocks[0].body.len() <= 1024);
+    assert!(
+        reply
+            .fields
+            .iter()
+            .any(|f| f.value.contains("output reached the 1 KiB limit")),
+        "{reply:#?}"
+    );
+}
+
+fn event(ns: &str, name: &str, obj: &str, ty: &str, reason: &str, msg: &str, at: String) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {"kind": "Deployment", "namespace": ns, "name": obj},
+        "type": ty, "reason": reason, "message": msg,
+        "firstTimestamp": at, "lastTimestamp": at, "count": 1,
+        "source": {"component": "test"},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sorted_filtered_and_masked() {
+    let env = Env::start(vec![
+        namespace("quiet"),
+        namespace("shop"),
+        deployment("shop", "web", "nginx:1.27", 1),
+    ])
+    .await;
+    let now = env.sim.clock().now();
+    let at = |secs: i64| time(now - SignedDuration::from_secs(secs));
+    for e in [
+        event("quiet", "e1", "web", "Normal", "Newest", "newest", at(10)),
+        event(
+            "quiet",
+            "e2",
+            "web",
+            "Warning",
+            "Oldish",
+            "token=abc123 leaked",
+            at(300),
+        ),
+        event(
+            "quiet",
+            "e3",
+            "other",
+            "Normal",
+            "Middle",
+            "middle",
+            at(100),
+        ),
+        event(
+            "quiet",
+            "e4",
+            "web-7c9f-x",
+            "Warning",
+            "Child",
+            "pod of web",
+            at(50),
+        ),
+        event(
+            "quiet",
+            "e5",
+            "web",
+            "Normal",
+            "Ancient",
+            "ancient",
+            at(3000),
+        ),
+    ] {
+        env.sim.put(e).unwrap();
+    }
+
+    // The namespace, newest first.
+    let reply = env
+        .run(
+            "quiet",
+            Op::Events {
+                name: None,
+                since: None,
+                warnings: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "Events in quiet");
+    assert_eq!(reply.tone, Tone::Warning);
+    let reasons: Vec<&str> = reply.blocks[0]
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(reasons, ["Newest", "Child", "Middle", "Oldish", "Ancient"]);
+    assert!(reply.blocks[0].body.contains("token=****"));
+    assert!(!all_text(&reply).contains("abc123"));
+
+    // One object (and its children), warnings first, within 40 minutes.
+    let reply = env
+        .run(
+            "quiet",
+            Op::Events {
+                name: Some("web".into()),
+                since: Some(Duration::from_secs(2400)),
+                warnings: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "Events for web");
+    let reasons: Vec<&str> = reply.blocks[0]
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(reasons, ["Child", "Oldish", "Newest"]);
+    assert!(reply.text.unwrap().contains("(warnings first)"));
+
+    // Nothing in the window.
+    let reply = env
+        .run(
+            "shop",
+            Op::Events {
+                name: Some("nothing".into()),
+                since: Some(Duration::from_secs(60)),
+                warnings: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.text.as_deref(), Some("No events in the last 1m."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_capped() {
+    let env = Env::start_with(vec![namespace("busy")], |_| None, |o| o.max_events = 3).await;
+    let now = env.sim.clock().now();
+    for i in 0..6 {
+        env.sim
+            .put(event(
+                "busy",
+                &format!("e{i}"),
+                "web",
+                "Normal",
+                &format!("R{i}"),
+                "m",
+                time(now - SignedDuration::from_secs(i * 10)),
+            ))
+            .unwrap();
+    }
+    let reply = env
+        .run(
+            "busy",
+            Op::Events {
+                name: None,
+                since: None,
+                warnings: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.blocks[0].body.lines().count(), 4);
+    assert!(reply.footer.unwrap().ends_with("showing 3 of 6"));
+}
