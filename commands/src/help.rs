@@ -152,6 +152,28 @@ fn anchor(name: &str) -> String {
     name.replace(' ', "-")
 }
 
+/// The table of commands, each linked to its section at `link_base` + anchor.
+fn command_table(link_base: &str) -> String {
+    let mut md =
+        String::from("| Command | What it does | Policy action | Risk |\n|---|---|---|---|\n");
+    for c in COMMANDS {
+        md.push_str(&format!(
+            "| [`{}`]({link_base}{}) | {} | `{}` | {} |\n",
+            c.name,
+            anchor(c.name),
+            cell(c.summary),
+            actions(c).replace(", ", "`, `"),
+            c.risk.as_str()
+        ));
+    }
+    md
+}
+
+/// The command table for README.md, linking into `docs/commands.md`.
+pub fn readme_summary_markdown() -> String {
+    command_table("docs/commands.md#")
+}
+
 /// The command reference in Markdown (committed as `docs/commands.md`).
 pub fn reference_markdown() -> String {
     let mut md = String::new();
@@ -165,17 +187,7 @@ pub fn reference_markdown() -> String {
          be quoted like in a shell, flags can be written `--flag value` or `--flag=value`, and \
          kubectl forms such as `deploy/api`, `sts/db` and `--replicas=5` work.\n\n"
     ));
-    md.push_str("| Command | What it does | Policy action | Risk |\n|---|---|---|---|\n");
-    for c in COMMANDS {
-        md.push_str(&format!(
-            "| [`{}`](#{}) | {} | `{}` | {} |\n",
-            c.name,
-            anchor(c.name),
-            cell(c.summary),
-            actions(c).replace(", ", "`, `"),
-            c.risk.as_str()
-        ));
-    }
+    md.push_str(&command_table("#"));
     md.push_str(
         "\n## Options every command takes\n\n| Option | Description | Default |\n|---|---|---|\n",
     );
