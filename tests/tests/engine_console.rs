@@ -388,3 +388,30 @@ async fn scale_reports_rollout_progress_and_a_verdict() {
     assert_eq!(bot.replicas("api", "rust-webapi"), 6);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_means_a_reply_and_nothing_run() {
+    let bot = TestBot::start(Db::Sqlite, "db_down", POLICY, BotOptions::default())
+        .await
+        .unwrap();
+    let before = bot.replicas("api", "rust-webapi");
+    bot.engine.store().close().await;
+    let out = bot.say("bob", "scale rust-webapi 8 -n api").await;
+    assert!(out.contains("Nothing was run"), "{out}");
+    assert!(out.contains("audit log"), "{out}");
+    assert_eq!(bot.replicas("api", "rust-webapi"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_failure_is_a_reply_and_audited() {
+    let bot = TestBot::start(Db::Sqlite, "kube_down", POLICY, BotOptions::default())
+        .await
+        .unwrap();
+    bot.sim.faults().forbid("patch", "deployments/scale");
+    bot.sim.faults().forbid("update", "deployments/scale");
+    let out = bot.say("bob", "scale rust-webapi 8 -n api").await;
+    assert!(out.contains("⛔"), "a danger reply: {out}");
+    assert_ne!(bot.replicas("api", "rust-webapi"), 8);
+    let audit = audit_outcomes(&bot).await;
+    assert!(audit.contains(&"execution:error".to_owned()), "{audit:?}");
+}
