@@ -455,11 +455,20 @@ impl Req<'_> {
     }
 
     fn parse_object(&self, body: &[u8]) -> Result<Value, ApiError> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the object provided is unrecognized or malformed: {e}"
-            ))
-        })?;
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let v: Value = if crate::protobuf::is_protobuf(ct) {
+            crate::protobuf::decode_object(body)?
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized or malformed: {e}"
+                ))
+            })?
+        };
         if !v.is_object() {
             return Err(ApiError::bad_request(
                 "the object provided is not a JSON object",
@@ -679,7 +688,16 @@ impl Req<'_> {
 
     fn delete(&self, body: &[u8]) -> Result<Response, ApiError> {
         let sdef = self.sdef();
-        let opts = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let opts = if crate::protobuf::is_protobuf(ct) {
+            crate::protobuf::decode_object(body).unwrap_or(Value::Null)
+        } else {
+            serde_json::from_slice::<Value>(body).unwrap_or(Value::Null)
+        };
         if let Some(pre) = opts
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)

@@ -23,6 +23,7 @@ pub mod faults;
 mod logs;
 mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod seed;
 pub mod selector;
