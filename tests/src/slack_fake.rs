@@ -94,6 +94,15 @@ pub struct Message {
 
 #[derive(Default)]
 struct Inner {
+    /// Socket Mode: the app-level token `apps.connections.open` accepts, and the WebSocket URL
+    /// it hands out.
+    app_token: Option<String>,
+    ws_url: Option<String>,
+    /// Socket Mode: senders to the open WebSocket connections, newest last.
+    sockets: Vec<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Socket Mode: acknowledgements received, by envelope id.
+    acks: HashMap<String, Value>,
+    next_envelope: u64,
     calls: Vec<Call>,
     failures: HashMap<String, VecDeque<Failure>>,
     messages: Vec<Message>,
@@ -171,6 +180,73 @@ impl SlackFake {
             .collect();
     }
 
+    /// Turns on Socket Mode: `apps.connections.open` with `app_token` hands out the URL of a
+    /// WebSocket server the fake runs, which greets every connection with `hello`.
+    pub async fn enable_socket_mode(&self, app_token: &str) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Socket Mode");
+        let addr = listener.local_addr().expect("fake Socket Mode address");
+        {
+            let mut inner = self.inner();
+            inner.app_token = Some(app_token.to_owned());
+            inner.ws_url = Some(format!("ws://{addr}/link/?ticket=fake"));
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(socket_connection(shared.clone(), stream));
+            }
+        });
+    }
+
+    /// Waits until a Socket Mode client is connected (or `limit` passes); true if one is.
+    pub async fn wait_for_socket(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.changed.notified();
+            if !self.inner().sockets.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return !self.inner().sockets.is_empty();
+            }
+        }
+    }
+
+    /// Sends an envelope (`type` and `payload`, as Slack does) over the newest Socket Mode
+    /// connection; returns its envelope id.
+    pub fn socket_send(&self, kind: &str, payload: Value) -> String {
+        let mut inner = self.inner();
+        inner.next_envelope += 1;
+        let id = format!("env-{}", inner.next_envelope);
+        let frame = json!({
+            "envelope_id": id, "type": kind, "accepts_response_payload": kind != "events_api",
+            "payload": payload,
+        });
+        let tx = inner
+            .sockets
+            .last()
+            .expect("a Socket Mode connection")
+            .clone();
+        tx.send(frame.to_string()).expect("socket open");
+        id
+    }
+
+    /// Waits for the client's acknowledgement of `envelope_id` (or `limit` passes).
+    pub async fn socket_ack(&self, envelope_id: &str, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.changed.notified();
+            if let Some(ack) = self.inner().acks.get(envelope_id) {
+                return Some(ack.clone());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.inner().acks.get(envelope_id).cloned();
+            }
+        }
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.inner().calls.clone()
@@ -226,6 +302,107 @@ impl SlackFake {
     }
 }
 
+async fn socket_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut write, mut read) = ws.split();
+    let hello = json!({
+        "type": "hello", "num_connections": 1,
+        "connection_info": {"app_id": "A0FAKE"},
+        "debug_info": {"host": "fake-socket", "approximate_connection_time": 18060}
+    });
+    if write.send(Frame::text(hello.to_string())).await.is_err() {
+        return;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    shared
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .sockets
+        .push(tx);
+    shared.changed.notify_waiters();
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(text) => {
+                    if write.send(Frame::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            incoming = read.next() => match incoming {
+                Some(Ok(Frame::Text(text))) => {
+                    if let Ok(ack) = serde_json::from_str::<Value>(text.as_str())
+                        && let Some(id) = ack.get("envelope_id").and_then(Value::as_str)
+                    {
+                        shared
+                            .inner
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .acks
+                            .insert(id.to_owned(), ack.clone());
+                        shared.changed.notify_waiters();
+                    }
+                }
+                Some(Ok(Frame::Ping(data))) => {
+                    let _ = write.send(Frame::Pong(data)).await;
+                }
+                Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// A Socket Mode `slash_commands` payload.
+pub fn socket_slash_command(
+    command: &str,
+    text: &str,
+    user: &str,
+    channel: &str,
+    trigger_id: &str,
+) -> Value {
+    json!({
+        "token": "gIkuvaNzQIHg97ATvDxqgjtO", "team_id": "T0FAKE", "team_domain": "example",
+        "channel_id": channel, "channel_name": "ops", "user_id": user,
+        "user_name": user.to_lowercase(), "command": command, "text": text,
+        "api_app_id": "A0FAKE", "is_enterprise_install": "false",
+        "response_url": "https://hooks.slack.com/commands/T0FAKE/1/abc", "trigger_id": trigger_id
+    })
+}
+
+/// A Socket Mode `interactive` payload: a `block_actions` click.
+pub fn socket_button_click(
+    action_id: &str,
+    value: &str,
+    user: &str,
+    channel: &str,
+    message_ts: &str,
+    action_ts: &str,
+) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": "T0FAKE"},
+        "api_app_id": "A0FAKE",
+        "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": false},
+        "trigger_id": format!("{action_ts}.trigger"),
+        "team": {"id": "T0FAKE", "domain": "example"},
+        "channel": {"id": channel, "name": "ops"},
+        "response_url": "https://hooks.slack.com/actions/T0FAKE/1/abc",
+        "actions": [{
+            "action_id": action_id, "block_id": "b1", "type": "button", "value": value,
+            "text": {"type": "plain_text", "text": action_id}, "action_ts": action_ts
+        }]
+    })
+}
+
 fn slack_error(error: &str) -> Response {
     axum::Json(json!({ "ok": false, "error": error })).into_response()
 }
@@ -268,7 +445,18 @@ async fn api(
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
-    if token.as_deref() != Some(shared.token.as_str()) {
+    let expected = if method == "apps.connections.open" {
+        shared
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .app_token
+            .clone()
+            .unwrap_or_default()
+    } else {
+        shared.token.clone()
+    };
+    if token.as_deref() != Some(expected.as_str()) || expected.is_empty() {
         let error = if token.is_none() {
             "not_authed"
         } else {
@@ -323,6 +511,10 @@ fn answer(
 ) -> Result<Value, &'static str> {
     let str_param = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
     match method {
+        "apps.connections.open" => {
+            let url = inner.ws_url.clone().ok_or("not_allowed_token_type")?;
+            Ok(json!({"ok": true, "url": url}))
+        }
         "auth.test" => {
             Ok(json!({"ok": true, "team_id": "T0FAKE", "user_id": "UBOT", "bot_id": "BFAKE"}))
         }
