@@ -217,8 +217,9 @@ if [[ ${#test_args[@]} -gt 0 ]]; then
     step "cargo test ${test_args[*]}"
     cargo test "${test_args[@]}"
 else
-    step "cargo test --workspace"
-    cargo test --workspace
+    # --no-fail-fast: one failing test binary must not hide the results of the others.
+    step "cargo test --workspace --no-fail-fast"
+    cargo test --workspace --no-fail-fast
 fi
 
 step "all green"
