@@ -592,3 +592,24 @@ async fn events_are_capped() {
     assert_eq!(reply.blocks[0].body.lines().count(), 4);
     assert!(reply.footer.unwrap().ends_with("showing 3 of 6"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_the_previous_container_say_so() {
+    let env = Env::start(seed()).await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "multi".into(),
+                tail: Some(2),
+                since: None,
+                grep: None,
+                container: Some("app".into()),
+                previous: true,
+            },
+        )
+        .await
+        .unwrap();
+    let caption = reply.blocks[0].caption.clone().unwrap();
+    assert!(caption.ends_with("(app), previous container"), "{caption}");
+}

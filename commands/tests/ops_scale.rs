@@ -365,3 +365,33 @@ async fn rollout_follow_times_out() {
         6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployments_are_not_restarted_or_rolled_back() {
+    let env = Env::start(seed()).await;
+    second_revision(&env).await;
+    let mut d = env.get("apps/v1", "Deployment", "shop", "web");
+    d["spec"]["paused"] = json!(true);
+    env.sim.put(d).unwrap();
+    for op in [
+        Op::Restart {
+            workload: deploy("web"),
+        },
+        Op::Rollback {
+            name: "web".into(),
+            to_revision: None,
+        },
+    ] {
+        let err = env.run("shop", op).await.unwrap_err();
+        assert!(matches!(err, OpError::Refused(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("deployment/web is paused"),
+            "{err}"
+        );
+    }
+    let d = env.get("apps/v1", "Deployment", "shop", "web");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
+}

@@ -659,4 +659,25 @@ mod tests {
         let n = manual_job_name("db-backup");
         assert!(n.starts_with("db-backup-manual-") && n.len() == "db-backup-manual-".len() + 5);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn schedules_never_panic(s in "\\PC{0,40}", tz in proptest::option::of("\\PC{0,20}")) {
+            let _ = schedule_interval(&s, tz.as_deref(), ts("2026-11-25T14:40:00Z"));
+        }
+
+        #[test]
+        fn cron_like_schedules_never_panic(
+            m in "(\\*|[0-9]{1,2}|\\*/[0-9]{1,2})",
+            h in "(\\*|[0-9]{1,2}|[0-9]-[0-9]{1,2})",
+            dom in "(\\*|[0-9]{1,2}|L)",
+            mon in "(\\*|[0-9]{1,2})",
+            dow in "(\\*|[0-7]|MON-FRI)",
+        ) {
+            let s = format!("{m} {h} {dom} {mon} {dow}");
+            if let Ok(d) = schedule_interval(&s, None, ts("2026-11-25T14:40:00Z")) {
+                proptest::prop_assert!(d.as_secs() > 0, "{}", s);
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::errors::{Res, call, not_found, retry};
+use super::mask::mask_secrets;
 use super::util::{nearest, table};
 use super::{Ctx, OpError};
 use crate::reply::Reply;
@@ -124,7 +125,7 @@ fn describe(h: &HorizontalPodAutoscaler, reply: Reply) -> Reply {
                 c.type_.clone(),
                 c.status.clone(),
                 c.reason.clone().unwrap_or_default(),
-                c.message.clone().unwrap_or_default(),
+                mask_secrets(c.message.as_deref().unwrap_or_default()),
             ]
         })
         .collect();

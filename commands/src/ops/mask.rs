@@ -110,4 +110,31 @@ mod tests {
         let s = "GET /healthz 200 in 3ms; replicas=3 tokenizer ready";
         assert_eq!(mask_secrets(s), s);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = mask_secrets(&s);
+        }
+
+        #[test]
+        fn key_value_secrets_never_survive(
+            key in "(password|token|api_key|secret|DB_PASSWORD|client-secret)",
+            sep in "(=|: |=\"|: \")",
+            value in "[A-Za-z0-9/+]{6,30}",
+            before in "[a-z ]{0,10}",
+        ) {
+            let line = format!("{before} {key}{sep}{value} tail");
+            let masked = mask_secrets(&line);
+            proptest::prop_assert!(!masked.contains(&value), "{} -> {}", line, masked);
+        }
+
+        #[test]
+        fn bearer_tokens_never_survive(token in "[A-Za-z0-9._~+/-]{8,60}") {
+            let line = format!("GET /x Authorization: Bearer {token}");
+            proptest::prop_assert!(!mask_secrets(&line).contains(&token));
+            let line = format!("sent bearer {token} upstream");
+            proptest::prop_assert!(!mask_secrets(&line).contains(&token));
+        }
+    }
 }

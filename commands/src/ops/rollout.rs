@@ -215,6 +215,12 @@ pub(crate) async fn wait_change<K>(
 /// `restart`: patches the pod template like `kubectl rollout restart`, then follows.
 pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError> {
     let before = get_workload(ctx, w).await?;
+    if is_paused(&before) {
+        return Err(OpError::Refused(format!(
+            "{} is paused; resume it (kubectl rollout resume) before restarting",
+            w.resource()
+        )));
+    }
     let now = ctx.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let patch = json!({
         "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}
@@ -275,6 +281,10 @@ pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpErro
     Ok(reply)
 }
 
+fn is_paused(obj: &WorkloadObj) -> bool {
+    matches!(obj, WorkloadObj::Deployment(d) if d.spec.as_ref().and_then(|s| s.paused) == Some(true))
+}
+
 fn revision_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
     meta.annotations
         .as_ref()
@@ -316,6 +326,11 @@ pub(crate) async fn rollback(
     let WorkloadObj::Deployment(d) = get_workload(ctx, &w).await? else {
         return Err(OpError::Other("expected a deployment".into()));
     };
+    if is_paused(&WorkloadObj::Deployment(d.clone())) {
+        return Err(OpError::Refused(format!(
+            "deployment/{name} is paused; resume it (kubectl rollout resume) before rolling back"
+        )));
+    }
     let uid = d.metadata.uid.clone();
     let selector = d
         .spec

@@ -198,4 +198,15 @@ mod tests {
         assert!(Selector::parse("env in prod").is_none());
         assert!(Selector::parse("=x").is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC*") {
+            if let Some(sel) = Selector::parse(&s) {
+                let _ = sel.matches(None);
+                // What we send the server parses back to the same selector.
+                proptest::prop_assert_eq!(Selector::parse(&sel.to_query()), Some(sel));
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::errors::{Res, not_found};
+use super::mask::mask_secrets;
 use super::util::{age, images, table};
 use super::{Ctx, OpError, events};
 use crate::command::{Workload, WorkloadKind};
@@ -211,7 +212,7 @@ pub(crate) fn deployment_state(d: &Deployment) -> RolloutState {
                 "exceeded its progress deadline{}",
                 c.message
                     .as_deref()
-                    .map(|m| format!(": {m}"))
+                    .map(|m| format!(": {}", mask_secrets(m)))
                     .unwrap_or_default()
             ),
         );
@@ -334,7 +335,7 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
                     c.status.clone(),
                     c.reason.clone().unwrap_or_default(),
                     age(now, c.last_transition_time.as_ref()),
-                    c.message.clone().unwrap_or_default(),
+                    mask_secrets(c.message.as_deref().unwrap_or_default()),
                 ]
             })
             .collect(),
@@ -348,7 +349,7 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
                     c.status.clone(),
                     c.reason.clone().unwrap_or_default(),
                     age(now, c.last_transition_time.as_ref()),
-                    c.message.clone().unwrap_or_default(),
+                    mask_secrets(c.message.as_deref().unwrap_or_default()),
                 ]
             })
             .collect(),

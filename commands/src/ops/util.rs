@@ -278,4 +278,17 @@ mod tests {
         );
         assert_eq!(t, "NAME    READY\na       1/1\nlonger  0/1");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn nearest_never_panics(name in "\\PC{0,20}", names in proptest::collection::vec("\\PC{0,20}", 0..8)) {
+            let got = nearest(&name, names.iter().map(String::as_str));
+            proptest::prop_assert!(got.len() <= 3);
+        }
+
+        #[test]
+        fn short_durations_never_panic(secs in proptest::num::u64::ANY) {
+            proptest::prop_assert!(!short_duration(secs).is_empty());
+        }
+    }
 }
