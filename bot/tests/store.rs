@@ -420,6 +420,14 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
     assert_eq!(v.approval.state, ApprovalState::Denied);
     assert!(v.approval.approvers.is_empty());
 
+    // Past its expiry (not yet swept), votes are not recorded either.
+    let old = Timestamp::now() - SignedDuration::from_secs(7200);
+    let c = s.create_approval(new_approval(old, 60)).await.unwrap();
+    let v = s.add_approval(&c.id, "slack:U2").await.unwrap();
+    assert!(!v.added);
+    assert_eq!(v.approval.state, ApprovalState::Pending);
+    assert!(v.approval.approvers.is_empty());
+
     assert!(matches!(
         s.add_approval("nope00", "slack:U2").await,
         Err(StoreError::NotFound(_))

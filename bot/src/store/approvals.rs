@@ -188,8 +188,8 @@ impl Approval {
 /// The result of [`Store::add_approval`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteOutcome {
-    /// `true` if this approver was recorded now; `false` if they had approved already or the
-    /// request is no longer pending.
+    /// `true` if this approver was recorded now; `false` if they had approved already, the
+    /// request is no longer pending, or it is past its expiry.
     pub added: bool,
     /// The request after the vote (with every approver so far).
     pub approval: Approval,
@@ -353,7 +353,8 @@ impl Store {
         row.into_approval(votes).map(Some)
     }
 
-    /// Records `approver` approving `id`, if it is still pending. Idempotent per approver.
+    /// Records `approver` approving `id`, if it is still pending and not past its expiry.
+    /// Idempotent per approver.
     /// Eligibility (roles, self-approval) is the caller's business: check it first.
     /// Reaching the count does not change the state; the caller then calls
     /// [`Store::try_transition`] to `Approved`.
@@ -362,7 +363,8 @@ impl Store {
         let added = on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO approval_votes (approval_id, approver, at_ms) \
-                 SELECT id, $2, $3 FROM approvals WHERE id = $1 AND state = 'pending' \
+                 SELECT id, $2, $3 FROM approvals \
+                 WHERE id = $1 AND state = 'pending' AND expires_ms > $3 \
                  ON CONFLICT (approval_id, approver) DO NOTHING",
             )
             .bind(id)
