@@ -613,3 +613,22 @@ async fn logs_of_the_previous_container_say_so() {
     let caption = reply.blocks[0].caption.clone().unwrap();
     assert!(caption.ends_with("(app), previous container"), "{caption}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_skip_a_pod_that_has_not_started() {
+    let env = Env::start(seed()).await;
+    env.sim
+        .put(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "api-late", "namespace": "shop", "labels": {"app": "api"}},
+            "spec": {"containers": [{"name": "api", "image": "ghcr.io/acme/api:2.0"}]},
+        }))
+        .unwrap();
+    let reply = env.run("shop", logs("api")).await.unwrap();
+    let note = field(&reply, "Note");
+    assert!(note.starts_with("api-late: no logs:"), "{note}");
+    assert!(note.contains("waiting to start"), "{note}");
+    let block = &reply.blocks[0];
+    assert_eq!(block.caption.as_deref(), Some("2 pods of deployment/api"));
+    assert!(!block.body.contains("api-late"));
+}

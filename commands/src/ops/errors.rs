@@ -102,6 +102,11 @@ impl KubeFail {
         self.status().is_some_and(|s| s.code == 404)
     }
 
+    /// A 400: the request cannot work as asked (e.g. logs of a pod that has not started).
+    pub fn is_bad_request(&self) -> bool {
+        self.status().is_some_and(|s| s.code == 400)
+    }
+
     fn class(&self) -> Class {
         match &self.kind {
             FailKind::TimedOut => Class::Transient,

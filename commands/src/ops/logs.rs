@@ -28,7 +28,8 @@ pub(crate) struct LogQuery<'a> {
 const GREP_SCAN_FACTOR: u32 = 20;
 
 struct Line {
-    ts: Option<jiff::Timestamp>,
+    /// The line's time (carried over from the line before when it has none).
+    ts: jiff::Timestamp,
     pod: usize,
     text: String,
 }
@@ -151,7 +152,7 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
     let mut notes: Vec<String> = Vec::new();
     let mut hit_byte_limit = false;
     let mut names = Vec::new();
-    for (i, pod) in pods.iter().enumerate() {
+    for pod in &pods {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let (container, note) = pick_container(pod, q.container)?;
         if let Some(n) = note {
@@ -184,8 +185,16 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
         .await
         {
             Ok(t) => t,
+            // With several pods, one that cannot show logs (not started yet, ...) is noted.
+            Err(f) if multi && f.is_bad_request() => {
+                let why = ctx.fail(f).await;
+                notes.push(format!("{pod_name}: no logs: {why}"));
+                continue;
+            }
             Err(f) => return Err(ctx.fail(f).await),
         };
+        let i = names.len();
+        let mut last_ts = jiff::Timestamp::MIN;
         if i64::try_from(text.len()).unwrap_or(i64::MAX) >= max_bytes {
             hit_byte_limit = true;
         }
@@ -193,14 +202,15 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
             let (ts, body) = if multi {
                 match raw.split_once(' ') {
                     Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
-                        Ok(ts) => (Some(ts), rest),
-                        Err(_) => (None, raw),
+                        Ok(ts) => (ts, rest),
+                        Err(_) => (last_ts, raw),
                     },
-                    None => (None, raw),
+                    None => (last_ts, raw),
                 }
             } else {
-                (None, raw)
+                (last_ts, raw)
             };
+            last_ts = ts;
             lines.push(Line {
                 ts,
                 pod: i,
@@ -209,12 +219,17 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
         }
         names.push(pod_name);
     }
+    if names.is_empty() {
+        let mut reply = Reply::info(format!("Logs of {what}")).text("No pod could show logs.");
+        for n in notes {
+            reply = reply.field("Note", n);
+        }
+        return Ok(reply.footer(ctx.place()));
+    }
+    let multi = names.len() > 1;
     if multi {
-        // Merge by time; lines without a timestamp keep their place within their pod.
-        lines.sort_by(|a, b| match (a.ts, b.ts) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => std::cmp::Ordering::Equal,
-        });
+        // Merge by time (a stable sort keeps each pod's order among equal times).
+        lines.sort_by_key(|l| l.ts);
     }
     if let Some(g) = q.grep {
         let g = g.to_lowercase();
