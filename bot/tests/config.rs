@@ -315,3 +315,51 @@ fn hostile_input_never_panics() {
         let _ = parse(yaml);
     }
 }
+
+/// Every configuration shown to users (README, Kubernetes ConfigMaps) is valid. Secrets come
+/// from the environment here, so the `*_file` paths they name need not exist.
+#[test]
+fn documented_configurations_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let secrets = env(&[
+        ("OPSBOT_DATABASE_URL", "postgres://opsbot:pw@db/opsbot"),
+        ("OPSBOT_SLACK_BOT_TOKEN", "xoxb-test"),
+        ("OPSBOT_SLACK_SIGNING_SECRET", "signing"),
+        ("OPSBOT_SLACK_APP_TOKEN", "xapp-test"),
+    ]);
+    let mut checked = 0;
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    if let Some(section) = readme.split("\n## Configuration").nth(1) {
+        let block = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|b| b.split("\n```").next())
+            .expect("a yaml block in README's Configuration section");
+        Config::from_yaml_with_env(block, Some(Path::new("README.md")), &secrets)
+            .unwrap_or_else(|e| panic!("README configuration:\n{e}"));
+        checked += 1;
+    }
+
+    for cm in [
+        "deploy/kubernetes/configmap.yaml",
+        "deploy/kubernetes/sqlite/configmap-patch.yaml",
+    ] {
+        let Ok(text) = std::fs::read_to_string(root.join(cm)) else {
+            continue;
+        };
+        let body: String = text
+            .split("  opsbot.yaml: |\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{cm}: no opsbot.yaml key"))
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+            .collect();
+        let c = Config::from_yaml_with_env(&body, Some(Path::new(cm)), &secrets)
+            .unwrap_or_else(|e| panic!("{cm}:\n{e}"));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/opsbot"), "{cm}");
+        checked += 1;
+    }
+    assert!(checked >= 1, "no documented configuration found");
+}
