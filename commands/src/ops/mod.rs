@@ -332,9 +332,13 @@ impl Operator {
             _ => {}
         }
         let ctx = self.ctx(cmd, progress)?;
+        Self::dispatch(&ctx, cmd).await.map(mask_reply)
+    }
+
+    async fn dispatch(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, OpError> {
         match &cmd.op {
-            Op::Status { workload } => status::status(&ctx, workload).await,
-            Op::Pods { selector } => pods::pods(&ctx, selector).await,
+            Op::Status { workload } => status::status(ctx, workload).await,
+            Op::Pods { selector } => pods::pods(ctx, selector).await,
             Op::Logs {
                 name,
                 tail,
@@ -351,23 +355,23 @@ impl Operator {
                     container: container.as_deref(),
                     previous: *previous,
                 };
-                logs::logs(&ctx, &q).await
+                logs::logs(ctx, &q).await
             }
             Op::Events {
                 name,
                 since,
                 warnings,
-            } => events::events(&ctx, name.as_deref(), *since, *warnings).await,
+            } => events::events(ctx, name.as_deref(), *since, *warnings).await,
             Op::Scale {
                 workload,
                 replicas,
                 dry_run,
-            } => scale::scale(&ctx, workload, *replicas, *dry_run).await,
-            Op::Restart { workload } => rollout::restart(&ctx, workload).await,
-            Op::Rollback { name, to_revision } => rollout::rollback(&ctx, name, *to_revision).await,
-            Op::Hpa { name, min, max } => hpa::hpa(&ctx, name, *min, *max).await,
-            Op::BackupStatus { cronjob } => backup::status(&ctx, cronjob.as_deref()).await,
-            Op::BackupRun { cronjob } => backup::run(&ctx, cronjob).await,
+            } => scale::scale(ctx, workload, *replicas, *dry_run).await,
+            Op::Restart { workload } => rollout::restart(ctx, workload).await,
+            Op::Rollback { name, to_revision } => rollout::rollback(ctx, name, *to_revision).await,
+            Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
+            Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
+            Op::BackupRun { cronjob } => backup::run(ctx, cronjob).await,
             Op::Help { .. } | Op::Whoami => unreachable!("handled above"),
         }
     }
@@ -399,6 +403,22 @@ impl Operator {
             progress,
         })
     }
+}
+
+/// Every string of a reply with secret-looking values masked: the last guard, whatever the
+/// cluster returned.
+fn mask_reply(mut r: Reply) -> Reply {
+    r.title = mask_secrets(&r.title);
+    r.text = r.text.map(|t| mask_secrets(&t));
+    for f in &mut r.fields {
+        f.value = mask_secrets(&f.value);
+    }
+    for b in &mut r.blocks {
+        b.body = mask_secrets(&b.body);
+        b.caption = b.caption.as_deref().map(mask_secrets);
+    }
+    r.footer = r.footer.map(|t| mask_secrets(&t));
+    r
 }
 
 /// `help`: the grammar's help rendering.
