@@ -1,3 +1,3 @@
 //! Shared helpers for the end-to-end tests.
-pub mod slack_fake;
 pub mod bot;
+pub mod slack_fake;
