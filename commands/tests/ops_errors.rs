@@ -338,10 +338,28 @@ async fn server_errors_are_retried_with_backoff() {
     // 429 too.
     env.sim
         .faults()
-        .fail_next("/apis/apps/v1/namespaces/shop/deployments/web", 1, 429);
+        .fail_next("/apis/apps/v1/namespaces/shop/deployments/web", 2, 429);
     env.run("shop", status(WorkloadKind::Deployment, "web"))
         .await
         .expect("retried after 429");
+    env.sim
+        .faults()
+        .fail_next("/apis/apps/v1/namespaces/shop/deployments/web", 3, 429);
+    let err = env
+        .run("shop", status(WorkloadKind::Deployment, "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OpError::Unavailable {
+                code: 429,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     // Failing for longer than the attempts: reported.
     env.sim

@@ -125,12 +125,17 @@ impl Clusters {
     }
 
     /// Adds a cluster from a kube-rs [`kube::Config`]; the namespace defaults to the config's.
+    ///
+    /// kube-rs' own retry layer is turned off: the operations' [`RetryPolicy`] is the one
+    /// place retries happen (it also covers 500s, timeouts and conflicts), so attempts are
+    /// counted and reported right.
     pub fn add_config(
         &mut self,
         name: impl Into<String>,
-        config: kube::Config,
+        mut config: kube::Config,
         default_namespace: Option<String>,
     ) -> Result<(), ClusterConfigError> {
+        config.default_retry = false;
         let name = name.into();
         let ns = default_namespace.unwrap_or_else(|| config.default_namespace.clone());
         let client =

@@ -145,7 +145,9 @@ pub fn options(sim: &Arc<KubeSim>) -> OpOptions {
 
 /// A kube-rs client for `sim`, with `hook` run before every request.
 pub fn client(sim: &KubeSim, hook: Option<Hook>) -> kube::Client {
-    let config = kube::Config::new(sim.url().parse().expect("kubesim url"));
+    let mut config = kube::Config::new(sim.url().parse().expect("kubesim url"));
+    // As `Clusters::add_config` does: opsbot's retry policy is the only one.
+    config.default_retry = false;
     let builder = ClientBuilder::try_from(config).expect("client");
     match hook {
         None => builder.build(),
