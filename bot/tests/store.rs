@@ -580,6 +580,18 @@ async fn unsupported_urls_are_refused_without_echoing_them() {
 }
 
 #[tokio::test]
+async fn an_unreachable_postgres_is_reported_without_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = Store::open("postgres://opsbot:hunter2@127.0.0.1:1/opsbot")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+}
+
+#[tokio::test]
 async fn sqlite_file_store_uses_wal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/opsbot.db");

@@ -24,8 +24,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -49,16 +50,14 @@ pub enum StoreError {
     UnsupportedUrl { scheme: String },
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
-    #[error("could not create the database directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The causes are part of the messages and deliberately not `source()`s, so that printing
+    // the error chain (`{:#}`) does not repeat them.
+    #[error("could not create the database directory {path}: {error}")]
+    CreateDir { path: String, error: std::io::Error },
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("approval {0} not found")]
     NotFound(String),
     #[error("approval state cannot go from {from} to {to}")]
@@ -73,6 +72,18 @@ pub enum StoreError {
     },
     #[error("could not find a free approval id")]
     IdsExhausted,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -154,9 +165,9 @@ impl Store {
             && let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::CreateDir {
                 path: dir.display().to_string(),
-                source,
+                error,
             })?;
         }
         let options = options
@@ -178,6 +189,9 @@ impl Store {
     }
 
     async fn open_postgres(options: PgConnectOptions) -> Result<Store> {
+        // One plain connection first: if the server is unreachable or refuses us, say why at
+        // once, rather than "pool timed out" after the acquire timeout.
+        PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(60))
