@@ -671,7 +671,8 @@ async fn drive(
     let task = tokio::spawn(async move { operator.execute(&cmd, ProgressSender::none()).await });
     while !task.is_finished() {
         sim.advance(Duration::from_secs(1)).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Slowly enough that a follow sees the rollout in progress (and watches it).
+        tokio::time::sleep(Duration::from_millis(40)).await;
     }
     task.await.expect("operation task")
 }
