@@ -395,3 +395,48 @@ async fn paused_deployments_are_not_restarted_or_rolled_back() {
         "nginx:1.28"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_lost_when_the_workload_disappears() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // Right after the restart's patch, someone deletes the deployment.
+    let patched = Arc::new(AtomicBool::new(false));
+    let env = Env::start_with(
+        seed(),
+        move |sim| {
+            let hook: ops_support::Hook =
+                Arc::new(move |req: &http::Request<kube::client::Body>| {
+                    let path = req.uri().path();
+                    if path == "/apis/apps/v1/namespaces/shop/deployments/web" {
+                        if req.method() == http::Method::PATCH {
+                            patched.store(true, Ordering::SeqCst);
+                        } else if req.method() == http::Method::GET
+                            && patched.load(Ordering::SeqCst)
+                        {
+                            let _ = sim.delete("apps/v1", "Deployment", "shop", "web");
+                        }
+                    }
+                });
+            Some(hook)
+        },
+        |_| {},
+    )
+    .await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Restart {
+                workload: deploy("web"),
+            },
+        )
+        .await
+        .expect("the restart happened");
+    assert_eq!(reply.tone, Tone::Danger, "{reply:#?}");
+    let rollout = field(&reply, "Rollout");
+    assert!(
+        rollout.starts_with("could not follow the rollout: deployment `web` not found"),
+        "{rollout}"
+    );
+}
