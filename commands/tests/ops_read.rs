@@ -632,3 +632,68 @@ async fn logs_skip_a_pod_that_has_not_started() {
     assert_eq!(block.caption.as_deref(), Some("2 pods of deployment/api"));
     assert!(!block.body.contains("api-late"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_tables_keep_the_rows_that_matter() {
+    let env = Env::start_with(seed(), |_| None, |o| o.table_chars = 260).await;
+    env.sim.faults().stall_rollout("shop", "web");
+    let mut d = env.get("apps/v1", "Deployment", "shop", "web");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:9.99");
+    env.sim.put(d).unwrap();
+    env.sim.advance(Duration::from_secs(10)).await;
+
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Name("web".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let table = &reply.blocks[0].body;
+    assert!(table.chars().count() <= 260, "{table}");
+    let shown = table.lines().count() - 1;
+    let total: usize = reply
+        .text
+        .as_deref()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(shown < total, "{table}");
+    // The unhealthy pod made it; healthy ones were left out.
+    assert!(
+        !table.lines().nth(1).unwrap().contains(" Running "),
+        "{table}"
+    );
+    assert!(
+        reply
+            .footer
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("{} more pods not shown", total - shown)),
+        "{reply:#?}"
+    );
+
+    let reply = env
+        .run(
+            "shop",
+            Op::Events {
+                name: None,
+                since: None,
+                warnings: true,
+            },
+        )
+        .await
+        .unwrap();
+    let table = &reply.blocks[0].body;
+    assert!(table.chars().count() <= 260, "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("Warning"), "{table}");
+    assert!(
+        reply.footer.as_deref().unwrap().contains("· showing "),
+        "{reply:#?}"
+    );
+}

@@ -7,7 +7,7 @@ use kube::api::ListParams;
 
 use super::errors::Res;
 use super::mask::mask_secrets;
-use super::util::{short_duration, signed_secs, table};
+use super::util::{short_duration, signed_secs, table_within};
 use super::{Ctx, OpError};
 use crate::reply::Reply;
 
@@ -71,8 +71,9 @@ fn sort_newest_first(evs: &mut [Event]) {
     });
 }
 
-/// A table of events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
-pub(crate) fn render(now: jiff::Timestamp, evs: &[Event]) -> String {
+/// A table of events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE, within `max_chars`; also
+/// how many rows it shows.
+pub(crate) fn render(now: jiff::Timestamp, evs: &[Event], max_chars: usize) -> (String, usize) {
     let rows: Vec<Vec<String>> = evs
         .iter()
         .map(|e| {
@@ -103,7 +104,12 @@ pub(crate) fn render(now: jiff::Timestamp, evs: &[Event]) -> String {
             ]
         })
         .collect();
-    table(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], &rows)
+    let (t, cut) = table_within(
+        &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        &rows,
+        max_chars,
+    );
+    (t, rows.len() - cut)
 }
 
 /// `events`: for an object (and the objects named after it) or the whole namespace, newest
@@ -153,11 +159,12 @@ pub(crate) async fn events(
         } else {
             ""
         }
-    ))
-    .block(None, render(ctx.now(), &evs));
+    ));
+    let (table, shown) = render(ctx.now(), &evs, ctx.opts.table_chars);
+    reply = reply.block(None, table);
     let mut footer = ctx.place();
-    if total > evs.len() {
-        footer = format!("{footer} · showing {} of {total}", evs.len());
+    if total > shown {
+        footer = format!("{footer} · showing {shown} of {total}");
     }
     reply = reply.footer(footer);
     Ok(reply)

@@ -261,6 +261,9 @@ pub struct OpOptions {
     pub status_warnings: usize,
     /// Jobs listed per CronJob by `backup status`.
     pub backup_jobs: usize,
+    /// Most characters of a table (pods, events): rows that do not fit are left out from the
+    /// bottom and counted, so the rows that matter (unhealthy pods, newest events) stay.
+    pub table_chars: usize,
     pub clock: Clock,
 }
 
@@ -278,6 +281,7 @@ impl std::fmt::Debug for OpOptions {
             .field("max_events", &self.max_events)
             .field("status_warnings", &self.status_warnings)
             .field("backup_jobs", &self.backup_jobs)
+            .field("table_chars", &self.table_chars)
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +300,7 @@ impl Default for OpOptions {
             max_events: 30,
             status_warnings: 5,
             backup_jobs: 5,
+            table_chars: 2800,
             clock: Arc::new(jiff::Timestamp::now),
         }
     }

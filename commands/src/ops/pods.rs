@@ -6,7 +6,7 @@ use kube::api::ListParams;
 
 use super::errors::{Res, list_names};
 use super::selector::Selector;
-use super::util::{age, nearest, table};
+use super::util::{age, nearest, table_within};
 use super::{Ctx, OpError};
 use crate::command::PodSelector;
 use crate::reply::Reply;
@@ -184,13 +184,14 @@ pub(crate) async fn pods(ctx: &Ctx<'_>, selector: &PodSelector) -> Result<Reply,
     } else {
         Reply::ok(what).text(format!("{} pods, all healthy.", pods.len()))
     };
-    Ok(reply
-        .block(
-            None,
-            table(
-                &["NAME", "STATUS", "READY", "RESTARTS", "AGE", "NODE"],
-                &rows,
-            ),
-        )
-        .footer(ctx.place()))
+    let (table, cut) = table_within(
+        &["NAME", "STATUS", "READY", "RESTARTS", "AGE", "NODE"],
+        &rows,
+        ctx.opts.table_chars,
+    );
+    let mut footer = ctx.place();
+    if cut > 0 {
+        footer = format!("{footer} · {cut} more pods not shown");
+    }
+    Ok(reply.block(None, table).footer(footer))
 }

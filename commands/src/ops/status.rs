@@ -376,7 +376,7 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
             if !warnings.is_empty() {
                 reply = reply.block(
                     Some("Recent warning events".into()),
-                    events::render(now, &warnings),
+                    events::render(now, &warnings, ctx.opts.table_chars).0,
                 );
             }
         }

@@ -216,6 +216,30 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table of as many leading rows as fit in `max_chars` (chat adapters cut long blocks from
+/// the top, which would drop the rows that matter most), and how many rows were left out.
+pub(crate) fn table_within(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    max_chars: usize,
+) -> (String, usize) {
+    let fits = |n: usize| table(headers, &rows[..n]).chars().count() <= max_chars;
+    if fits(rows.len()) {
+        return (table(headers, rows), 0);
+    }
+    // The largest n that fits (at least the header row is always shown).
+    let (mut lo, mut hi) = (0usize, rows.len());
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (table(headers, &rows[..lo]), rows.len() - lo)
+}
+
 /// Whether `meta` is owned by an object of `kind` named `name` (uid-checked when known).
 pub(crate) fn owned_by(meta: &ObjectMeta, kind: &str, name: &str, uid: Option<&str>) -> bool {
     meta.owner_references
@@ -265,6 +289,19 @@ mod tests {
         assert_eq!(short_duration(3600 * 5 + 60 * 12), "5h12m");
         assert_eq!(short_duration(86_400 * 2 + 3600 * 3), "2d3h");
         assert_eq!(short_duration(86_400 * 30), "30d");
+    }
+
+    #[test]
+    fn tables_fit_a_budget_keeping_the_top() {
+        let rows: Vec<Vec<String>> = (0..100).map(|i| vec![format!("row-{i:03}")]).collect();
+        let (t, cut) = table_within(&["NAME"], &rows, 100);
+        assert!(t.chars().count() <= 100, "{t}");
+        assert!(t.starts_with("NAME\nrow-000\n"));
+        assert_eq!(cut, 100 - (t.lines().count() - 1));
+        assert_eq!(
+            table_within(&["NAME"], &rows[..2], 100),
+            (table(&["NAME"], &rows[..2]), 0)
+        );
     }
 
     #[test]
