@@ -555,6 +555,7 @@ impl Req<'_> {
         {
             m.remove("namespace");
         }
+        crate::objects::check_shape(self.sdef(), &obj)?;
         apply_defaults(self.sdef(), &mut obj);
         validate(self.sdef(), &obj, None)?;
         let created = self
@@ -601,6 +602,7 @@ impl Req<'_> {
             }
             _ => {}
         }
+        crate::objects::check_shape(sdef, &new)?;
         if self.t.sub.is_none() {
             apply_defaults(sdef, &mut new);
             validate(sdef, &new, Some(old))?;
@@ -639,6 +641,20 @@ impl Req<'_> {
         let kind =
             PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
         let patch = parse_body(kind, body)?;
+        // Like the API server, a patch that does not pin a resourceVersion is retried when a
+        // controller wrote in between.
+        let pinned = patch.to_string().contains("resourceVersion");
+        let mut attempt = 0;
+        loop {
+            match self.patch_once(kind, &patch) {
+                Err(e) if e.reason == "Conflict" && !pinned && attempt < 5 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn patch_once(&self, kind: PatchKind, patch: &Value) -> Result<Response, ApiError> {
+        let patch = patch.clone();
         if self.t.sub.as_deref() == Some("scale") {
             let scale = self.get_scale()?;
             let patched = apply_patch(kind, &scale, &patch)?;
@@ -772,6 +788,8 @@ impl Req<'_> {
 
     fn write_scale(&self, scale: Value) -> Result<Response, ApiError> {
         let old = self.current()?;
+        serde_json::from_value::<k8s_openapi::api::autoscaling::v1::Scale>(scale.clone())
+            .map_err(|e| ApiError::bad_request(format!("Scale cannot be handled: {e}")))?;
         let replicas = scale
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)

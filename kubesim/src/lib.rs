@@ -278,6 +278,7 @@ impl KubeSim {
             obj["metadata"]["namespace"] = serde_json::json!("default");
         }
         objects::apply_defaults(def, &mut obj);
+        objects::check_shape(def, &obj)?;
         let exists = self
             .shared
             .store

@@ -64,12 +64,18 @@ pub fn strip_nulls(v: &mut Value) {
     }
 }
 
+fn pod_spec_at(obj: &mut Value, pointer: &str, restart: &str) {
+    if let Some(spec) = obj.pointer_mut(pointer) {
+        default_pod_spec(spec, restart);
+    }
+}
+
 /// Fill in the defaults the real API server would.
 pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
     strip_nulls(obj);
     match def.kind {
         "Namespace" => {
-            let name = obj["metadata"]["name"].clone();
+            let name = obj.pointer("/metadata/name").cloned().unwrap_or_default();
             set_default(
                 obj,
                 &["metadata", "labels", "kubernetes.io/metadata.name"],
@@ -83,7 +89,7 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
             set_default(obj, &["spec", "progressDeadlineSeconds"], json!(600));
             set_default(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
-            if obj["spec"]["strategy"]["type"] == "RollingUpdate" {
+            if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
                 set_default(
                     obj,
                     &["spec", "strategy", "rollingUpdate", "maxSurge"],
@@ -95,11 +101,11 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
                     json!("25%"),
                 );
             }
-            default_pod_spec(&mut obj["spec"]["template"]["spec"], "Always");
+            pod_spec_at(obj, "/spec/template/spec", "Always");
         }
         "ReplicaSet" => {
             set_default(obj, &["spec", "replicas"], json!(1));
-            default_pod_spec(&mut obj["spec"]["template"]["spec"], "Always");
+            pod_spec_at(obj, "/spec/template/spec", "Always");
         }
         "StatefulSet" => {
             set_default(obj, &["spec", "replicas"], json!(1));
@@ -110,7 +116,7 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
                 &["spec", "updateStrategy"],
                 json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
             );
-            default_pod_spec(&mut obj["spec"]["template"]["spec"], "Always");
+            pod_spec_at(obj, "/spec/template/spec", "Always");
         }
         "Job" => {
             set_default(obj, &["spec", "backoffLimit"], json!(6));
@@ -118,7 +124,7 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, &["spec", "parallelism"], json!(1));
             set_default(obj, &["spec", "completionMode"], json!("NonIndexed"));
             set_default(obj, &["spec", "suspend"], json!(false));
-            default_pod_spec(&mut obj["spec"]["template"]["spec"], "Never");
+            pod_spec_at(obj, "/spec/template/spec", "Never");
         }
         "CronJob" => {
             set_default(obj, &["spec", "concurrencyPolicy"], json!("Allow"));
@@ -130,13 +136,10 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
                 &["spec", "jobTemplate", "spec", "backoffLimit"],
                 json!(6),
             );
-            default_pod_spec(
-                &mut obj["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-                "Never",
-            );
+            pod_spec_at(obj, "/spec/jobTemplate/spec/template/spec", "Never");
         }
         "Pod" => {
-            default_pod_spec(&mut obj["spec"], "Always");
+            pod_spec_at(obj, "/spec", "Always");
             set_default(obj, &["status", "phase"], json!("Pending"));
         }
         "HorizontalPodAutoscaler" => {
@@ -222,8 +225,49 @@ fn check_template(obj: &Value, causes: &mut Vec<(String, String)>) {
     );
 }
 
+/// Check that `obj` decodes as the kind's k8s-openapi type, as the API server's typed decoding would.
+/// Every shape error (a string where an object belongs, a bad timestamp, ...) is a 400 here, so the
+/// controllers can rely on shapes.
+pub fn check_shape(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::{apps, autoscaling, batch, core};
+    fn try_as<T: serde::de::DeserializeOwned>(v: Value) -> Result<(), String> {
+        serde_json::from_value::<T>(v)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), json!(def.api_version()));
+        m.insert("kind".into(), json!(def.kind));
+    }
+    let r = match (def.group, def.kind) {
+        ("", "Namespace") => try_as::<core::v1::Namespace>(v),
+        ("", "Pod") => try_as::<core::v1::Pod>(v),
+        ("", "Event") => try_as::<core::v1::Event>(v),
+        ("apps", "Deployment") => try_as::<apps::v1::Deployment>(v),
+        ("apps", "ReplicaSet") => try_as::<apps::v1::ReplicaSet>(v),
+        ("apps", "StatefulSet") => try_as::<apps::v1::StatefulSet>(v),
+        ("batch", "Job") => try_as::<batch::v1::Job>(v),
+        ("batch", "CronJob") => try_as::<batch::v1::CronJob>(v),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            try_as::<autoscaling::v2::HorizontalPodAutoscaler>(v)
+        }
+        ("events.k8s.io", "Event") => try_as::<k8s_openapi::api::events::v1::Event>(v),
+        _ => Ok(()),
+    };
+    r.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            def.kind,
+            def.api_version(),
+            def.kind
+        ))
+    })
+}
+
 /// Validate an object; `old` is the stored version on updates (for immutable fields).
 pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    check_shape(def, obj)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes: Vec<(String, String)> = Vec::new();
     if name.is_empty() {

@@ -2,6 +2,7 @@
 //! resourceVersion counter and a watch event stream.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::Timestamp;
@@ -34,6 +35,9 @@ struct Inner {
 /// The in-memory store. Cheap to share behind an `Arc`.
 pub struct Store {
     inner: RwLock<Inner>,
+    /// Deletions so far, and as of the last garbage collection (GC only runs after a delete).
+    deletes: AtomicU64,
+    gc_seen: AtomicU64,
     tx: broadcast::Sender<WatchEvent>,
 }
 
@@ -78,6 +82,8 @@ impl Store {
         let (tx, _) = broadcast::channel(8192);
         Store {
             inner: RwLock::new(Inner::default()),
+            deletes: AtomicU64::new(0),
+            gc_seen: AtomicU64::new(0),
             tx,
         }
     }
@@ -344,6 +350,7 @@ impl Store {
             .get_mut(def.storage)
             .and_then(|m| m.remove(&key))
             .unwrap_or(Value::Null);
+        self.deletes.fetch_add(1, Ordering::Relaxed);
         inner.rv += 1;
         let rv = inner.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -413,7 +420,12 @@ impl Store {
     }
 
     /// (storage, namespace, name) of objects whose owners are all gone.
+    /// Empty (and cheap) when nothing was deleted since the last call.
     pub fn orphans(&self) -> Vec<(&'static str, String, String)> {
+        let deletes = self.deletes.load(Ordering::Relaxed);
+        if self.gc_seen.swap(deletes, Ordering::Relaxed) == deletes {
+            return Vec::new();
+        }
         let uids = self.all_uids();
         let inner = self.read();
         let mut out = Vec::new();

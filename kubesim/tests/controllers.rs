@@ -251,13 +251,29 @@ async fn statefulset_scales_pod_by_pod() {
     };
     sim.reconcile();
     assert_eq!(names().await, vec!["pg-0"], "one pod at a time");
-    sim.advance(Duration::from_secs(5)).await;
-    assert_eq!(
-        names().await,
-        vec!["pg-0", "pg-1"],
-        "the next once the previous is ready"
-    );
-    sim.advance(Duration::from_secs(10)).await;
+    let ready = |n: &str| {
+        sim.get("v1", "Pod", "demo", n).is_some_and(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..15 {
+        sim.advance(Duration::from_secs(1)).await;
+        let n = names().await;
+        for i in 1..n.len() {
+            // A pod is only created once the one before it is ready.
+            assert!(
+                ready(&n[i - 1]) || seen.contains(&n[i]),
+                "{} before {} was ready",
+                n[i],
+                n[i - 1]
+            );
+        }
+        seen = n;
+    }
     assert_eq!(names().await, vec!["pg-0", "pg-1", "pg-2"]);
     api.patch_scale(
         "pg",
@@ -535,4 +551,77 @@ async fn default_seed_has_the_runbook_objects() {
     }
     let rs = sim.list("apps/v1", "ReplicaSet", Some("api"));
     assert_eq!(rs.len(), 3, "rust-webapi has three revisions");
+}
+
+#[tokio::test]
+async fn wrong_shapes_are_rejected_and_nothing_panics() {
+    let (sim, c) = empty().await;
+    let base = "/apis/apps/v1/namespaces/demo/deployments";
+    let mut d = serde_json::to_value(deployment("web", 1, "x:1")).unwrap();
+    d["spec"]["selector"]["matchLabels"] = json!("app=web");
+    let r = raw(&c, "POST", base, "application/json", &d.to_string()).await;
+    assert_eq!(r.status(), 400);
+    Api::<Deployment>::namespaced(c.clone(), "demo")
+        .create(&PostParams::default(), &deployment("web", 1, "x:1"))
+        .await
+        .unwrap();
+    for (ct, body, sub) in [
+        (
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":"x"}}"#,
+            "",
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"spec":{"template":{"metadata":{"labels":[1]}}}}"#,
+            "",
+        ),
+        (
+            "application/json-patch+json",
+            r#"[{"op":"replace","path":"/spec","value":"x"}]"#,
+            "",
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"status":"broken"}"#,
+            "/status",
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"metadata":{"creationTimestamp":"yesterday"}}"#,
+            "",
+        ),
+        (
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"replicas":"many"}}"#,
+            "",
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"spec":{"replicas":"many"}}"#,
+            "/scale",
+        ),
+    ] {
+        let r = raw(&c, "PATCH", &format!("{base}/web{sub}"), ct, body).await;
+        assert!(r.status().is_client_error(), "{body} -> {}", r.status());
+    }
+    let r = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces/demo/pods",
+        "application/vnd.kubernetes.protobuf",
+        "k8s\0garbage",
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    sim.advance(Duration::from_secs(5)).await;
+    let d = Api::<Deployment>::namespaced(c.clone(), "demo")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        d.status.unwrap().ready_replicas,
+        Some(1),
+        "controllers still run"
+    );
 }

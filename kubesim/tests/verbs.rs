@@ -311,6 +311,9 @@ async fn scale_and_status_subresources() {
     assert_eq!(s.spec.unwrap().replicas, Some(4));
     let mut s = api.get_scale("web").await.unwrap();
     s.spec.as_mut().unwrap().replicas = Some(1);
+    // Controllers keep writing the status (and so the resourceVersion) of a young deployment;
+    // an unconditional replace avoids a legitimate but racy 409 here.
+    s.metadata.resource_version = None;
     let s = api
         .replace_scale("web", &PostParams::default(), &s)
         .await

@@ -25,8 +25,19 @@ pub(crate) struct Ctx<'a> {
     pub now: Timestamp,
 }
 
-/// One pass of every controller.
+/// Run every controller until nothing changes (at most a few rounds), so one call settles what
+/// can be settled at this instant: a new deployment gets its ReplicaSet, pods and status at once.
 pub(crate) fn reconcile_all(ctx: &Ctx<'_>) {
+    for _ in 0..4 {
+        let before = ctx.store.resource_version();
+        reconcile_round(ctx);
+        if ctx.store.resource_version() == before {
+            break;
+        }
+    }
+}
+
+fn reconcile_round(ctx: &Ctx<'_>) {
     deployment::reconcile(ctx);
     replicaset::reconcile(ctx);
     statefulset::reconcile(ctx);
