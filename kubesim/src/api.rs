@@ -391,6 +391,9 @@ impl Req<'_> {
             .q
             .get("resourceVersion")
             .filter(|v| !v.is_empty() && *v != "0");
+        // Streaming lists: the current state as ADDED events, then a bookmark marking its end.
+        let initial = self.q.get("sendInitialEvents").is_some_and(|v| v == "true");
+        let since = since.filter(|_| !initial);
         let (backlog, rx): (VecDeque<WatchEvent>, broadcast::Receiver<WatchEvent>) = match since {
             Some(rv) => {
                 let rv: u64 = rv.parse().map_err(|_| {
@@ -412,7 +415,23 @@ impl Req<'_> {
                         object: Arc::new(o),
                         rv,
                     })
-                    .collect();
+                    .collect::<VecDeque<_>>();
+                let mut b = b;
+                if initial {
+                    b.push_back(WatchEvent {
+                        storage: def.storage,
+                        event_type: "BOOKMARK",
+                        object: Arc::new(json!({
+                            "kind": def.kind,
+                            "apiVersion": def.api_version(),
+                            "metadata": {
+                                "resourceVersion": rv.to_string(),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        })),
+                        rv,
+                    });
+                }
                 (b, rx)
             }
         };
@@ -887,6 +906,12 @@ impl WatchState {
             return None;
         }
         let obj = &*ev.object;
+        if ev.event_type == "BOOKMARK" {
+            let mut line =
+                serde_json::to_string(&json!({"type": "BOOKMARK", "object": obj})).ok()?;
+            line.push('\n');
+            return Some(line);
+        }
         if let Some(ns) = &self.ns
             && self.def.namespaced
             && ns_of(obj) != ns

@@ -810,3 +810,32 @@ async fn pagination_with_limit_and_continue() {
     }
     assert_eq!(names, (0..7).map(|i| format!("d{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn streaming_list_watch() {
+    let (_sim, c) = empty().await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    api.create(&PostParams::default(), &deployment("a", 0, "x:1"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &deployment("b", 0, "x:1"))
+        .await
+        .unwrap();
+    let cfg = kube::runtime::watcher::Config::default().streaming_lists();
+    let mut w = kube::runtime::watcher(api.clone(), cfg).boxed();
+    let mut names = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("event")
+            .expect("stream")
+            .expect("ok")
+        {
+            kube::runtime::watcher::Event::InitApply(d) => names.push(d.metadata.name.unwrap()),
+            kube::runtime::watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    names.sort();
+    assert_eq!(names, vec!["a", "b"]);
+}
