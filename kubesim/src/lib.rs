@@ -16,6 +16,7 @@
 
 mod api;
 pub mod clock;
+mod control;
 mod controllers;
 mod discovery;
 pub mod error;
@@ -58,6 +59,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    async fn advance(&self, by: Duration) {
+        let step = if by <= Duration::from_secs(600) {
+            Duration::from_secs(1)
+        } else {
+            by / 600
+        };
+        let mut left = by;
+        while !left.is_zero() {
+            let s = step.min(left);
+            self.clock.advance(s);
+            self.reconcile();
+            left -= s;
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn reconcile(&self) {
         let _guard = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         let ctx = controllers::Ctx {
@@ -231,19 +248,7 @@ impl KubeSim {
     /// statefulset scaling, jobs and cronjobs progress as they would over that time.
     /// Steps are 1s up to 10 minutes, coarser beyond (1/600 of the span).
     pub async fn advance(&self, by: Duration) {
-        let step = if by <= Duration::from_secs(600) {
-            Duration::from_secs(1)
-        } else {
-            by / 600
-        };
-        let mut left = by;
-        while !left.is_zero() {
-            let s = step.min(left);
-            self.shared.clock.advance(s);
-            self.shared.reconcile();
-            left -= s;
-            tokio::task::yield_now().await;
-        }
+        self.shared.advance(by).await;
     }
 
     fn def(api_version: &str, kind: &str) -> Result<&'static resources::ResourceDef, ApiError> {

@@ -139,3 +139,84 @@ fn bad_seeds_are_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("seed"));
 }
+
+#[tokio::test]
+async fn control_endpoints() {
+    let sim = kubesim::KubeSim::start(kubesim::Seed::empty())
+        .await
+        .unwrap();
+    sim.clock().pause();
+    let before = sim.clock().now();
+    let call = |method: http::Method, path: &'static str| sim.request(method, path, Vec::new());
+    let r = call(http::Method::POST, "/kubesim/clock/advance?seconds=90").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.clock().now().duration_since(before).as_secs(), 90);
+    assert_eq!(
+        call(
+            http::Method::POST,
+            "/kubesim/faults/forbid?verb=list&resource=pods"
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        call(http::Method::GET, "/api/v1/namespaces/default/pods")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        call(http::Method::POST, "/kubesim/faults/clear")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(http::Method::GET, "/api/v1/namespaces/default/pods")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(
+            http::Method::POST,
+            "/kubesim/faults/fail-next?path=/pods&count=1&code=429"
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        call(http::Method::GET, "/api/v1/namespaces/default/pods")
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        call(
+            http::Method::POST,
+            "/kubesim/faults/fail-next?path=/pods&count=1&code=418"
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        call(http::Method::POST, "/kubesim/clock/advance?seconds=-5")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        call(http::Method::POST, "/kubesim/nope").await.status(),
+        404
+    );
+    assert_eq!(
+        call(http::Method::POST, "/kubesim/clock/speed?factor=2")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(sim.clock().speed(), 2.0);
+}
