@@ -205,7 +205,17 @@ fn cells(def: &ResourceDef, o: &Value, now: Timestamp) -> Vec<Value> {
             };
             let dur = match (
                 st["startTime"].as_str().and_then(parse_time),
-                st["completionTime"].as_str().and_then(parse_time),
+                st["completionTime"]
+                    .as_str()
+                    .and_then(parse_time)
+                    .or_else(|| {
+                        // A failed job ends when it is marked Failed.
+                        conds
+                            .iter()
+                            .find(|c| c["type"] == "Failed" && c["status"] == "True")
+                            .and_then(|c| c["lastTransitionTime"].as_str())
+                            .and_then(parse_time)
+                    }),
             ) {
                 (Some(s), Some(e)) => human_duration(e.duration_since(s).as_secs()),
                 (Some(s), None) => human_duration(now.duration_since(s).as_secs()),
