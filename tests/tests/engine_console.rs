@@ -415,3 +415,23 @@ async fn kubernetes_failure_is_a_reply_and_audited() {
     let audit = audit_outcomes(&bot).await;
     assert!(audit.contains(&"execution:error".to_owned()), "{audit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_typed_by_mistake_stay_out_of_the_audit_log() {
+    let bot = TestBot::start(Db::Sqlite, "secrets", POLICY, BotOptions::default())
+        .await
+        .unwrap();
+    bot.say(
+        "bob",
+        "logs rust-webapi -n api --grep 'Authorization: Bearer s3cr3t-t0ken-value'",
+    )
+    .await;
+    let records = bot.engine.store().tail(100).await.unwrap();
+    assert!(!records.is_empty());
+    for r in records {
+        let all = serde_json::to_string(&r.entry.detail).unwrap()
+            + r.entry.text.as_deref().unwrap_or("")
+            + r.entry.command.as_deref().unwrap_or("");
+        assert!(!all.contains("s3cr3t-t0ken-value"), "{all}");
+    }
+}

@@ -637,7 +637,7 @@ impl Engine {
             command: cmd.to_text(),
             rule,
             requirement: ApprovalRequirement::from(requirement),
-            context: json!({ "typed": inv.text }),
+            context: json!({ "typed": opsbot_commands::ops::mask_secrets(&inv.text) }),
             created: now,
             expires,
         };
@@ -792,7 +792,11 @@ impl Engine {
     }
 
     /// Appends to the audit log; `false` (and an error log) when the database refused.
-    async fn audit(&self, entry: AuditEntry) -> bool {
+    /// What people typed is recorded, but never a secret they pasted by mistake.
+    async fn audit(&self, mut entry: AuditEntry) -> bool {
+        let mask = |s: Option<String>| s.map(|s| opsbot_commands::ops::mask_secrets(&s));
+        entry.text = mask(entry.text);
+        entry.command = mask(entry.command);
         match self.inner.store.append(entry).await {
             Ok(_) => true,
             Err(e) => {
