@@ -166,13 +166,23 @@ async fn deployment_crud_with_every_patch_type() {
     assert_eq!(applied.spec.unwrap().replicas, Some(4));
 
     // replace with the current resourceVersion works; a stale one is a 409 Conflict.
-    let cur = api.get("web").await.unwrap();
-    let mut next = cur.clone();
-    next.spec.as_mut().unwrap().replicas = Some(1);
-    let replaced = api
-        .replace("web", &PostParams::default(), &next)
-        .await
-        .unwrap();
+    // (Controllers may write the status in between, a legitimate 409: retry like a client would.)
+    let (cur, replaced) = {
+        let mut tries = 0;
+        loop {
+            let cur = api.get("web").await.unwrap();
+            let mut next = cur.clone();
+            next.spec.as_mut().unwrap().replicas = Some(1);
+            match api.replace("web", &PostParams::default(), &next).await {
+                Ok(r) => break (cur, r),
+                Err(e) if tries < 20 => {
+                    assert_eq!(code(e).0, 409);
+                    tries += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
     assert_eq!(replaced.spec.unwrap().replicas, Some(1));
     assert_ne!(
         replaced.metadata.resource_version,
