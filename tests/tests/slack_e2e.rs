@@ -388,6 +388,24 @@ async fn refused_requests_execute_nothing_and_are_audited() {
     }
     assert_eq!(bot.replicas("api", "rust-webapi"), before);
     assert_eq!(bot.executions().await, 0);
+    // Counted in the metrics, too.
+    let metrics = bot
+        .http
+        .get(format!("{}/metrics", bot.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (kind, n) in [
+        ("bad_signature", 2),
+        ("stale_timestamp", 1),
+        ("too_large", 1),
+    ] {
+        let line = format!(r#"opsbot_rejections_total{{platform="slack",kind="{kind}"}} {n}"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 
     // The genuine request runs; replaying it (same trigger, within the window) does not.
     assert_eq!(bot.send(&good).await.status(), 200);

@@ -350,3 +350,31 @@ async fn url_verification_is_answered_only_when_signed() {
         Seen::Reject(RejectionKind::BadSignature, _)
     ));
 }
+
+#[tokio::test]
+async fn an_oversized_body_without_content_length_is_refused_while_streaming() {
+    let mut bot = Bot::start().await;
+    // 2 MiB in 64 KiB chunks, no Content-Length: the limit is enforced as the body arrives.
+    let chunks = (0..32).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 64 * 1024]));
+    let res = bot
+        .http
+        .post(format!("{}/slack/commands", bot.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-slack-request-timestamp",
+            slack_fake::now_secs().to_string(),
+        )
+        .header("x-slack-signature", "v0=00")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    // The bot answers 413 (the client may also see the connection closed mid-upload).
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 413);
+    }
+    assert!(matches!(
+        bot.next().await,
+        Seen::Reject(RejectionKind::TooLarge, _)
+    ));
+    bot.assert_nothing_else().await;
+}
