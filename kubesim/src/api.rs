@@ -747,6 +747,12 @@ impl Req<'_> {
             || opts["dryRun"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|v| v == "All"));
+        let orphan = self.q.get("propagationPolicy").map(String::as_str) == Some("Orphan")
+            || opts["propagationPolicy"] == "Orphan"
+            || opts["orphanDependents"] == true;
+        if orphan && !dry_run {
+            self.orphan_dependents(&self.current()?);
+        }
         let gone = self
             .shared
             .store
@@ -769,6 +775,31 @@ impl Req<'_> {
             self.shared.kick.notify_one();
         }
         self.respond(200, gone)
+    }
+
+    /// `propagationPolicy=Orphan`: dependents lose their ownerReference to `owner` and stay.
+    fn orphan_dependents(&self, owner: &Value) {
+        let uid = owner["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let owned = |o: &Value| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid.as_str()))
+        };
+        for def in resources::RESOURCES
+            .iter()
+            .filter(|d| resources::by_storage(d.storage) == Some(*d))
+        {
+            let (deps, _) = self.shared.store.list_filtered(def, None, owned);
+            for mut d in deps {
+                if let Some(rs) = d["metadata"]["ownerReferences"].as_array_mut() {
+                    rs.retain(|r| r["uid"] != uid.as_str());
+                }
+                let _ = self.shared.store.update(def, d, false, false);
+            }
+        }
     }
 
     fn delete_collection(&self) -> Result<Response, ApiError> {
@@ -844,12 +875,62 @@ impl Req<'_> {
 
     fn log(&self) -> Result<Response, ApiError> {
         let pod = self.current()?;
-        let text = logs::render(&pod, self.q, self.now())?;
+        let (text, next) = logs::render_from(&pod, self.q, self.now(), None)?;
+        if self.q.get("follow").is_some_and(|v| v == "true") {
+            return Ok(self.follow_log(text, next));
+        }
         Ok(Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Body::from(text))
             .unwrap_or_default())
+    }
+}
+
+impl Req<'_> {
+    /// Stream the log: what there is, then new lines as simulated time passes, until the pod is gone,
+    /// stops running, or an hour of real time passes.
+    fn follow_log(&self, first: String, next: i64) -> Response {
+        let shared = self.shared.clone();
+        let (ns, name, q) = (
+            self.ns().to_string(),
+            self.name().to_string(),
+            self.q.clone(),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let state = (Some(first), next, shared, ns, name, q);
+        let stream = futures::stream::unfold(
+            state,
+            move |(first, next, shared, ns, name, q)| async move {
+                if let Some(text) = first {
+                    return Some((
+                        Ok::<Bytes, Infallible>(Bytes::from(text)),
+                        (None, next, shared, ns, name, q),
+                    ));
+                }
+                loop {
+                    if tokio::time::Instant::now() > deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let pod = shared.store.get(resources::pods(), &ns, &name)?;
+                    let running = pod["status"]["phase"] == "Running";
+                    let (text, n) =
+                        logs::render_from(&pod, &q, shared.clock.now(), Some(next)).ok()?;
+                    if !text.is_empty() {
+                        return Some((Ok(Bytes::from(text)), (None, n, shared, ns, name, q)));
+                    }
+                    if !running {
+                        return None;
+                    }
+                }
+            },
+        );
+        Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from_stream(stream))
+            .unwrap_or_default()
     }
 }
 

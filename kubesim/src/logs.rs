@@ -77,12 +77,15 @@ fn line_for(pod: &str, container: &str, image: &str, i: i64) -> String {
     }
 }
 
-/// The log text for a pod, honouring `container`, `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`.
-pub fn render(
+/// The log text for a pod, honouring `container`, `tailLines`, `sinceSeconds`, `sinceTime`,
+/// `timestamps`; with `resume`, only the lines from that index on (for `follow`).
+/// Also returns the index of the next line to come.
+pub fn render_from(
     pod: &Value,
     q: &HashMap<String, String>,
     now: Timestamp,
-) -> Result<String, ApiError> {
+    resume: Option<i64>,
+) -> Result<(String, i64), ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     let containers: Vec<&Value> = pod["spec"]["containers"]
         .as_array()
@@ -103,7 +106,7 @@ pub fn render(
                 .filter_map(|c| c["name"].as_str())
                 .collect();
             if names.is_empty() {
-                return Ok(String::new());
+                return Ok((String::new(), 0));
             }
             return Err(ApiError::bad_request(format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
@@ -119,7 +122,7 @@ pub fn render(
                 container["name"].as_str().unwrap_or("")
             )));
         }
-        return Ok(String::new());
+        return Ok((String::new(), 0));
     };
     let end = match pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
         .as_str()
@@ -147,6 +150,9 @@ pub fn render(
     }
     if let Some(n) = q.get("tailLines").and_then(|s| s.parse::<i64>().ok()) {
         first = first.max(total - n.max(0));
+    }
+    if let Some(r) = resume {
+        first = r;
     }
     let stamps = q.get("timestamps").is_some_and(|v| v == "true");
     let mut out = String::new();
@@ -180,5 +186,5 @@ pub fn render(
             out.push('\n');
         }
     }
-    Ok(out)
+    Ok((out, total.max(first)))
 }

@@ -849,3 +849,132 @@ async fn streaming_list_watch() {
     names.sort();
     assert_eq!(names, vec!["a", "b"]);
 }
+
+#[tokio::test]
+async fn follow_logs_stream_as_time_passes() {
+    use futures::AsyncBufReadExt;
+    let (sim, c) = empty().await;
+    let deploys: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    deploys
+        .create(&PostParams::default(), &deployment("web", 1, "nginx:1"))
+        .await
+        .unwrap();
+    sim.advance(Duration::from_secs(30)).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "demo");
+    let name = pods.list(&ListParams::default()).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let params = LogParams {
+        follow: true,
+        tail_lines: Some(2),
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream(&name, &params).await.unwrap().lines();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(10), lines.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    sim.advance(Duration::from_secs(10)).await;
+    for _ in 0..2 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(10), lines.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(got.len(), 4);
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, got, "new lines, in order, no repeats");
+}
+
+#[tokio::test]
+async fn delete_orphan_keeps_dependents() {
+    let (sim, c) = empty().await;
+    let deploys: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    deploys
+        .create(&PostParams::default(), &deployment("web", 2, "nginx:1"))
+        .await
+        .unwrap();
+    sim.advance(Duration::from_secs(5)).await;
+    deploys
+        .delete("web", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    sim.advance(Duration::from_secs(5)).await;
+    let rs: Api<ReplicaSet> = Api::namespaced(c.clone(), "demo");
+    let left = rs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 1, "the ReplicaSet stays");
+    assert!(
+        left[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    );
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "demo");
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+    // The default (background) deletes dependents.
+    rs.delete(
+        left[0].metadata.name.as_deref().unwrap(),
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    sim.advance(Duration::from_secs(2)).await;
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn kube_rs_discovery_finds_every_kind() {
+    let (_sim, c) = empty().await;
+    let d = kube::discovery::Discovery::new(c.clone())
+        .run()
+        .await
+        .unwrap();
+    let mut kinds: Vec<String> = d
+        .groups()
+        .flat_map(|g| {
+            g.recommended_resources()
+                .into_iter()
+                .map(|(ar, _)| format!("{}/{}", ar.api_version, ar.kind))
+        })
+        .collect();
+    kinds.sort();
+    for want in [
+        "apps/v1/Deployment",
+        "apps/v1/ReplicaSet",
+        "apps/v1/StatefulSet",
+        "autoscaling/v2/HorizontalPodAutoscaler",
+        "batch/v1/CronJob",
+        "batch/v1/Job",
+        "events.k8s.io/v1/Event",
+        "v1/Event",
+        "v1/Namespace",
+        "v1/Pod",
+    ] {
+        assert!(kinds.contains(&want.to_string()), "{want} not in {kinds:?}");
+    }
+    let v = c.apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "35"));
+}
