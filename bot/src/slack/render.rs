@@ -184,8 +184,8 @@ fn fit_blocks(blocks: Vec<SlackBlock>, footer: &mut String) -> Vec<SlackBlock> {
     let (actions, mut body): (Vec<SlackBlock>, Vec<SlackBlock>) = blocks
         .into_iter()
         .partition(|b| matches!(b, SlackBlock::Actions(_)));
-    let keep = MAX_BLOCKS - 1 - actions.len();
-    let cut_count = body.len() - keep;
+    let keep = (MAX_BLOCKS - 1).saturating_sub(actions.len());
+    let cut_count = body.len().saturating_sub(keep);
     body.truncate(keep);
     body.extend(actions);
     push_note(footer, &format!("cut: {cut_count} more blocks"));
@@ -470,5 +470,68 @@ mod tests {
             assert!(c.chars().count() <= max, "{max}: {c}");
         }
         assert_eq!(cut("short", 10), "short");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,40}",
+                "[a-z<>&`\n ]{0,4000}",
+                (0usize..9000).prop_map(|n| "é\n".repeat(n / 2)),
+            ]
+        }
+
+        fn any_reply() -> impl Strategy<Value = Reply> {
+            (
+                any_text(),
+                prop::option::of(any_text()),
+                prop::collection::vec((any_text(), any_text()), 0..30),
+                prop::collection::vec((prop::option::of(any_text()), any_text()), 0..14),
+                prop::collection::vec((".{0,300}", ".{0,300}", any_text()), 0..60),
+                prop::option::of(any_text()),
+            )
+                .prop_map(|(title, text, fields, blocks, buttons, footer)| {
+                    let mut r = Reply::danger(title);
+                    r.text = text;
+                    for (n, v) in fields {
+                        r = r.field(n, v);
+                    }
+                    for (c, b) in blocks {
+                        r = r.block(c, b);
+                    }
+                    for (a, l, v) in buttons {
+                        r = r.button(a, l, ButtonStyle::Primary, v);
+                    }
+                    r.footer = footer;
+                    r
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+            #[test]
+            fn any_reply_renders_within_slack_limits(reply in any_reply()) {
+                let v = json(&render(&reply));
+                let blocks = v["blocks"].as_array().unwrap();
+                prop_assert!(!blocks.is_empty() && blocks.len() <= MAX_BLOCKS);
+                prop_assert!(
+                    blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= HEADER_CHARS
+                );
+                for t in texts(&v) {
+                    prop_assert!(t.chars().count() <= TEXT_OBJECT_CHARS);
+                }
+                for b in blocks {
+                    if let Some(fields) = b["fields"].as_array() {
+                        prop_assert!(fields.len() <= 10);
+                    }
+                    if let Some(els) = b["elements"].as_array() {
+                        prop_assert!(els.len() <= 25);
+                    }
+                }
+            }
+        }
     }
 }

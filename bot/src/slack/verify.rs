@@ -280,4 +280,23 @@ mod tests {
     fn debug_does_not_show_the_secret() {
         assert!(!format!("{:?}", v()).contains("s3cret"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_and_bodies_never_panic_or_pass(
+            sig in proptest::option::of(".{0,80}"),
+            ts in proptest::option::of(".{0,30}"),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let now = 1_700_000_000;
+            let result = v().verify(sig.as_deref(), ts.as_deref(), &body, now);
+            // Only a correct signature passes; random ones never do.
+            if let (Some(sig), Some(ts)) = (&sig, &ts)
+                && *sig == v().sign(ts, &body)
+            {
+                return Ok(());
+            }
+            proptest::prop_assert!(result.is_err());
+        }
+    }
 }
