@@ -93,6 +93,29 @@ impl SlackConfig {
         Some(cfg)
     }
 
+    /// Checks that the mode chosen has what it needs: a bot token always; a signing secret for
+    /// HTTP mode (without one no request could be verified); an app-level token for Socket Mode.
+    pub fn validate(&self) -> Result<(), SlackError> {
+        if self.bot_token.trim().is_empty() {
+            return Err(SlackError::Missing("slack.bot_token"));
+        }
+        if self.socket_mode {
+            if self
+                .app_token
+                .as_deref()
+                .is_none_or(|t| t.trim().is_empty())
+            {
+                return Err(SlackError::MissingAppToken);
+            }
+        } else if self.signing_secret.trim().is_empty() {
+            return Err(SlackError::Missing("slack.signing_secret"));
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            return Err(SlackError::BadApiUrl(self.api_url.clone()));
+        }
+        Ok(())
+    }
+
     pub fn with_api_url(mut self, api_url: impl Into<String>) -> Self {
         self.api_url = api_url.into().trim_end_matches('/').to_owned();
         self
@@ -148,6 +171,10 @@ impl Default for RetryPolicy {
 pub enum SlackError {
     #[error("Socket Mode needs an app-level token (slack.app_token)")]
     MissingAppToken,
+    #[error("Slack is configured without {0}")]
+    Missing(&'static str),
+    #[error("slack.api_url must be an http(s) URL, not {0:?}")]
+    BadApiUrl(String),
     #[error("Socket Mode connection failed: {0}")]
     SocketMode(String),
 }
@@ -202,6 +229,30 @@ pub fn router_with(pipeline: Arc<dyn Pipeline>, web: SlackWeb, cfg: &SlackConfig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_what_is_missing() {
+        assert!(SlackConfig::new("xoxb", "sig").validate().is_ok());
+        let err = SlackConfig::new("", "sig").validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Slack is configured without slack.bot_token"
+        );
+        let err = SlackConfig::new("xoxb", " ").validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Slack is configured without slack.signing_secret"
+        );
+        let mut socket = SlackConfig::new("xoxb", "");
+        socket.socket_mode = true;
+        assert!(matches!(
+            socket.validate(),
+            Err(SlackError::MissingAppToken)
+        ));
+        assert!(socket.with_app_token("xapp-1").validate().is_ok());
+        let bad = SlackConfig::new("xoxb", "sig").with_api_url("slack.com/api");
+        assert!(matches!(bad.validate(), Err(SlackError::BadApiUrl(_))));
+    }
 
     #[test]
     fn debug_masks_secrets() {

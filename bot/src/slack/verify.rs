@@ -60,6 +60,9 @@ impl VerifyError {
 #[derive(Clone)]
 pub struct Verifier {
     key: Hmac<Sha256>,
+    /// False for an empty signing secret: then nothing verifies (an empty HMAC key is one
+    /// anybody can sign with).
+    usable: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -73,7 +76,10 @@ impl Verifier {
         // HMAC accepts keys of any length, so this cannot fail.
         let key = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        Verifier { key }
+        Verifier {
+            key,
+            usable: !signing_secret.is_empty(),
+        }
     }
 
     /// Verifies `body` against the signature and timestamp header values, at `now` (unix seconds).
@@ -102,7 +108,7 @@ impl Verifier {
             .strip_prefix("v0=")
             .and_then(|h| hex::decode(h).ok())
             .ok_or(VerifyError::BadSignature)?;
-        if given.len() != expected.len() || !bool::from(given.ct_eq(&expected)) {
+        if !self.usable || given.len() != expected.len() || !bool::from(given.ct_eq(&expected)) {
             return Err(VerifyError::BadSignature);
         }
         let age = now - ts;
@@ -274,6 +280,18 @@ mod tests {
         assert_eq!(err, VerifyError::TooLarge);
         assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(err.kind(), RejectionKind::TooLarge);
+    }
+
+    #[test]
+    fn an_empty_signing_secret_verifies_nothing() {
+        let empty = Verifier::new("");
+        let now = 1_700_000_000;
+        let ts = now.to_string();
+        let sig = empty.sign(&ts, b"x");
+        assert_eq!(
+            empty.verify(Some(&sig), Some(&ts), b"x", now),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
