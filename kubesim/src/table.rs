@@ -64,6 +64,8 @@ fn columns(def: &ResourceDef) -> Vec<(&'static str, &'static str)> {
             ("Status", "string"),
             ("Restarts", "string"),
             ("Age", "string"),
+            ("IP", "string"),
+            ("Node", "string"),
         ],
         "Deployment" => vec![
             ("Name", "string"),
@@ -158,6 +160,8 @@ fn cells(def: &ResourceDef, o: &Value, now: Timestamp) -> Vec<Value> {
                 json!(reason),
                 json!(restarts.to_string()),
                 json!(created),
+                json!(st["podIP"].as_str().unwrap_or("<none>")),
+                json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
             ]
         }
         "Deployment" => vec![
@@ -303,7 +307,9 @@ pub fn table(
     let cols: Vec<Value> = columns(def)
         .into_iter()
         .map(|(n, t)| {
-            json!({"name": n, "type": t, "format": if n == "Name" { "name" } else { "" }, "description": "", "priority": 0})
+            // Priority 1 columns only show with `-o wide`.
+            let priority = i32::from(matches!(n, "IP" | "Node"));
+            json!({"name": n, "type": t, "format": if n == "Name" { "name" } else { "" }, "description": "", "priority": priority})
         })
         .collect();
     let rows: Vec<Value> = items
