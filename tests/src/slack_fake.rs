@@ -107,6 +107,8 @@ struct Inner {
     failures: HashMap<String, VecDeque<Failure>>,
     messages: Vec<Message>,
     groups: Vec<(String, Vec<String>)>,
+    /// Groups Slack still lists, with `date_delete` set (deleted groups).
+    deleted_groups: Vec<(String, Vec<String>)>,
     next_ts: u64,
 }
 
@@ -245,6 +247,14 @@ impl SlackFake {
                 return self.inner().acks.get(envelope_id).cloned();
             }
         }
+    }
+
+    /// Deleted user groups `usergroups.list` still reports (with `date_delete` set).
+    pub fn set_deleted_user_groups(&self, groups: &[(&str, &[&str])]) {
+        self.inner().deleted_groups = groups
+            .iter()
+            .map(|(g, users)| (g.to_string(), users.iter().map(|u| u.to_string()).collect()))
+            .collect();
     }
 
     /// Every call so far.
@@ -560,13 +570,16 @@ fn answer(
         "usergroups.list" => {
             let include_users = str_param("include_users").as_deref() == Some("true")
                 || params.get("include_users") == Some(&json!(true));
-            let groups: Vec<Value> = inner
-                .groups
-                .iter()
-                .map(|(id, users)| {
+            let live = inner.groups.iter().map(|g| (g, 0));
+            let deleted = inner.deleted_groups.iter().map(|g| (g, 1_650_000_000));
+            let groups: Vec<Value> = live
+                .chain(deleted)
+                .map(|((id, users), date_delete)| {
                     let mut g = json!({
                         "id": id, "team_id": "T0FAKE", "is_usergroup": true, "name": id,
                         "handle": id.to_lowercase(), "is_external": false, "date_create": 1_600_000_000,
+                        "date_update": 1_600_000_100, "date_delete": date_delete, "auto_type": null,
+                        "description": "", "updated_by": "U0ADMIN", "deleted_by": null,
                         "created_by": "U0ADMIN", "prefs": {"channels": [], "groups": []},
                         "user_count": users.len(),
                     });

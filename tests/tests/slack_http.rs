@@ -57,6 +57,7 @@ impl Bot {
     async fn start() -> Bot {
         let fake = SlackFake::start(TOKEN).await;
         fake.set_user_groups(&[("SOPS", &["U1", "U3"]), ("SDEV", &["U2"])]);
+        fake.set_deleted_user_groups(&[("SGONE", &["U1", "U2"])]);
         let cfg = SlackConfig::new(TOKEN, SECRET).with_api_url(fake.api_url());
         let sink = SlackSink::new(&cfg);
         let (tx, seen) = mpsc::unbounded_channel();

@@ -25,21 +25,7 @@ pub trait GroupSource: Send + Sync {
 #[async_trait]
 impl GroupSource for SlackWeb {
     async fn memberships(&self) -> Result<Vec<(String, Vec<String>)>, DeliveryError> {
-        Ok(self
-            .user_groups()
-            .await?
-            .into_iter()
-            .filter(|g| g.date_delete.is_none())
-            .map(|g| {
-                let users = g
-                    .users
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|u| u.to_string())
-                    .collect();
-                (g.id.to_string(), users)
-            })
-            .collect())
+        self.user_groups().await
     }
 }
 

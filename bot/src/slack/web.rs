@@ -59,6 +59,29 @@ pub fn client(api_url: &str) -> Client {
     SlackClient::new(connector)
 }
 
+#[derive(serde::Deserialize)]
+struct GroupsResponse {
+    #[serde(default)]
+    usergroups: Vec<Group>,
+}
+
+#[derive(serde::Deserialize)]
+struct Group {
+    id: String,
+    #[serde(default)]
+    users: Vec<String>,
+    date_delete: Option<serde_json::Value>,
+}
+
+/// A Slack timestamp field that is set: a non-zero number (or numeric string).
+fn is_set(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        serde_json::Value::String(s) => s.parse::<f64>().is_ok_and(|f| f != 0.0),
+        _ => false,
+    }
+}
+
 /// What one attempt at a Web API call turned into.
 enum Attempt<T> {
     Done(T),
@@ -119,16 +142,26 @@ impl SlackWeb {
         Ok(())
     }
 
-    /// `usergroups.list` with `include_users=true`: every user group with its members.
-    pub async fn user_groups(&self) -> Result<Vec<SlackUserGroup>, DeliveryError> {
-        let req = SlackApiUserGroupsListRequest::new().with_include_users(true);
-        let res = self
-            .call("usergroups.list", |client, token| {
-                let req = req.clone();
-                async move { client.open_session(&token).usergroups_list(&req).await }
+    /// `usergroups.list` with `include_users=true`: every enabled user group with its members,
+    /// as (group id, user ids). Parsed leniently (only the fields opsbot uses), since Slack's
+    /// answer carries many fields whose types vary (`date_delete` is `0` for live groups).
+    pub async fn user_groups(&self) -> Result<Vec<(String, Vec<String>)>, DeliveryError> {
+        let res: GroupsResponse = self
+            .call("usergroups.list", |client, token| async move {
+                let params = vec![("include_users", Some("true"))];
+                client
+                    .open_session(&token)
+                    .http_session_api
+                    .http_get("usergroups.list", &params, None)
+                    .await
             })
             .await?;
-        Ok(res.usergroups)
+        Ok(res
+            .usergroups
+            .into_iter()
+            .filter(|g| !g.date_delete.as_ref().is_some_and(is_set))
+            .map(|g| (g.id, g.users))
+            .collect())
     }
 
     /// Runs one Web API method with the retry policy.
