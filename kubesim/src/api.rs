@@ -417,6 +417,7 @@ impl Req<'_> {
                         event_type: "ADDED",
                         object: Arc::new(o),
                         rv,
+                        prev: None,
                     })
                     .collect::<VecDeque<_>>();
                 let mut b = b;
@@ -433,6 +434,7 @@ impl Req<'_> {
                             },
                         })),
                         rv,
+                        prev: None,
                     });
                 }
                 (b, rx)
@@ -1002,20 +1004,28 @@ impl WatchState {
         {
             return None;
         }
-        if !self.ls.matches(obj) {
-            return None;
-        }
+        let selected = |o: &Value| {
+            self.ls.matches(o)
+                && (self.fs.is_empty_sel() || self.fs.matches(&to_view(self.def, o.clone())))
+        };
+        // With selectors, an object that starts (stops) matching is ADDED (DELETED) for this watch.
+        let event_type = match (
+            ev.event_type,
+            selected(obj),
+            ev.prev.as_deref().map(selected),
+        ) {
+            (_, false, None | Some(false)) => return None,
+            ("MODIFIED", true, Some(false)) => "ADDED",
+            ("MODIFIED", false, Some(true)) => "DELETED",
+            (t, _, _) => t,
+        };
         let view = to_view(self.def, obj.clone());
-        if !self.fs.is_empty_sel() && !self.fs.matches(&view) {
-            return None;
-        }
         let view = if self.table {
             table::table(self.def, &[view], None, self.shared.clock.now())
         } else {
             view
         };
-        let mut line =
-            serde_json::to_string(&json!({"type": ev.event_type, "object": view})).ok()?;
+        let mut line = serde_json::to_string(&json!({"type": event_type, "object": view})).ok()?;
         line.push('\n');
         Some(line)
     }

@@ -23,6 +23,8 @@ pub struct WatchEvent {
     pub event_type: &'static str,
     pub object: Arc<Value>,
     pub rv: u64,
+    /// For MODIFIED: the object before, so selector watches can turn it into ADDED/DELETED.
+    pub prev: Option<Arc<Value>>,
 }
 
 #[derive(Default)]
@@ -160,12 +162,14 @@ impl Store {
         event_type: &'static str,
         object: Value,
         rv: u64,
+        prev: Option<Value>,
     ) {
         let ev = WatchEvent {
             storage,
             event_type,
             object: Arc::new(object),
             rv,
+            prev: prev.map(Arc::new),
         };
         inner.history.push_back(ev.clone());
         if inner.history.len() > HISTORY {
@@ -241,7 +245,7 @@ impl Store {
                 .entry(def.storage)
                 .or_default()
                 .insert((ns, name), obj.clone());
-            self.emit(&mut inner, def.storage, "ADDED", obj.clone(), rv);
+            self.emit(&mut inner, def.storage, "ADDED", obj.clone(), rv, None);
         }
         Ok(obj)
     }
@@ -308,12 +312,12 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if !dry_run {
             inner.rv = rv;
-            inner
+            let prev = inner
                 .objects
                 .entry(def.storage)
                 .or_default()
                 .insert((ns, name), obj.clone());
-            self.emit(&mut inner, def.storage, "MODIFIED", obj.clone(), rv);
+            self.emit(&mut inner, def.storage, "MODIFIED", obj.clone(), rv, prev);
         }
         Ok(obj)
     }
@@ -354,7 +358,7 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.emit(&mut inner, def.storage, "DELETED", obj.clone(), rv);
+        self.emit(&mut inner, def.storage, "DELETED", obj.clone(), rv, None);
         Ok(obj)
     }
 

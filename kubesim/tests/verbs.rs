@@ -978,3 +978,40 @@ async fn kube_rs_discovery_finds_every_kind() {
     let v = c.apiserver_version().await.unwrap();
     assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "35"));
 }
+
+#[tokio::test]
+async fn selector_watches_see_objects_enter_and_leave() {
+    let (_sim, c) = empty().await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    let d = api
+        .create(&PostParams::default(), &deployment("web", 0, "nginx:1"))
+        .await
+        .unwrap();
+    let rv = d.metadata.resource_version.clone().unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams::default().labels("tier=front").timeout(10),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let label = |v: Option<&str>| Patch::Merge(json!({"metadata": {"labels": {"tier": v}}}));
+    api.patch("web", &PatchParams::default(), &label(Some("front")))
+        .await
+        .unwrap();
+    api.patch("web", &PatchParams::default(), &label(None))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap() {
+            Some(WatchEvent::Added(_)) => seen.push("ADDED"),
+            Some(WatchEvent::Deleted(_)) => seen.push("DELETED"),
+            // (Status writes by the controllers while it matches are MODIFIED.)
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["ADDED", "DELETED"]);
+}
