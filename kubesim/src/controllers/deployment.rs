@@ -262,13 +262,6 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
             &now,
             true,
         );
-        ctx.event(
-            &d,
-            "Warning",
-            "ProgressDeadlineExceeded",
-            &format!("Deployment {name} has timed out progressing"),
-            "deployment-controller",
-        );
     }
     // Put Available before Progressing like the real controller does.
     conds.sort_by_key(|c| if c["type"] == "Available" { 0 } else { 1 });

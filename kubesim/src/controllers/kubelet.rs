@@ -17,8 +17,26 @@ const NODES: [&str; 3] = ["kubesim-node-a", "kubesim-node-b", "kubesim-node-c"];
 /// Seconds a terminating pod lingers before it is gone.
 const TERMINATE_AFTER: i64 = 1;
 
+/// The kubelet's `Killing` events for a pod going away.
+pub(super) fn killing(ctx: &Ctx<'_>, pod: &Value) {
+    if pod["status"]["phase"] != "Running" {
+        return;
+    }
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = c["name"].as_str().unwrap_or_default();
+        ctx.event(
+            pod,
+            "Normal",
+            "Killing",
+            &format!("Stopping container {name}"),
+            "kubelet",
+        );
+    }
+}
+
 /// Start a graceful delete: the pod shows as Terminating and disappears a moment later.
 pub(super) fn terminate(ctx: &Ctx<'_>, pod: &Value) {
+    killing(ctx, pod);
     let mut p = pod.clone();
     p["metadata"]["deletionTimestamp"] = json!(ctx.now_str());
     p["metadata"]["deletionGracePeriodSeconds"] = json!(TERMINATE_AFTER);

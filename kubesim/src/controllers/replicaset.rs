@@ -69,6 +69,7 @@ fn reconcile_one(ctx: &Ctx<'_>, rs: Value) {
         });
         let excess = (have - want) as usize;
         for p in owned.drain(..excess) {
+            super::kubelet::killing(ctx, &p);
             ctx.delete(pods(), &p);
             ctx.event(
                 &rs,
