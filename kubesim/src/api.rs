@@ -229,7 +229,7 @@ async fn route(
         ("PUT", true, _) => ctx.replace(body),
         ("PATCH", true, _) => ctx.patch(body),
         ("DELETE", true, None) => ctx.delete(body),
-        ("DELETE", false, None) => ctx.delete_collection(),
+        ("DELETE", false, None) if t.def.kind != "Namespace" => ctx.delete_collection(),
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {path})"
         ))),
@@ -679,6 +679,9 @@ impl Req<'_> {
 
     fn patch_once(&self, kind: PatchKind, patch: &Value) -> Result<Response, ApiError> {
         let patch = patch.clone();
+        if kind == PatchKind::Apply && !patch.is_object() {
+            return Err(ApiError::bad_request("apply patch must be an object"));
+        }
         if self.t.sub.as_deref() == Some("scale") {
             let scale = self.get_scale()?;
             let patched = apply_patch(kind, &scale, &patch)?;

@@ -10,7 +10,11 @@ use crate::error::ApiError;
 use crate::resources::{self, RESOURCES, ResourceDef};
 
 fn verbs(def: &ResourceDef) -> Vec<&'static str> {
-    let _ = def;
+    if def.kind == "Namespace" {
+        return vec![
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ];
+    }
     vec![
         "create",
         "delete",

@@ -324,17 +324,25 @@ impl KubeSim {
         path_and_query: &str,
         body: Vec<u8>,
     ) -> axum::response::Response {
+        self.request_typed(method, path_and_query, None, body).await
+    }
+
+    /// [`KubeSim::request`] with a Content-Type.
+    pub async fn request_typed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> axum::response::Response {
         let uri: Uri = path_and_query
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/"));
-        api::handle(
-            self.shared.clone(),
-            method,
-            uri,
-            HeaderMap::new(),
-            Bytes::from(body),
-        )
-        .await
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = content_type.and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+            headers.insert(axum::http::header::CONTENT_TYPE, ct);
+        }
+        api::handle(self.shared.clone(), method, uri, headers, Bytes::from(body)).await
     }
 }
 

@@ -1,0 +1,148 @@
+//! Hostile input: every path shape × method × content type × body must answer, never panic.
+
+mod common;
+
+use std::time::Duration;
+
+use http::Method;
+use kubesim::{KubeSim, Seed};
+
+const BODIES: &[&str] = &[
+    "",
+    "null",
+    "[]",
+    "42",
+    "\"x\"",
+    "{",
+    "{}",
+    r#"{"metadata":"x"}"#,
+    r#"{"metadata":{"name":5}}"#,
+    r#"{"metadata":{"name":"x","labels":"y"},"spec":"z"}"#,
+    r#"{"metadata":{"name":"api","resourceVersion":"1"},"spec":{"replicas":-3}}"#,
+    r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#,
+    r#"{"metadata":{"name":"api"},"spec":{"template":{"spec":{"containers":"no"}}}}"#,
+    r#"{"spec":{"replicas":"many"}}"#,
+    r#"{"status":{"replicas":"x","conditions":"y"}}"#,
+    r#"[{"op":"replace","path":"/spec","value":null}]"#,
+    r#"[{"op":"add","path":"/metadata/labels/a","value":1}]"#,
+    r#"[{"op":"move","from":"/spec","path":"/status"}]"#,
+    r#"{"$patch":"delete"}"#,
+    r#"{"spec":{"template":{"spec":{"containers":[{"$patch":"delete"}]}}}}"#,
+    r#"{"spec":{"$patch":"replace"}}"#,
+    r#"{"$retainKeys":["metadata"]}"#,
+    "k8s\u{0}\u{a}\u{2}\u{a}\u{0}",
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec: {replicas: [1]}\n",
+];
+
+const CONTENT_TYPES: &[&str] = &[
+    "application/json",
+    "application/merge-patch+json",
+    "application/json-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+    "application/vnd.kubernetes.protobuf",
+    "text/plain",
+];
+
+fn paths() -> Vec<String> {
+    let mut out = vec![
+        "/".to_string(),
+        "/api".into(),
+        "/apis".into(),
+        "/apis/apps".into(),
+        "/apis/nope/v1".into(),
+        "/api/v1/namespaces".into(),
+        "/api/v1/namespaces/gc-storage".into(),
+        "/api/v1/namespaces/gc-storage/status".into(),
+        "/openapi/v3".into(),
+        "/api/v1/pods?watch=true&timeoutSeconds=0".into(),
+        "/api/v1/namespaces/gc-storage/pods?labelSelector=%28%28&fieldSelector=%3D%3D".into(),
+        "/api/v1/namespaces/gc-storage/pods?limit=-1&continue=zz".into(),
+        "/api/v1/namespaces/gc-storage/pods/x/log?tailLines=-5&sinceSeconds=abc&follow=false"
+            .into(),
+        "/kubesim/clock/advance?seconds=1e999".into(),
+        "/kubesim/faults/forbid?verb=".into(),
+    ];
+    for base in [
+        "/apis/apps/v1/namespaces/gc-storage/deployments",
+        "/apis/apps/v1/namespaces/gc-storage/statefulsets",
+        "/apis/batch/v1/namespaces/gc-storage/cronjobs",
+        "/apis/autoscaling/v2/namespaces/gc-storage/horizontalpodautoscalers",
+        "/apis/events.k8s.io/v1/namespaces/gc-storage/events",
+        "/api/v1/namespaces/gc-storage/events",
+    ] {
+        out.push(base.to_string());
+        for name in [
+            "api",
+            "postgres-replica",
+            "postgres-backup",
+            "api-hpa",
+            "missing",
+            "%00",
+            "..",
+        ] {
+            out.push(format!("{base}/{name}"));
+            for sub in ["status", "scale", "log", "bogus", "scale/extra"] {
+                out.push(format!("{base}/{name}/{sub}"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_answers() {
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    sim.clock().pause();
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    let mut answered = 0usize;
+    for path in paths() {
+        for method in &methods {
+            let combos: Vec<(&str, &str)> = if *method == Method::GET {
+                vec![("application/json", "")]
+            } else {
+                CONTENT_TYPES
+                    .iter()
+                    .flat_map(|ct| BODIES.iter().map(move |b| (*ct, *b)))
+                    .collect()
+            };
+            for (ct, body) in combos {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    sim.request_typed(method.clone(), &path, Some(ct), body.as_bytes().to_vec()),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{method} {path} {ct} {body:?} hung"));
+                let code = r.status().as_u16();
+                assert!((200..600).contains(&code), "{method} {path}: {code}");
+                if code >= 400 && !path.starts_with("/kubesim") && !path.contains("/log") {
+                    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+                        .await
+                        .unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                        panic!("{method} {path} {ct} {body:?}: not JSON ({e})")
+                    });
+                    assert_eq!(v["kind"], "Status", "{method} {path} {ct} {body:?}: {v}");
+                    assert_eq!(v["code"].as_u64(), Some(u64::from(code)));
+                }
+                answered += 1;
+            }
+        }
+        // Controllers keep working on whatever was accepted.
+        sim.advance(Duration::from_secs(1)).await;
+    }
+    assert!(answered > 10_000, "{answered}");
+    sim.advance(Duration::from_secs(60)).await;
+    // Still serving, and the deletecollection of namespaces above was refused.
+    assert!(sim.get("v1", "Namespace", "", "default").is_some());
+    let r = sim
+        .request(Method::GET, "/api/v1/namespaces", Vec::new())
+        .await;
+    assert_eq!(r.status(), 200);
+}
