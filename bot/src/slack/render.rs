@@ -68,6 +68,47 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Escapes `s` for mrkdwn and turns Slack user subjects (`slack:U123ABC`) into mentions
+/// (`<@U123ABC>`), which Slack shows as the person's name. Nothing else becomes markup.
+pub fn mrkdwn(s: &str) -> String {
+    let escaped = escape(s);
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_str();
+    while let Some(pos) = rest.find("slack:") {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        let after_prefix = &after["slack:".len()..];
+        let id_len = after_prefix
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            .count();
+        let id = &after_prefix[..id_len];
+        let boundary_before = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
+        let boundary_after = after_prefix[id_len..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if boundary_before
+            && boundary_after
+            && id.len() >= 3
+            && (id.starts_with('U') || id.starts_with('W'))
+        {
+            out.push_str("<@");
+            out.push_str(id);
+            out.push('>');
+            rest = &after_prefix[id_len..];
+        } else {
+            out.push_str("slack:");
+            rest = after_prefix;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Renders a reply as message content for `chat.postMessage` / `chat.update`.
 pub fn render(reply: &Reply) -> SlackMessageContent {
     // The footer is cut first, so the notes `truncated` appends to it always fit.
@@ -80,14 +121,14 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     blocks.push(SlackHeaderBlock::new(cut(&header, HEADER_CHARS).into()).into());
 
     if let Some(text) = reply.text.as_deref().filter(|t| !t.trim().is_empty()) {
-        blocks.push(section(&cut(&escape(text), TEXT_OBJECT_CHARS)));
+        blocks.push(section(&cut(&mrkdwn(text), TEXT_OBJECT_CHARS)));
     }
 
     for chunk in reply.fields.chunks(FIELDS_PER_SECTION) {
         let fields = chunk
             .iter()
             .map(|f| {
-                let text = format!("*{}*\n{}", escape(&f.name), escape(&f.value));
+                let text = format!("*{}*\n{}", escape(&f.name), mrkdwn(&f.value));
                 SlackBlockText::from(SlackBlockMarkDownText::new(cut(&text, FIELD_CHARS)))
             })
             .collect();
@@ -354,6 +395,31 @@ mod tests {
         let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
         assert_eq!(t, "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;");
         assert!(!v["text"].as_str().unwrap().contains('<'));
+    }
+
+    #[test]
+    fn slack_user_subjects_become_mentions() {
+        assert_eq!(mrkdwn("by slack:U01SRELEAD."), "by <@U01SRELEAD>.");
+        assert_eq!(mrkdwn("slack:UENG, slack:W123"), "<@UENG>, <@W123>");
+        // Not user ids, or not standing alone: left as they are.
+        for s in [
+            "slack-group:S01OPS",
+            "slack:C0CHANNEL",
+            "xslack:UABC",
+            "slack:U1",
+            "slack:UABCdef",
+            "slack:",
+            "slack:<@U1>",
+        ] {
+            assert_eq!(mrkdwn(s), escape(s), "{s}");
+        }
+        let v = json(&render(
+            &Reply::info("t").field("Requested by", "slack:UENG"),
+        ));
+        assert_eq!(
+            v["blocks"][1]["fields"][0]["text"],
+            "*Requested by*\n<@UENG>"
+        );
     }
 
     #[test]
