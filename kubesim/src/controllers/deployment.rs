@@ -262,6 +262,15 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
             &now,
             true,
         );
+        // The real controller only sets the condition; this Warning event is a kubesim liberty that
+        // opsbot's tests rely on (a rollout failure visible in `get events`).
+        ctx.event(
+            &d,
+            "Warning",
+            "ProgressDeadlineExceeded",
+            &format!("Deployment {name} has timed out progressing"),
+            "deployment-controller",
+        );
     }
     // Put Available before Progressing like the real controller does.
     conds.sort_by_key(|c| if c["type"] == "Available" { 0 } else { 1 });
