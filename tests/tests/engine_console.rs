@@ -435,3 +435,38 @@ async fn secrets_typed_by_mistake_stay_out_of_the_audit_log() {
         assert!(!all.contains("s3cr3t-t0ken-value"), "{all}");
     }
 }
+
+both_databases!(
+    abandoned_executions_fail_visibly,
+    |bot: TestBot| async move {
+        let out = bot.say("bob", "scale conea-api 16").await;
+        let id = approval_id(&out).unwrap();
+        // As if a replica had claimed it two hours ago and then died.
+        let long_ago = jiff::Timestamp::now().as_millisecond() - 2 * 3600 * 1000;
+        bot.raw_sql(&format!(
+            "UPDATE approvals SET state = 'executing', updated_ms = {long_ago} WHERE id = '{id}'"
+        ))
+        .await;
+        let mark = bot.out.len();
+        bot.engine.sweep().await;
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Failed);
+        assert!(a.outcome.unwrap().contains("outcome is unknown"));
+        assert!(
+            bot.out
+                .since(mark)
+                .contains(&format!("Approved, but failed · {id}"))
+        );
+
+        // A fresh execution is left alone.
+        let out = bot.say("bob", "scale conea-api 17").await;
+        let id = approval_id(&out).unwrap();
+        bot.raw_sql(&format!(
+            "UPDATE approvals SET state = 'executing' WHERE id = '{id}'"
+        ))
+        .await;
+        bot.engine.sweep().await;
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Executing);
+    }
+);

@@ -81,6 +81,10 @@ impl Default for EngineOptions {
     }
 }
 
+/// How long past the longest operation timeout an execution may stay unfinished before it is
+/// taken for abandoned by a stopped process.
+const ABANDON_GRACE: Duration = Duration::from_secs(300);
+
 /// The engine, cheap to clone and share between adapters.
 #[derive(Clone)]
 pub struct Engine {
@@ -942,13 +946,64 @@ impl Engine {
         match self.inner.store.approvals_in(ApprovalState::Approved).await {
             Ok(approved) => {
                 for a in approved {
-                    self.run_approved(&a.id).await;
+                    let engine = self.clone();
+                    self.spawn(async move { engine.run_approved(&a.id).await });
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot look for approved requests"),
         }
+        self.fail_abandoned().await;
         self.inner.limiter.retain_recent();
         self.update_pending_gauge().await;
+    }
+
+    /// Requests still `executing` long after any operation could have finished were being run
+    /// by a process that stopped. Their outcome is unknown: they fail, saying so, so nobody
+    /// waits on them and the card tells people to look at the cluster.
+    async fn fail_abandoned(&self) {
+        let options = &self.inner.operator.options;
+        let longest = options.rollout_timeout.max(options.job_timeout) + ABANDON_GRACE;
+        let cutoff = Timestamp::now()
+            .checked_sub(
+                jiff::SignedDuration::try_from(longest).unwrap_or(jiff::SignedDuration::MAX),
+            )
+            .unwrap_or(Timestamp::MIN);
+        let executing = match self
+            .inner
+            .store
+            .approvals_in(ApprovalState::Executing)
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for abandoned executions");
+                return;
+            }
+        };
+        for a in executing.into_iter().filter(|a| a.updated < cutoff) {
+            let why =
+                "opsbot stopped while running this; its outcome is unknown: check the cluster";
+            match self
+                .inner
+                .store
+                .finish(&a.id, ApprovalState::Failed, why)
+                .await
+            {
+                Ok(true) => {
+                    self.audit(
+                        AuditEntry::new(AuditKind::Execution, &a.platform)
+                            .channel(&a.channel)
+                            .approval_id(&a.id)
+                            .command(&a.command)
+                            .outcome("abandoned"),
+                    )
+                    .await;
+                    self.refresh_card(&a.id).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(approval = %a.id, error = %e, "cannot fail abandoned"),
+            }
+        }
     }
 
     async fn sweep_forever(&self) {
