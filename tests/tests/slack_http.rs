@@ -379,3 +379,18 @@ async fn an_oversized_body_without_content_length_is_refused_while_streaming() {
     ));
     bot.assert_nothing_else().await;
 }
+
+#[tokio::test]
+async fn slacks_ssl_check_is_answered_and_runs_nothing() {
+    let mut bot = Bot::start().await;
+    let body =
+        slack_fake::form_encode(&[("ssl_check", "1"), ("token", "gIkuvaNzQIHg97ATvDxqgjtO")]);
+    let req = SignedRequest::new(
+        "/slack/commands",
+        "application/x-www-form-urlencoded",
+        body.into_bytes(),
+        SECRET,
+    );
+    assert_eq!(bot.send(&req).await.status(), 200);
+    bot.assert_nothing_else().await;
+}

@@ -29,6 +29,9 @@ pub struct SlashCommand {
     pub channel_id: String,
     #[serde(default)]
     pub trigger_id: String,
+    /// `1` on Slack's periodic certificate checks of the command URL (no command to run).
+    #[serde(default)]
+    pub ssl_check: Option<String>,
 }
 
 /// The parts of an interaction payload opsbot uses.
@@ -347,6 +350,7 @@ mod tests {
             user_id: "U1".into(),
             channel_id: "C1".into(),
             trigger_id: trigger.into(),
+            ssl_check: None,
         }
     }
 

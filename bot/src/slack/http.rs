@@ -109,6 +109,10 @@ async fn commands(State(s): State<Shared>, req: Request) -> Response {
     let Ok(cmd) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return malformed(&s, EP, "body is not a slash command form");
     };
+    if cmd.ssl_check.as_deref() == Some("1") {
+        // Slack checking the endpoint's certificate: nothing to run.
+        return StatusCode::OK.into_response();
+    }
     match s.dispatcher.command(cmd) {
         Ok(ack) => axum::Json(ack.to_json()).into_response(),
         Err(e) => malformed(&s, EP, &e.0),

@@ -79,6 +79,7 @@ pub fn slash_command(ev: &SlackCommandEvent) -> SlashCommand {
         user_id: ev.user_id.to_string(),
         channel_id: ev.channel_id.to_string(),
         trigger_id: ev.trigger_id.to_string(),
+        ssl_check: None,
     }
 }
 
