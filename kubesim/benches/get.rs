@@ -1,7 +1,7 @@
 //! Get latency with 10,000 objects: direct store access, the in-process handler, and HTTP (kube-rs).
 //!
-//! `cargo bench -p kubesim --bench get` (release) or `cargo run -p kubesim --example ...`-style in
-//! debug with `cargo test -p kubesim --bench get` is not needed; it is a plain `main`.
+//! `cargo bench -p kubesim --bench get` (a plain `main`, `harness = false`); it prints figures and
+//! asserts nothing about time.
 
 use std::time::{Duration, Instant};
 

@@ -689,8 +689,8 @@ impl Req<'_> {
         }
         let old = match self.current() {
             Ok(o) => o,
-            Err(e) if kind == PatchKind::Apply && self.t.sub.is_none() => {
-                let _ = e;
+            // Server-side apply creates what does not exist yet.
+            Err(_) if kind == PatchKind::Apply && self.t.sub.is_none() => {
                 let mut obj = patch;
                 if !obj.get("metadata").is_some_and(Value::is_object) {
                     obj["metadata"] = json!({});

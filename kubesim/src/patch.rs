@@ -70,13 +70,13 @@ pub fn apply_patch(kind: PatchKind, doc: &Value, patch: &Value) -> Result<Value,
                     "strategic merge patch must be a JSON object",
                 ));
             }
-            strategic_merge(&mut out, patch, "", true)?;
+            strategic_merge(&mut out, patch, true)?;
         }
         PatchKind::Apply => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request("apply patch must be an object"));
             }
-            strategic_merge(&mut out, patch, "", false)?;
+            strategic_merge(&mut out, patch, false)?;
         }
     }
     Ok(out)
@@ -110,12 +110,7 @@ fn is_set_list(field: &str) -> bool {
 }
 
 /// Strategic merge `patch` into `doc`. `nulls_delete` is true for SMP and false for apply (where null is a value).
-fn strategic_merge(
-    doc: &mut Value,
-    patch: &Value,
-    field: &str,
-    nulls_delete: bool,
-) -> Result<(), ApiError> {
+fn strategic_merge(doc: &mut Value, patch: &Value, nulls_delete: bool) -> Result<(), ApiError> {
     let Value::Object(pm) = patch else {
         *doc = patch.clone();
         return Ok(());
@@ -166,7 +161,7 @@ fn strategic_merge(
         match pv {
             Value::Object(_) => {
                 let entry = dm.entry(k.clone()).or_insert(Value::Null);
-                strategic_merge(entry, pv, k, nulls_delete)?;
+                strategic_merge(entry, pv, nulls_delete)?;
                 if entry.is_null() && nulls_delete {
                     dm.remove(k);
                 }
@@ -198,7 +193,6 @@ fn strategic_merge(
             }
         }
     }
-    let _ = field;
     Ok(())
 }
 
@@ -227,10 +221,10 @@ fn merge_list(
                     None => cur.push(it),
                 }
             }
-            (_, Some(i)) => strategic_merge(&mut cur[i], item, "", nulls_delete)?,
+            (_, Some(i)) => strategic_merge(&mut cur[i], item, nulls_delete)?,
             (_, None) => {
                 let mut fresh = Value::Object(Map::new());
-                strategic_merge(&mut fresh, item, "", nulls_delete)?;
+                strategic_merge(&mut fresh, item, nulls_delete)?;
                 cur.push(fresh);
             }
         }

@@ -8,7 +8,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::job::{finished, succeeded};
-use super::{Ctx, children, int, owner_ref, time_of};
+use super::{Ctx, children, owner_ref, time_of};
 use crate::clock::fmt_time;
 use crate::resources::{cronjobs, jobs};
 use crate::store::{meta_str, name_of, ns_of};
@@ -189,6 +189,5 @@ fn reconcile_one(ctx: &Ctx<'_>, cj: Value) {
     } else {
         status["active"] = json!(active);
     }
-    let _ = int(&Value::Null);
     ctx.set_status(cronjobs(), &cj, status);
 }

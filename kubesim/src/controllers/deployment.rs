@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, children, int, owner_ref, set_condition, stable_hash, time_of, uid_of};
+use super::{Ctx, children, int, owner_ref, set_condition, stable_hash, time_of};
 use crate::resources::{deployments, replicasets};
 use crate::store::{name_of, ns_of};
 
@@ -399,7 +399,6 @@ fn cleanup_history(ctx: &Ctx<'_>, d: &Value, rss: &[Value], new_idx: usize) {
     idle.sort_by_key(|r| revision(r));
     let excess = idle.len() - limit;
     for r in idle.into_iter().take(excess) {
-        let _ = uid_of(r);
         ctx.delete(replicasets(), r);
     }
 }
