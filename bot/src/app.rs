@@ -27,6 +27,8 @@ pub enum StartError {
     #[error("{0}")]
     Cluster(#[from] opsbot_commands::ops::ClusterConfigError),
     #[error("{0}")]
+    Slack(#[from] crate::slack::SlackError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -121,6 +123,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
     let stop_socket = tokio_util::sync::CancellationToken::new();
     let mut socket = None;
     if let Some(slack) = crate::slack::SlackConfig::from_config(&config.slack) {
+        slack.validate()?;
         if slack.socket_mode {
             let (engine, stop) = (engine.clone(), stop_socket.clone());
             socket = Some(tokio::spawn(async move {

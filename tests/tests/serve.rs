@@ -72,3 +72,17 @@ async fn health_readiness_metrics_and_graceful_stop() {
         "no longer listening after stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_configured_slack_fails_at_start() {
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&sim, dir.path());
+    // A bot token but no signing secret: HTTP mode could verify nothing.
+    config.slack.bot_token = Some(opsbot::config::Secret::new("xoxb-test"));
+    let Err(err) = opsbot::app::start(&config).await else {
+        panic!("start must refuse a Slack section without a signing secret");
+    };
+    assert!(err.to_string().contains("signing"), "{err}");
+    assert!(!err.to_string().contains("xoxb-test"), "{err}");
+}
