@@ -147,10 +147,78 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str) -> Option<Res
             Some(l) => l,
             None => return Some(error_response(&ApiError::not_found_path(path))),
         },
+        ["openapi", "v3"] => openapi_v3_root(),
+        ["openapi", "v3", "api", v] => match openapi_v3_gv("", v) {
+            Some(doc) => doc,
+            None => return Some(error_response(&ApiError::not_found_path(path))),
+        },
+        ["openapi", "v3", "apis", g, v] => match openapi_v3_gv(g, v) {
+            Some(doc) => doc,
+            None => return Some(error_response(&ApiError::not_found_path(path))),
+        },
         ["openapi", ..] | ["swagger.json"] | ["swaggerapi", ..] => {
             return Some(error_response(&ApiError::not_found_path(path)));
         }
         _ => return None,
     };
     Some(json_response(200, &body))
+}
+
+/// `/openapi/v3`: one entry per group/version.
+fn openapi_v3_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=kubesim"}),
+    );
+    for (g, vs) in resources::groups() {
+        for v in vs {
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=kubesim")}),
+            );
+        }
+    }
+    json!({ "paths": paths })
+}
+
+/// A skeleton OpenAPI v3 document for one group/version: paths with their GVK and the
+/// `fieldValidation` parameter on PATCH, which is what kubectl checks to leave validation to the
+/// server (so `kubectl apply` works). No schemas: kubectl falls back to its built-in types.
+fn openapi_v3_gv(group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let prefix = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let params = json!([
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+    ]);
+    let mut paths = serde_json::Map::new();
+    for d in defs {
+        let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
+        let item = if d.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
+        } else {
+            format!("{prefix}/{}/{{name}}", d.plural)
+        };
+        let op = |id: &str| json!({"operationId": id, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        paths.insert(item, json!({"get": op("read"), "put": op("replace"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (kubesim)", "version": "v1.35.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
 }

@@ -240,6 +240,37 @@ async fn kubectl_get_scale_patch_logs_events_jobs() {
     );
     let out = k.ok(&["get", "jobs", "-n", "gc-storage"]).await;
     assert!(out.contains("manual-1"), "{out}");
+    // kubectl apply (client-side, then server-side), with kubectl's default validation.
+    let manifest = k._dir.path().join("web.yaml");
+    let yaml = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: production}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: web, image: 'nginx:1.27'}}]}}\n"
+        )
+    };
+    std::fs::write(&manifest, yaml(1)).unwrap();
+    let path = manifest.to_str().unwrap();
+    assert!(
+        k.ok(&["apply", "-f", path])
+            .await
+            .contains("deployment.apps/web created")
+    );
+    std::fs::write(&manifest, yaml(2)).unwrap();
+    assert!(
+        k.ok(&["apply", "-f", path])
+            .await
+            .contains("deployment.apps/web configured")
+    );
+    assert_eq!(
+        k.sim
+            .get("apps/v1", "Deployment", "production", "web")
+            .unwrap()["spec"]["replicas"],
+        2
+    );
+    assert!(
+        k.ok(&["apply", "--server-side", "-f", path])
+            .await
+            .contains("serverside-applied")
+    );
     let out = k
         .ok(&["get", "cronjobs", "-n", "shiojiri-rainbow-seeker"])
         .await;
