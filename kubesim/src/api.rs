@@ -580,6 +580,8 @@ impl Req<'_> {
             m.remove("namespace");
         }
         crate::objects::check_shape(self.sdef(), &obj)?;
+        self.strict_fields(&obj)?;
+        crate::objects::drop_unknown(self.sdef(), &mut obj);
         apply_defaults(self.sdef(), &mut obj);
         validate(self.sdef(), &obj, None)?;
         let created = self
@@ -590,6 +592,28 @@ impl Req<'_> {
             self.shared.kick.notify_one();
         }
         self.respond(201, created)
+    }
+
+    /// `fieldValidation=Strict` (kubectl's default): unknown fields are a 400 like the API server's.
+    fn strict_fields(&self, obj: &Value) -> Result<(), ApiError> {
+        if self.q.get("fieldValidation").map(String::as_str) != Some("Strict") {
+            return Ok(());
+        }
+        let unknown = crate::objects::unknown_fields(self.sdef(), obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            self.sdef().kind,
+            self.sdef().api_version(),
+            self.sdef().kind,
+            list.join(", ")
+        )))
     }
 
     fn check_name(&self, obj: &Value) -> Result<(), ApiError> {
@@ -627,6 +651,8 @@ impl Req<'_> {
             _ => {}
         }
         crate::objects::check_shape(sdef, &new)?;
+        self.strict_fields(&new)?;
+        crate::objects::drop_unknown(sdef, &mut new);
         if self.t.sub.is_none() {
             apply_defaults(sdef, &mut new);
             validate(sdef, &new, Some(old))?;

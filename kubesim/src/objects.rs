@@ -229,33 +229,7 @@ fn check_template(obj: &Value, causes: &mut Vec<(String, String)>) {
 /// Every shape error (a string where an object belongs, a bad timestamp, ...) is a 400 here, so the
 /// controllers can rely on shapes.
 pub fn check_shape(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
-    use k8s_openapi::api::{apps, autoscaling, batch, core};
-    fn try_as<T: serde::de::DeserializeOwned>(v: Value) -> Result<(), String> {
-        serde_json::from_value::<T>(v)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), json!(def.api_version()));
-        m.insert("kind".into(), json!(def.kind));
-    }
-    let r = match (def.group, def.kind) {
-        ("", "Namespace") => try_as::<core::v1::Namespace>(v),
-        ("", "Pod") => try_as::<core::v1::Pod>(v),
-        ("", "Event") => try_as::<core::v1::Event>(v),
-        ("apps", "Deployment") => try_as::<apps::v1::Deployment>(v),
-        ("apps", "ReplicaSet") => try_as::<apps::v1::ReplicaSet>(v),
-        ("apps", "StatefulSet") => try_as::<apps::v1::StatefulSet>(v),
-        ("batch", "Job") => try_as::<batch::v1::Job>(v),
-        ("batch", "CronJob") => try_as::<batch::v1::CronJob>(v),
-        ("autoscaling", "HorizontalPodAutoscaler") => {
-            try_as::<autoscaling::v2::HorizontalPodAutoscaler>(v)
-        }
-        ("events.k8s.io", "Event") => try_as::<k8s_openapi::api::events::v1::Event>(v),
-        _ => Ok(()),
-    };
-    r.map_err(|e| {
+    roundtrip(def, obj).map(|_| ()).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             def.kind,
@@ -263,6 +237,95 @@ pub fn check_shape(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
             def.kind
         ))
     })
+}
+
+/// The object decoded as its k8s-openapi type and encoded again (`None` for kinds without one).
+fn roundtrip(def: &ResourceDef, obj: &Value) -> Result<Option<Value>, String> {
+    use k8s_openapi::api::{apps, autoscaling, batch, core};
+    fn via<T: serde::de::DeserializeOwned + serde::Serialize>(
+        v: Value,
+    ) -> Result<Option<Value>, String> {
+        let t = serde_json::from_value::<T>(v).map_err(|e| e.to_string())?;
+        serde_json::to_value(t).map(Some).map_err(|e| e.to_string())
+    }
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), json!(def.api_version()));
+        m.insert("kind".into(), json!(def.kind));
+    }
+    match (def.group, def.kind) {
+        ("", "Namespace") => via::<core::v1::Namespace>(v),
+        ("", "Pod") => via::<core::v1::Pod>(v),
+        ("", "Event") => via::<core::v1::Event>(v),
+        ("apps", "Deployment") => via::<apps::v1::Deployment>(v),
+        ("apps", "ReplicaSet") => via::<apps::v1::ReplicaSet>(v),
+        ("apps", "StatefulSet") => via::<apps::v1::StatefulSet>(v),
+        ("batch", "Job") => via::<batch::v1::Job>(v),
+        ("batch", "CronJob") => via::<batch::v1::CronJob>(v),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            via::<autoscaling::v2::HorizontalPodAutoscaler>(v)
+        }
+        ("events.k8s.io", "Event") => via::<k8s_openapi::api::events::v1::Event>(v),
+        _ => Ok(None),
+    }
+}
+
+/// Drop the fields the kind's type does not have, as decoding into the API server's types does.
+pub fn drop_unknown(def: &ResourceDef, obj: &mut Value) {
+    fn prune(input: &mut Value, known: &Value) {
+        match (input, known) {
+            (Value::Object(i), Value::Object(k)) => {
+                i.retain(|key, _| k.contains_key(key));
+                for (key, v) in i.iter_mut() {
+                    if let Some(kv) = k.get(key) {
+                        prune(v, kv);
+                    }
+                }
+            }
+            (Value::Array(i), Value::Array(k)) if i.len() == k.len() => {
+                for (iv, kv) in i.iter_mut().zip(k) {
+                    prune(iv, kv);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Ok(Some(known)) = roundtrip(def, obj) {
+        prune(obj, &known);
+    }
+}
+
+/// Fields of `obj` its type does not have (`spec.replicaz`), for `fieldValidation=Strict`.
+pub fn unknown_fields(def: &ResourceDef, obj: &Value) -> Vec<String> {
+    fn walk(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+        match (input, known) {
+            (Value::Object(i), Value::Object(k)) => {
+                for (key, v) in i {
+                    let p = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match k.get(key) {
+                        Some(kv) => walk(v, kv, &p, out),
+                        None if !v.is_null() => out.push(p),
+                        None => {}
+                    }
+                }
+            }
+            (Value::Array(i), Value::Array(k)) => {
+                for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                    walk(iv, kv, &format!("{path}[{n}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(Some(known)) = roundtrip(def, obj) {
+        walk(obj, &known, "", &mut out);
+    }
+    out
 }
 
 /// Validate an object; `old` is the stored version on updates (for immutable fields).

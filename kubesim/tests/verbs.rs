@@ -1015,3 +1015,52 @@ async fn selector_watches_see_objects_enter_and_leave() {
     }
     assert_eq!(seen, vec!["ADDED", "DELETED"]);
 }
+
+#[tokio::test]
+async fn unknown_fields_are_dropped_or_rejected_when_strict() {
+    let (_sim, c) = empty().await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    api.create(&PostParams::default(), &deployment("web", 1, "nginx:1"))
+        .await
+        .unwrap();
+    let typo = json!({"spec": {"replicaz": 3}});
+    // Default (like the API server without fieldValidation): accepted, the unknown field dropped.
+    let p = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(typo.clone()))
+        .await
+        .unwrap();
+    assert_eq!(p.spec.unwrap().replicas, Some(1));
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "demo",
+        &kube::api::ApiResource::erase::<Deployment>(&()),
+    );
+    assert!(
+        raw.get("web").await.unwrap().data["spec"]
+            .get("replicaz")
+            .is_none()
+    );
+    // Strict: a 400 naming the field.
+    let err = api
+        .patch(
+            "web",
+            &PatchParams {
+                field_validation: Some(kube::api::ValidationDirective::Strict),
+                ..Default::default()
+            },
+            &Patch::Merge(typo),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 400);
+            assert!(
+                s.message.contains("unknown field \"spec.replicaz\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
