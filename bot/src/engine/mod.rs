@@ -598,26 +598,43 @@ impl Engine {
     }
 
     async fn fail_approval(&self, approval: &Approval, why: &str) {
-        match self
+        let change = self
             .inner
             .store
             .fail(&approval.id, ApprovalState::Approved, why)
-            .await
-        {
+            .await;
+        let detail = json!({ "reason": why });
+        self.settle(approval, change, AuditKind::Approval, "failed", detail)
+            .await;
+    }
+
+    /// After a conditional state change of `approval`: the one caller that made it records it
+    /// in the audit log and updates the card; everyone else does nothing.
+    async fn settle(
+        &self,
+        approval: &Approval,
+        change: Result<bool, crate::store::StoreError>,
+        kind: AuditKind,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) {
+        match change {
             Ok(true) => {
                 self.audit(
-                    AuditEntry::new(AuditKind::Approval, &approval.platform)
+                    AuditEntry::new(kind, &approval.platform)
                         .channel(&approval.channel)
                         .approval_id(&approval.id)
                         .command(&approval.command)
-                        .outcome("failed")
-                        .detail(json!({ "reason": why })),
+                        .outcome(outcome)
+                        .detail(detail),
                 )
                 .await;
                 self.refresh_card(&approval.id).await;
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(approval = %approval.id, error = %e, "cannot fail approval"),
+            Err(e) => {
+                tracing::error!(approval = %approval.id, outcome, error = %e, "cannot change approval state")
+            }
         }
     }
 
@@ -910,26 +927,19 @@ impl Engine {
     }
 
     async fn expire(&self, approval: Approval) {
-        match self
+        let change = self
             .inner
             .store
             .try_transition(&approval.id, ApprovalState::Pending, ApprovalState::Expired)
-            .await
-        {
-            Ok(true) => {
-                self.audit(
-                    AuditEntry::new(AuditKind::Approval, &approval.platform)
-                        .channel(&approval.channel)
-                        .approval_id(&approval.id)
-                        .command(&approval.command)
-                        .outcome("expired"),
-                )
-                .await;
-                self.refresh_card(&approval.id).await;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!(approval = %approval.id, error = %e, "cannot expire"),
-        }
+            .await;
+        self.settle(
+            &approval,
+            change,
+            AuditKind::Approval,
+            "expired",
+            serde_json::Value::Null,
+        )
+        .await;
     }
 
     /// One pass of the background duties: expire overdue requests and run approved requests
@@ -983,26 +993,19 @@ impl Engine {
         for a in executing.into_iter().filter(|a| a.updated < cutoff) {
             let why =
                 "opsbot stopped while running this; its outcome is unknown: check the cluster";
-            match self
+            let change = self
                 .inner
                 .store
                 .finish(&a.id, ApprovalState::Failed, why)
-                .await
-            {
-                Ok(true) => {
-                    self.audit(
-                        AuditEntry::new(AuditKind::Execution, &a.platform)
-                            .channel(&a.channel)
-                            .approval_id(&a.id)
-                            .command(&a.command)
-                            .outcome("abandoned"),
-                    )
-                    .await;
-                    self.refresh_card(&a.id).await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!(approval = %a.id, error = %e, "cannot fail abandoned"),
-            }
+                .await;
+            self.settle(
+                &a,
+                change,
+                AuditKind::Execution,
+                "abandoned",
+                serde_json::Value::Null,
+            )
+            .await;
         }
     }
 
