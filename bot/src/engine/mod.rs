@@ -204,7 +204,7 @@ impl Engine {
     }
 
     /// Records an inbound request refused before parsing (bad signature, stale, too large, …).
-    pub async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
+    pub async fn reject(&self, platform: &str, kind: RejectionKind, detail: &str) {
         self.inner.metrics.count_rejection(platform, kind.as_str());
         tracing::warn!(platform, kind = kind.as_str(), detail, "request rejected");
         self.audit(
@@ -732,7 +732,7 @@ impl Engine {
         }
         self.audit(entry).await;
         match progress_msg {
-            Some(msg) => self.update(ctx, &msg, &reply).await,
+            Some(msg) => self.update(&msg, &reply).await,
             None => {
                 self.post(ctx, &reply).await;
             }
@@ -797,7 +797,7 @@ impl Engine {
             Ok(false) => false,
             Ok(true) => {
                 self.reject(
-                    platform_static(platform),
+                    platform,
                     RejectionKind::Replay,
                     &format!("delivery {id} seen before"),
                 )
@@ -881,12 +881,13 @@ impl Engine {
         }
     }
 
-    async fn update(&self, ctx: &Ctx<'_>, msg: &MessageRef, reply: &Reply) {
+    /// Replaces a message opsbot posted; an undeliverable update is audited.
+    async fn update(&self, msg: &MessageRef, reply: &Reply) {
         let Some(sink) = self.sink(&msg.platform) else {
             return;
         };
         if let Err(e) = sink.update(msg, reply).await {
-            self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
+            self.undelivered(&msg.platform, &msg.channel, reply, &e.to_string())
                 .await;
         }
     }
@@ -918,12 +919,7 @@ impl Engine {
             return;
         };
         let reply = cards::approval_card(&approval, Timestamp::now());
-        let ctx = Ctx {
-            platform: &approval.platform,
-            channel: &approval.channel,
-            user: &approval_subject(&approval),
-        };
-        self.update(&ctx, card, &reply).await;
+        self.update(card, &reply).await;
     }
 
     async fn expire(&self, approval: Approval) {
@@ -1025,21 +1021,6 @@ impl Engine {
                 .pending_approvals
                 .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         }
-    }
-}
-
-fn approval_subject(a: &Approval) -> Subject {
-    Subject::parse(&a.requester)
-        .unwrap_or_else(|_| Subject::parse("console:unknown").expect("a valid literal subject"))
-}
-
-/// Platform names are few and static; map a stored one back.
-fn platform_static(platform: &str) -> Platform {
-    match platform {
-        "slack" => "slack",
-        "discord" => "discord",
-        "console" => "console",
-        _ => "unknown",
     }
 }
 
