@@ -448,7 +448,12 @@ impl Req<'_> {
         let st = WatchState {
             backlog,
             rx,
-            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(timeout),
+            // A timeout past what `Instant` can hold means no timeout worth the name.
+            deadline: {
+                let now = tokio::time::Instant::now();
+                now.checked_add(std::time::Duration::from_secs(timeout))
+                    .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400))
+            },
             def,
             ns: self.t.ns.clone(),
             ls,

@@ -135,8 +135,12 @@ pub fn render_from(
     let image = container["image"].as_str().unwrap_or("");
     let total = (end.duration_since(start).as_secs() / PERIOD).max(0) + 1;
     let mut first = (total - MAX_LINES).max(0);
-    if let Some(s) = q.get("sinceSeconds").and_then(|s| s.parse::<i64>().ok()) {
-        let since = now - SignedDuration::from_secs(s);
+    // Out of the time range (a huge sinceSeconds) means no bound.
+    if let Some(since) = q
+        .get("sinceSeconds")
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| now.checked_sub(SignedDuration::from_secs(s)).ok())
+    {
         first = first.max(
             since
                 .duration_since(start)

@@ -146,3 +146,77 @@ async fn hostile_requests_get_answers() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// Numbers at the ends of their types, in query parameters and in objects the controllers read,
+/// are answered or ignored, never a panic (jiff and `Instant` arithmetic panic on overflow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_numbers_do_not_panic() {
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    sim.clock().pause();
+    let log = "/api/v1/namespaces/gc-storage/pods/postgres-replica-0/log";
+    for query in [
+        "sinceSeconds=9223372036854775807",
+        "sinceSeconds=-9223372036854775808",
+        "tailLines=-9223372036854775808",
+        "tailLines=9223372036854775807",
+        "sinceTime=9999-12-31T23:59:59Z",
+        "sinceTime=-009999-01-01T00:00:00Z",
+    ] {
+        let r = sim
+            .request(Method::GET, &format!("{log}?{query}"), Vec::new())
+            .await;
+        assert!(r.status().as_u16() < 500, "{query}: {}", r.status());
+    }
+    // Without an overflow, all lines are within a huge sinceSeconds, and tailLines bounds them.
+    let text = |q: &'static str| {
+        let sim = &sim;
+        async move {
+            let r = sim
+                .request(Method::GET, &format!("{log}?{q}"), Vec::new())
+                .await;
+            assert_eq!(r.status(), 200, "{q}");
+            let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            String::from_utf8(b.to_vec()).unwrap()
+        }
+    };
+    let all = text("sinceSeconds=9223372036854775807").await;
+    assert_eq!(all, text("timestamps=false").await);
+    assert_eq!(text("tailLines=9223372036854775807").await, all);
+    assert_eq!(text("tailLines=2").await.lines().count(), 2);
+
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        sim.request(
+            Method::GET,
+            "/api/v1/pods?watch=true&timeoutSeconds=18446744073709551615",
+            Vec::new(),
+        ),
+    )
+    .await
+    .expect("watch answers");
+    assert_eq!(r.status(), 200);
+    drop(r);
+
+    // A job whose simulated duration is out of range runs, and the controllers keep going.
+    for (name, secs) in [("forever", "9223372036854775807"), ("quick", "5")] {
+        let job = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "annotations": {"kubesim.io/duration-seconds": secs}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "x", "image": "busybox"}]}}}});
+        let r = sim
+            .request_typed(
+                Method::POST,
+                "/apis/batch/v1/namespaces/gc-storage/jobs",
+                Some("application/json"),
+                job.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    sim.advance(Duration::from_secs(30)).await;
+    let status = |name| sim.get("batch/v1", "Job", "gc-storage", name).unwrap()["status"].clone();
+    assert_eq!(status("quick")["succeeded"], 1);
+    assert_eq!(status("forever")["active"], 1);
+}

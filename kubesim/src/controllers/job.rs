@@ -82,7 +82,10 @@ fn reconcile_one(ctx: &Ctx<'_>, job: Value) {
         .unwrap_or(DEFAULT_DURATION);
     let fails = ctx.faults.job_fails(ns_of(&job), &name)
         || annotation(&job, "kubesim.io/fail") == Some("true");
-    let done_at = start + SignedDuration::from_secs(duration);
+    // A duration past the end of time means the job never finishes.
+    let done_at = start
+        .checked_add(SignedDuration::from_secs(duration))
+        .unwrap_or(jiff::Timestamp::MAX);
     if ctx.now < done_at {
         status["active"] = json!(owned.len());
         status["ready"] = json!(owned.iter().filter(|p| super::pod_ready(p)).count());
