@@ -668,6 +668,44 @@ async fn jobs_and_cronjobs() {
         .items
         .remove(0);
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Failed"));
+    // The controllers record events like the real ones: job completion and failure, and the
+    // cronjob's runs.
+    let events: Api<Event> = Api::namespaced(c.clone(), "demo");
+    let events_of = |name: &str| {
+        let events = events.clone();
+        let fs = format!("involvedObject.name={name}");
+        async move {
+            let mut out: Vec<(String, String)> = events
+                .list(&ListParams::default().fields(&fs))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+                .collect();
+            out.sort();
+            out
+        }
+    };
+    let manual = events_of("manual-1").await;
+    assert!(
+        manual.contains(&("Normal".into(), "Completed".into()))
+            && manual.contains(&("Normal".into(), "SuccessfulCreate".into()))
+            && !manual.iter().any(|(t, _)| t == "Warning"),
+        "{manual:?}"
+    );
+    let doomed = events_of("doomed-1").await;
+    assert!(
+        doomed.contains(&("Warning".into(), "BackoffLimitExceeded".into()))
+            && !doomed.iter().any(|(_, r)| r == "Completed"),
+        "{doomed:?}"
+    );
+    let cron = events_of("backup").await;
+    assert!(
+        cron.contains(&("Normal".into(), "SuccessfulCreate".into()))
+            && cron.contains(&("Normal".into(), "SawCompletedJob".into())),
+        "{cron:?}"
+    );
     jobs.delete("manual-1", &DeleteParams::background())
         .await
         .unwrap();
