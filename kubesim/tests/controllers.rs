@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{code, deployment, empty};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -302,6 +302,33 @@ async fn statefulset_scales_pod_by_pod() {
     assert_eq!(names().await, vec!["pg-0"]);
     let st = api.get("pg").await.unwrap().status.unwrap();
     assert_eq!((st.replicas, st.ready_replicas), (1, Some(1)));
+    // Each pod created and deleted is recorded, like the statefulset controller does.
+    let events: Api<Event> = Api::namespaced(c.clone(), "demo");
+    let mut messages: Vec<String> = events
+        .list(&ListParams::default().fields("involvedObject.name=pg"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "SuccessfulCreate create Pod pg-0 in StatefulSet pg successful",
+            "SuccessfulCreate create Pod pg-1 in StatefulSet pg successful",
+            "SuccessfulCreate create Pod pg-2 in StatefulSet pg successful",
+            "SuccessfulDelete delete Pod pg-1 in StatefulSet pg successful",
+            "SuccessfulDelete delete Pod pg-2 in StatefulSet pg successful",
+        ]
+    );
 }
 
 async fn raw(
