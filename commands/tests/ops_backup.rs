@@ -120,6 +120,43 @@ async fn backup_status_of_all_backups() {
     assert_eq!(reply.title, "No backups");
 }
 
+/// Stale means no success within 1.5 × the schedule's interval: for a daily schedule 30h is
+/// still healthy (stale at 1×) and 40h is stale (healthy at 2×).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_stale_after_one_and_a_half_intervals() {
+    let env = Env::start(vec![
+        namespace("ops"),
+        backup_cronjob("late-backup", Some(30 * H), false),
+        backup_cronjob("lost-backup", Some(40 * H), false),
+    ])
+    .await;
+    let verdict = |name: &'static str| {
+        let env = &env;
+        async move {
+            env.run(
+                "ops",
+                Op::BackupStatus {
+                    cronjob: Some(name.into()),
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let late = verdict("late-backup").await;
+    assert_eq!(late.title, "cronjob/late-backup: healthy", "{late:#?}");
+    assert_eq!(late.tone, Tone::Ok);
+    let lost = verdict("lost-backup").await;
+    assert_eq!(lost.title, "cronjob/lost-backup: stale", "{lost:#?}");
+    assert!(
+        lost.text
+            .as_deref()
+            .unwrap()
+            .starts_with("no success in 1d16h (runs every 1d, allowed 1d12h)"),
+        "{lost:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_status_of_one_cronjob() {
     let env = Env::start(seed()).await;
