@@ -76,6 +76,24 @@ async fn scale_dry_run_changes_nothing() {
     assert!(all_text(&reply).contains("nothing was changed"));
     let d = env.get("apps/v1", "Deployment", "shop", "web");
     assert_eq!(d["spec"]["replicas"], 3);
+    // The dry run is the server's: the patch is sent, so RBAC on the scale subresource applies.
+    env.sim.faults().forbid("patch", "deployments/scale");
+    let err = env
+        .run(
+            "shop",
+            Op::Scale {
+                workload: deploy("web"),
+                replicas: 7,
+                dry_run: true,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OpError::Forbidden { verb, resource, .. }
+            if verb == "patch" && resource == "deployments/scale"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
