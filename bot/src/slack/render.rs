@@ -148,10 +148,13 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
                     text.push_str(&format!("*{caption}*\n"));
                 }
             }
+            // Escaping can make the code longer than the text object allows: cut the code
+            // itself (saying so), so the closing fence always survives.
+            let room = TEXT_OBJECT_CHARS.saturating_sub(text.chars().count() + "```\n\n```".len());
             text.push_str("```\n");
-            text.push_str(&code(&chunk));
+            text.push_str(&cut(&code(&chunk), room));
             text.push_str("\n```");
-            blocks.push(section(&cut(&text, TEXT_OBJECT_CHARS)));
+            blocks.push(section(&text));
         }
     }
 
@@ -426,6 +429,23 @@ mod tests {
     fn code_fences_inside_output_cannot_close_the_block() {
         let v = json(&render(&Reply::info("x").block(None, "a```b")));
         let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(t.matches("```").count(), 2, "{t}");
+    }
+
+    #[test]
+    fn code_that_grows_when_escaped_is_cut_inside_its_fence() {
+        // 2,000 `<` fit a chunk but escape to 8,000 characters.
+        let v = json(&render(
+            &Reply::info("x").block(Some("out".into()), "<".repeat(2000)),
+        ));
+        let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            t.chars().count() <= TEXT_OBJECT_CHARS,
+            "{}",
+            t.chars().count()
+        );
+        assert!(t.starts_with("*out*\n```\n&lt;"), "{t}");
+        assert!(t.ends_with(" chars cut)\n```"), "{t}");
         assert_eq!(t.matches("```").count(), 2, "{t}");
     }
 
