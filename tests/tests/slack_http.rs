@@ -10,7 +10,7 @@ use opsbot::chat::{ApprovalClick, ChatSink, Invocation, Platform};
 use opsbot::engine::RejectionKind;
 use opsbot::slack::{Pipeline, SlackConfig, SlackSink};
 use opsbot_commands::reply::Reply;
-use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
+use opsbot_tests::slack_fake::{self, Failure, SignedRequest, SlackFake};
 use tokio::sync::mpsc;
 
 const TOKEN: &str = "xoxb-test-token";
@@ -393,4 +393,40 @@ async fn slacks_ssl_check_is_answered_and_runs_nothing() {
     );
     assert_eq!(bot.send(&req).await.status(), 200);
     bot.assert_nothing_else().await;
+}
+
+#[tokio::test]
+async fn the_ack_does_not_wait_for_slacks_web_api() {
+    let mut bot = Bot::start().await;
+    // The user-group lookup every command needs is rate limited for an hour (waited out for at
+    // most a minute): the command cannot reach the pipeline before then.
+    bot.fake.fail_next(
+        "usergroups.list",
+        Failure::RateLimited {
+            retry_after_secs: 3600,
+        },
+    );
+    let req = slack_fake::slash_command(SECRET, "/ops", "restart api", "U1", "C1", "t.slow");
+    let res = bot.send(&req).await;
+    assert_eq!(res.status(), 200);
+    let ack: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(ack["text"], "⏳ Working on `/ops restart api`…");
+    // The lookup was made and answered 429; the command is still waiting for it, and the
+    // ack has been given all the same.
+    let calls = bot
+        .fake
+        .wait_until(Duration::from_secs(10), |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "usergroups.list" && c.status == 429)
+        })
+        .await;
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "usergroups.list" && c.status == 429),
+        "{calls:?}"
+    );
+    assert!(bot.seen.try_recv().is_err());
+    assert!(bot.fake.calls_to("chat.postMessage").is_empty());
 }
