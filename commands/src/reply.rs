@@ -327,6 +327,74 @@ mod tests {
         assert_eq!(t.footer.as_deref(), Some("f · cut: 2 more output blocks"));
     }
 
+    fn reply_strategy() -> impl proptest::strategy::Strategy<Value = Reply> {
+        use proptest::prelude::*;
+        (
+            "\\PC{0,300}",
+            proptest::option::of("\\PC{0,600}"),
+            proptest::collection::vec("\\PC{0,200}", 0..30),
+            proptest::collection::vec("([a-zé ]{0,90}\n){0,12}[a-z]{0,400}", 0..15),
+            proptest::option::of("[a-z ]{0,30}"),
+        )
+            .prop_map(|(title, text, fields, blocks, footer)| {
+                let mut r = Reply::info(title);
+                r.text = text;
+                for (i, v) in fields.into_iter().enumerate() {
+                    r = r.field(format!("f{i}"), v);
+                }
+                for b in blocks {
+                    r = r.block(None, b);
+                }
+                r.footer = footer;
+                r
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn truncated_fits_the_limits_and_says_what_was_cut(
+            r in reply_strategy(),
+            title_chars in 60usize..200,
+            text_chars in 60usize..700,
+            field_chars in 60usize..250,
+            max_fields in 0usize..25,
+            block_chars in 60usize..500,
+            max_blocks in 0usize..12,
+        ) {
+            let limits = Limits { title_chars, text_chars, field_chars, max_fields, block_chars, max_blocks };
+            let t = r.truncated(&limits);
+            let n = |s: &str| s.chars().count();
+            proptest::prop_assert!(n(&t.title) <= title_chars, "{:?}", t.title);
+            if n(&r.title) > title_chars {
+                proptest::prop_assert!(t.title.ends_with("more characters cut)"), "{:?}", t.title);
+            } else {
+                proptest::prop_assert_eq!(&t.title, &r.title);
+            }
+            if let Some(text) = &t.text {
+                proptest::prop_assert!(n(text) <= text_chars);
+            }
+            proptest::prop_assert_eq!(t.fields.len(), r.fields.len().min(max_fields));
+            for (f, orig) in t.fields.iter().zip(&r.fields) {
+                proptest::prop_assert!(n(&f.value) <= field_chars);
+                proptest::prop_assert!(f.value == orig.value || f.value.ends_with("more characters cut)"));
+            }
+            proptest::prop_assert_eq!(t.blocks.len(), r.blocks.len().min(max_blocks));
+            for (b, orig) in t.blocks.iter().zip(&r.blocks) {
+                proptest::prop_assert!(n(&b.body) <= block_chars, "{:?}", b.body);
+                proptest::prop_assert!(b.body == orig.body || b.body.starts_with('('), "{:?}", b.body);
+            }
+            let footer = t.footer.clone().unwrap_or_default();
+            proptest::prop_assert_eq!(
+                footer.contains(&format!("{} more fields", r.fields.len().saturating_sub(max_fields))),
+                r.fields.len() > max_fields
+            );
+            proptest::prop_assert_eq!(
+                footer.contains(&format!("{} more output blocks", r.blocks.len().saturating_sub(max_blocks))),
+                r.blocks.len() > max_blocks
+            );
+        }
+    }
+
     #[test]
     fn progress_bar() {
         let p = Progress {
