@@ -213,6 +213,25 @@ async fn slash_command_scales_in_kubesim_with_progress_and_a_final_state() {
     assert!(!updates.is_empty());
     let ts = bot.fake.messages()[0].ts.clone();
     assert!(updates.iter().all(|u| u.param("ts") == Some(ts.as_str())));
+    // Progress came first, as a text bar (`▓▓▓░░░░░░░ 2/4 updated, 1 ready`); the last edit
+    // is the final state.
+    let (last, progress) = updates.split_last().unwrap();
+    assert!(
+        progress.iter().any(|u| {
+            let t = u.all_text();
+            (t.contains('▓') || t.contains('░')) && t.contains(" updated, ")
+        }),
+        "{updates:?}"
+    );
+    assert!(last.all_text().contains(&format!("{before} → 4")));
+    // Edits of one message are paced: at least a second apart (the engine offers them every
+    // 100 ms here).
+    for pair in updates.windows(2) {
+        assert!(
+            pair[1].at.duration_since(pair[0].at) >= Duration::from_secs(1),
+            "{updates:?}"
+        );
+    }
     // Every post and edit is Block Kit with a header.
     for c in posts.iter().chain(updates.iter()) {
         assert_eq!(c.params["blocks"][0]["type"], "header");
