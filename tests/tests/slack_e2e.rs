@@ -278,6 +278,17 @@ async fn approval_needs_a_second_eligible_users_signed_click_and_executes_once()
     assert_eq!(actions["elements"][1]["action_id"], "deny");
     let approval_id = approve["value"].as_str().unwrap().to_owned();
     let card_ts = bot.fake.messages()[0].ts.clone();
+    // Who asked, the exact command, the rule, who can approve, and when it expires.
+    let text = card.all_text();
+    for part in [
+        "conea-api 5 -n production",
+        "<@UENG>",
+        "prod-scale",
+        "1 × lead, not the requester",
+        "*Expires*",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
     assert_eq!(bot.replicas("production", "conea-api"), before);
 
     // The requester cannot approve their own request.
@@ -349,12 +360,40 @@ async fn approval_needs_a_second_eligible_users_signed_click_and_executes_once()
         .await;
     assert_eq!(bot.replicas("production", "conea-api"), 5, "{audit:?}");
     let calls = bot.wait_for_text(&format!("{before} → 5")).await;
-    // The card was edited in place.
+    // The card was edited in place: the approval by a lead (whichever click landed first),
+    // the final state, the outcome.
+    let card_edits: Vec<String> = ok_calls(&calls, "chat.update")
+        .iter()
+        .filter(|u| u.param("ts") == Some(card_ts.as_str()))
+        .map(|u| u.all_text())
+        .collect();
     assert!(
-        ok_calls(&calls, "chat.update")
-            .iter()
-            .any(|u| u.param("ts") == Some(card_ts.as_str()))
+        card_edits.iter().any(|t| t
+            .split("*Approvals*\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .is_some_and(|approvals| approvals.contains("(<@ULEAD"))),
+        "{card_edits:?}"
     );
+    let card_now = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            calls.iter().any(|c| {
+                c.method == "chat.update"
+                    && c.param("ts") == Some(card_ts.as_str())
+                    && c.all_text().contains("Approved and executed")
+            })
+        })
+        .await;
+    let final_card = card_now
+        .iter()
+        .rev()
+        .find(|c| c.method == "chat.update" && c.param("ts") == Some(card_ts.as_str()))
+        .unwrap()
+        .all_text();
+    for part in ["Approved and executed", "*State*\nexecuted", "*Outcome*"] {
+        assert!(final_card.contains(part), "{part}: {final_card}");
+    }
     // Give any straggling click time to land, then check it ran exactly once.
     bot.wait_audit(|a| a.iter().filter(|(k, _)| k == "approval").count() >= 4)
         .await;
