@@ -512,6 +512,68 @@ async fn a_429_from_slack_delays_and_then_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_slack_will_not_take_are_audited_as_undelivered() {
+    let bot = Bot::start().await;
+    // Slack keeps failing: every one of the five attempts answers 503.
+    for _ in 0..5 {
+        bot.fake.fail_next("chat.postMessage", Failure::Status(503));
+    }
+    bot.command("UENG", "status rust-webapi -n api", "e2e.undelivered.1")
+        .await;
+    let undelivered = |a: &[(String, String)]| {
+        a.iter()
+            .filter(|(k, o)| k == "delivery" && o == "undelivered")
+            .count()
+    };
+    let audit = bot.wait_audit(|a| undelivered(a) >= 1).await;
+    assert_eq!(undelivered(&audit), 1, "{audit:?}");
+    let posts = bot.fake.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 5, "{posts:?}");
+    assert!(posts.iter().all(|c| c.status == 503));
+
+    // Refused for good (`ok:false`): not retried, audited as well.
+    bot.fake.fail_next(
+        "chat.postMessage",
+        Failure::Error("channel_not_found".into()),
+    );
+    bot.command("UENG", "status rust-webapi -n api", "e2e.undelivered.2")
+        .await;
+    let audit = bot.wait_audit(|a| undelivered(a) >= 2).await;
+    assert_eq!(undelivered(&audit), 2, "{audit:?}");
+    assert_eq!(bot.fake.calls_to("chat.postMessage").len(), 6);
+
+    // The entries name the method and Slack's error; the metric counts them.
+    let details: Vec<String> = bot
+        .engine
+        .store()
+        .tail(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.entry.outcome.as_deref() == Some("undelivered"))
+        .map(|r| r.entry.detail.to_string())
+        .collect();
+    assert!(
+        details[0].contains("chat.postMessage failed after retries: HTTP 503"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].contains("chat.postMessage refused: channel_not_found"),
+        "{details:?}"
+    );
+    let metrics = bot
+        .http
+        .get(format!("{}/metrics", bot.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("opsbot_undelivered_total 2"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incident_command_is_not_yet_available() {
     let bot = Bot::start().await;
     let req = slack_fake::slash_command(
