@@ -268,6 +268,140 @@ mod tests {
 }
 
 #[cfg(test)]
+mod log_tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const BOT_TOKEN: &str = "xoxb-1111-never-log-me";
+    const SIGNING_SECRET: &str = "signing-2222-never-log-me";
+    const APP_TOKEN: &str = "xapp-3333-never-log-me";
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Nop;
+    #[async_trait]
+    impl Pipeline for Nop {
+        async fn handle(&self, _: Invocation) {}
+        async fn click(&self, _: ApprovalClick) {}
+        async fn reject(&self, _: Platform, _: RejectionKind, _: &str) {}
+    }
+
+    /// Every Slack path that logs (refused requests, a command, Web API refusals and retries,
+    /// the configuration itself) runs with every log level on; no secret shows up.
+    #[test]
+    fn secrets_never_reach_the_logs() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // A Web API that refuses every call, then answers 500 to the next ones.
+                let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let api = axum::Router::new().fallback(move || {
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        if n == 0 {
+                            axum::Json(serde_json::json!({"ok": false, "error": "invalid_auth"}))
+                                .into_response()
+                        } else {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                        }
+                    }
+                });
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(async move { axum::serve(listener, api).await });
+
+                let mut cfg = SlackConfig::new(BOT_TOKEN, SIGNING_SECRET)
+                    .with_api_url(format!("http://{addr}/api"))
+                    .with_app_token(APP_TOKEN);
+                cfg.retry = RetryPolicy {
+                    max_attempts: 2,
+                    base_backoff: Duration::from_millis(1),
+                    max_backoff: Duration::from_millis(1),
+                    max_retry_after: Duration::from_millis(1),
+                };
+                tracing::info!(config = ?cfg, "Slack configured");
+                let web = SlackWeb::new(&cfg);
+                let sink = SlackSink::with_web(web.clone(), cfg.update_interval);
+                use crate::chat::ChatSink;
+                let reply = opsbot_commands::Reply::ok("x");
+                assert!(sink.post("C1", &reply).await.is_err());
+                assert!(sink.post("C1", &reply).await.is_err());
+
+                let app = router_with(Arc::new(Nop), web, &cfg);
+                let verifier = Verifier::new(SIGNING_SECRET);
+                let send = |body: &'static str, ts: i64, sig: Option<String>| {
+                    let ts = ts.to_string();
+                    let sig = sig.unwrap_or_else(|| verifier.sign(&ts, body.as_bytes()));
+                    axum::http::Request::post("/slack/commands")
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header(verify::TIMESTAMP_HEADER, ts)
+                        .header(verify::SIGNATURE_HEADER, sig)
+                        .body(Body::from(body))
+                        .unwrap()
+                };
+                let now = verify::unix_now();
+                let cmd = "command=%2Fops&text=status&user_id=U1&channel_id=C1&trigger_id=t.1";
+                for req in [
+                    send(cmd, now, Some("v0=00".into())),
+                    send(cmd, now - 3600, None),
+                    send("user_id=U1", now, None),
+                    send(cmd, now, None),
+                    send(cmd, now, None),
+                ] {
+                    let _ = app.clone().oneshot(req).await.unwrap();
+                }
+                // Let the background work (group lookup, audits) finish.
+                for _ in 0..50 {
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            });
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        // The paths did log (so the check below means something)...
+        for expected in [
+            "chat.postMessage",
+            "invalid_auth",
+            "refused Slack request",
+            "Slack configured",
+        ] {
+            assert!(logs.contains(expected), "{expected} not logged:\n{logs}");
+        }
+        // ...and no secret, nor any part of one, is in there.
+        for secret in [BOT_TOKEN, SIGNING_SECRET, APP_TOKEN] {
+            let tail = &secret[5..];
+            assert!(!logs.contains(tail), "{secret} logged:\n{logs}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod manifest_tests {
     use serde_json::Value;
 
