@@ -210,8 +210,27 @@ async fn kubectl_get_scale_patch_logs_events_jobs() {
         header.contains("LAST SEEN") && header.contains("REASON"),
         "{out}"
     );
+    // Sorted oldest first: the seed's scale-up, then the scaling done above, with the
+    // controllers' reasons.
+    let at = |what: &str| {
+        out.lines()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what:?} missing in\n{out}"))
+    };
+    let first = at("from 0 to 3");
+    let scaled = at("from 3 to 5");
+    let sts_down = at("delete Pod postgres-replica-2 in StatefulSet postgres-replica");
+    assert!(first < scaled && first < sts_down, "{out}");
     assert!(
-        out.contains("ScalingReplicaSet") || out.contains("SuccessfulCreate"),
+        out.lines()
+            .nth(scaled)
+            .unwrap()
+            .contains("ScalingReplicaSet")
+            && out
+                .lines()
+                .nth(sts_down)
+                .unwrap()
+                .contains("SuccessfulDelete"),
         "{out}"
     );
 
