@@ -8,7 +8,7 @@ use opsbot_commands::{
     Command, DEFAULT_TAIL, Op, PodSelector, Tone, Workload, WorkloadKind, app_commands, help_reply,
     parse, parse_tokens,
 };
-use opsbot_policies::Action;
+use opsbot_policies::{Action, Subject};
 use proptest::prelude::*;
 
 fn cmd(op: Op) -> Command {
@@ -1089,6 +1089,45 @@ fn actions_and_resources_follow_the_parse() {
             assert_eq!(spec::spec_of(&c.op).map(|s| s.name), Some(spec.name));
         }
     }
+}
+
+/// The policy sees what it rules on: the target replicas of a scale (dry run or not), the
+/// lines `logs` will show, and where and to what the command applies.
+#[test]
+fn policy_requests_carry_what_the_policy_needs() {
+    let user = Subject::parse("slack:U1").unwrap();
+    let groups = [Subject::parse("slack-group:S9").unwrap()];
+    let req = |text: &str| {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+            .with_defaults(Some("dev"), Some("default"))
+            .policy_request(&user, &groups, Some("C42"))
+    };
+    let r = req("scale deploy/api --replicas=5 -n production --cluster prod");
+    assert_eq!(r.action, Action::Scale);
+    assert_eq!(r.replicas, Some(5));
+    assert_eq!(r.tail_lines, None);
+    assert_eq!(r.resource.as_deref(), Some("deployment/api"));
+    assert_eq!(
+        (r.cluster.as_deref(), r.namespace.as_deref()),
+        (Some("prod"), Some("production"))
+    );
+    assert_eq!((r.user.as_str(), r.groups.len()), ("slack:U1", 1));
+    assert_eq!(r.channel.as_deref(), Some("C42"));
+    assert_eq!(req("scale sts/db 0 --dry-run").replicas, Some(0));
+    let r = req("scale sts/db 3");
+    assert_eq!(
+        (
+            r.resource.as_deref(),
+            r.cluster.as_deref(),
+            r.namespace.as_deref()
+        ),
+        (Some("statefulset/db"), Some("dev"), Some("default"))
+    );
+    assert_eq!(req("logs api --tail 20").tail_lines, Some(20));
+    assert_eq!(req("logs api").tail_lines, Some(i64::from(DEFAULT_TAIL)));
+    let r = req("status api");
+    assert_eq!((r.replicas, r.tail_lines), (None, None));
 }
 
 #[test]
