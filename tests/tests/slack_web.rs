@@ -7,7 +7,8 @@ use std::time::Duration;
 use opsbot::chat::{ChatSink, DeliveryError, MessageRef};
 use opsbot::slack::{RetryPolicy, SlackConfig, SlackSink};
 use opsbot_commands::reply::{ButtonStyle, Reply};
-use opsbot_tests::slack_fake::{Failure, SlackFake};
+use opsbot_tests::slack_fake::{self, Failure, SlackFake};
+use serde_json::{Value, json};
 
 const TOKEN: &str = "xoxb-test-token";
 
@@ -174,4 +175,95 @@ async fn rapid_edits_of_one_message_are_paced_and_end_in_the_newest_state() {
         .unwrap()
         .to_owned();
     assert!(final_text.contains("5/5 updated"), "{final_text}");
+}
+
+/// The fake itself, spoken to directly as a Slack client would: form and JSON bodies, the
+/// bearer token checked, `ok:false` errors with HTTP 200, 429 with `Retry-After`.
+#[tokio::test]
+async fn the_fake_speaks_slacks_wire_format() {
+    let fake = SlackFake::start(TOKEN).await;
+    let http = reqwest::Client::new();
+    let url = |method: &str| format!("{}/{method}", fake.api_url());
+    assert!(url("chat.postMessage").ends_with("/api/chat.postMessage"));
+
+    // A form body, `blocks` as a JSON string, as Slack's SDKs send it.
+    let res = http
+        .post(url("chat.postMessage"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(slack_fake::form_encode(&[
+            ("channel", "C1"),
+            ("text", "hi there"),
+            (
+                "blocks",
+                r#"[{"type":"section","text":{"type":"mrkdwn","text":"hi"}}]"#,
+            ),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["channel"].clone()),
+        (json!(true), json!("C1"))
+    );
+    let ts = v["ts"].as_str().unwrap().to_owned();
+    let post = &fake.calls_to("chat.postMessage")[0];
+    assert_eq!(post.token.as_deref(), Some(TOKEN));
+    assert_eq!(post.param("text"), Some("hi there"));
+    assert_eq!(post.params["blocks"][0]["type"], "section");
+
+    // A JSON body.
+    let res = http
+        .post(url("chat.update"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"channel": "C1", "ts": ts, "text": "edited"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(fake.messages()[0].updates, 1);
+    assert_eq!(fake.messages()[0].params["text"], "edited");
+
+    // No token, a wrong token, an unknown method: HTTP 200 with ok:false, as Slack answers.
+    let body = json!({"channel": "C1", "text": "x"});
+    for (req, error) in [
+        (http.post(url("chat.postMessage")), "not_authed"),
+        (
+            http.post(url("chat.postMessage")).bearer_auth("xoxb-wrong"),
+            "invalid_auth",
+        ),
+        (
+            http.post(url("chat.nope")).bearer_auth(TOKEN),
+            "unknown_method",
+        ),
+    ] {
+        let res = req.json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v, json!({"ok": false, "error": error}));
+    }
+
+    // A scripted 429 carries Retry-After.
+    fake.fail_next(
+        "chat.postMessage",
+        Failure::RateLimited {
+            retry_after_secs: 7,
+        },
+    );
+    let res = http
+        .post(url("chat.postMessage"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "7");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "ratelimited");
+    // Only the first post landed in a channel.
+    assert_eq!(fake.messages().len(), 1);
 }
