@@ -175,6 +175,69 @@ async fn pods_sorted_unhealthy_first() {
     assert!(reply.text.unwrap().contains("unhealthy"));
 }
 
+/// A running pod as a kubelet reports it, with `restarts` restarts and `ready` readiness.
+fn running_pod(name: &str, node: &str, restarts: i64, ready: bool) -> Value {
+    let started = ops_support::ago(7200);
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": "flaky"},
+            "creationTimestamp": started},
+        "spec": {"nodeName": node, "containers": [
+            {"name": "app", "image": "busybox"}, {"name": "sidecar", "image": "envoy:1.30"}]},
+        "status": {"phase": "Running", "startTime": started,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            "containerStatuses": [
+                {"name": "app", "image": "busybox", "imageID": "", "ready": ready,
+                 "restartCount": restarts, "state": {"running": {"startedAt": started}}},
+                {"name": "sidecar", "image": "envoy:1.30", "imageID": "", "ready": true,
+                 "restartCount": 1, "state": {"running": {"startedAt": started}}}]},
+    })
+}
+
+/// Every column (name, status, ready, restarts, age, node), and among healthy pods the one
+/// that restarts most comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_show_ready_restarts_age_and_node() {
+    let env = Env::start(vec![
+        namespace("shop"),
+        running_pod("flaky-a", "node-a", 0, true),
+        running_pod("flaky-b", "node-b", 6, true),
+        running_pod("flaky-c", "node-c", 0, false),
+    ])
+    .await;
+    let reply = env
+        .run(
+            "shop",
+            Op::Pods {
+                selector: PodSelector::Labels("app=flaky".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.text.as_deref(), Some("3 pods, 1 unhealthy."));
+    let mut rows: Vec<Vec<&str>> = reply.blocks[0]
+        .body
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // Created two hours ago (a slow run may add minutes: `2h1m`).
+    for row in &mut rows[1..] {
+        assert!(row[4].starts_with("2h"), "{}", reply.blocks[0].body);
+        row[4] = "2h";
+    }
+    assert_eq!(
+        rows,
+        [
+            ["NAME", "STATUS", "READY", "RESTARTS", "AGE", "NODE"],
+            ["flaky-c", "Running", "1/2", "1", "2h", "node-c"],
+            ["flaky-b", "Running", "2/2", "7", "2h", "node-b"],
+            ["flaky-a", "Running", "2/2", "1", "2h", "node-a"],
+        ],
+        "{}",
+        reply.blocks[0].body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_by_selector_and_by_pod_name() {
     let env = Env::start(seed()).await;
