@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
+/// The fastest the clock runs: a million simulated seconds (11.5 days) per real second, so
+/// simulated time stays within what timestamps can hold.
+pub const MAX_SPEED: f64 = 1e6;
+
 #[derive(Debug)]
 struct State {
     base_sim: Timestamp,
@@ -41,8 +45,9 @@ impl SimClock {
 
     fn now_locked(s: &State) -> Timestamp {
         let real = s.base_real.elapsed().as_secs_f64() * s.speed;
-        s.base_sim
-            .checked_add(SignedDuration::from_secs_f64(real))
+        SignedDuration::try_from_secs_f64(real)
+            .ok()
+            .and_then(|d| s.base_sim.checked_add(d).ok())
             .unwrap_or(s.base_sim)
     }
 
@@ -67,6 +72,7 @@ impl SimClock {
     }
 
     /// Set how fast simulated time runs relative to real time (1.0 = real time, 0.0 = frozen).
+    /// Capped at [`MAX_SPEED`].
     pub fn set_speed(&self, speed: f64) {
         {
             let mut s = self.lock();
@@ -74,7 +80,7 @@ impl SimClock {
             s.base_sim = now;
             s.base_real = Instant::now();
             s.speed = if speed.is_finite() && speed >= 0.0 {
-                speed
+                speed.min(MAX_SPEED)
             } else {
                 1.0
             };

@@ -220,3 +220,26 @@ async fn extreme_numbers_do_not_panic() {
     assert_eq!(status("quick")["succeeded"], 1);
     assert_eq!(status("forever")["active"], 1);
 }
+
+/// A huge clock speed through the control API is clamped; the clock keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_clock_speed_does_not_panic() {
+    let sim = KubeSim::start(Seed::empty()).await.unwrap();
+    let r = sim
+        .request(
+            Method::POST,
+            "/kubesim/clock/speed?factor=1e300",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let before = sim.clock().now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = sim
+        .request(Method::GET, "/api/v1/namespaces/default", Vec::new())
+        .await;
+    assert_eq!(r.status(), 200);
+    let after = sim.clock().now();
+    assert!(after > before, "{before} → {after}");
+    assert!(sim.clock().speed() < 1e300, "{}", sim.clock().speed());
+}
