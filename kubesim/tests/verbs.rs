@@ -319,6 +319,26 @@ async fn scale_and_status_subresources() {
         .await
         .unwrap();
     assert_eq!(s.spec.unwrap().replicas, Some(4));
+    // Scaling adds pods (and later removes them), all ready, in the one ReplicaSet.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "demo");
+    let running = || async {
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            })
+            .count()
+    };
+    sim.advance(Duration::from_secs(30)).await;
+    assert_eq!(running().await, 4);
+    assert_eq!(
+        api.get_scale("web").await.unwrap().status.unwrap().replicas,
+        4
+    );
     let mut s = api.get_scale("web").await.unwrap();
     s.spec.as_mut().unwrap().replicas = Some(1);
     // Controllers keep writing the status (and so the resourceVersion) of a young deployment;
@@ -331,6 +351,21 @@ async fn scale_and_status_subresources() {
     assert_eq!(s.spec.unwrap().replicas, Some(1));
     assert_eq!(
         api.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(1)
+    );
+    sim.advance(Duration::from_secs(60)).await;
+    assert_eq!(running().await, 1);
+    assert_eq!(
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "scaled-down pods are gone after terminating"
+    );
+    assert_eq!(
+        api.get("web").await.unwrap().status.unwrap().ready_replicas,
         Some(1)
     );
 
