@@ -4,7 +4,6 @@
 //! hot reload.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use opsbot::engine::Reload;
 use opsbot::store::ApprovalState;
@@ -338,16 +337,15 @@ both_databases!(
     }
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_refuses_and_runs_nothing() {
+async fn rate_limit_refuses_and_runs_nothing(db: Db) {
     let one = opsbot::config::Quota {
         per_minute: 1.try_into().unwrap(),
         burst: 2.try_into().unwrap(),
     };
     let mut limits = opsbot_tests::bot::wide_limits();
     limits.per_user = one;
-    let bot = TestBot::start(
-        Db::Sqlite,
+    let Some(bot) = TestBot::start(
+        db,
         "rate_limit",
         POLICY,
         BotOptions {
@@ -355,7 +353,9 @@ async fn rate_limit_refuses_and_runs_nothing() {
         },
     )
     .await
-    .unwrap();
+    else {
+        return;
+    };
     bot.say("bob", "status rust-webapi -n api").await;
     bot.say("bob", "status rust-webapi -n api").await;
     let out = bot.say("bob", "scale rust-webapi 6 -n api").await;
@@ -375,6 +375,16 @@ async fn rate_limit_refuses_and_runs_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_sqlite() {
+    rate_limit_refuses_and_runs_nothing(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_postgres() {
+    rate_limit_refuses_and_runs_nothing(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_reports_rollout_progress_and_a_verdict() {
     let bot = TestBot::start(Db::Sqlite, "progress", POLICY, BotOptions::default())
         .await
@@ -386,7 +396,6 @@ async fn scale_reports_rollout_progress_and_a_verdict() {
     );
     assert!(out.contains("(updated)"), "then edits: {out}");
     assert_eq!(bot.replicas("api", "rust-webapi"), 6);
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,6 +435,14 @@ async fn secrets_typed_by_mistake_stay_out_of_the_audit_log() {
         "logs rust-webapi -n api --grep 'Authorization: Bearer s3cr3t-t0ken-value'",
     )
     .await;
+    // Nor in what opsbot says back: an unknown command echoes what was typed.
+    bot.say("bob", "logz --grep 'token=s3cr3t-t0ken-value'")
+        .await;
+    assert!(
+        !bot.out.text().contains("s3cr3t-t0ken-value"),
+        "{}",
+        bot.out.text()
+    );
     let records = bot.engine.store().tail(100).await.unwrap();
     assert!(!records.is_empty());
     for r in records {
@@ -470,3 +487,45 @@ both_databases!(
         assert_eq!(a.state, ApprovalState::Executing);
     }
 );
+
+both_databases!(
+    pending_approval_expires_after_a_restart,
+    |bot: TestBot| async move {
+        let out = bot.say("bob", "scale conea-api 18").await;
+        let id = approval_id(&out).unwrap();
+        let bot = bot.restart().await;
+        expire_now(&bot, &id).await;
+        bot.engine.sweep().await;
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Expired);
+        let out = bot.say("alice", &format!("approve {id}")).await;
+        assert!(out.contains("is expired"), "{out}");
+        assert_ne!(bot.replicas("production", "conea-api"), 18);
+    }
+);
+
+both_databases!(
+    a_stricter_approval_rule_means_asking_again,
+    |bot: TestBot| async move {
+        let out = bot.say("bob", "scale conea-api 19").await;
+        let id = approval_id(&out).unwrap();
+        // While it waits, production scaling starts to need two approvals.
+        let stricter = POLICY.replace("count: 1", "count: 2");
+        std::fs::write(&bot.policy_path, stricter).unwrap();
+        assert_eq!(bot.engine.policy().reload(), Reload::Loaded);
+        let before = bot.replicas("production", "conea-api");
+        let out = bot.say("alice", &format!("approve {id}")).await;
+        assert!(out.contains("asks for a different approval"), "{out}");
+        assert_eq!(bot.replicas("production", "conea-api"), before);
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Failed);
+    }
+);
+
+both_databases!(whoami_is_answered_and_audited, |bot: TestBot| async move {
+    let out = bot.say("alice", "whoami").await;
+    assert!(out.contains("You are console:alice"), "{out}");
+    assert!(out.contains("lead"), "{out}");
+    let audit = audit_outcomes(&bot).await;
+    assert!(audit.contains(&"decision:allow".to_owned()), "{audit:?}");
+});

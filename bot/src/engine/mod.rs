@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use opsbot_commands::ops::mask_reply;
 use opsbot_commands::{Command, Op, Operator, Progress, ProgressReceiver, ProgressSender, Reply};
 use opsbot_policies::{Decision, Subject};
 use serde_json::json;
@@ -226,10 +227,7 @@ impl Engine {
             channel: &inv.channel,
             user: &inv.user,
         };
-        if self
-            .is_replay(inv.platform, inv.delivery_id.as_deref())
-            .await
-        {
+        if self.is_replay(&ctx, inv.delivery_id.as_deref()).await {
             return;
         }
         let request = AuditEntry::new(AuditKind::Request, inv.platform)
@@ -282,26 +280,7 @@ impl Engine {
         let action = cmd.action();
         let policy = self.inner.policy.current();
 
-        if let Op::Whoami = cmd.op {
-            let roles = policy.roles_of(&inv.user, &inv.groups);
-            let mut reply = Reply::info(format!("You are {}", inv.user)).field(
-                "Roles",
-                if roles.is_empty() {
-                    "none".to_owned()
-                } else {
-                    roles.join(", ")
-                },
-            );
-            if !inv.groups.is_empty() {
-                let groups: Vec<&str> = inv.groups.iter().map(Subject::as_str).collect();
-                reply = reply.field("Groups", groups.join(", "));
-            }
-            self.inner
-                .metrics
-                .count_request(inv.platform, action.as_str(), "allow", "ok");
-            return self.say(&ctx, &reply).await;
-        }
-        if !matches!(cmd.op, Op::Help { .. })
+        if !matches!(cmd.op, Op::Help { .. } | Op::Whoami)
             && self
                 .inner
                 .operator
@@ -365,6 +344,13 @@ impl Engine {
                 self.ask_for_approval(&ctx, &inv, &cmd, rule, &requirement)
                     .await;
             }
+            Decision::Allow { .. } if matches!(cmd.op, Op::Whoami) => {
+                let reply = whoami_reply(&policy, &inv.user, &inv.groups);
+                self.say(&ctx, &reply).await;
+                self.inner
+                    .metrics
+                    .count_request(inv.platform, action.as_str(), "allow", "ok");
+            }
             Decision::Allow { .. } => {
                 let (ok, _) = self.execute(&ctx, &cmd, None).await;
                 self.inner.metrics.count_request(
@@ -388,10 +374,7 @@ impl Engine {
             channel: &click.channel,
             user: &click.user,
         };
-        if self
-            .is_replay(click.platform, click.delivery_id.as_deref())
-            .await
-        {
+        if self.is_replay(&ctx, click.delivery_id.as_deref()).await {
             return;
         }
         let verb = if click.approve { "approve" } else { "deny" };
@@ -520,7 +503,8 @@ impl Engine {
             )
             .await
         {
-            Ok(true) => self.run_approved(&approval.id).await,
+            // Boxed: the operation's future is large, and clicks run on small stacks.
+            Ok(true) => Box::pin(self.run_approved(&approval.id)).await,
             Ok(false) => {} // someone else's click completed it; they run it
             Err(e) => self.store_failed(&ctx, &e).await,
         }
@@ -556,14 +540,24 @@ impl Engine {
             }
         };
         let request = cmd.policy_request(&requester, &groups, Some(&approval.channel));
-        if let Decision::Deny { reason, rule } =
-            self.inner.policy.current().evaluate(&request).decision
-        {
-            let why = match rule {
-                Some(rule) => format!("the policy now denies it (rule {rule}): {reason}"),
-                None => format!("the policy now denies it: {reason}"),
-            };
-            return self.fail_approval(&approval, &why).await;
+        match self.inner.policy.current().evaluate(&request).decision {
+            Decision::Deny { reason, rule } => {
+                let why = match rule {
+                    Some(rule) => format!("the policy now denies it (rule {rule}): {reason}"),
+                    None => format!("the policy now denies it: {reason}"),
+                };
+                return self.fail_approval(&approval, &why).await;
+            }
+            Decision::Approval { requirement, .. }
+                if ApprovalRequirement::from(&requirement) != approval.requirement =>
+            {
+                let why = format!(
+                    "the policy now asks for a different approval ({}); ask again",
+                    requirement.describe()
+                );
+                return self.fail_approval(&approval, &why).await;
+            }
+            Decision::Approval { .. } | Decision::Allow { .. } => {}
         }
         match self.inner.store.claim_execution(id).await {
             Ok(true) => {}
@@ -710,7 +704,8 @@ impl Engine {
             let title = format!("Running `{text}`");
             tokio::spawn(async move { engine.forward_progress(msg, title, rx).await })
         });
-        let result = self.inner.operator.execute(cmd, tx).await;
+        // Boxed: Kubernetes operations make large futures; keep callers' frames small.
+        let result = Box::pin(self.inner.operator.execute(cmd, tx)).await;
         if let Some(f) = forwarder {
             let _ = f.await;
         }
@@ -744,9 +739,6 @@ impl Engine {
     /// progress wins. Ends when the operation drops its sender.
     async fn forward_progress(&self, msg: MessageRef, title: String, mut rx: ProgressReceiver) {
         let interval = self.inner.options.progress_interval;
-        let Some(sink) = self.sink(&msg.platform) else {
-            return;
-        };
         let mut last_edit: Option<Instant> = None;
         let mut newest: Option<Progress> = None;
         loop {
@@ -761,9 +753,7 @@ impl Engine {
             let ready = last_edit.is_none_or(|t| t.elapsed() >= interval);
             if ready && let Some(p) = newest.take() {
                 let reply = Reply::info(&title).text(p.bar(10));
-                if let Err(e) = sink.update(&msg, &reply).await {
-                    tracing::warn!(error = %e, "progress update not delivered");
-                }
+                self.update(&msg, &reply).await;
                 last_edit = Some(Instant::now());
             }
         }
@@ -789,10 +779,13 @@ impl Engine {
         cmd.with_defaults(cluster.as_deref(), namespace.as_deref())
     }
 
-    async fn is_replay(&self, platform: &str, delivery_id: Option<&str>) -> bool {
+    /// Whether this delivery was handled before (then it is audited as a replay). When the
+    /// database cannot tell, nothing may run: the user is told and it counts as seen.
+    async fn is_replay(&self, ctx: &Ctx<'_>, delivery_id: Option<&str>) -> bool {
         let Some(id) = delivery_id else {
             return false;
         };
+        let platform = ctx.platform;
         match self.inner.store.seen_delivery(platform, id).await {
             Ok(false) => false,
             Ok(true) => {
@@ -805,8 +798,8 @@ impl Engine {
                 true
             }
             Err(e) => {
-                // Without the dedupe record we cannot promise to run it once: run nothing.
-                tracing::error!(error = %e, "cannot record delivery; dropping it");
+                tracing::error!(error = %e, "cannot record delivery; running nothing");
+                self.refuse_unrecorded(ctx).await;
                 true
             }
         }
@@ -865,12 +858,14 @@ impl Engine {
         self.post(ctx, reply).await;
     }
 
-    /// Posts `reply` in the context's channel; an undeliverable reply is audited.
+    /// Posts `reply` in the context's channel; an undeliverable reply is audited. Every reply
+    /// leaves with secret-looking values masked (commands echo what people typed).
     async fn post(&self, ctx: &Ctx<'_>, reply: &Reply) -> Option<MessageRef> {
         let Some(sink) = self.sink(ctx.platform) else {
             tracing::error!(platform = ctx.platform, "no chat sink registered");
             return None;
         };
+        let reply = &mask_reply(reply.clone());
         match sink.post(ctx.channel, reply).await {
             Ok(msg) => Some(msg),
             Err(e) => {
@@ -886,6 +881,7 @@ impl Engine {
         let Some(sink) = self.sink(&msg.platform) else {
             return;
         };
+        let reply = &mask_reply(reply.clone());
         if let Err(e) = sink.update(msg, reply).await {
             self.undelivered(&msg.platform, &msg.channel, reply, &e.to_string())
                 .await;
@@ -938,8 +934,9 @@ impl Engine {
         .await;
     }
 
-    /// One pass of the background duties: expire overdue requests and run approved requests
-    /// that nobody claimed (their process stopped between approval and execution).
+    /// One pass of the background duties: expire overdue requests, run approved requests that
+    /// nobody claimed (their process stopped between approval and execution), fail abandoned
+    /// executions, and forget delivery ids older than a day (platforms retry within minutes).
     pub async fn sweep(&self) {
         match self.inner.store.expired_pending(Timestamp::now()).await {
             Ok(expired) => {
@@ -959,6 +956,12 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "cannot look for approved requests"),
         }
         self.fail_abandoned().await;
+        let forget_before = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .unwrap_or(Timestamp::MIN);
+        if let Err(e) = self.inner.store.prune_deliveries(forget_before).await {
+            tracing::error!(error = %e, "cannot prune delivery ids");
+        }
         self.inner.limiter.retain_recent();
         self.update_pending_gauge().await;
     }
@@ -1022,6 +1025,24 @@ impl Engine {
                 .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// Who the user is to opsbot: subject, roles, and the groups the platform reported.
+fn whoami_reply(policy: &opsbot_policies::Policy, user: &Subject, groups: &[Subject]) -> Reply {
+    let roles = policy.roles_of(user, groups);
+    let mut reply = Reply::info(format!("You are {user}")).field(
+        "Roles",
+        if roles.is_empty() {
+            "none".to_owned()
+        } else {
+            roles.join(", ")
+        },
+    );
+    if !groups.is_empty() {
+        let groups: Vec<&str> = groups.iter().map(Subject::as_str).collect();
+        reply = reply.field("Groups", groups.join(", "));
+    }
+    reply
 }
 
 async fn sleep_until(due: Option<Instant>) {

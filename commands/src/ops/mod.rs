@@ -36,7 +36,7 @@ use crate::command::{Command, Op};
 use crate::reply::{ProgressSender, Reply};
 
 pub use errors::OpError;
-pub use mask::mask_secrets;
+pub use mask::{mask_reply, mask_secrets};
 
 /// The clusters opsbot may act on, by name, each with its default namespace.
 #[derive(Clone, Default)]
@@ -413,22 +413,6 @@ impl Operator {
             progress,
         })
     }
-}
-
-/// Every string of a reply with secret-looking values masked: the last guard, whatever the
-/// cluster returned.
-fn mask_reply(mut r: Reply) -> Reply {
-    r.title = mask_secrets(&r.title);
-    r.text = r.text.map(|t| mask_secrets(&t));
-    for f in &mut r.fields {
-        f.value = mask_secrets(&f.value);
-    }
-    for b in &mut r.blocks {
-        b.body = mask_secrets(&b.body);
-        b.caption = b.caption.as_deref().map(mask_secrets);
-    }
-    r.footer = r.footer.map(|t| mask_secrets(&t));
-    r
 }
 
 /// `help`: the grammar's help rendering.
