@@ -110,6 +110,17 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
     }
 }
 
+/// Why the console stopped or refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("`{0}` is not a name: use letters, digits and dashes")]
+    BadName(String),
+    #[error("cannot read the terminal: {0}")]
+    Input(#[from] std::io::Error),
+    #[error("{0}")]
+    Output(#[from] DeliveryError),
+}
+
 /// One person (or a script) chatting in the console; `as NAME` changes who that is.
 pub struct Session<W> {
     engine: Engine,
@@ -126,7 +137,11 @@ pub enum Flow {
 
 impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
     /// A session speaking as `console:{speaker}`; registers `sink` as the console's sink.
-    pub fn new(engine: Engine, sink: Arc<ConsoleSink<W>>, speaker: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        engine: Engine,
+        sink: Arc<ConsoleSink<W>>,
+        speaker: &str,
+    ) -> Result<Self, ConsoleError> {
         engine.register_sink(PLATFORM, sink.clone());
         Ok(Session {
             engine,
@@ -194,7 +209,7 @@ pub async fn run<R, W>(
     input: R,
     speaker: &str,
     interactive: bool,
-) -> anyhow::Result<()>
+) -> Result<(), ConsoleError>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -219,9 +234,8 @@ where
     Ok(())
 }
 
-fn console_subject(name: &str) -> anyhow::Result<Subject> {
-    Subject::parse(&format!("console:{name}"))
-        .map_err(|_| anyhow::anyhow!("`{name}` is not a name: use letters, digits and dashes"))
+fn console_subject(name: &str) -> Result<Subject, ConsoleError> {
+    Subject::parse(&format!("console:{name}")).map_err(|_| ConsoleError::BadName(name.to_owned()))
 }
 
 #[cfg(test)]
