@@ -67,6 +67,22 @@ pub fn mask_secrets(text: &str) -> String {
     out.into_owned()
 }
 
+/// Every string of a reply with secret-looking values masked: the last guard, whatever the
+/// cluster returned.
+pub fn mask_reply(mut r: Reply) -> Reply {
+    r.title = mask_secrets(&r.title);
+    r.text = r.text.map(|t| mask_secrets(&t));
+    for f in &mut r.fields {
+        f.value = mask_secrets(&f.value);
+    }
+    for b in &mut r.blocks {
+        b.body = mask_secrets(&b.body);
+        b.caption = b.caption.as_deref().map(mask_secrets);
+    }
+    r.footer = r.footer.map(|t| mask_secrets(&t));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::mask_secrets;
@@ -139,20 +155,3 @@ mod tests {
         }
     }
 }
-
-/// Every string of a reply with secret-looking values masked: the last guard, whatever the
-/// cluster returned.
-pub fn mask_reply(mut r: Reply) -> Reply {
-    r.title = mask_secrets(&r.title);
-    r.text = r.text.map(|t| mask_secrets(&t));
-    for f in &mut r.fields {
-        f.value = mask_secrets(&f.value);
-    }
-    for b in &mut r.blocks {
-        b.body = mask_secrets(&b.body);
-        b.caption = b.caption.as_deref().map(mask_secrets);
-    }
-    r.footer = r.footer.map(|t| mask_secrets(&t));
-    r
-}
-
