@@ -379,6 +379,28 @@ async fn logs_grep_since_and_containers() {
     } else {
         assert!(reply.text.unwrap().starts_with("No log lines matching"));
     }
+    // A pattern on about one line in six, in capitals: five matches need more than the
+    // five newest lines of each pod, and matching ignores case.
+    let reply = env
+        .run(
+            "shop",
+            Op::Logs {
+                name: "api".into(),
+                tail: Some(5),
+                since: None,
+                grep: Some("PATH=/METRICS STATUS=200".into()),
+                container: None,
+                previous: false,
+            },
+        )
+        .await
+        .unwrap();
+    let body = &reply.blocks.first().expect("matching lines").body;
+    assert_eq!(body.lines().count(), 5, "{body}");
+    assert!(
+        body.lines().all(|l| l.contains("path=/metrics status=200")),
+        "{body}"
+    );
 
     // --since bounds the window: 30s at one line per 5s.
     let reply = env
