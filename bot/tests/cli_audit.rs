@@ -170,6 +170,26 @@ async fn audit_fails_cleanly_on_a_bad_config() {
     );
 }
 
+#[tokio::test]
+async fn audit_refuses_a_database_that_does_not_exist() {
+    let s = setup().await;
+    let dir = s.config.parent().unwrap().to_path_buf();
+    let missing = dir.join("typo.db");
+    std::fs::write(
+        &s.config,
+        format!("database:\n  url: sqlite://{}\n", missing.display()),
+    )
+    .unwrap();
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("there is no database at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!missing.exists(), "a reader must not create the database");
+}
+
 const POLICY: &str = r#"version: 1
 roles:
   sre-lead: { members: ["slack:U01SRE"] }

@@ -83,7 +83,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCmd) -> ExitCode {
 
 async fn run_async(config: Option<&Path>, cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Store::open(config.database_url.expose())
+    let store = Store::open_existing(config.database_url.expose())
         .await
         .context("cannot open the database")?;
     let mut out = std::io::stdout().lock();

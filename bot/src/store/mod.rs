@@ -70,6 +70,8 @@ pub enum StoreError {
         table: &'static str,
         message: String,
     },
+    #[error("there is no database at {0}")]
+    Missing(String),
     #[error("could not find a free approval id")]
     IdsExhausted,
 }
@@ -151,6 +153,21 @@ impl Store {
                 scheme: other.to_owned(),
             }),
         }
+    }
+
+    /// Like [`Store::open`], but refuses a SQLite database file that does not exist yet, so a
+    /// reader (`opsbot audit …`) with a mistyped path gets an error, not a new empty log.
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+            let file = options.get_filename();
+            let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
+            if !in_memory && !file.exists() {
+                return Err(StoreError::Missing(file.display().to_string()));
+            }
+        }
+        Store::open(url).await
     }
 
     /// Opens (creating if missing) the SQLite file at `path`, in WAL mode.
