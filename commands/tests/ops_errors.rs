@@ -121,6 +121,103 @@ async fn not_found_suggests_nearest_names() {
     assert!(reply.footer.unwrap().contains("namespace"));
 }
 
+/// Every operation that names a workload says what is missing and what is near, the writes
+/// included (scale reads through the scale subresource first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_named_operation_reports_not_found_with_suggestions() {
+    let env = Env::start(seed()).await;
+    let web = || Workload {
+        kind: WorkloadKind::Deployment,
+        name: "wbe".into(),
+    };
+    let cases = [
+        (
+            Op::Scale {
+                workload: web(),
+                replicas: 3,
+                dry_run: false,
+            },
+            "deployment",
+            "web",
+        ),
+        (
+            Op::Scale {
+                workload: Workload {
+                    kind: WorkloadKind::StatefulSet,
+                    name: "dbb".into(),
+                },
+                replicas: 2,
+                dry_run: true,
+            },
+            "statefulset",
+            "db",
+        ),
+        (Op::Restart { workload: web() }, "deployment", "web"),
+        (
+            Op::Rollback {
+                name: "wbe".into(),
+                to_revision: None,
+            },
+            "deployment",
+            "web",
+        ),
+        (
+            Op::Logs {
+                name: "wokrer".into(),
+                tail: None,
+                since: None,
+                grep: None,
+                container: None,
+                previous: false,
+            },
+            "deployment, statefulset or pod",
+            "worker",
+        ),
+        (
+            Op::BackupStatus {
+                cronjob: Some("nightly-bakup".into()),
+            },
+            "cronjob",
+            "nightly-backup",
+        ),
+    ];
+    for (op, want_kind, want_suggestion) in cases {
+        let what = format!("{op:?}");
+        let err = env.run("shop", op).await.unwrap_err();
+        let OpError::NotFound {
+            kind,
+            namespace,
+            suggestions,
+            ..
+        } = &err
+        else {
+            panic!("{what}: {err:?}")
+        };
+        assert_eq!(
+            (kind.as_str(), namespace.as_str()),
+            (want_kind, "shop"),
+            "{what}"
+        );
+        assert_eq!(
+            suggestions.first().map(String::as_str),
+            Some(want_suggestion),
+            "{what}"
+        );
+        assert_eq!(
+            field(&err.to_reply(), "Did you mean"),
+            want_suggestion,
+            "{what}"
+        );
+    }
+    // Nothing was written.
+    let web = env.get("apps/v1", "Deployment", "shop", "web");
+    assert_eq!(web["spec"]["replicas"], 2);
+    assert!(
+        web["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_namespace_suggests_namespaces() {
     let env = Env::start(seed()).await;
