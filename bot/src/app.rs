@@ -83,7 +83,10 @@ pub async fn clusters(config: &Config) -> Result<Clusters, StartError> {
 
 /// Opens the store (running migrations), loads the policy and connects the clusters.
 pub async fn engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, StartError> {
-    let policy = Arc::new(PolicyFile::load(&config.policy)?);
+    let policy = Arc::new(PolicyFile::load_with_default_ttl(
+        &config.policy,
+        config.approvals.default_ttl,
+    )?);
     let store = Store::open(config.database_url.expose()).await?;
     let operator = Operator::new(clusters(config).await?);
     Ok(Engine::new(

@@ -438,7 +438,17 @@ impl std::error::Error for PolicyError {}
 impl Policy {
     /// Parses and validates policy YAML; `file` names the source in error locations.
     pub fn from_yaml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
-        load::from_yaml(src, file)
+        load::from_yaml(src, file, DEFAULT_APPROVAL_TTL)
+    }
+
+    /// [`Policy::from_yaml`] where approvals whose rule gives no `ttl` expire after
+    /// `default_ttl` (the configuration's `approvals.default_ttl`) instead of 15 minutes.
+    pub fn from_yaml_with_default_ttl(
+        src: &str,
+        file: &str,
+        default_ttl: Duration,
+    ) -> Result<Policy, PolicyErrors> {
+        load::from_yaml(src, file, default_ttl)
     }
 
     /// Reads and parses a policy file.

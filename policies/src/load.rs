@@ -138,6 +138,8 @@ fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str> + 
 struct Loader<'f> {
     file: &'f str,
     errors: Vec<PolicyError>,
+    /// Expiry of approvals whose rule gives no `ttl`.
+    default_ttl: Duration,
 }
 
 impl Loader<'_> {
@@ -551,7 +553,7 @@ impl Loader<'_> {
                 None => ok = false,
             }
         }
-        let mut ttl = DEFAULT_APPROVAL_TTL;
+        let mut ttl = self.default_ttl;
         if let Some((_, n)) = fields.get("ttl") {
             match &n.value {
                 Value::Str(s) => match humantime::parse_duration(s) {
@@ -901,10 +903,15 @@ fn subject_hint(text: &str) -> String {
     }
 }
 
-pub(crate) fn from_yaml(src: &str, file: &str) -> Result<Policy, PolicyErrors> {
+pub(crate) fn from_yaml(
+    src: &str,
+    file: &str,
+    default_ttl: Duration,
+) -> Result<Policy, PolicyErrors> {
     let mut l = Loader {
         file,
         errors: Vec::new(),
+        default_ttl,
     };
     let root = match yaml::parse(src) {
         Ok(root) => root,

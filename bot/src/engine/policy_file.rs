@@ -11,13 +11,17 @@ use sha2::{Digest, Sha256};
 /// A policy loaded from a file, reloadable.
 pub struct PolicyFile {
     path: Option<PathBuf>,
+    /// Expiry of approvals whose rule gives no `ttl` (configuration `approvals.default_ttl`).
+    default_ttl: Duration,
     state: RwLock<State>,
 }
 
 struct State {
     policy: Arc<Policy>,
-    /// Hash of the file content the policy was loaded from (or last refused), so an unchanged or
-    /// already-refused file is not reloaded or reported again.
+    /// Hash of the file content the policy in force was loaded from.
+    loaded: [u8; 32],
+    /// Hash of what the last look found (content, or the read error), so an unchanged file, or
+    /// one already refused, is neither reloaded nor reported again.
     seen: [u8; 32],
 }
 
@@ -32,12 +36,20 @@ pub enum Reload {
 impl PolicyFile {
     /// Loads the policy at `path`; fails with every error located as `FILE:LINE:COL`.
     pub fn load(path: &Path) -> Result<Self, PolicyErrors> {
+        Self::load_with_default_ttl(path, opsbot_policies::DEFAULT_APPROVAL_TTL)
+    }
+
+    /// [`PolicyFile::load`], with approvals whose rule gives no `ttl` expiring after
+    /// `default_ttl`; reloads keep that default.
+    pub fn load_with_default_ttl(path: &Path, default_ttl: Duration) -> Result<Self, PolicyErrors> {
         let bytes = read(path)?;
-        let policy = parse(path, &bytes)?;
+        let policy = parse(path, &bytes, default_ttl)?;
         Ok(PolicyFile {
             path: Some(path.to_owned()),
+            default_ttl,
             state: RwLock::new(State {
                 policy: Arc::new(policy),
+                loaded: Sha256::digest(&bytes).into(),
                 seen: Sha256::digest(&bytes).into(),
             }),
         })
@@ -47,8 +59,10 @@ impl PolicyFile {
     pub fn fixed(policy: Policy) -> Self {
         PolicyFile {
             path: None,
+            default_ttl: opsbot_policies::DEFAULT_APPROVAL_TTL,
             state: RwLock::new(State {
                 policy: Arc::new(policy),
+                loaded: [0; 32],
                 seen: [0; 32],
             }),
         }
@@ -73,19 +87,30 @@ impl PolicyFile {
         let Some(path) = &self.path else {
             return Reload::Unchanged;
         };
-        let bytes = match read(path) {
-            Ok(b) => b,
-            Err(e) => return Reload::Refused(e.to_string()),
+        let (hash, content) = match read(path) {
+            Ok(bytes) => (Sha256::digest(&bytes).into(), Ok(bytes)),
+            Err(e) => {
+                let error = e.to_string();
+                (Sha256::digest(error.as_bytes()).into(), Err(error))
+            }
         };
-        let hash: [u8; 32] = Sha256::digest(&bytes).into();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.seen == hash {
             return Reload::Unchanged;
         }
         state.seen = hash;
-        match parse(path, &bytes) {
+        let bytes = match content {
+            Ok(bytes) => bytes,
+            Err(error) => return Reload::Refused(error),
+        };
+        if state.loaded == hash {
+            // Back to the content in force (e.g. after a broken edit was reverted).
+            return Reload::Unchanged;
+        }
+        match parse(path, &bytes, self.default_ttl) {
             Ok(policy) => {
                 state.policy = Arc::new(policy);
+                state.loaded = hash;
                 Reload::Loaded
             }
             Err(e) => Reload::Refused(e.to_string()),
@@ -126,10 +151,10 @@ fn read(path: &Path) -> Result<Vec<u8>, PolicyErrors> {
     })
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyErrors> {
+fn parse(path: &Path, bytes: &[u8], default_ttl: Duration) -> Result<Policy, PolicyErrors> {
     let file = path.display().to_string();
     match std::str::from_utf8(bytes) {
-        Ok(src) => Policy::from_yaml(src, &file),
+        Ok(src) => Policy::from_yaml_with_default_ttl(src, &file, default_ttl),
         Err(e) => Err(PolicyErrors(vec![opsbot_policies::PolicyError {
             file,
             line: 0,
@@ -137,5 +162,61 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyErrors> {
             message: format!("policy file is not UTF-8: {e}"),
             hint: None,
         }])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsbot_policies::{Action, Decision, Request, Subject};
+
+    const POLICY: &str = "version: 1\nroles:\n  lead: { members: [\"console:alice\"] }\nrules:\n  \
+        - name: scale\n    roles: [\"*\"]\n    actions: [scale]\n    approval: { roles: [lead] }\n";
+
+    fn approval_ttl(policy: &Policy) -> Duration {
+        let mut request = Request::new(Subject::parse("console:bob").unwrap(), Action::Scale);
+        request.replicas = Some(3);
+        match policy.evaluate(&request).decision {
+            Decision::Approval { requirement, .. } => requirement.ttl,
+            other => panic!("expected an approval, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_configured_default_ttl_applies_and_survives_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, POLICY).unwrap();
+        let two_hours = Duration::from_secs(7200);
+        let file = PolicyFile::load_with_default_ttl(&path, two_hours).unwrap();
+        assert_eq!(approval_ttl(&file.current()), two_hours);
+        std::fs::write(
+            &path,
+            POLICY.replace("scale\n    roles", "scaling\n    roles"),
+        )
+        .unwrap();
+        assert_eq!(file.reload(), Reload::Loaded);
+        assert_eq!(approval_ttl(&file.current()), two_hours);
+        // A rule's own ttl wins.
+        std::fs::write(&path, POLICY.replace("[lead] }", "[lead], ttl: 5m }")).unwrap();
+        assert_eq!(file.reload(), Reload::Loaded);
+        assert_eq!(approval_ttl(&file.current()), Duration::from_secs(300));
+        // Without configuration: 15 minutes.
+        std::fs::write(&path, POLICY).unwrap();
+        let plain = PolicyFile::load(&path).unwrap();
+        assert_eq!(approval_ttl(&plain.current()), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_reported_once_not_every_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, POLICY).unwrap();
+        let file = PolicyFile::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(file.reload(), Reload::Refused(_)));
+        assert_eq!(file.reload(), Reload::Unchanged);
+        std::fs::write(&path, POLICY).unwrap();
+        assert_eq!(file.reload(), Reload::Unchanged, "same content as in force");
     }
 }
