@@ -418,4 +418,66 @@ mod tests {
         assert!(decode_object(b"k8s\0\x0a\xff\xff\xff").is_err());
         assert!(decode_object(b"k8s\0\x12\x05\x0a\x03abc").is_err());
     }
+
+    /// Random bodies inside well-formed envelopes (so every served kind's schema is walked)
+    /// decode or fail, never panic.
+    #[test]
+    fn random_bodies_never_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let kinds = [
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "StatefulSet"),
+            ("v1", "Pod"),
+            ("v1", "Event"),
+            ("batch/v1", "CronJob"),
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            ("meta.k8s.io/v1", "DeleteOptions"),
+        ];
+        let field = |tag: u8, b: &[u8]| -> Vec<u8> {
+            let mut out = vec![tag];
+            let mut n = b.len();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+            out.extend_from_slice(b);
+            out
+        };
+        let mut decoded = 0;
+        for i in 0..20_000 {
+            let (api_version, kind) = kinds[i % kinds.len()];
+            let len = (next() % 200) as usize;
+            // Mostly small field numbers and valid wire types, so the decoder goes deep.
+            let raw: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 3 == 0 {
+                        ((((r >> 8) % 16) << 3) | ((r >> 16) % 3)) as u8
+                    } else {
+                        (r >> 24) as u8
+                    }
+                })
+                .collect();
+            let mut type_meta = field(0x0a, api_version.as_bytes());
+            type_meta.extend(field(0x12, kind.as_bytes()));
+            let mut body = MAGIC.to_vec();
+            body.extend(field(0x0a, &type_meta));
+            body.extend(field(0x12, &raw));
+            if decode_object(&body).is_ok() {
+                decoded += 1;
+            }
+        }
+        assert!(decoded > 0, "some random bodies are valid messages");
+    }
 }
