@@ -286,7 +286,7 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
         .and_then(|r| r.partition)
         .unwrap_or(0);
     if partition > 0 {
-        let want = desired - partition;
+        let want = desired.saturating_sub(partition);
         if updated < want {
             return state(
                 Verdict::Progressing,
