@@ -232,6 +232,20 @@ fn check_config_validates_config_and_policy_and_masks_secrets() {
     assert!(text.contains("policy check:"), "{text}");
     assert!(text.trim_end().ends_with("OK"), "{text}");
 
+    // A Slack section serve would refuse (no signing secret for HTTP mode) fails here too.
+    std::fs::write(&config, "slack: { bot_token: xoxb-secret-token }\n").unwrap();
+    let out = opsbot(&config, &["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("slack: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("signing"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("xoxb-secret-token"));
+    std::fs::write(
+        &config,
+        "database: { url: 'postgres://bot:db-password@db:5432/opsbot' }\n\
+         slack: { bot_token: xoxb-secret-token, signing_secret_file: signing }\n",
+    )
+    .unwrap();
+
     // A broken policy fails check-config with its location.
     std::fs::write(dir.path().join("policy.yaml"), "version: 1\nrules: 5\n").unwrap();
     let out = opsbot(&config, &["check-config"]);

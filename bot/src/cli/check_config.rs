@@ -25,6 +25,12 @@ pub fn run(config: Option<&Path>) -> ExitCode {
         }
     };
     print!("{}", config.summary());
+    // The same checks `opsbot serve` makes at start-up for the chat adapters.
+    let slack = crate::slack::SlackConfig::from_config(&config.slack).map(|s| s.validate());
+    if let Some(Err(e)) = slack {
+        eprintln!("slack: {e}");
+        return ExitCode::from(EXIT_ERRORS);
+    }
     match Policy::load(&config.policy) {
         Ok(policy) => {
             println!("policy check:    {}", policy.summary());
