@@ -5,6 +5,11 @@
 //! `{api_url}/{method}`, bodies may be JSON or forms (and GET query strings), the bearer token is
 //! checked (`invalid_auth` otherwise), answers are `{"ok":true,...}`, and failures can be
 //! scripted per method: `ok:false` errors, HTTP 429 with `Retry-After`, or bare HTTP statuses.
+//!
+//! It also serves slash commands' response URLs (`POST {base}/response/{id}`, handed out by
+//! [`SlackFake::response_url`]), as Slack does: JSON messages, `replace_original`, at most five
+//! uses each. They are recorded as calls of the method `response_url`. Channels can be made to
+//! refuse the bot (`not_in_channel`, as for a DM or a private channel it is not in).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -35,6 +40,8 @@ pub struct Call {
     pub status: u16,
     pub error: Option<String>,
     pub at: Instant,
+    /// For `response_url` calls: the id of the response URL posted to.
+    pub response_id: Option<String>,
 }
 
 impl Call {
@@ -90,6 +97,20 @@ pub struct Message {
     pub params: Value,
     /// How many times it was updated.
     pub updates: usize,
+    /// The response URL id it was posted through (`None`: `chat.postMessage`).
+    pub response_id: Option<String>,
+}
+
+/// Slack accepts this many posts per response URL.
+pub const RESPONSE_URL_USES: u32 = 5;
+
+/// A response URL the fake handed out.
+#[derive(Debug, Clone, Default)]
+struct ResponseTarget {
+    channel: String,
+    uses: u32,
+    /// The message last posted through it (what `replace_original` replaces).
+    last_ts: Option<String>,
 }
 
 #[derive(Default)]
@@ -110,6 +131,10 @@ struct Inner {
     /// Groups Slack still lists, with `date_delete` set (deleted groups).
     deleted_groups: Vec<(String, Vec<String>)>,
     next_ts: u64,
+    /// Channels where `chat.postMessage` / `chat.update` answer this error (bot not a member).
+    refused_channels: HashMap<String, String>,
+    responses: HashMap<String, ResponseTarget>,
+    next_response: u64,
 }
 
 struct Shared {
@@ -141,6 +166,7 @@ impl SlackFake {
         });
         let app = Router::new()
             .route("/api/{method}", any(api))
+            .route("/response/{id}", any(response_url))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -163,6 +189,43 @@ impl SlackFake {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new response URL for a slash command in `channel` (as Slack puts in every command).
+    pub fn response_url(&self, channel: &str) -> String {
+        let mut inner = self.inner();
+        inner.next_response += 1;
+        let id = format!("r{}", inner.next_response);
+        inner.responses.insert(
+            id.clone(),
+            ResponseTarget {
+                channel: channel.to_owned(),
+                ..ResponseTarget::default()
+            },
+        );
+        format!("http://{}/response/{id}", self.addr)
+    }
+
+    /// A signed slash command carrying a fresh response URL of this fake.
+    pub fn slash_command(
+        &self,
+        secret: &str,
+        command: &str,
+        text: &str,
+        user: &str,
+        channel: &str,
+        trigger_id: &str,
+    ) -> SignedRequest {
+        let url = self.response_url(channel);
+        slash_command_with_response_url(secret, command, text, user, channel, trigger_id, &url)
+    }
+
+    /// From now on `chat.postMessage` and `chat.update` in `channel` answer `ok:false` with
+    /// `error` (`not_in_channel`, `channel_not_found`): the bot is not a member there.
+    pub fn refuse_channel(&self, channel: &str, error: &str) {
+        self.inner()
+            .refused_channels
+            .insert(channel.to_owned(), error.to_owned());
     }
 
     /// The next call of `method` fails as scripted (queued: call several times for several).
@@ -514,12 +577,120 @@ async fn api(
     }
 }
 
+/// `POST /response/{id}`: a slash command's response URL.
+async fn response_url(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let params = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (status, error) = {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let failure = inner
+            .failures
+            .get_mut("response_url")
+            .and_then(VecDeque::pop_front);
+        match failure {
+            Some(Failure::Error(e)) => (200, Some(e)),
+            Some(Failure::Status(s)) => (s, Some(format!("HTTP {s}"))),
+            Some(Failure::RateLimited { .. }) => (429, Some("ratelimited".to_owned())),
+            None => respond(&mut inner, &id, &params),
+        }
+    };
+    {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.calls.push(Call {
+            method: "response_url".to_owned(),
+            token,
+            params: Value::Object(params),
+            status,
+            error: error.clone(),
+            at: Instant::now(),
+            response_id: Some(id),
+        });
+    }
+    shared.changed.notify_waiters();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match error {
+        None => axum::Json(json!({"ok": true})).into_response(),
+        Some(e) if status == StatusCode::OK => slack_error(&e),
+        Some(e) => (status, e).into_response(),
+    }
+}
+
+/// What Slack does with a post to response URL `id`: (status, error).
+fn respond(
+    inner: &mut Inner,
+    id: &str,
+    params: &serde_json::Map<String, Value>,
+) -> (u16, Option<String>) {
+    let Some(target) = inner.responses.get(id).cloned() else {
+        return (404, Some("no_such_url".to_owned()));
+    };
+    if target.uses >= RESPONSE_URL_USES {
+        return (404, Some("used_url".to_owned()));
+    }
+    if params.get("text").is_none() && params.get("blocks").is_none() {
+        return (200, Some("no_text".to_owned()));
+    }
+    let replace = params.get("replace_original") == Some(&json!(true));
+    let existing = target.last_ts.clone().filter(|_| replace).and_then(|ts| {
+        inner
+            .messages
+            .iter()
+            .position(|m| m.channel == target.channel && m.ts == ts)
+    });
+    let ts = match existing {
+        Some(i) => {
+            let m = &mut inner.messages[i];
+            m.params = Value::Object(params.clone());
+            m.updates += 1;
+            m.ts.clone()
+        }
+        None => {
+            inner.next_ts += 1;
+            let ts = format!("1700000000.{:06}", inner.next_ts);
+            inner.messages.push(Message {
+                channel: target.channel.clone(),
+                ts: ts.clone(),
+                params: Value::Object(params.clone()),
+                updates: 0,
+                response_id: Some(id.to_owned()),
+            });
+            ts
+        }
+    };
+    if let Some(t) = inner.responses.get_mut(id) {
+        t.uses += 1;
+        t.last_ts = Some(ts);
+    }
+    (200, None)
+}
+
 fn answer(
     inner: &mut Inner,
     method: &str,
     params: &serde_json::Map<String, Value>,
 ) -> Result<Value, &'static str> {
     let str_param = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
+    if method == "chat.postMessage" || method == "chat.update" {
+        let refused = str_param("channel").and_then(|c| inner.refused_channels.get(&c).cloned());
+        if let Some(error) = refused {
+            return Err(match error.as_str() {
+                "not_in_channel" => "not_in_channel",
+                "channel_not_found" => "channel_not_found",
+                _ => "restricted_action",
+            });
+        }
+    }
     match method {
         "apps.connections.open" => {
             let url = inner.ws_url.clone().ok_or("not_allowed_token_type")?;
@@ -542,6 +713,7 @@ fn answer(
                 ts: ts.clone(),
                 params: Value::Object(params.clone()),
                 updates: 0,
+                response_id: None,
             });
             let mut message = params.clone();
             message.remove("channel");
@@ -622,6 +794,7 @@ fn record(
             status,
             error: error.map(str::to_owned),
             at: Instant::now(),
+            response_id: None,
         });
     }
     shared.changed.notify_waiters();
@@ -781,7 +954,9 @@ impl SignedRequest {
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// A signed `/ops` (or other) slash command from `user` in `channel`.
+/// A signed `/ops` (or other) slash command from `user` in `channel`, with a response URL on
+/// Slack's host (never called in tests: use [`SlackFake::slash_command`] where replies may go
+/// through the response URL).
 pub fn slash_command(
     secret: &str,
     command: &str,
@@ -789,6 +964,28 @@ pub fn slash_command(
     user: &str,
     channel: &str,
     trigger_id: &str,
+) -> SignedRequest {
+    slash_command_with_response_url(
+        secret,
+        command,
+        text,
+        user,
+        channel,
+        trigger_id,
+        "https://hooks.slack.com/commands/T0FAKE/1/abc",
+    )
+}
+
+/// A signed slash command whose `response_url` is `response_url` (e.g. one of
+/// [`SlackFake::response_url`]).
+pub fn slash_command_with_response_url(
+    secret: &str,
+    command: &str,
+    text: &str,
+    user: &str,
+    channel: &str,
+    trigger_id: &str,
+    response_url: &str,
 ) -> SignedRequest {
     let body = form_encode(&[
         ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
@@ -802,10 +999,7 @@ pub fn slash_command(
         ("text", text),
         ("api_app_id", "A0FAKE"),
         ("is_enterprise_install", "false"),
-        (
-            "response_url",
-            "https://hooks.slack.com/commands/T0FAKE/1/abc",
-        ),
+        ("response_url", response_url),
         ("trigger_id", trigger_id),
     ]);
     SignedRequest::new("/slack/commands", FORM, body.into_bytes(), secret)

@@ -115,7 +115,9 @@ impl Bot {
 
     /// Sends a slash command and checks the immediate ack.
     async fn command(&self, user: &str, text: &str, trigger: &str) {
-        let req = slack_fake::slash_command(SECRET, "/ops", text, user, "C0OPS", trigger);
+        let req = self
+            .fake
+            .slash_command(SECRET, "/ops", text, user, "C0OPS", trigger);
         let res = self.send(&req).await;
         assert_eq!(res.status(), 200);
         let ack: serde_json::Value = res.json().await.unwrap();
@@ -531,11 +533,13 @@ async fn replies_slack_will_not_take_are_audited_as_undelivered() {
     assert_eq!(posts.len(), 5, "{posts:?}");
     assert!(posts.iter().all(|c| c.status == 503));
 
-    // Refused for good (`ok:false`): not retried, audited as well.
+    // Refused for good (`ok:false`): not retried; the fallback through the command's
+    // response URL fails as well (gone): audited as well.
     bot.fake.fail_next(
         "chat.postMessage",
         Failure::Error("channel_not_found".into()),
     );
+    bot.fake.fail_next("response_url", Failure::Status(404));
     bot.command("UENG", "status rust-webapi -n api", "e2e.undelivered.2")
         .await;
     let audit = bot.wait_audit(|a| undelivered(a) >= 2).await;
@@ -561,6 +565,11 @@ async fn replies_slack_will_not_take_are_audited_as_undelivered() {
         details[1].contains("chat.postMessage refused: channel_not_found"),
         "{details:?}"
     );
+    assert!(
+        details[1].contains("response_url refused: HTTP 404"),
+        "{details:?}"
+    );
+    assert!(!details[1].contains("/response/"), "{details:?}");
     let metrics = bot
         .http
         .get(format!("{}/metrics", bot.base))

@@ -11,13 +11,14 @@ use serde::Deserialize;
 
 use super::groups::{GroupResolver, GroupSource};
 use super::render::escape;
+use super::response_url::ResponseUrls;
 use super::{PLATFORM, Pipeline};
 use crate::chat::{ApprovalClick, Invocation};
 use crate::engine::RejectionKind;
 
 /// A slash command as Slack sends it (form fields of `/slack/commands`, or a Socket Mode
 /// `slash_commands` envelope). Unknown fields are ignored; missing required ones are refused.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct SlashCommand {
     #[serde(default)]
     pub command: String,
@@ -29,9 +30,27 @@ pub struct SlashCommand {
     pub channel_id: String,
     #[serde(default)]
     pub trigger_id: String,
+    /// Where replies to this command can be posted (30 minutes, 5 uses). A capability: never
+    /// logged (`Debug` masks it).
+    #[serde(default)]
+    pub response_url: Option<String>,
     /// `1` on Slack's periodic certificate checks of the command URL (no command to run).
     #[serde(default)]
     pub ssl_check: Option<String>,
+}
+
+impl std::fmt::Debug for SlashCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlashCommand")
+            .field("command", &self.command)
+            .field("text", &self.text)
+            .field("user_id", &self.user_id)
+            .field("channel_id", &self.channel_id)
+            .field("trigger_id", &self.trigger_id)
+            .field("response_url", &self.response_url.as_ref().map(|_| "***"))
+            .field("ssl_check", &self.ssl_check)
+            .finish()
+    }
 }
 
 /// The parts of an interaction payload opsbot uses.
@@ -121,6 +140,8 @@ pub struct Dispatcher {
     pipeline: Arc<dyn Pipeline>,
     groups: Arc<GroupResolver>,
     seen: Mutex<Seen>,
+    /// Where slash commands' `response_url`s are remembered for the sink.
+    response_urls: Option<ResponseUrls>,
 }
 
 /// The answer to `/incident` until the incidents work lands.
@@ -132,7 +153,15 @@ impl Dispatcher {
             pipeline,
             groups: Arc::new(GroupResolver::new(groups, ttl)),
             seen: Mutex::new(Seen::default()),
+            response_urls: None,
         }
+    }
+
+    /// Remembers the `response_url` of every `/ops` command in `urls` (the sink's store), so
+    /// replies reach channels the bot is not a member of.
+    pub fn with_response_urls(mut self, urls: ResponseUrls) -> Self {
+        self.response_urls = Some(urls);
+        self
     }
 
     fn first_time(&self, delivery_id: &str) -> bool {
@@ -194,6 +223,12 @@ impl Dispatcher {
                 escape(&text.chars().take(200).collect::<String>())
             ),
         };
+        if let (Some(urls), Some(url)) = (&self.response_urls, cmd.response_url.as_deref())
+            && (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+        {
+            urls.remember(&cmd.channel_id, url);
+        }
         let pipeline = self.pipeline.clone();
         let groups = self.groups.clone();
         let user_id = cmd.user_id.clone();
@@ -350,6 +385,7 @@ mod tests {
             user_id: "U1".into(),
             channel_id: "C1".into(),
             trigger_id: trigger.into(),
+            response_url: Some("https://hooks.slack.com/commands/T1/1/secret".into()),
             ssl_check: None,
         }
     }
@@ -401,6 +437,25 @@ mod tests {
         c.channel_id = String::new();
         assert!(d.command(c).is_err());
         assert!(d.command(cmd("/ops", "x", "")).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_response_url_is_remembered_per_channel_and_never_shown() {
+        let (d, mut rx) = dispatcher();
+        let urls = ResponseUrls::default();
+        let d = d.with_response_urls(urls.clone());
+        let c = cmd("/ops", "status", "T.9");
+        assert!(!format!("{c:?}").contains("secret"));
+        d.command(c).unwrap();
+        assert!(matches!(rx.recv().await.unwrap(), Seen::Handle(_)));
+        let lease = urls.take_latest("C1", "x").unwrap();
+        assert_eq!(lease.url(), "https://hooks.slack.com/commands/T1/1/secret");
+        // Not a URL: not remembered.
+        let mut c = cmd("/ops", "status", "T.10");
+        c.channel_id = "C2".into();
+        c.response_url = Some("javascript:alert(1)".into());
+        d.command(c).unwrap();
+        assert!(urls.take_latest("C2", "x").is_none());
     }
 
     fn click_payload(action: &str, user: &str, ts: &str) -> Interaction {

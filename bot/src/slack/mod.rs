@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod groups;
 pub mod http;
 pub mod render;
+pub mod response_url;
 pub mod sink;
 pub mod socket;
 pub mod verify;
@@ -58,6 +59,8 @@ pub struct SlackConfig {
     pub retry: RetryPolicy,
     /// At most one edit of a message per this interval (progress updates).
     pub update_interval: Duration,
+    /// How long a slash command's `response_url` is used (Slack accepts it for 30 minutes).
+    pub response_url_ttl: Duration,
 }
 
 impl SlackConfig {
@@ -73,6 +76,7 @@ impl SlackConfig {
             group_cache_ttl: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             update_interval: Duration::from_secs(1),
+            response_url_ttl: response_url::TTL,
         }
     }
 
@@ -139,6 +143,7 @@ impl std::fmt::Debug for SlackConfig {
             .field("group_cache_ttl", &self.group_cache_ttl)
             .field("retry", &self.retry)
             .field("update_interval", &self.update_interval)
+            .field("response_url_ttl", &self.response_url_ttl)
             .finish()
     }
 }
@@ -216,13 +221,14 @@ pub fn router(engine: Engine, cfg: &SlackConfig) -> axum::Router {
     router_with(Arc::new(engine), sink.web().clone(), cfg)
 }
 
-/// The routes on any [`Pipeline`]; `web` is used for user-group lookups.
+/// The routes on any [`Pipeline`]; `web` is used for user-group lookups, and the slash
+/// commands' `response_url`s are remembered in its store (shared with the sink built on it).
 pub fn router_with(pipeline: Arc<dyn Pipeline>, web: SlackWeb, cfg: &SlackConfig) -> axum::Router {
-    let dispatcher = Arc::new(Dispatcher::new(
-        pipeline,
-        Arc::new(web),
-        cfg.group_cache_ttl,
-    ));
+    let response_urls = web.response_urls().clone();
+    let dispatcher = Arc::new(
+        Dispatcher::new(pipeline, Arc::new(web), cfg.group_cache_ttl)
+            .with_response_urls(response_urls),
+    );
     http::routes(dispatcher, Verifier::new(&cfg.signing_secret))
 }
 

@@ -4,6 +4,13 @@
 //! most one per `update_interval` (a second by default): an edit that arrives sooner waits, and
 //! if a newer edit of the same message arrives while it waits, only the newer one is sent (the
 //! older is superseded, not lost: the message ends in the newest state).
+//!
+//! Where the bot is not a member (a DM with someone else, a private channel), Slack refuses
+//! `chat.postMessage` with `not_in_channel` / `channel_not_found`; the reply then goes through
+//! the `response_url` of the channel's latest slash command (see [`super::response_url`]), and
+//! its [`MessageRef`] id says so (`response_url:{entry id}`, never the URL). Edits of such a
+//! message replace it through the same URL while it is valid, or become a new post through a
+//! newer one. Only when no valid URL is left is the reply reported undelivered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +21,7 @@ use opsbot_commands::Reply;
 use tokio::time::Instant;
 
 use super::render::render;
+use super::response_url::ID_PREFIX;
 use super::web::SlackWeb;
 use super::{PLATFORM, SlackConfig};
 use crate::chat::{ChatSink, DeliveryError, MessageRef};
@@ -66,12 +74,15 @@ impl SlackSink {
 #[async_trait]
 impl ChatSink for SlackSink {
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError> {
-        let ts = self.web.post_message(channel, render(reply)).await?;
-        Ok(MessageRef {
-            platform: PLATFORM.to_owned(),
-            channel: channel.to_owned(),
-            id: ts,
-        })
+        match self.web.post_message(channel, render(reply)).await {
+            Ok(ts) => Ok(MessageRef {
+                platform: PLATFORM.to_owned(),
+                channel: channel.to_owned(),
+                id: ts,
+            }),
+            Err(e) if not_a_member(&e) => self.post_via_response_url(channel, reply, e).await,
+            Err(e) => Err(e),
+        }
     }
 
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
@@ -115,14 +126,113 @@ impl ChatSink for SlackSink {
             // A newer edit of this message is waiting behind us and carries the newest state.
             return Ok(());
         }
-        let result = self
-            .web
-            .update_message(&message.channel, &message.id, render(reply))
-            .await;
+        let result = self.send_update(message, reply).await;
         if let Some(p) = self.pacing().get_mut(&key) {
             p.last_sent = Some(Instant::now());
         }
         result
+    }
+}
+
+impl SlackSink {
+    /// One edit, now: `chat.update`, or through a `response_url` for messages that went that way.
+    async fn send_update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
+        if let Some(id) = message.id.strip_prefix(ID_PREFIX) {
+            return self.update_via_response_url(message, id, reply).await;
+        }
+        match self
+            .web
+            .update_message(&message.channel, &message.id, render(reply))
+            .await
+        {
+            Err(e) if not_a_member(&e) => self
+                .post_via_response_url(&message.channel, reply, e)
+                .await
+                .map(|_| ()),
+            other => other,
+        }
+    }
+
+    /// Posts `reply` through the channel's latest valid `response_url` after `refused` (the
+    /// Web API's refusal, returned when there is none or it fails too).
+    async fn post_via_response_url(
+        &self,
+        channel: &str,
+        reply: &Reply,
+        refused: DeliveryError,
+    ) -> Result<MessageRef, DeliveryError> {
+        let Some(lease) = self.web.response_urls().take_latest(channel, &reply.title) else {
+            tracing::info!(channel, error = %refused, "no valid response_url to fall back on");
+            return Err(refused);
+        };
+        match self
+            .web
+            .post_response_url(lease.url(), render(reply), false)
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(
+                    channel,
+                    uses_left = lease.uses_left,
+                    "reply posted through response_url"
+                );
+                Ok(MessageRef {
+                    platform: PLATFORM.to_owned(),
+                    channel: channel.to_owned(),
+                    id: format!("{ID_PREFIX}{}", lease.id),
+                })
+            }
+            Err(e) => Err(with_fallback_error(refused, &e)),
+        }
+    }
+
+    /// Replaces a message that went through the `response_url` entry `id`, or (that URL used
+    /// up or expired) posts the new state through the channel's latest valid one.
+    async fn update_via_response_url(
+        &self,
+        message: &MessageRef,
+        id: &str,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
+        let urls = self.web.response_urls();
+        if urls.keep_last_use(id, &reply.title) {
+            // A progress tick with one use left: the newer state (the outcome) gets the use.
+            tracing::debug!(channel = %message.channel, "edit skipped to keep the response_url's last use");
+            return Ok(());
+        }
+        if let Some(lease) = urls.take(&message.channel, id, &reply.title) {
+            return self
+                .web
+                .post_response_url(lease.url(), render(reply), true)
+                .await;
+        }
+        let gone = DeliveryError::Refused {
+            method: "response_url".to_owned(),
+            error: "the message's response_url expired or is used up".to_owned(),
+        };
+        self.post_via_response_url(&message.channel, reply, gone)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Slack's answers when the bot is not in the channel (or cannot see it).
+fn not_a_member(e: &DeliveryError) -> bool {
+    matches!(e, DeliveryError::Refused { error, .. }
+        if error == "not_in_channel" || error == "channel_not_found")
+}
+
+/// The Web API's refusal, with why the `response_url` fallback failed too.
+fn with_fallback_error(refused: DeliveryError, fallback: &DeliveryError) -> DeliveryError {
+    match refused {
+        DeliveryError::Refused { method, error } => DeliveryError::Refused {
+            method,
+            error: format!("{error}; fallback: {fallback}"),
+        },
+        DeliveryError::Failed { method, error } => DeliveryError::Failed {
+            method,
+            error: format!("{error}; fallback: {fallback}"),
+        },
     }
 }
 
@@ -137,5 +247,175 @@ impl Drop for InFlight<'_> {
         if let Some(p) = self.sink.pacing().get_mut(self.key) {
             p.in_flight = p.in_flight.saturating_sub(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::response::IntoResponse;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::slack::{RetryPolicy, SlackConfig};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A Web API where the bot is in no channel, and response URLs: `/hook/ok-…` accept,
+    /// `/hook/broken-…` answer 500. Returns the base URL and what the hooks received.
+    async fn slack() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+        let hooks = Arc::new(Mutex::new(Vec::new()));
+        let seen = hooks.clone();
+        let app = axum::Router::new()
+            .route(
+                "/api/{method}",
+                axum::routing::post(|| async {
+                    axum::Json(json!({"ok": false, "error": "not_in_channel"}))
+                }),
+            )
+            .route(
+                "/hook/{id}",
+                axum::routing::post(
+                    move |axum::extract::Path(id): axum::extract::Path<String>,
+                          axum::Json(body): axum::Json<Value>| {
+                        let seen = seen.clone();
+                        async move {
+                            seen.lock().unwrap().push((id.clone(), body));
+                            if id.starts_with("broken") {
+                                axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                            } else {
+                                axum::Json(json!({"ok": true})).into_response()
+                            }
+                        }
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), hooks)
+    }
+
+    /// Posts and edits fall back to the channel's response URL, edits replace what went through
+    /// it, an expired one is not used, and the URL shows up in no log line, message reference
+    /// or error, at any log level.
+    #[test]
+    fn replies_fall_back_to_the_response_url_which_is_never_logged() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let errors = tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (base, hooks) = slack().await;
+                let mut cfg = SlackConfig::new("xoxb-t", "sig").with_api_url(format!("{base}/api"));
+                cfg.retry = RetryPolicy {
+                    max_attempts: 2,
+                    base_backoff: Duration::from_millis(1),
+                    max_backoff: Duration::from_millis(1),
+                    max_retry_after: Duration::from_millis(1),
+                };
+                cfg.update_interval = Duration::from_millis(1);
+                let sink = SlackSink::new(&cfg);
+                let urls = sink.web().response_urls().clone();
+                let mut errors = Vec::new();
+
+                // No URL known: the Web API's refusal comes back.
+                let e = sink.post("D1", &Reply::ok("first")).await.unwrap_err();
+                assert_eq!(e.to_string(), "chat.postMessage refused: not_in_channel");
+
+                urls.remember("D1", &format!("{base}/hook/ok-secret-1"));
+                let msg = sink.post("D1", &Reply::info("Running")).await.unwrap();
+                assert!(msg.id.starts_with(ID_PREFIX), "{msg:?}");
+                assert!(!msg.id.contains("hook"), "{msg:?}");
+                sink.update(&msg, &Reply::info("Running").text("1/2"))
+                    .await
+                    .unwrap();
+                sink.update(&msg, &Reply::ok("Done")).await.unwrap();
+                {
+                    let hooks = hooks.lock().unwrap();
+                    let replace: Vec<&Value> =
+                        hooks.iter().map(|(_, b)| &b["replace_original"]).collect();
+                    assert_eq!(replace, [&json!(false), &json!(true), &json!(true)]);
+                    assert!(hooks.iter().all(|(id, b)| id == "ok-secret-1"
+                        && b["response_type"] == "in_channel"
+                        && b["blocks"][0]["type"] == "header"));
+                }
+                // Used twice more: the fourth use is a progress tick, the fifth is kept for
+                // the outcome.
+                sink.update(&msg, &Reply::ok("Done").text("x"))
+                    .await
+                    .unwrap();
+                sink.update(&msg, &Reply::ok("Done").text("y"))
+                    .await
+                    .unwrap();
+                assert_eq!(hooks.lock().unwrap().len(), 4);
+                sink.update(&msg, &Reply::danger("Failed")).await.unwrap();
+                assert_eq!(hooks.lock().unwrap().len(), 5);
+                // Used up, no other URL: undelivered.
+                let e = sink.update(&msg, &Reply::ok("late")).await.unwrap_err();
+                errors.push(e.to_string());
+
+                // A newer command's URL takes an edit of the old message as a new post.
+                urls.remember("D1", &format!("{base}/hook/ok-secret-2"));
+                sink.update(&msg, &Reply::ok("again")).await.unwrap();
+                assert_eq!(
+                    hooks.lock().unwrap().last().unwrap().1["replace_original"],
+                    false
+                );
+
+                // A broken URL: the refusal and why the fallback failed, without the URL.
+                urls.remember("D2", &format!("{base}/hook/broken-secret-3"));
+                let e = sink.post("D2", &Reply::ok("x")).await.unwrap_err();
+                errors.push(e.to_string());
+
+                // Expired: not used.
+                urls.remember("D3", &format!("{base}/hook/ok-secret-4"));
+                urls.advance_clock(super::super::response_url::TTL);
+                let n = hooks.lock().unwrap().len();
+                let e = sink.post("D3", &Reply::ok("x")).await.unwrap_err();
+                errors.push(e.to_string());
+                assert_eq!(hooks.lock().unwrap().len(), n);
+                errors
+            })
+        });
+        assert_eq!(
+            errors[0],
+            "response_url refused: the message's response_url expired or is used up"
+        );
+        assert!(
+            errors[1].starts_with("chat.postMessage refused: not_in_channel; fallback: response_url failed after retries: HTTP 500"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[2], "chat.postMessage refused: not_in_channel");
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("response_url"), "{logs}");
+        assert!(logs.contains("HTTP 500"), "{logs}");
+        for e in &errors {
+            assert!(!e.contains("secret") && !e.contains("hook"), "{e}");
+        }
+        assert!(
+            !logs.contains("secret-") && !logs.contains("/hook"),
+            "{logs}"
+        );
     }
 }

@@ -36,11 +36,10 @@ pub async fn run_with(
         .clone()
         .filter(|t| !t.is_empty())
         .ok_or(SlackError::MissingAppToken)?;
-    let dispatcher = Arc::new(Dispatcher::new(
-        pipeline,
-        Arc::new(web.clone()),
-        cfg.group_cache_ttl,
-    ));
+    let dispatcher = Arc::new(
+        Dispatcher::new(pipeline, Arc::new(web.clone()), cfg.group_cache_ttl)
+            .with_response_urls(web.response_urls().clone()),
+    );
     let callbacks = SlackSocketModeListenerCallbacks::new()
         .with_command_events(on_command)
         .with_interaction_events(on_interaction)
@@ -79,6 +78,7 @@ pub fn slash_command(ev: &SlackCommandEvent) -> SlashCommand {
         user_id: ev.user_id.to_string(),
         channel_id: ev.channel_id.to_string(),
         trigger_id: ev.trigger_id.to_string(),
+        response_url: Some(ev.response_url.value().to_string()),
         ssl_check: None,
     }
 }
@@ -170,6 +170,7 @@ mod tests {
             ),
             ("/ops", "status api", "U1", "C1", "tr.1")
         );
+        assert_eq!(c.response_url.as_deref(), Some("https://hooks.slack.com/x"));
 
         let ev: SlackInteractionEvent = serde_json::from_value(serde_json::json!({
             "type": "block_actions",

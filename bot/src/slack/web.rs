@@ -10,6 +10,7 @@ use std::time::Duration;
 use slack_morphism::errors::*;
 use slack_morphism::prelude::*;
 
+use super::response_url::ResponseUrls;
 use super::{RetryPolicy, SlackConfig};
 use crate::chat::DeliveryError;
 
@@ -34,6 +35,17 @@ pub struct SlackWeb {
     client: Arc<Client>,
     token: SlackApiToken,
     retry: RetryPolicy,
+    /// The slash commands' `response_url`s, shared with the dispatcher that remembers them.
+    response_urls: ResponseUrls,
+}
+
+/// A message posted to a `response_url` (Slack's format: the message plus how to show it).
+#[derive(serde::Serialize, Clone)]
+struct ResponseUrlMessage {
+    #[serde(flatten)]
+    content: SlackMessageContent,
+    response_type: &'static str,
+    replace_original: bool,
 }
 
 impl std::fmt::Debug for SlackWeb {
@@ -103,7 +115,64 @@ impl SlackWeb {
             client: Arc::new(client(&cfg.api_url)),
             token: SlackApiToken::new(cfg.bot_token.clone().into()),
             retry: cfg.retry.clone(),
+            response_urls: ResponseUrls::new(
+                cfg.response_url_ttl,
+                super::response_url::MAX_USES,
+                super::response_url::CAPACITY,
+            ),
         }
+    }
+
+    /// The remembered `response_url`s (shared by every clone of this client).
+    pub fn response_urls(&self) -> &ResponseUrls {
+        &self.response_urls
+    }
+
+    /// Posts `content` for everyone in the channel through a slash command's `response_url`
+    /// (no bearer token is sent there), replacing the message posted through it before when
+    /// `replace_original`. Errors name the method `response_url`, never the URL.
+    pub async fn post_response_url(
+        &self,
+        url: &str,
+        content: SlackMessageContent,
+        replace_original: bool,
+    ) -> Result<(), DeliveryError> {
+        const METHOD: &str = "response_url";
+        let refused = |error: &str| DeliveryError::Refused {
+            method: METHOD.to_owned(),
+            error: error.to_owned(),
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(refused("not an http(s) URL"));
+        }
+        let url: SlackResponseUrl = serde_json::from_value(serde_json::Value::String(url.into()))
+            .map_err(|_| refused("not a valid URL"))?;
+        let body = ResponseUrlMessage {
+            content,
+            response_type: "in_channel",
+            replace_original,
+        };
+        let _: serde_json::Value = self
+            .call(METHOD, |client, _token| {
+                let url = url.0.clone();
+                let body = body.clone();
+                async move {
+                    let span = tracing::debug_span!("Slack response_url");
+                    let context = SlackClientApiCallContext {
+                        rate_control_params: None,
+                        token: None,
+                        tracing_span: &span,
+                        is_sensitive_url: true,
+                    };
+                    client
+                        .http_api
+                        .connector
+                        .http_post_uri(url, &body, context)
+                        .await
+                }
+            })
+            .await?;
+        Ok(())
     }
 
     /// The underlying client (Socket Mode runs on it).
