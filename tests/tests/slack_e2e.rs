@@ -3,16 +3,11 @@
 //! routes merged in, the Web API pointed at the fake Slack. Requests are signed exactly as
 //! Slack signs them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kubesim::{KubeSim, Seed};
-use opsbot::engine::{Engine, EngineOptions, PolicyFile};
-use opsbot::metrics::Metrics;
+use opsbot::engine::Engine;
 use opsbot::slack::{RetryPolicy, SlackConfig};
-use opsbot::store::Store;
-use opsbot_commands::ops::OpOptions;
-use opsbot_commands::{Clusters, Operator};
+use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::slack_fake::{self, Call, Failure, SignedRequest, SlackFake};
 
 const TOKEN: &str = "xoxb-e2e-token";
@@ -43,49 +38,19 @@ rules:
 
 struct Bot {
     base: String,
-    sim: Arc<KubeSim>,
     engine: Engine,
     fake: SlackFake,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// kubesim, the database and the engine, as in the console tests.
+    core: TestBot,
 }
 
 impl Bot {
     async fn start() -> Bot {
-        let dir = tempfile::tempdir().unwrap();
-        let policy_path = dir.path().join("policy.yaml");
-        std::fs::write(&policy_path, POLICY).unwrap();
-        let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
-        sim.clock().set_speed(30.0);
-        let sim = Arc::new(sim);
-        let mut clusters = Clusters::new();
-        clusters
-            .add_config(
-                "kubesim",
-                kube::Config::new(sim.url().parse().unwrap()),
-                Some("production".into()),
-            )
-            .unwrap();
-        let store = Store::open_sqlite_file(&dir.path().join("opsbot.db"))
+        let core = TestBot::start(Db::Sqlite, "slack_e2e", POLICY, BotOptions::default())
             .await
-            .unwrap();
-        let engine = Engine::new(
-            store,
-            Arc::new(PolicyFile::load(&policy_path).unwrap()),
-            Operator::with_options(
-                clusters,
-                OpOptions {
-                    rollout_timeout: Duration::from_secs(30),
-                    poll_interval: Duration::from_millis(200),
-                    ..OpOptions::default()
-                },
-            ),
-            EngineOptions {
-                progress_interval: Duration::from_millis(100),
-                ..EngineOptions::default()
-            },
-            Arc::new(Metrics::new()),
-        );
+            .expect("SQLite is never skipped");
+        let engine = core.engine.clone();
 
         let fake = SlackFake::start(TOKEN).await;
         fake.set_user_groups(&[("SLEADS", &["ULEAD", "ULEAD2"]), ("SOTHER", &["UENG"])]);
@@ -101,11 +66,10 @@ impl Bot {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Bot {
             base,
-            sim,
             engine,
             fake,
             http: reqwest::Client::new(),
-            _dir: dir,
+            core,
         }
     }
 
@@ -129,10 +93,7 @@ impl Bot {
     }
 
     fn replicas(&self, ns: &str, name: &str) -> i64 {
-        self.sim
-            .get("apps/v1", "Deployment", ns, name)
-            .and_then(|d| d["spec"]["replicas"].as_i64())
-            .unwrap_or(-1)
+        self.core.replicas(ns, name)
     }
 
     /// Waits until a posted or updated message (its latest state) contains `needle`.

@@ -6,13 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubesim::{KubeSim, Seed};
-use opsbot::engine::{Engine, EngineOptions, PolicyFile};
-use opsbot::metrics::Metrics;
+use opsbot::engine::Engine;
 use opsbot::slack::{RetryPolicy, SlackConfig, SlackSink};
-use opsbot::store::Store;
-use opsbot_commands::ops::OpOptions;
-use opsbot_commands::{Clusters, Operator};
+use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::slack_fake::{self, Call, SlackFake};
 
 const TOKEN: &str = "xoxb-resp-token";
@@ -43,50 +39,25 @@ rules:
 
 struct Bot {
     base: String,
-    sim: Arc<KubeSim>,
     engine: Engine,
     fake: SlackFake,
     sink: SlackSink,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// kubesim, the database and the engine, as in the console tests.
+    core: TestBot,
 }
 
 impl Bot {
     async fn start() -> Bot {
-        let dir = tempfile::tempdir().unwrap();
-        let policy_path = dir.path().join("policy.yaml");
-        std::fs::write(&policy_path, POLICY).unwrap();
-        let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
-        sim.clock().set_speed(30.0);
-        let sim = Arc::new(sim);
-        let mut clusters = Clusters::new();
-        clusters
-            .add_config(
-                "kubesim",
-                kube::Config::new(sim.url().parse().unwrap()),
-                Some("production".into()),
-            )
-            .unwrap();
-        let store = Store::open_sqlite_file(&dir.path().join("opsbot.db"))
-            .await
-            .unwrap();
-        let engine = Engine::new(
-            store,
-            Arc::new(PolicyFile::load(&policy_path).unwrap()),
-            Operator::with_options(
-                clusters,
-                OpOptions {
-                    rollout_timeout: Duration::from_secs(30),
-                    poll_interval: Duration::from_millis(200),
-                    ..OpOptions::default()
-                },
-            ),
-            EngineOptions {
-                progress_interval: Duration::from_millis(100),
-                ..EngineOptions::default()
-            },
-            Arc::new(Metrics::new()),
-        );
+        let core = TestBot::start(
+            Db::Sqlite,
+            "slack_response_url",
+            POLICY,
+            BotOptions::default(),
+        )
+        .await
+        .expect("SQLite is never skipped");
+        let engine = core.engine.clone();
 
         let fake = SlackFake::start(TOKEN).await;
         fake.set_user_groups(&[("SLEADS", &["ULEAD"])]);
@@ -108,12 +79,11 @@ impl Bot {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Bot {
             base,
-            sim,
             engine,
             fake,
             sink,
             http: reqwest::Client::new(),
-            _dir: dir,
+            core,
         }
     }
 
@@ -132,10 +102,7 @@ impl Bot {
     }
 
     fn replicas(&self, ns: &str, name: &str) -> i64 {
-        self.sim
-            .get("apps/v1", "Deployment", ns, name)
-            .and_then(|d| d["spec"]["replicas"].as_i64())
-            .unwrap_or(-1)
+        self.core.replicas(ns, name)
     }
 
     /// The audit log as (kind, outcome, detail).
