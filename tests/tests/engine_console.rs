@@ -529,3 +529,27 @@ both_databases!(whoami_is_answered_and_audited, |bot: TestBot| async move {
     let audit = audit_outcomes(&bot).await;
     assert!(audit.contains(&"decision:allow".to_owned()), "{audit:?}");
 });
+
+both_databases!(
+    unknown_clusters_are_refused_before_the_policy,
+    |bot: TestBot| async move {
+        let out = bot
+            .say("bob", "scale rust-webapi 7 -n api --cluster kubesm")
+            .await;
+        assert!(out.contains("Unknown cluster"), "{out}");
+        assert!(
+            out.contains("kubesim"),
+            "suggests the configured one: {out}"
+        );
+        assert_ne!(bot.replicas("api", "rust-webapi"), 7);
+        let audit = audit_outcomes(&bot).await;
+        assert!(
+            audit.contains(&"rejection:unknown_cluster".to_owned()),
+            "{audit:?}"
+        );
+        assert!(
+            !audit.iter().any(|a| a.starts_with("decision:")),
+            "{audit:?}"
+        );
+    }
+);

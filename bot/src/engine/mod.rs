@@ -281,26 +281,16 @@ impl Engine {
         let policy = self.inner.policy.current();
 
         if !matches!(cmd.op, Op::Help { .. } | Op::Whoami)
-            && self
-                .inner
-                .operator
-                .clusters
-                .get(cmd.cluster.as_deref())
-                .is_none()
+            && let Err(e) = self.inner.operator.check_cluster(&cmd)
         {
-            let known: Vec<&str> = self.inner.operator.clusters.names().collect();
-            let reply = Reply::danger("Unknown cluster").text(format!(
-                "No cluster named `{}` is configured. Known clusters: {}.",
-                cmd.cluster.as_deref().unwrap_or("(default)"),
-                known.join(", ")
-            ));
             self.audit(
                 self.entry(&ctx, AuditKind::Rejection)
                     .command(cmd.to_text())
-                    .outcome("unknown_cluster"),
+                    .outcome("unknown_cluster")
+                    .detail(json!({ "error": e.to_string() })),
             )
             .await;
-            return self.say(&ctx, &reply).await;
+            return self.say(&ctx, &e.to_reply()).await;
         }
 
         let request = cmd.policy_request(&inv.user, &inv.groups, Some(&inv.channel));

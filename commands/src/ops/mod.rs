@@ -386,7 +386,14 @@ impl Operator {
         }
     }
 
-    fn ctx(&self, cmd: &Command, progress: ProgressSender) -> Result<Ctx<'_>, OpError> {
+    /// Whether the cluster `cmd` names (or the default) is configured; `execute` fails the same
+    /// way. The engine asks first, so the policy never decides on a cluster that does not exist.
+    pub fn check_cluster(&self, cmd: &Command) -> Result<(), OpError> {
+        self.target(cmd).map(|_| ())
+    }
+
+    /// The cluster's name, client and default namespace for `cmd`.
+    fn target(&self, cmd: &Command) -> Result<(String, &kube::Client, &str), OpError> {
         if self.clusters.clusters.is_empty() {
             return Err(OpError::NoCluster);
         }
@@ -402,13 +409,18 @@ impl Operator {
                 known,
             });
         };
+        Ok((name, client, default_ns))
+    }
+
+    fn ctx(&self, cmd: &Command, progress: ProgressSender) -> Result<Ctx<'_>, OpError> {
+        let (cluster, client, default_ns) = self.target(cmd)?;
         Ok(Ctx {
             client: client.clone(),
             ns: cmd
                 .namespace
                 .clone()
                 .unwrap_or_else(|| default_ns.to_owned()),
-            cluster: name,
+            cluster,
             opts: &self.options,
             progress,
         })
