@@ -34,6 +34,11 @@ pub struct Invocation {
     /// The platform's id for this delivery (Slack trigger id, Discord interaction id), used to
     /// drop repeated deliveries; `None` where the platform has no retries.
     pub delivery_id: Option<String>,
+    /// The adapter's own handle of this request, handed back to its sink with every answer
+    /// ([`ChatSink::answer`], [`ChatSink::post_private`]) so adapters that answer through the
+    /// request itself (a Discord interaction token, a Slack `response_url`) can. Opaque to the
+    /// engine, never logged or audited.
+    pub origin: Option<String>,
 }
 
 /// An Approve or Deny click on an approval card.
@@ -46,6 +51,8 @@ pub struct ApprovalClick {
     pub approval_id: String,
     pub approve: bool,
     pub delivery_id: Option<String>,
+    /// As [`Invocation::origin`]: the adapter's handle of this click.
+    pub origin: Option<String>,
 }
 
 /// Why a message could not be delivered.
@@ -60,10 +67,36 @@ pub enum DeliveryError {
 }
 
 /// How the engine talks back to a platform.
+///
+/// Public messages (results, approval cards, progress) go through [`ChatSink::answer`] /
+/// [`ChatSink::post`] and [`ChatSink::update`]; what concerns one person only (a refusal, help,
+/// a rate-limit notice, a parse error) goes through [`ChatSink::post_private`] and nobody else
+/// sees it.
 #[async_trait]
 pub trait ChatSink: Send + Sync {
-    /// Posts a new message in `channel`.
+    /// Posts a new message in `channel`, for everyone there.
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError>;
     /// Replaces a message opsbot posted earlier.
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError>;
+    /// Shows `reply` to `user` only, in `channel` (Slack `chat.postEphemeral`, a Discord
+    /// ephemeral follow-up, the console's speaker). `origin` is the request's
+    /// [`Invocation::origin`] / [`ApprovalClick::origin`], if any.
+    async fn post_private(
+        &self,
+        channel: &str,
+        user: &Subject,
+        origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError>;
+    /// The first public answer to the request `origin` (e.g. a Discord deferred response is
+    /// edited into it). Adapters without such a thing post a new message.
+    async fn answer(
+        &self,
+        channel: &str,
+        origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<MessageRef, DeliveryError> {
+        let _ = origin;
+        self.post(channel, reply).await
+    }
 }

@@ -108,6 +108,17 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
         self.write(&format!("#{} (updated) {}", message.id, render(reply)))
             .await
     }
+
+    async fn post_private(
+        &self,
+        _channel: &str,
+        user: &Subject,
+        _origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
+        self.write(&format!("(only {user}) {}", render(reply)))
+            .await
+    }
 }
 
 /// Why the console stopped or refused.
@@ -181,6 +192,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                         approval_id: (*id).to_owned(),
                         approve: *verb == "approve",
                         delivery_id: None,
+                        origin: None,
                     })
                     .await
             }
@@ -193,6 +205,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                         channel: CHANNEL.into(),
                         text: line.trim_start_matches("/ops").trim().to_owned(),
                         delivery_id: None,
+                        origin: None,
                     })
                     .await
             }

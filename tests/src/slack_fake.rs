@@ -681,7 +681,10 @@ fn answer(
     params: &serde_json::Map<String, Value>,
 ) -> Result<Value, &'static str> {
     let str_param = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
-    if method == "chat.postMessage" || method == "chat.update" {
+    if matches!(
+        method,
+        "chat.postMessage" | "chat.update" | "chat.postEphemeral"
+    ) {
         let refused = str_param("channel").and_then(|c| inner.refused_channels.get(&c).cloned());
         if let Some(error) = refused {
             return Err(match error.as_str() {
@@ -721,6 +724,20 @@ fn answer(
             message.insert("type".into(), json!("message"));
             message.insert("bot_id".into(), json!("BFAKE"));
             Ok(json!({"ok": true, "channel": channel, "ts": ts, "message": message}))
+        }
+        "chat.postEphemeral" => {
+            // Shown to `user` only: recorded as a call, never as a message in the channel.
+            str_param("channel")
+                .filter(|c| !c.is_empty())
+                .ok_or("channel_not_found")?;
+            str_param("user")
+                .filter(|u| !u.is_empty())
+                .ok_or("user_not_in_channel")?;
+            if str_param("text").is_none() && params.get("blocks").is_none() {
+                return Err("no_text");
+            }
+            inner.next_ts += 1;
+            Ok(json!({"ok": true, "message_ts": format!("1700000000.{:06}", inner.next_ts)}))
         }
         "chat.update" => {
             let channel = str_param("channel").ok_or("channel_not_found")?;

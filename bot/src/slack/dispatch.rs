@@ -243,6 +243,7 @@ impl Dispatcher {
                     channel,
                     text,
                     delivery_id: Some(delivery_id),
+                    origin: None,
                 })
                 .await;
         }));
@@ -303,6 +304,7 @@ impl Dispatcher {
                 approval_id,
                 approve,
                 delivery_id: Some(delivery_id),
+                origin: None,
             };
             let pipeline = self.pipeline.clone();
             let groups = self.groups.clone();

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use opsbot_commands::Reply;
+use opsbot_policies::Subject;
 use tokio::time::Instant;
 
 use super::render::render;
@@ -131,6 +132,40 @@ impl ChatSink for SlackSink {
             p.last_sent = Some(Instant::now());
         }
         result
+    }
+
+    /// `chat.postEphemeral`; where the bot is not a member, the channel's latest slash command
+    /// `response_url` with `response_type: ephemeral`.
+    async fn post_private(
+        &self,
+        channel: &str,
+        user: &Subject,
+        _origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
+        let Some(user_id) = user.as_str().strip_prefix("slack:") else {
+            return Err(DeliveryError::Refused {
+                method: "chat.postEphemeral".to_owned(),
+                error: format!("{user} is not a Slack user"),
+            });
+        };
+        match self
+            .web
+            .post_ephemeral(channel, user_id, render(reply))
+            .await
+        {
+            Err(e) if not_a_member(&e) => {
+                let Some(lease) = self.web.response_urls().take_latest(channel, &reply.title)
+                else {
+                    return Err(e);
+                };
+                self.web
+                    .post_response_url_privately(lease.url(), render(reply))
+                    .await
+                    .map_err(|fallback| with_fallback_error(e, &fallback))
+            }
+            other => other,
+        }
     }
 }
 

@@ -137,6 +137,26 @@ impl SlackWeb {
         content: SlackMessageContent,
         replace_original: bool,
     ) -> Result<(), DeliveryError> {
+        self.respond(url, content, "in_channel", replace_original)
+            .await
+    }
+
+    /// Shows `content` only to the person whose request `url` belongs to.
+    pub async fn post_response_url_privately(
+        &self,
+        url: &str,
+        content: SlackMessageContent,
+    ) -> Result<(), DeliveryError> {
+        self.respond(url, content, "ephemeral", false).await
+    }
+
+    async fn respond(
+        &self,
+        url: &str,
+        content: SlackMessageContent,
+        response_type: &'static str,
+        replace_original: bool,
+    ) -> Result<(), DeliveryError> {
         const METHOD: &str = "response_url";
         let refused = |error: &str| DeliveryError::Refused {
             method: METHOD.to_owned(),
@@ -149,7 +169,7 @@ impl SlackWeb {
             .map_err(|_| refused("not a valid URL"))?;
         let body = ResponseUrlMessage {
             content,
-            response_type: "in_channel",
+            response_type,
             replace_original,
         };
         let _: serde_json::Value = self
@@ -202,6 +222,33 @@ impl SlackWeb {
             })
             .await?;
         Ok(res.ts)
+    }
+
+    /// `chat.postEphemeral`: `content` in `channel`, visible to `user` (a Slack user id) only.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        content: SlackMessageContent,
+    ) -> Result<(), DeliveryError> {
+        let req = SlackApiChatPostEphemeralRequest::new(
+            channel.to_owned().into(),
+            user.to_owned().into(),
+            content,
+        );
+        let _: serde_json::Value = self
+            .call("chat.postEphemeral", |client, token| {
+                let req = req.clone();
+                async move {
+                    client
+                        .open_session(&token)
+                        .http_session_api
+                        .http_post("chat.postEphemeral", &req, None)
+                        .await
+                }
+            })
+            .await?;
+        Ok(())
     }
 
     /// `chat.update` of the message `ts` in `channel`.
