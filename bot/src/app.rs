@@ -103,6 +103,8 @@ pub fn engine_options(config: &Config) -> EngineOptions {
         channels: config.channels.clone(),
         rate_limits: config.rate_limits,
         sweep_interval: config.approvals.sweep_interval,
+        max_in_flight: config.engine.max_in_flight,
+        max_command_age: config.engine.max_command_age,
         ..EngineOptions::default()
     }
 }

@@ -172,6 +172,7 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelDefaults>,
     pub rate_limits: RateLimits,
     pub approvals: ApprovalDefaults,
+    pub engine: EngineLimits,
     /// The HTTP server's address. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
     pub slack: SlackConfig,
@@ -265,6 +266,25 @@ impl Default for ApprovalDefaults {
     }
 }
 
+/// How much work the engine takes on, and how old a change may be when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Requests taken and not answered yet, at most; more are refused as busy. Default 256.
+    pub max_in_flight: usize,
+    /// A command that changes the cluster and is older than this when it would start is
+    /// refused as stale (approved ones count from the approval). Default 30 seconds.
+    pub max_command_age: Duration,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_in_flight: 256,
+            max_command_age: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlackConfig {
     /// `xoxb-…`, for the Web API.
@@ -322,6 +342,7 @@ struct RawConfig {
     channels: BTreeMap<String, Sp<RawChannel>>,
     rate_limits: RateLimits,
     approvals: RawApprovals,
+    engine: RawEngine,
     #[serde(deserialize_with = "de_listen")]
     listen: Option<SocketAddr>,
     slack: RawSlack,
@@ -355,6 +376,14 @@ struct RawCluster {
 struct RawChannel {
     namespace: Option<String>,
     cluster: Option<Sp<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawEngine {
+    max_in_flight: Option<usize>,
+    #[serde(deserialize_with = "de_duration")]
+    max_command_age: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -593,6 +622,12 @@ impl Config {
             "approvals:       default ttl {}, sweep every {}",
             humantime::format_duration(self.approvals.default_ttl),
             humantime::format_duration(self.approvals.sweep_interval)
+        );
+        let _ = writeln!(
+            out,
+            "engine:          at most {} requests in flight, changes start within {}",
+            self.engine.max_in_flight,
+            humantime::format_duration(self.engine.max_command_age)
         );
         let _ = writeln!(
             out,
@@ -861,6 +896,19 @@ impl Resolver<'_> {
                 .unwrap_or(defaults.sweep_interval),
         };
 
+        let defaults = EngineLimits::default();
+        let engine = EngineLimits {
+            max_in_flight: raw
+                .engine
+                .max_in_flight
+                .unwrap_or(defaults.max_in_flight)
+                .max(1),
+            max_command_age: raw
+                .engine
+                .max_command_age
+                .unwrap_or(defaults.max_command_age),
+        };
+
         let s = raw.slack;
         let slack = SlackConfig {
             bot_token: self.secret(
@@ -916,6 +964,7 @@ impl Resolver<'_> {
             channels,
             rate_limits: raw.rate_limits,
             approvals,
+            engine,
             listen,
             slack,
             discord,

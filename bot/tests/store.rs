@@ -12,8 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 use opsbot::chat::MessageRef;
 use opsbot::store::testing::fresh_postgres_url;
 use opsbot::store::{
-    ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, Backend, NewApproval, Store,
-    StoreError, VerifyReport,
+    ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, Backend, InboxKind, InboxState,
+    NewApproval, NewInboxEntry, Receipt, Store, StoreError, VerifyReport,
 };
 use sqlx::Connection;
 use tokio::sync::Barrier;
@@ -111,7 +111,9 @@ both!(
     approval_votes_are_idempotent_and_only_while_pending,
     approval_life_cycle_rejects_impossible_transitions,
     approvals_survive_reopening_and_expire,
-    deliveries_are_deduplicated_across_stores,
+    inbox_records_each_delivery_once_with_its_request,
+    inbox_orphans_of_a_silent_process_are_adopted_once,
+    approval_votes_stop_at_the_count_needed,
 );
 
 fn t(seconds: i64) -> Timestamp {
@@ -394,10 +396,16 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
         .collect();
     assert_eq!(subjects, ["slack:U2", "discord:42"]);
     assert!(v.approval.has_enough_approvals());
+    let v = s.add_approval(&a.id, "slack:U3").await.unwrap();
+    assert!(!v.added, "votes stop at the count needed");
 
     // Concurrent duplicate votes from one person still count once.
     let other = db.second_store().await;
-    let id = a.id.clone();
+    let fresh = s
+        .create_approval(new_approval(Timestamp::now(), 900))
+        .await
+        .unwrap();
+    let id = fresh.id.clone();
     let vote = move |st: Store| {
         let id = id.clone();
         async move { st.add_approval(&id, "slack:U9").await.map(|v| v.added) }
@@ -546,27 +554,148 @@ async fn approvals_survive_reopening_and_expire(db: Db) {
     assert_eq!(store.pending().await.unwrap().len(), 1);
 }
 
-async fn deliveries_are_deduplicated_across_stores(db: Db) {
+fn inbox_entry(delivery: &str, owner: &str) -> NewInboxEntry {
+    NewInboxEntry {
+        platform: "slack".to_owned(),
+        delivery_id: delivery.to_owned(),
+        kind: InboxKind::Command,
+        actor: "slack:U1".to_owned(),
+        channel: "C0OPS".to_owned(),
+        text: "scale api 5".to_owned(),
+        owner: owner.to_owned(),
+        received: Timestamp::now(),
+    }
+}
+
+async fn receive(s: &Store, delivery: &str, owner: &str) -> Receipt {
+    s.receive(
+        inbox_entry(delivery, owner),
+        AuditEntry::new(AuditKind::Request, "slack").text("scale api 5"),
+        AuditEntry::new(AuditKind::Rejection, "slack").outcome("replay"),
+    )
+    .await
+    .expect("receive")
+}
+
+async fn inbox_records_each_delivery_once_with_its_request(db: Db) {
     let s = &db.store;
-    assert!(!s.seen_delivery("slack", "T1").await.unwrap());
-    assert!(s.seen_delivery("slack", "T1").await.unwrap());
-    assert!(
-        !s.seen_delivery("discord", "T1").await.unwrap(),
-        "per platform"
+    let Receipt::New(id) = receive(s, "T1", "me").await else {
+        panic!("first delivery not new");
+    };
+    assert_eq!(receive(s, "T1", "me").await, Receipt::Duplicate);
+    let entry = s.inbox_entry(id).await.unwrap().unwrap();
+    assert_eq!(
+        (entry.state, entry.owner.as_str()),
+        (InboxState::Received, "me")
     );
+    // The request and the replay are in the audit log, the request carrying its inbox id.
+    let log = s.tail(10).await.unwrap();
+    let kinds: Vec<_> = log.iter().map(|r| r.entry.kind).collect();
+    assert_eq!(kinds, [AuditKind::Request, AuditKind::Rejection]);
+    assert_eq!(log[0].entry.detail["inbox"], id);
+    assert!(s.verify().await.unwrap().is_ok());
 
+    // Two stores (two replicas) receiving the same delivery at once: one takes it.
     let other = db.second_store().await;
-    let first_time =
-        |st: Store| async move { st.seen_delivery("slack", "T2").await.map(|seen| !seen) };
-    assert_eq!(race(s, &other, first_time).await, 1);
-    assert!(other.seen_delivery("slack", "T1").await.unwrap());
+    let first = |st: Store| async move {
+        receive(&st, "T2", "me").await;
+        Ok::<_, StoreError>(true)
+    };
+    race(s, &other, first).await;
+    let t2: Vec<_> = s
+        .inbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.delivery_id == "T2")
+        .collect();
+    assert_eq!(t2.len(), 1);
+    let requests = s
+        .tail(200)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.entry.kind == AuditKind::Request)
+        .count();
+    assert_eq!(requests, 2, "one request record per delivery taken");
+    assert!(s.verify().await.unwrap().is_ok(), "the chain stays linear");
 
-    // Pruning forgets old deliveries only.
-    let past = Timestamp::now() - SignedDuration::from_secs(3600);
-    assert_eq!(s.prune_deliveries(past).await.unwrap(), 0);
+    // States move forward; an answered entry stays answered.
+    assert!(s.mark(id, InboxState::Running, true, None).await.unwrap());
+    assert!(
+        s.mark(id, InboxState::Answered, true, Some("ok"))
+            .await
+            .unwrap()
+    );
+    assert!(!s.mark(id, InboxState::Received, false, None).await.unwrap());
+    let entry = s.inbox_entry(id).await.unwrap().unwrap();
+    assert_eq!(entry.state, InboxState::Answered);
+    assert!(entry.mutating);
+    assert_eq!(entry.outcome.as_deref(), Some("ok"));
+    assert_eq!(s.open_inbox_count().await.unwrap(), 1, "T2 is still open");
+
+    // Pruning forgets old answered entries only.
     let future = Timestamp::now() + SignedDuration::from_secs(60);
-    assert_eq!(s.prune_deliveries(future).await.unwrap(), 3);
-    assert!(!s.seen_delivery("slack", "T1").await.unwrap());
+    assert_eq!(s.prune_inbox(future).await.unwrap(), 1);
+    assert_eq!(s.inbox().await.unwrap().len(), 1);
+}
+
+async fn inbox_orphans_of_a_silent_process_are_adopted_once(db: Db) {
+    let s = &db.store;
+    let other = db.second_store().await;
+    s.heartbeat("alive").await.unwrap();
+    let Receipt::New(dead) = receive(s, "T1", "dead").await else {
+        panic!()
+    };
+    let Receipt::New(_) = receive(s, "T2", "alive").await else {
+        panic!()
+    };
+    let Receipt::New(answered) = receive(s, "T3", "dead").await else {
+        panic!()
+    };
+    s.mark(answered, InboxState::Answered, false, None)
+        .await
+        .unwrap();
+    let since = Timestamp::now() - SignedDuration::from_secs(30);
+    let orphans = s.orphaned("me", since).await.unwrap();
+    assert_eq!(
+        orphans.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [dead],
+        "open, and owned by a process not heard of"
+    );
+    // Many takers at once (two replicas): one wins.
+    let adopt = |st: Store| async move { st.adopt(dead, "dead", "me").await };
+    assert_eq!(race(s, &other, adopt).await, 1);
+    assert!(s.orphaned("me", since).await.unwrap().is_empty());
+    // A heartbeat older than the window makes a process's entries orphans too.
+    let later = Timestamp::now() + SignedDuration::from_secs(60);
+    assert_eq!(s.orphaned("me", later).await.unwrap().len(), 1);
+}
+
+async fn approval_votes_stop_at_the_count_needed(db: Db) {
+    let other = db.second_store().await;
+    let a = db
+        .store
+        .create_approval(new_approval(Timestamp::now(), 900))
+        .await
+        .unwrap();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let vote = |st: Store| {
+        let id = a.id.clone();
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            st.add_approval(&id, &format!("slack:U{n}"))
+                .await
+                .map(|v| v.added)
+        }
+    };
+    assert_eq!(
+        race(&db.store, &other, vote).await,
+        2,
+        "the request needs 2"
+    );
+    let a = db.store.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(a.approvers.len(), 2);
 }
 
 #[tokio::test]
@@ -643,7 +772,7 @@ fn store_futures_are_send() {
         let st = s.clone();
         spawnable(async move { st.expired_pending(Timestamp::now()).await });
         let st = s.clone();
-        spawnable(async move { st.seen_delivery("slack", &id).await });
+        spawnable(async move { st.orphaned(&id, Timestamp::now()).await });
         spawnable(async move { s.ping().await });
     }
     let _ = check;

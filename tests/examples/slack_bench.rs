@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum::Router;
 use axum::routing::post;
-use opsbot::chat::{ApprovalClick, ChatSink, Invocation, Platform};
-use opsbot::engine::RejectionKind;
+use futures::future::BoxFuture;
+use opsbot::chat::{ChatSink, Platform};
+use opsbot::engine::{Inbound, Refusal, RejectionKind};
 use opsbot::slack::{Pipeline, SlackConfig, SlackSink};
 use opsbot_commands::reply::Reply;
+use opsbot_policies::Subject;
 use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
@@ -33,13 +35,22 @@ struct Replier {
 
 #[async_trait]
 impl Pipeline for Replier {
-    async fn handle(&self, inv: Invocation) {
-        let _ = self
-            .sink
-            .post(&inv.channel, &Reply::ok(format!("ran {}", inv.text)))
-            .await;
+    async fn take(
+        &self,
+        inbound: Inbound,
+        _groups: BoxFuture<'static, Vec<Subject>>,
+    ) -> Result<(), Refusal> {
+        if let Inbound::Command(inv) = inbound {
+            let sink = self.sink.clone();
+            tokio::spawn(async move {
+                let _ = sink
+                    .post(&inv.channel, &Reply::ok(format!("ran {}", inv.text)))
+                    .await;
+            });
+        }
+        Ok(())
     }
-    async fn click(&self, _click: ApprovalClick) {}
+    async fn tell_refused(&self, _inbound: &Inbound, _refusal: Refusal) {}
     async fn reject(&self, _platform: Platform, kind: RejectionKind, detail: &str) {
         eprintln!("rejected ({}): {detail}", kind.as_str());
     }

@@ -407,7 +407,11 @@ async fn database_down_means_a_reply_and_nothing_run() {
     bot.engine.store().close().await;
     let out = bot.say("bob", "scale rust-webapi 8 -n api").await;
     assert!(out.contains("Nothing was run"), "{out}");
-    assert!(out.contains("audit log"), "{out}");
+    assert!(out.contains("could not record this request"), "{out}");
+    assert!(
+        out.starts_with("(only console:bob)"),
+        "told privately: {out}"
+    );
     assert_eq!(bot.replicas("api", "rust-webapi"), before);
 }
 

@@ -5,46 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use opsbot::chat::{ApprovalClick, ChatSink, Invocation, Platform};
 use opsbot::engine::RejectionKind;
-use opsbot::slack::{Pipeline, SlackConfig, SlackSink};
-use opsbot_commands::reply::Reply;
+use opsbot::slack::{SlackConfig, SlackSink};
+use opsbot_tests::pipeline::{Recorder, Seen};
 use opsbot_tests::slack_fake::{self, Failure, SignedRequest, SlackFake};
 use tokio::sync::mpsc;
 
 const TOKEN: &str = "xoxb-test-token";
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-
-#[derive(Debug)]
-enum Seen {
-    Handle(Invocation),
-    Click(ApprovalClick),
-    Reject(RejectionKind, String),
-}
-
-/// Stands in for the engine: records, and answers every invocation with one message.
-struct Double {
-    seen: mpsc::UnboundedSender<Seen>,
-    sink: SlackSink,
-}
-
-#[async_trait]
-impl Pipeline for Double {
-    async fn handle(&self, inv: Invocation) {
-        let _ = self
-            .sink
-            .post(&inv.channel, &Reply::ok(format!("ran {}", inv.text)))
-            .await;
-        let _ = self.seen.send(Seen::Handle(inv));
-    }
-    async fn click(&self, click: ApprovalClick) {
-        let _ = self.seen.send(Seen::Click(click));
-    }
-    async fn reject(&self, _platform: Platform, kind: RejectionKind, detail: &str) {
-        let _ = self.seen.send(Seen::Reject(kind, detail.to_owned()));
-    }
-}
 
 struct Bot {
     base: String,
@@ -61,10 +29,7 @@ impl Bot {
         let cfg = SlackConfig::new(TOKEN, SECRET).with_api_url(fake.api_url());
         let sink = SlackSink::new(&cfg);
         let (tx, seen) = mpsc::unbounded_channel();
-        let double = Arc::new(Double {
-            seen: tx,
-            sink: sink.clone(),
-        });
+        let double = Arc::new(Recorder::new(tx, sink.clone()));
         let app = opsbot::slack::router_with(double, sink.web().clone(), &cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

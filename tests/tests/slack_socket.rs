@@ -6,46 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use opsbot::chat::{ApprovalClick, ChatSink, Invocation, Platform};
 use opsbot::engine::RejectionKind;
-use opsbot::slack::{Pipeline, SlackConfig, SlackSink};
-use opsbot_commands::reply::Reply;
+use opsbot::slack::{SlackConfig, SlackSink};
+use opsbot_tests::pipeline::{Recorder, Seen};
 use opsbot_tests::slack_fake::{self, SlackFake};
 use tokio::sync::mpsc;
 
 const TOKEN: &str = "xoxb-socket-token";
 const APP_TOKEN: &str = "xapp-1-socket-app-token";
 const PATIENCE: Duration = Duration::from_secs(30);
-
-#[derive(Debug)]
-enum Seen {
-    Handle(Invocation),
-    Click(ApprovalClick),
-    Reject(RejectionKind),
-}
-
-struct Double {
-    seen: mpsc::UnboundedSender<Seen>,
-    sink: SlackSink,
-}
-
-#[async_trait]
-impl Pipeline for Double {
-    async fn handle(&self, inv: Invocation) {
-        let _ = self
-            .sink
-            .post(&inv.channel, &Reply::ok(format!("ran {}", inv.text)))
-            .await;
-        let _ = self.seen.send(Seen::Handle(inv));
-    }
-    async fn click(&self, click: ApprovalClick) {
-        let _ = self.seen.send(Seen::Click(click));
-    }
-    async fn reject(&self, _platform: Platform, kind: RejectionKind, _detail: &str) {
-        let _ = self.seen.send(Seen::Reject(kind));
-    }
-}
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(PATIENCE, rx.recv())
@@ -65,10 +34,7 @@ async fn socket_mode_feeds_the_same_handlers() {
     cfg.socket_mode = true;
     let sink = SlackSink::new(&cfg);
     let (tx, mut seen) = mpsc::unbounded_channel();
-    let double = Arc::new(Double {
-        seen: tx,
-        sink: sink.clone(),
-    });
+    let double = Arc::new(Recorder::new(tx, sink.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let web = sink.web().clone();
     let run_cfg = cfg.clone();
@@ -141,7 +107,7 @@ async fn socket_mode_feeds_the_same_handlers() {
     );
     assert!(matches!(
         next(&mut seen).await,
-        Seen::Reject(RejectionKind::Replay)
+        Seen::Reject(RejectionKind::Replay, _)
     ));
 
     // /incident over the socket, too.

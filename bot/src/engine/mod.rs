@@ -26,13 +26,15 @@ use opsbot_commands::ops::mask_reply;
 use opsbot_commands::{Command, Op, Operator, Progress, ProgressReceiver, ProgressSender, Reply};
 use opsbot_policies::{Decision, Subject};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::chat::{ApprovalClick, ChatSink, Invocation, MessageRef, Platform};
 use crate::config::{ChannelDefaults, RateLimits};
 use crate::metrics::Metrics;
 use crate::store::{
-    Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, NewApproval, Store,
+    Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, InboxEntry, InboxKind,
+    InboxState, NewApproval, NewInboxEntry, Receipt, Store,
 };
 pub use policy_file::{PolicyFile, Reload};
 pub use ratelimit::RateLimiter;
@@ -67,8 +69,16 @@ pub struct EngineOptions {
     pub rate_limits: RateLimits,
     /// At most one progress edit per message per this interval.
     pub progress_interval: Duration,
-    /// How often expired approvals are looked for.
+    /// How often expired approvals are looked for (and this process's heartbeat is written).
     pub sweep_interval: Duration,
+    /// Requests taken but not answered yet, at most; beyond it requests are refused as busy.
+    pub max_in_flight: usize,
+    /// A command that may change the cluster and is older than this when it would start is
+    /// refused as stale (an approved one counts from its approval).
+    pub max_command_age: Duration,
+    /// How long taking a request (recording it in the inbox) may take before it is refused as
+    /// unrecorded, so acknowledgements stay within the platforms' deadlines (Slack: 3 s).
+    pub accept_budget: Duration,
 }
 
 impl Default for EngineOptions {
@@ -78,6 +88,9 @@ impl Default for EngineOptions {
             rate_limits: RateLimits::default(),
             progress_interval: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(5),
+            max_in_flight: 256,
+            max_command_age: Duration::from_secs(30),
+            accept_budget: Duration::from_millis(1500),
         }
     }
 }
@@ -93,6 +106,10 @@ pub struct Engine {
 }
 
 struct Inner {
+    /// This process, as the owner of the inbox entries it takes (see [`crate::store::InboxEntry`]).
+    instance: String,
+    /// One permit per request taken and not answered yet.
+    in_flight: Arc<Semaphore>,
     store: Store,
     policy: Arc<PolicyFile>,
     operator: Operator,
@@ -108,6 +125,84 @@ struct Ctx<'a> {
     platform: &'a str,
     channel: &'a str,
     user: &'a Subject,
+    /// The adapter's handle of the request ([`Invocation::origin`]).
+    origin: Option<&'a str>,
+}
+
+/// A request arriving from a chat adapter.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    Command(Invocation),
+    Click(ApprovalClick),
+}
+
+impl Inbound {
+    /// The same request with the person's groups (adapters look them up after the ack).
+    pub fn with_groups(mut self, groups: Vec<Subject>) -> Inbound {
+        match &mut self {
+            Inbound::Command(i) => i.groups = groups,
+            Inbound::Click(c) => c.groups = groups,
+        }
+        self
+    }
+
+    fn platform(&self) -> &'static str {
+        match self {
+            Inbound::Command(i) => i.platform,
+            Inbound::Click(c) => c.platform,
+        }
+    }
+    fn ctx(&self) -> Ctx<'_> {
+        match self {
+            Inbound::Command(i) => Ctx {
+                platform: i.platform,
+                channel: &i.channel,
+                user: &i.user,
+                origin: i.origin.as_deref(),
+            },
+            Inbound::Click(c) => Ctx {
+                platform: c.platform,
+                channel: &c.channel,
+                user: &c.user,
+                origin: c.origin.as_deref(),
+            },
+        }
+    }
+}
+
+/// Why a request was not taken (see [`Engine::accept`]); the adapter acknowledges with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Delivered before (a platform retry); nothing more happens.
+    Duplicate,
+    /// Too many requests in flight: nothing was recorded or run; try again after this.
+    Busy { retry_after: Duration },
+    /// Could not be recorded (the database is unavailable): nothing was run.
+    Unrecorded,
+}
+
+impl Refusal {
+    /// The answer for the person whose request this was.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Duplicate => "Already received; it is not run a second time.".to_owned(),
+            Refusal::Busy { retry_after } => format!(
+                "opsbot is busy. Nothing was run; try again in {}s.",
+                retry_after.as_secs().max(1)
+            ),
+            Refusal::Unrecorded => "opsbot could not record this request in its database \
+                                    (unavailable), so it did nothing. Try again in a moment."
+                .to_owned(),
+        }
+    }
+}
+
+/// A request on disk and counted in flight, until [`Engine::run`] answers it.
+#[derive(Debug)]
+pub struct Ticket {
+    inbox: i64,
+    received: Timestamp,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Engine {
@@ -121,6 +216,8 @@ impl Engine {
         let limiter = RateLimiter::new(&options.rate_limits);
         Engine {
             inner: Arc::new(Inner {
+                instance: format!("opsbot-{}", uuid::Uuid::new_v4().simple()),
+                in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
                 store,
                 policy,
                 operator,
@@ -176,18 +273,6 @@ impl Engine {
         self.inner.tasks.spawn(fut);
     }
 
-    /// [`Engine::handle`] in the background (for adapters that must acknowledge at once).
-    pub fn dispatch(&self, invocation: Invocation) {
-        let engine = self.clone();
-        self.spawn(async move { engine.handle(invocation).await });
-    }
-
-    /// [`Engine::click`] in the background.
-    pub fn dispatch_click(&self, click: ApprovalClick) {
-        let engine = self.clone();
-        self.spawn(async move { engine.click(click).await });
-    }
-
     /// Stops taking background work and waits for what is in flight.
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
@@ -216,29 +301,159 @@ impl Engine {
         .await;
     }
 
-    /// Runs one invocation to the end: every reply (result, approval card, denial, error,
-    /// progress edits) is posted through the platform's sink. Never fails: problems become
-    /// replies and audit records. Repeated deliveries (same `delivery_id`) are dropped.
-    #[tracing::instrument(skip_all, fields(platform = inv.platform, user = %inv.user, channel = %inv.channel))]
+    /// Requests taken and not answered yet, and the most there may be.
+    pub fn in_flight(&self) -> (usize, usize) {
+        let max = self.inner.options.max_in_flight.max(1);
+        (max - self.inner.in_flight.available_permits(), max)
+    }
+
+    /// This process's instance id (the owner of the inbox entries it takes).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Takes a request: counts it in flight and records it (inbox entry and audit record) on
+    /// disk. Only a request that yields a [`Ticket`] may be acknowledged as taken; the adapter
+    /// then hands the ticket to [`Engine::run`] (in the background). Never waits longer than
+    /// the accept budget.
+    pub async fn accept(&self, inbound: &Inbound) -> Result<Ticket, Refusal> {
+        let Ok(permit) = self.inner.in_flight.clone().try_acquire_owned() else {
+            self.inner
+                .metrics
+                .count_request(inbound.platform(), "-", "busy", "refused");
+            tracing::warn!(platform = inbound.platform(), "busy: request refused");
+            return Err(Refusal::Busy {
+                retry_after: Duration::from_secs(5),
+            });
+        };
+        let ctx = inbound.ctx();
+        let (kind, text, request) = match inbound {
+            Inbound::Command(inv) => (
+                InboxKind::Command,
+                inv.text.clone(),
+                self.entry(&ctx, AuditKind::Request).text(&inv.text),
+            ),
+            Inbound::Click(c) => {
+                let verb = if c.approve { "approve" } else { "deny" };
+                (
+                    InboxKind::Click,
+                    format!("{verb} {}", c.approval_id),
+                    self.entry(&ctx, AuditKind::Approval)
+                        .approval_id(&c.approval_id)
+                        .outcome(format!("{verb}_clicked")),
+                )
+            }
+        };
+        let delivery_id = match inbound {
+            Inbound::Command(Invocation { delivery_id, .. })
+            | Inbound::Click(ApprovalClick { delivery_id, .. }) => delivery_id.clone(),
+        }
+        .unwrap_or_else(|| format!("local:{}", uuid::Uuid::new_v4().simple()));
+        let received = Timestamp::now();
+        let replay = AuditEntry::new(AuditKind::Rejection, ctx.platform)
+            .outcome(RejectionKind::Replay.as_str())
+            .detail(json!({ "detail": format!("delivery {delivery_id} seen before") }));
+        let entry = NewInboxEntry {
+            platform: ctx.platform.to_owned(),
+            delivery_id,
+            kind,
+            actor: ctx.user.as_str().to_owned(),
+            channel: ctx.channel.to_owned(),
+            text: opsbot_commands::ops::mask_secrets(&text),
+            owner: self.inner.instance.clone(),
+            received,
+        };
+        let store = self.inner.store.clone();
+        let request = mask_entry(request.at(received));
+        let mut receive = Box::pin(async move { store.receive(entry, request, replay).await });
+        match tokio::time::timeout(self.inner.options.accept_budget, &mut receive).await {
+            Ok(Ok(Receipt::New(inbox))) => Ok(Ticket {
+                inbox,
+                received,
+                _permit: permit,
+            }),
+            Ok(Ok(Receipt::Duplicate)) => {
+                self.inner
+                    .metrics
+                    .count_rejection(ctx.platform, RejectionKind::Replay.as_str());
+                Err(Refusal::Duplicate)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot record a request; nothing runs");
+                Err(Refusal::Unrecorded)
+            }
+            Err(_) => {
+                // It may still be committed: then it is answered as refused, not left open.
+                let store = self.inner.store.clone();
+                tokio::spawn(async move {
+                    if let Ok(Receipt::New(id)) = receive.await {
+                        let why = Some("refused: not recorded within the accept budget");
+                        let _ = store.mark(id, InboxState::Answered, false, why).await;
+                    }
+                });
+                tracing::error!("recording a request took too long; nothing runs");
+                Err(Refusal::Unrecorded)
+            }
+        }
+    }
+
+    /// Answers an accepted request to the end (every reply through the platform's sink) and
+    /// marks it answered. Never fails: problems become replies and audit records.
+    pub async fn run(&self, ticket: Ticket, inbound: Inbound) {
+        let outcome = match inbound {
+            Inbound::Command(inv) => Box::pin(self.run_command(&ticket, inv)).await,
+            Inbound::Click(click) => {
+                Box::pin(self.run_click(click)).await;
+                "answered"
+            }
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .mark(ticket.inbox, InboxState::Answered, false, Some(outcome))
+            .await
+        {
+            tracing::error!(inbox = ticket.inbox, error = %e, "cannot mark a request answered");
+        }
+    }
+
+    /// [`Engine::accept`] and [`Engine::run`] in one, for adapters that wait for the answer
+    /// (the console, tests); a request not accepted is answered privately with why.
     pub async fn handle(&self, inv: Invocation) {
+        self.take(Inbound::Command(inv)).await
+    }
+
+    /// An Approve / Deny click, as [`Engine::handle`].
+    pub async fn click(&self, click: ApprovalClick) {
+        self.take(Inbound::Click(click)).await
+    }
+
+    async fn take(&self, inbound: Inbound) {
+        match self.accept(&inbound).await {
+            Ok(ticket) => self.run(ticket, inbound).await,
+            Err(refusal) => self.tell_refused(&inbound, refusal).await,
+        }
+    }
+
+    /// Tells the person behind a request that was not taken why (privately). A repeated
+    /// delivery gets no second answer.
+    pub async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal) {
+        if refusal != Refusal::Duplicate {
+            let reply = Reply::warning("Nothing was run").text(refusal.message());
+            self.say(&inbound.ctx(), &reply).await;
+        }
+    }
+
+    /// Runs one command to its final answer; returns the inbox outcome.
+    #[tracing::instrument(skip_all, fields(platform = inv.platform, user = %inv.user, channel = %inv.channel))]
+    async fn run_command(&self, ticket: &Ticket, inv: Invocation) -> &'static str {
         let started = Instant::now();
         let ctx = Ctx {
             platform: inv.platform,
             channel: &inv.channel,
             user: &inv.user,
+            origin: inv.origin.as_deref(),
         };
-        if self.is_replay(&ctx, inv.delivery_id.as_deref()).await {
-            return;
-        }
-        let request = AuditEntry::new(AuditKind::Request, inv.platform)
-            .channel(&inv.channel)
-            .actor(inv.user.as_str())
-            .text(&inv.text)
-            .detail(json!({ "groups": inv.groups }));
-        if !self.audit(request).await {
-            return self.refuse_unrecorded(&ctx).await;
-        }
-
         if let Err(limited) = self.inner.limiter.check(inv.user.as_str(), &inv.channel) {
             self.inner.metrics.rate_limited.inc();
             self.inner
@@ -258,7 +473,8 @@ impl Engine {
                     limited.scope.as_str()
                 ))
                 .footer(format!("retry after {wait}s"));
-            return self.say(&ctx, &reply).await;
+            self.say(&ctx, &reply).await;
+            return "refused";
         }
 
         let cmd = match opsbot_commands::parse(&inv.text) {
@@ -274,7 +490,8 @@ impl Engine {
                         .detail(json!({ "error": e.message, "token": e.token })),
                 )
                 .await;
-                return self.say(&ctx, &parse_error_reply(&e)).await;
+                self.say(&ctx, &parse_error_reply(&e)).await;
+                return "refused";
             }
         };
         let action = cmd.action();
@@ -290,7 +507,8 @@ impl Engine {
                     .detail(json!({ "error": e.to_string() })),
             )
             .await;
-            return self.say(&ctx, &e.to_reply()).await;
+            self.say(&ctx, &e.to_reply()).await;
+            return "refused";
         }
 
         let request = cmd.policy_request(&inv.user, &inv.groups, Some(&inv.channel));
@@ -309,7 +527,8 @@ impl Engine {
             entry = entry.rule(rule);
         }
         if !self.audit(entry).await {
-            return self.refuse_unrecorded(&ctx).await;
+            self.refuse_unrecorded(&ctx).await;
+            return "unrecorded";
         }
 
         match evaluation.decision {
@@ -322,7 +541,7 @@ impl Engine {
                     reply = reply.field("Rule", rule);
                 }
                 reply = reply.field("Command", format!("`{}`", cmd.to_text()));
-                self.post(&ctx, &reply).await;
+                self.say(&ctx, &reply).await;
             }
             Decision::Approval { rule, requirement } => {
                 self.inner.metrics.count_request(
@@ -341,7 +560,33 @@ impl Engine {
                     .metrics
                     .count_request(inv.platform, action.as_str(), "allow", "ok");
             }
+            Decision::Allow { .. } if matches!(cmd.op, Op::Help { .. }) => {
+                match self
+                    .inner
+                    .operator
+                    .execute(&cmd, ProgressSender::none())
+                    .await
+                {
+                    Ok(reply) => self.say(&ctx, &reply).await,
+                    Err(e) => self.say(&ctx, &e.to_reply()).await,
+                }
+                self.inner
+                    .metrics
+                    .count_request(inv.platform, action.as_str(), "allow", "ok");
+            }
             Decision::Allow { .. } => {
+                if cmd.is_mutating() && !self.fresh_enough(&ctx, &cmd, ticket.received).await {
+                    return "stale";
+                }
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .mark(ticket.inbox, InboxState::Running, cmd.is_mutating(), None)
+                    .await
+                {
+                    self.store_failed(&ctx, &e).await;
+                    return "unrecorded";
+                }
                 let (ok, _) = self.execute(&ctx, &cmd, None).await;
                 self.inner.metrics.count_request(
                     inv.platform,
@@ -354,31 +599,46 @@ impl Engine {
         self.inner
             .metrics
             .observe_duration(action.as_str(), started.elapsed().as_secs_f64());
+        "answered"
     }
 
-    /// An Approve / Deny click; updates the approval card through the platform's sink.
+    /// Whether a command that may change the cluster, taken at `since`, may still start; if
+    /// not, it is refused as stale (audited, and the person told).
+    async fn fresh_enough(&self, ctx: &Ctx<'_>, cmd: &Command, since: Timestamp) -> bool {
+        let max = self.inner.options.max_command_age;
+        let age = Timestamp::now().duration_since(since).unsigned_abs();
+        if age <= max {
+            return true;
+        }
+        self.audit(
+            self.entry(ctx, AuditKind::Rejection)
+                .command(cmd.to_text())
+                .outcome("stale")
+                .detail(json!({ "age_ms": age.as_millis() as u64, "max_age_s": max.as_secs() })),
+        )
+        .await;
+        let reply = Reply::warning("Too late: nothing was run").text(format!(
+            "`{}` waited {}s before it could start, longer than the {}s opsbot allows for \
+             commands that change the cluster. Check the current state and ask again.",
+            cmd.to_text(),
+            age.as_secs(),
+            max.as_secs()
+        ));
+        self.say(ctx, &reply).await;
+        false
+    }
+
+    /// An Approve / Deny click (already recorded by [`Engine::accept`]); updates the approval
+    /// card through the platform's sink, and tells only the clicker what concerns only them.
     #[tracing::instrument(skip_all, fields(platform = click.platform, user = %click.user, approval = %click.approval_id))]
-    pub async fn click(&self, click: ApprovalClick) {
+    async fn run_click(&self, click: ApprovalClick) {
         let ctx = Ctx {
             platform: click.platform,
             channel: &click.channel,
             user: &click.user,
+            origin: click.origin.as_deref(),
         };
-        if self.is_replay(&ctx, click.delivery_id.as_deref()).await {
-            return;
-        }
         let verb = if click.approve { "approve" } else { "deny" };
-        let recorded = self
-            .audit(
-                self.entry(&ctx, AuditKind::Approval)
-                    .approval_id(&click.approval_id)
-                    .outcome(format!("{verb}_clicked"))
-                    .detail(json!({ "groups": click.groups })),
-            )
-            .await;
-        if !recorded {
-            return self.refuse_unrecorded(&ctx).await;
-        }
         let approval = match self.inner.store.get(&click.approval_id).await {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -529,6 +789,19 @@ impl Engine {
                     .await;
             }
         };
+        let max_age = self.inner.options.max_command_age;
+        let waited = Timestamp::now()
+            .duration_since(approval.updated)
+            .unsigned_abs();
+        if waited > max_age {
+            let why = format!(
+                "it could not start within {}s of its approval (it waited {}s), so nothing was \
+                 run; check the current state and ask again",
+                max_age.as_secs(),
+                waited.as_secs()
+            );
+            return self.fail_approval(&approval, &why).await;
+        }
         let request = cmd.policy_request(&requester, &groups, Some(&approval.channel));
         match self.inner.policy.current().evaluate(&request).decision {
             Decision::Deny { reason, rule } => {
@@ -562,6 +835,7 @@ impl Engine {
             platform: &approval.platform,
             channel: &approval.channel,
             user: &requester,
+            origin: None,
         };
         let (ok, summary) = self.execute(&ctx, &cmd, Some(id)).await;
         let to = if ok {
@@ -679,10 +953,13 @@ impl Engine {
         let started = Instant::now();
         let text = cmd.to_text();
         // Long operations get a message first, then edits as they progress.
+        let asked = requested_by(ctx.user);
         let progress_msg = if cmd.is_mutating() {
             self.post(
                 ctx,
-                &Reply::info(format!("Running `{text}`")).text("Started…"),
+                &Reply::info(format!("Running `{text}`"))
+                    .text("Started…")
+                    .footer(&asked),
             )
             .await
         } else {
@@ -692,7 +969,8 @@ impl Engine {
         let forwarder = progress_msg.clone().map(|msg| {
             let engine = self.clone();
             let title = format!("Running `{text}`");
-            tokio::spawn(async move { engine.forward_progress(msg, title, rx).await })
+            let asked = asked.clone();
+            tokio::spawn(async move { engine.forward_progress(msg, title, asked, rx).await })
         });
         // Boxed: Kubernetes operations make large futures; keep callers' frames small.
         let result = Box::pin(self.inner.operator.execute(cmd, tx)).await;
@@ -706,6 +984,7 @@ impl Engine {
             }
             Err(e) => (false, e.to_reply(), e.to_string()),
         };
+        let reply = with_footer(reply, &asked);
         let mut entry = self
             .entry(ctx, AuditKind::Execution)
             .command(&text)
@@ -727,7 +1006,13 @@ impl Engine {
 
     /// Turns progress into message edits, at most one per `progress_interval`; the newest
     /// progress wins. Ends when the operation drops its sender.
-    async fn forward_progress(&self, msg: MessageRef, title: String, mut rx: ProgressReceiver) {
+    async fn forward_progress(
+        &self,
+        msg: MessageRef,
+        title: String,
+        footer: String,
+        mut rx: ProgressReceiver,
+    ) {
         let interval = self.inner.options.progress_interval;
         let mut last_edit: Option<Instant> = None;
         let mut newest: Option<Progress> = None;
@@ -742,7 +1027,7 @@ impl Engine {
             }
             let ready = last_edit.is_none_or(|t| t.elapsed() >= interval);
             if ready && let Some(p) = newest.take() {
-                let reply = Reply::info(&title).text(p.bar(10));
+                let reply = Reply::info(&title).text(p.bar(10)).footer(&footer);
                 self.update(&msg, &reply).await;
                 last_edit = Some(Instant::now());
             }
@@ -769,39 +1054,10 @@ impl Engine {
         cmd.with_defaults(cluster.as_deref(), namespace.as_deref())
     }
 
-    /// Whether this delivery was handled before (then it is audited as a replay). When the
-    /// database cannot tell, nothing may run: the user is told and it counts as seen.
-    async fn is_replay(&self, ctx: &Ctx<'_>, delivery_id: Option<&str>) -> bool {
-        let Some(id) = delivery_id else {
-            return false;
-        };
-        let platform = ctx.platform;
-        match self.inner.store.seen_delivery(platform, id).await {
-            Ok(false) => false,
-            Ok(true) => {
-                self.reject(
-                    platform,
-                    RejectionKind::Replay,
-                    &format!("delivery {id} seen before"),
-                )
-                .await;
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record delivery; running nothing");
-                self.refuse_unrecorded(ctx).await;
-                true
-            }
-        }
-    }
-
     /// Appends to the audit log; `false` (and an error log) when the database refused.
     /// What people typed is recorded, but never a secret they pasted by mistake.
-    async fn audit(&self, mut entry: AuditEntry) -> bool {
-        let mask = |s: Option<String>| s.map(|s| opsbot_commands::ops::mask_secrets(&s));
-        entry.text = mask(entry.text);
-        entry.command = mask(entry.command);
-        match self.inner.store.append(entry).await {
+    async fn audit(&self, entry: AuditEntry) -> bool {
+        match self.inner.store.append(mask_entry(entry)).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %e, "audit append failed");
@@ -821,7 +1077,7 @@ impl Engine {
             "opsbot could not record this request in its audit log (database unavailable), \
              so it did nothing. Try again in a moment.",
         );
-        self.post(ctx, &reply).await;
+        self.say(ctx, &reply).await;
     }
 
     async fn refuse_vote(&self, ctx: &Ctx<'_>, id: &str, verb: &str, why: &str) {
@@ -833,30 +1089,43 @@ impl Engine {
         )
         .await;
         let reply = Reply::warning(format!("You cannot {verb} {id}")).text(why);
-        self.post(ctx, &reply).await;
+        self.say(ctx, &reply).await;
     }
 
     async fn store_failed(&self, ctx: &Ctx<'_>, error: &(dyn std::fmt::Display + Sync)) {
         tracing::error!(error = %error, "store failure");
         let reply = Reply::danger("Nothing was run")
             .text("opsbot's database did not answer; nothing was changed. Try again in a moment.");
-        self.post(ctx, &reply).await;
+        self.say(ctx, &reply).await;
     }
 
-    /// [`Engine::post`], for replies nobody will update.
+    /// Shows `reply` only to the person in `ctx` (refusals, denials, help, notices): nobody
+    /// else in the channel sees it. An undeliverable reply is audited.
     async fn say(&self, ctx: &Ctx<'_>, reply: &Reply) {
-        self.post(ctx, reply).await;
+        let Some(sink) = self.sink(ctx.platform) else {
+            tracing::error!(platform = ctx.platform, "no chat sink registered");
+            return;
+        };
+        let reply = &mask_reply(reply.clone());
+        if let Err(e) = sink
+            .post_private(ctx.channel, ctx.user, ctx.origin, reply)
+            .await
+        {
+            self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
+                .await;
+        }
     }
 
-    /// Posts `reply` in the context's channel; an undeliverable reply is audited. Every reply
-    /// leaves with secret-looking values masked (commands echo what people typed).
+    /// Posts `reply` for everyone in the context's channel, as an answer to the context's
+    /// request; an undeliverable reply is audited. Every reply leaves with secret-looking
+    /// values masked (commands echo what people typed).
     async fn post(&self, ctx: &Ctx<'_>, reply: &Reply) -> Option<MessageRef> {
         let Some(sink) = self.sink(ctx.platform) else {
             tracing::error!(platform = ctx.platform, "no chat sink registered");
             return None;
         };
         let reply = &mask_reply(reply.clone());
-        match sink.post(ctx.channel, reply).await {
+        match sink.answer(ctx.channel, ctx.origin, reply).await {
             Ok(msg) => Some(msg),
             Err(e) => {
                 self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
@@ -946,11 +1215,12 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "cannot look for approved requests"),
         }
         self.fail_abandoned().await;
+        self.answer_orphans().await;
         let forget_before = Timestamp::now()
             .checked_sub(jiff::SignedDuration::from_hours(24))
             .unwrap_or(Timestamp::MIN);
-        if let Err(e) = self.inner.store.prune_deliveries(forget_before).await {
-            tracing::error!(error = %e, "cannot prune delivery ids");
+        if let Err(e) = self.inner.store.prune_inbox(forget_before).await {
+            tracing::error!(error = %e, "cannot prune the inbox");
         }
         self.inner.limiter.retain_recent();
         self.update_pending_gauge().await;
@@ -998,6 +1268,82 @@ impl Engine {
         }
     }
 
+    /// Writes this process's heartbeat, then answers the requests that a stopped process
+    /// (no heartbeat for three sweeps) acknowledged but never answered: nothing was run if it
+    /// had not started; the outcome is unknown if a change was running. Exactly one process
+    /// takes each over (a conditional update), so each gets one final answer.
+    async fn answer_orphans(&self) {
+        let me = &self.inner.instance;
+        if let Err(e) = self.inner.store.heartbeat(me).await {
+            return tracing::error!(error = %e, "cannot write the heartbeat");
+        }
+        let silence = (self.inner.options.sweep_interval * 3).max(Duration::from_secs(3));
+        let alive_since = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(silence).unwrap_or_default())
+            .unwrap_or(Timestamp::MIN);
+        let orphans = match self.inner.store.orphaned(me, alive_since).await {
+            Ok(list) => list,
+            Err(e) => return tracing::error!(error = %e, "cannot look for orphaned requests"),
+        };
+        for entry in orphans {
+            match self.inner.store.adopt(entry.id, &entry.owner, me).await {
+                Ok(true) => self.answer_orphan(entry).await,
+                Ok(false) => {}
+                Err(e) => tracing::error!(inbox = entry.id, error = %e, "cannot adopt a request"),
+            }
+        }
+    }
+
+    async fn answer_orphan(&self, entry: InboxEntry) {
+        let Ok(user) = Subject::parse(&entry.actor) else {
+            tracing::error!(inbox = entry.id, "orphaned request with an invalid actor");
+            return;
+        };
+        let ctx = Ctx {
+            platform: &entry.platform,
+            channel: &entry.channel,
+            user: &user,
+            origin: None,
+        };
+        let (outcome, reply) = if entry.state == InboxState::Running && entry.mutating {
+            (
+                "outcome_unknown",
+                Reply::danger("opsbot stopped while running this").text(format!(
+                    "`{}` was running when opsbot stopped; its outcome is unknown. Check the \
+                     cluster before you try again.",
+                    entry.text
+                )),
+            )
+        } else {
+            (
+                "not_run",
+                Reply::warning("opsbot restarted before running this")
+                    .text(format!("`{}`: nothing was run. Try again.", entry.text)),
+            )
+        };
+        self.audit(
+            self.entry(&ctx, AuditKind::Rejection)
+                .text(&entry.text)
+                .outcome(format!("orphaned_{outcome}"))
+                .detail(json!({ "inbox": entry.id, "owner": entry.owner })),
+        )
+        .await;
+        self.say(&ctx, &reply).await;
+        if let Err(e) = self
+            .inner
+            .store
+            .mark(
+                entry.id,
+                InboxState::Answered,
+                entry.mutating,
+                Some(outcome),
+            )
+            .await
+        {
+            tracing::error!(inbox = entry.id, error = %e, "cannot mark an orphaned request answered");
+        }
+    }
+
     async fn sweep_forever(&self) {
         let mut tick = tokio::time::interval(self.inner.options.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1015,6 +1361,28 @@ impl Engine {
                 .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// The footer of every public result: who asked for it.
+fn requested_by(user: &Subject) -> String {
+    format!("requested by {user}")
+}
+
+/// `reply` with `line` added to its footer.
+fn with_footer(reply: Reply, line: &str) -> Reply {
+    let footer = match &reply.footer {
+        Some(f) if !f.is_empty() => format!("{f} · {line}"),
+        _ => line.to_owned(),
+    };
+    reply.footer(footer)
+}
+
+/// `entry` with what people typed masked for secrets.
+fn mask_entry(mut entry: AuditEntry) -> AuditEntry {
+    let mask = |s: Option<String>| s.map(|s| opsbot_commands::ops::mask_secrets(&s));
+    entry.text = mask(entry.text);
+    entry.command = mask(entry.command);
+    entry
 }
 
 /// Who the user is to opsbot: subject, roles, and the groups the platform reported.

@@ -1,11 +1,13 @@
-//! The handlers behind both HTTP and Socket Mode. Each one answers at once (the ack) and runs
-//! the real work — group lookup, the pipeline, Kubernetes, replies through the Web API — in a
-//! spawned task, so Slack's three-second deadline never depends on any of it.
+//! The handlers behind both HTTP and Socket Mode. Each one records the request durably (the
+//! pipeline's `take`: a group-committed inbox write, bounded by the engine's accept budget) and
+//! then answers (the ack); the real work — group lookup, the policy, Kubernetes, replies through
+//! the Web API — runs in a spawned task, so Slack's three-second deadline never depends on it.
+//! An ack is a promise: what is acked is on disk and gets a final answer, also after a crash.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use opsbot_policies::Subject;
 use serde::Deserialize;
 
@@ -14,7 +16,7 @@ use super::render::escape;
 use super::response_url::ResponseUrls;
 use super::{PLATFORM, Pipeline};
 use crate::chat::{ApprovalClick, Invocation};
-use crate::engine::RejectionKind;
+use crate::engine::{Inbound, Refusal, RejectionKind};
 
 /// A slash command as Slack sends it (form fields of `/slack/commands`, or a Socket Mode
 /// `slash_commands` envelope). Unknown fields are ignored; missing required ones are refused.
@@ -101,45 +103,10 @@ impl Ack {
 #[error("malformed Slack request: {0}")]
 pub struct Malformed(pub String);
 
-/// How long delivery ids are remembered here (the engine remembers them durably as well).
-const SEEN_TTL: Duration = Duration::from_secs(15 * 60);
-const SEEN_MAX: usize = 100_000;
-
-/// Recently seen delivery ids, so a repeated delivery is answered without a second run.
-#[derive(Default)]
-struct Seen {
-    set: HashMap<String, Instant>,
-    order: VecDeque<(Instant, String)>,
-}
-
-impl Seen {
-    /// Records `id`; false when it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        let now = Instant::now();
-        while let Some((t, _)) = self.order.front() {
-            if now.duration_since(*t) < SEEN_TTL && self.order.len() < SEEN_MAX {
-                break;
-            }
-            if let Some((t, old)) = self.order.pop_front()
-                && self.set.get(&old) == Some(&t)
-            {
-                self.set.remove(&old);
-            }
-        }
-        if self.set.contains_key(id) {
-            return false;
-        }
-        self.set.insert(id.to_owned(), now);
-        self.order.push_back((now, id.to_owned()));
-        true
-    }
-}
-
 /// Shared by the HTTP routes and Socket Mode.
 pub struct Dispatcher {
     pipeline: Arc<dyn Pipeline>,
     groups: Arc<GroupResolver>,
-    seen: Mutex<Seen>,
     /// Where slash commands' `response_url`s are remembered for the sink.
     response_urls: Option<ResponseUrls>,
 }
@@ -152,7 +119,6 @@ impl Dispatcher {
         Dispatcher {
             pipeline,
             groups: Arc::new(GroupResolver::new(groups, ttl)),
-            seen: Mutex::new(Seen::default()),
             response_urls: None,
         }
     }
@@ -164,11 +130,11 @@ impl Dispatcher {
         self
     }
 
-    fn first_time(&self, delivery_id: &str) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(delivery_id)
+    /// The lookup of `user_id`'s groups, to run after the ack.
+    fn groups_of(&self, user_id: &str) -> BoxFuture<'static, Vec<Subject>> {
+        let groups = self.groups.clone();
+        let user_id = user_id.to_owned();
+        Box::pin(async move { groups.groups_of(&user_id).await })
     }
 
     /// Records a refused request (in the background: the refusal itself is answered at once).
@@ -180,8 +146,9 @@ impl Dispatcher {
         }));
     }
 
-    /// A slash command: returns the ack and, for `/ops`, starts the pipeline in the background.
-    pub fn command(&self, cmd: SlashCommand) -> Result<Ack, Malformed> {
+    /// A slash command: for `/ops`, takes it durably and returns the ack (the answer follows
+    /// from the pipeline in the background, or the ack says why it was not taken).
+    pub async fn command(&self, cmd: SlashCommand) -> Result<Ack, Malformed> {
         let user = slack_subject("slack", &cmd.user_id)
             .ok_or_else(|| Malformed("slash command without a valid user_id".into()))?;
         if !valid_id(&cmd.channel_id) {
@@ -207,52 +174,40 @@ impl Dispatcher {
                 });
             }
         }
-        let delivery_id = format!("slack:{}", cmd.trigger_id);
-        if !self.first_time(&delivery_id) {
-            self.reject(
-                RejectionKind::Replay,
-                format!("repeated slash command delivery {delivery_id}"),
-            );
-            return Ok(Ack {
-                text: "Already received; it is not run a second time.".to_owned(),
-            });
-        }
-        let ack = Ack {
-            text: format!(
-                "⏳ Working on `/ops {}`…",
-                escape(&text.chars().take(200).collect::<String>())
-            ),
-        };
         if let (Some(urls), Some(url)) = (&self.response_urls, cmd.response_url.as_deref())
             && (url.starts_with("https://") || url.starts_with("http://"))
             && url.len() <= 2048
         {
             urls.remember(&cmd.channel_id, url);
         }
-        let pipeline = self.pipeline.clone();
-        let groups = self.groups.clone();
-        let user_id = cmd.user_id.clone();
-        let channel = cmd.channel_id.clone();
-        self.pipeline.spawn(Box::pin(async move {
-            let groups = groups.groups_of(&user_id).await;
-            pipeline
-                .handle(Invocation {
-                    platform: PLATFORM,
-                    user,
-                    groups,
-                    channel,
-                    text,
-                    delivery_id: Some(delivery_id),
-                    origin: None,
-                })
-                .await;
-        }));
-        Ok(ack)
+        let invocation = Invocation {
+            platform: PLATFORM,
+            user,
+            groups: Vec::new(),
+            channel: cmd.channel_id.clone(),
+            text: text.clone(),
+            delivery_id: Some(format!("slack:{}", cmd.trigger_id)),
+            origin: None,
+        };
+        let groups = self.groups_of(&cmd.user_id);
+        let text = match self
+            .pipeline
+            .take(Inbound::Command(invocation), groups)
+            .await
+        {
+            Ok(()) => format!(
+                "⏳ Working on `/ops {}`…",
+                escape(&text.chars().take(200).collect::<String>())
+            ),
+            Err(refusal) => refusal.message(),
+        };
+        Ok(Ack { text })
     }
 
-    /// An interaction payload: Approve / Deny clicks go to the pipeline in the background;
-    /// anything else is acknowledged and ignored.
-    pub fn interaction(&self, ev: Interaction) -> Result<(), Malformed> {
+    /// An interaction payload: Approve / Deny clicks are taken durably by the pipeline before
+    /// the ack (a click not taken is told why, privately); anything else is acknowledged and
+    /// ignored.
+    pub async fn interaction(&self, ev: Interaction) -> Result<(), Malformed> {
         if ev.kind != "block_actions" {
             return Ok(());
         }
@@ -288,32 +243,25 @@ impl Dispatcher {
                 .clone()
                 .or_else(|| ev.trigger_id.clone())
                 .unwrap_or_default();
-            let delivery_id = format!("slack:{user_id}:{}:{stamp}", action.action_id);
-            if !self.first_time(&delivery_id) {
-                self.reject(
-                    RejectionKind::Replay,
-                    format!("repeated button click delivery {delivery_id}"),
-                );
-                continue;
-            }
-            let click = ApprovalClick {
+            let click = Inbound::Click(ApprovalClick {
                 platform: PLATFORM,
                 user: user.clone(),
                 groups: Vec::new(),
                 channel: channel.clone(),
                 approval_id,
                 approve,
-                delivery_id: Some(delivery_id),
+                delivery_id: Some(format!("slack:{user_id}:{}:{stamp}", action.action_id)),
                 origin: None,
-            };
-            let pipeline = self.pipeline.clone();
-            let groups = self.groups.clone();
-            let user_id = user_id.clone();
-            self.pipeline.spawn(Box::pin(async move {
-                let mut click = click;
-                click.groups = groups.groups_of(&user_id).await;
-                pipeline.click(click).await;
-            }));
+            });
+            let groups = self.groups_of(&user_id);
+            if let Err(refusal) = self.pipeline.take(click.clone(), groups).await
+                && refusal != Refusal::Duplicate
+            {
+                let pipeline = self.pipeline.clone();
+                self.pipeline.spawn(Box::pin(async move {
+                    pipeline.tell_refused(&click, refusal).await
+                }));
+            }
         }
         Ok(())
     }
@@ -342,22 +290,49 @@ mod tests {
     enum Seen {
         Handle(Invocation),
         Click(ApprovalClick),
-        Reject(RejectionKind),
+        Told(Refusal),
     }
 
-    struct Double(mpsc::UnboundedSender<Seen>);
+    /// Takes each delivery once (a repeat is a duplicate, as the engine's inbox says), or
+    /// refuses everything with `refuse`; records what it was handed.
+    struct Double {
+        seen: mpsc::UnboundedSender<Seen>,
+        delivered: std::sync::Mutex<std::collections::HashSet<String>>,
+        refuse: Option<Refusal>,
+    }
 
     #[async_trait]
     impl Pipeline for Double {
-        async fn handle(&self, i: Invocation) {
-            let _ = self.0.send(Seen::Handle(i));
+        async fn take(
+            &self,
+            inbound: Inbound,
+            groups: BoxFuture<'static, Vec<Subject>>,
+        ) -> Result<(), Refusal> {
+            if let Some(refusal) = self.refuse {
+                return Err(refusal);
+            }
+            let id = match &inbound {
+                Inbound::Command(i) => i.delivery_id.clone(),
+                Inbound::Click(c) => c.delivery_id.clone(),
+            };
+            if !self
+                .delivered
+                .lock()
+                .unwrap()
+                .insert(id.unwrap_or_default())
+            {
+                return Err(Refusal::Duplicate);
+            }
+            let _ = self.seen.send(match inbound.with_groups(groups.await) {
+                Inbound::Command(i) => Seen::Handle(i),
+                Inbound::Click(c) => Seen::Click(c),
+            });
+            Ok(())
         }
-        async fn click(&self, c: ApprovalClick) {
-            let _ = self.0.send(Seen::Click(c));
+        async fn tell_refused(&self, _: &Inbound, refusal: Refusal) {
+            let _ = self.seen.send(Seen::Told(refusal));
         }
-        async fn reject(&self, _p: Platform, k: RejectionKind, _d: &str) {
-            let _ = self.0.send(Seen::Reject(k));
-        }
+        async fn reject(&self, _p: Platform, _k: RejectionKind, _d: &str) {}
     }
 
     struct Groups;
@@ -369,15 +344,18 @@ mod tests {
     }
 
     fn dispatcher() -> (Dispatcher, mpsc::UnboundedReceiver<Seen>) {
+        refusing(None)
+    }
+
+    fn refusing(refuse: Option<Refusal>) -> (Dispatcher, mpsc::UnboundedReceiver<Seen>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Dispatcher::new(
-                Arc::new(Double(tx)),
-                Arc::new(Groups),
-                Duration::from_secs(60),
-            ),
-            rx,
-        )
+        let double = Double {
+            seen: tx,
+            delivered: Default::default(),
+            refuse,
+        };
+        let d = Dispatcher::new(Arc::new(double), Arc::new(Groups), Duration::from_secs(60));
+        (d, rx)
     }
 
     fn cmd(command: &str, text: &str, trigger: &str) -> SlashCommand {
@@ -395,7 +373,10 @@ mod tests {
     #[tokio::test]
     async fn ops_command_acks_and_runs_once_with_identity() {
         let (d, mut rx) = dispatcher();
-        let ack = d.command(cmd("/ops", " scale api 5 ", "T.1")).unwrap();
+        let ack = d
+            .command(cmd("/ops", " scale api 5 ", "T.1"))
+            .await
+            .unwrap();
         assert_eq!(ack.text, "⏳ Working on `/ops scale api 5`…");
         match rx.recv().await.unwrap() {
             Seen::Handle(i) => {
@@ -408,22 +389,57 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The same trigger again: acked, audited as a replay, not run.
-        let ack = d.command(cmd("/ops", "scale api 5", "T.1")).unwrap();
+        // The same trigger again: the pipeline says it is a duplicate; acked, not run.
+        let ack = d.command(cmd("/ops", "scale api 5", "T.1")).await.unwrap();
         assert!(ack.text.contains("Already received"));
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_not_taken_is_acked_with_why_and_nothing_else() {
+        for (refusal, says) in [
+            (Refusal::Unrecorded, "could not record"),
+            (
+                Refusal::Busy {
+                    retry_after: Duration::from_secs(5),
+                },
+                "busy",
+            ),
+        ] {
+            let (d, mut rx) = refusing(Some(refusal));
+            let ack = d.command(cmd("/ops", "scale api 5", "T.1")).await.unwrap();
+            assert!(ack.text.contains(says), "{}", ack.text);
+            assert!(ack.text.contains("Nothing was run") || ack.text.contains("did nothing"));
+            tokio::task::yield_now().await;
+            assert!(
+                rx.try_recv().is_err(),
+                "a refused command is not answered again"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_click_not_taken_is_told_privately_why() {
+        let (d, mut rx) = refusing(Some(Refusal::Unrecorded));
+        d.interaction(click_payload("approve", "U1", "1.1"))
+            .await
+            .unwrap();
         assert!(matches!(
             rx.recv().await.unwrap(),
-            Seen::Reject(RejectionKind::Replay)
+            Seen::Told(Refusal::Unrecorded)
         ));
-        assert!(rx.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn incident_is_not_yet_available_and_runs_nothing() {
         let (d, mut rx) = dispatcher();
-        let ack = d.command(cmd("/incident", "open db down", "T.2")).unwrap();
+        let ack = d
+            .command(cmd("/incident", "open db down", "T.2"))
+            .await
+            .unwrap();
         assert_eq!(ack.text, INCIDENT_NOT_YET);
-        let ack = d.command(cmd("/other", "x", "T.3")).unwrap();
+        let ack = d.command(cmd("/other", "x", "T.3")).await.unwrap();
         assert!(ack.text.contains("/ops help"));
         tokio::task::yield_now().await;
         assert!(rx.try_recv().is_err());
@@ -434,11 +450,11 @@ mod tests {
         let (d, _rx) = dispatcher();
         let mut c = cmd("/ops", "x", "T");
         c.user_id = "U1 evil".into();
-        assert!(d.command(c).is_err());
+        assert!(d.command(c).await.is_err());
         let mut c = cmd("/ops", "x", "T");
         c.channel_id = String::new();
-        assert!(d.command(c).is_err());
-        assert!(d.command(cmd("/ops", "x", "")).is_err());
+        assert!(d.command(c).await.is_err());
+        assert!(d.command(cmd("/ops", "x", "")).await.is_err());
     }
 
     #[tokio::test]
@@ -448,7 +464,7 @@ mod tests {
         let d = d.with_response_urls(urls.clone());
         let c = cmd("/ops", "status", "T.9");
         assert!(!format!("{c:?}").contains("secret"));
-        d.command(c).unwrap();
+        d.command(c).await.unwrap();
         assert!(matches!(rx.recv().await.unwrap(), Seen::Handle(_)));
         let lease = urls.take_latest("C1", "x").unwrap();
         assert_eq!(lease.url(), "https://hooks.slack.com/commands/T1/1/secret");
@@ -456,7 +472,7 @@ mod tests {
         let mut c = cmd("/ops", "status", "T.10");
         c.channel_id = "C2".into();
         c.response_url = Some("javascript:alert(1)".into());
-        d.command(c).unwrap();
+        d.command(c).await.unwrap();
         assert!(urls.take_latest("C2", "x").is_none());
     }
 
@@ -476,6 +492,7 @@ mod tests {
     async fn approve_and_deny_clicks_become_approval_clicks_once() {
         let (d, mut rx) = dispatcher();
         d.interaction(click_payload("approve", "U1", "1.1"))
+            .await
             .unwrap();
         match rx.recv().await.unwrap() {
             Seen::Click(c) => {
@@ -487,13 +504,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A repeated delivery: a duplicate, about which nobody is told twice.
         d.interaction(click_payload("approve", "U1", "1.1"))
+            .await
             .unwrap();
-        assert!(matches!(
-            rx.recv().await.unwrap(),
-            Seen::Reject(RejectionKind::Replay)
-        ));
-        d.interaction(click_payload("deny", "U2", "1.2")).unwrap();
+        d.interaction(click_payload("deny", "U2", "1.2"))
+            .await
+            .unwrap();
         match rx.recv().await.unwrap() {
             Seen::Click(c) => {
                 assert!(!c.approve);
@@ -502,6 +519,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         d.interaction(click_payload("something_else", "U2", "1.3"))
+            .await
             .unwrap();
         tokio::task::yield_now().await;
         assert!(rx.try_recv().is_err());

@@ -113,7 +113,7 @@ async fn commands(State(s): State<Shared>, req: Request) -> Response {
         // Slack checking the endpoint's certificate: nothing to run.
         return StatusCode::OK.into_response();
     }
-    match s.dispatcher.command(cmd) {
+    match s.dispatcher.command(cmd).await {
         Ok(ack) => axum::Json(ack.to_json()).into_response(),
         Err(e) => malformed(&s, EP, &e.0),
     }
@@ -136,7 +136,7 @@ async fn interactions(State(s): State<Shared>, req: Request) -> Response {
     let Ok(ev) = serde_json::from_str::<Interaction>(&form.payload) else {
         return malformed(&s, EP, "payload is not an interaction");
     };
-    match s.dispatcher.interaction(ev) {
+    match s.dispatcher.interaction(ev).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => malformed(&s, EP, &e.0),
     }

@@ -25,9 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use opsbot_policies::Subject;
 
-use crate::chat::{ApprovalClick, Invocation, Platform};
-use crate::engine::{Engine, RejectionKind};
+use crate::chat::Platform;
+use crate::engine::{Engine, Inbound, Refusal, RejectionKind};
 
 pub use dispatch::Dispatcher;
 pub use sink::SlackSink;
@@ -188,28 +190,67 @@ pub enum SlackError {
 /// layer alone.
 #[async_trait]
 pub trait Pipeline: Send + Sync + 'static {
-    async fn handle(&self, invocation: Invocation);
-    async fn click(&self, click: ApprovalClick);
+    /// Takes a request durably (see [`Engine::accept`]): `Ok` only once it is on disk, and
+    /// then it is answered in the background, with the person's groups from `groups`.
+    async fn take(
+        &self,
+        inbound: Inbound,
+        groups: BoxFuture<'static, Vec<Subject>>,
+    ) -> Result<(), Refusal>;
+    /// Tells the person behind a request that was not taken why, privately.
+    async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal);
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
     /// Runs background work (the engine tracks it, so a graceful shutdown waits for it).
-    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
         tokio::spawn(work);
     }
 }
 
 #[async_trait]
 impl Pipeline for Engine {
-    async fn handle(&self, invocation: Invocation) {
-        Engine::handle(self, invocation).await
+    async fn take(
+        &self,
+        inbound: Inbound,
+        groups: BoxFuture<'static, Vec<Subject>>,
+    ) -> Result<(), Refusal> {
+        let ticket = self.accept(&inbound).await?;
+        let engine = self.clone();
+        self.spawn(async move {
+            let inbound = inbound.with_groups(groups.await);
+            engine.run(ticket, inbound).await
+        });
+        Ok(())
     }
-    async fn click(&self, click: ApprovalClick) {
-        Engine::click(self, click).await
+    async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal) {
+        Engine::tell_refused(self, inbound, refusal).await
     }
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
     }
-    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
         Engine::spawn(self, work)
+    }
+}
+
+/// Test doubles of the pipeline.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Takes everything and does nothing with it.
+    pub struct Nop;
+
+    #[async_trait]
+    impl Pipeline for Nop {
+        async fn take(
+            &self,
+            _: Inbound,
+            _: BoxFuture<'static, Vec<Subject>>,
+        ) -> Result<(), Refusal> {
+            Ok(())
+        }
+        async fn tell_refused(&self, _: &Inbound, _: Refusal) {}
+        async fn reject(&self, _: Platform, _: RejectionKind, _: &str) {}
     }
 }
 
@@ -300,13 +341,7 @@ mod log_tests {
         }
     }
 
-    struct Nop;
-    #[async_trait]
-    impl Pipeline for Nop {
-        async fn handle(&self, _: Invocation) {}
-        async fn click(&self, _: ApprovalClick) {}
-        async fn reject(&self, _: Platform, _: RejectionKind, _: &str) {}
-    }
+    use super::testing::Nop;
 
     /// Every Slack path that logs (refused requests, a command, Web API refusals and retries,
     /// the configuration itself) runs with every log level on; no secret shows up.

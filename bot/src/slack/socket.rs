@@ -98,7 +98,7 @@ async fn on_command(
     let d = dispatcher(&state)
         .await
         .ok_or_else(|| boxed("Slack dispatcher missing"))?;
-    let ack = d.command(slash_command(&ev)).map_err(|e| {
+    let ack = d.command(slash_command(&ev)).await.map_err(|e| {
         d.reject(crate::engine::RejectionKind::Malformed, e.to_string());
         boxed(&e.to_string())
     })?;
@@ -119,7 +119,7 @@ async fn on_interaction(
     let Some(ev) = interaction(&ev) else {
         return Ok(());
     };
-    d.interaction(ev).map_err(|e| {
+    d.interaction(ev).await.map_err(|e| {
         d.reject(crate::engine::RejectionKind::Malformed, e.to_string());
         boxed(&e.to_string())
     })
@@ -194,19 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn socket_mode_needs_an_app_token() {
-        struct Nop;
-        #[async_trait::async_trait]
-        impl Pipeline for Nop {
-            async fn handle(&self, _: crate::chat::Invocation) {}
-            async fn click(&self, _: crate::chat::ApprovalClick) {}
-            async fn reject(
-                &self,
-                _: crate::chat::Platform,
-                _: crate::engine::RejectionKind,
-                _: &str,
-            ) {
-            }
-        }
+        use crate::slack::testing::Nop;
         let cfg = SlackConfig::new("xoxb", "sig");
         let err = run_with(Arc::new(Nop), SlackWeb::new(&cfg), &cfg, async {})
             .await

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError, on_pool, timestamp};
+use super::{Pool, Result, Store, StoreError, on_pool, timestamp};
 use crate::chat::MessageRef;
 
 /// Where an approval request is in its life.
@@ -294,6 +294,51 @@ fn random_id() -> String {
         .collect()
 }
 
+/// Adds `$approver`'s vote to the pending, unexpired request `$id` if it still needs votes, in an
+/// open transaction (`$lock` locks the request's row where the backend needs it). Yields
+/// whether the vote was added.
+macro_rules! vote_in_tx {
+    ($tx:ident, $id:expr, $approver:expr, $now:expr, $lock:literal) => {{
+        let open: Option<(String,)> = sqlx::query_as(concat!(
+            "SELECT requirement FROM approvals WHERE id = $1 AND state = 'pending' \
+             AND expires_ms > $2",
+            $lock
+        ))
+        .bind($id)
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match open {
+            None => false,
+            Some((requirement,)) => {
+                let needed = serde_json::from_str::<ApprovalRequirement>(&requirement)
+                    .map(|r| i64::from(r.count))
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "approvals",
+                        message: format!("{}: requirement: {e}", $id),
+                    })?;
+                let (votes,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM approval_votes WHERE approval_id = $1")
+                        .bind($id)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                votes < needed
+                    && sqlx::query(
+                        "INSERT INTO approval_votes (approval_id, approver, at_ms) \
+                         VALUES ($1, $2, $3) ON CONFLICT (approval_id, approver) DO NOTHING",
+                    )
+                    .bind($id)
+                    .bind($approver)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+            }
+        }
+    }};
+}
+
 impl Store {
     /// Persists a new pending approval request and returns it with its fresh id.
     pub async fn create_approval(&self, new: NewApproval) -> Result<Approval> {
@@ -353,35 +398,35 @@ impl Store {
         row.into_approval(votes).map(Some)
     }
 
-    /// Records `approver` approving `id`, if it is still pending and not past its expiry.
+    /// Records `approver` approving `id`, if it is still pending, not past its expiry, and has
+    /// fewer votes than it needs (votes stop at the count, however many arrive at once).
     /// Idempotent per approver.
     /// Eligibility (roles, self-approval) is the caller's business: check it first.
     /// Reaching the count does not change the state; the caller then calls
     /// [`Store::try_transition`] to `Approved`.
     pub async fn add_approval(&self, id: &str, approver: &str) -> Result<VoteOutcome> {
         let now = Timestamp::now().as_millisecond();
-        let added = on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO approval_votes (approval_id, approver, at_ms) \
-                 SELECT id, $2, $3 FROM approvals \
-                 WHERE id = $1 AND state = 'pending' AND expires_ms > $3 \
-                 ON CONFLICT (approval_id, approver) DO NOTHING",
-            )
-            .bind(id)
-            .bind(approver)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
+        // The request is locked while its votes are counted, so votes stop at the number
+        // needed however many arrive at once (also from several replicas).
+        let added = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let added = vote_in_tx!(tx, id, approver, now, "");
+                tx.commit().await?;
+                added
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let added = vote_in_tx!(tx, id, approver, now, " FOR UPDATE");
+                tx.commit().await?;
+                added
+            }
+        };
         let approval = self
             .get(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        Ok(VoteOutcome {
-            added: added == 1,
-            approval,
-        })
+        Ok(VoteOutcome { added, approval })
     }
 
     /// Moves `id` from `from` to `to` if it is in `from` now. Returns `true` for the one caller

@@ -22,7 +22,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Pool, Result, Store, StoreError, on_pool, timestamp};
+use super::writer::{Write, Written};
+use super::{Result, Store, StoreError, on_pool, timestamp};
 
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -201,22 +202,22 @@ impl std::fmt::Display for VerifyReport {
 
 /// A row as stored.
 #[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: i64,
-    time_ms: i64,
-    kind: String,
-    platform: String,
-    channel: Option<String>,
-    actor: Option<String>,
-    text: Option<String>,
-    command: Option<String>,
-    rule: Option<String>,
-    outcome: Option<String>,
-    detail: String,
-    duration_ms: Option<i64>,
-    approval_id: Option<String>,
-    prev_hash: String,
-    hash: String,
+pub(super) struct AuditRow {
+    pub(super) id: i64,
+    pub(super) time_ms: i64,
+    pub(super) kind: String,
+    pub(super) platform: String,
+    pub(super) channel: Option<String>,
+    pub(super) actor: Option<String>,
+    pub(super) text: Option<String>,
+    pub(super) command: Option<String>,
+    pub(super) rule: Option<String>,
+    pub(super) outcome: Option<String>,
+    pub(super) detail: String,
+    pub(super) duration_ms: Option<i64>,
+    pub(super) approval_id: Option<String>,
+    pub(super) prev_hash: String,
+    pub(super) hash: String,
 }
 
 /// The columns of `audit_log`, in [`AuditRow`] order (a macro so queries stay `&'static str`).
@@ -226,8 +227,38 @@ macro_rules! columns {
          duration_ms, approval_id, prev_hash, hash"
     };
 }
+pub(super) use columns;
 
 impl AuditRow {
+    /// The record that follows the one with `prev_id` and `prev_hash`, hashed.
+    /// Its time is the entry's, or the previous record's (`prev_time_ms`) if that is later.
+    pub(super) fn next(
+        prev_id: i64,
+        prev_hash: String,
+        prev_time_ms: i64,
+        entry: &AuditEntry,
+    ) -> AuditRow {
+        let mut row = AuditRow {
+            id: prev_id + 1,
+            time_ms: entry.time.as_millisecond().max(prev_time_ms),
+            kind: entry.kind.as_str().to_owned(),
+            platform: entry.platform.clone(),
+            channel: entry.channel.clone(),
+            actor: entry.actor.clone(),
+            text: entry.text.clone(),
+            command: entry.command.clone(),
+            rule: entry.rule.clone(),
+            outcome: entry.outcome.clone(),
+            detail: entry.detail.to_string(),
+            duration_ms: entry.duration_ms,
+            approval_id: entry.approval_id.clone(),
+            prev_hash,
+            hash: String::new(),
+        };
+        row.hash = row.compute_hash();
+        row
+    }
+
     /// The hash this row should have, from its stored fields.
     fn compute_hash(&self) -> String {
         let canonical = serde_json::json!([
@@ -281,36 +312,21 @@ impl AuditRow {
     }
 }
 
-/// Inserts the next record in an open transaction that already holds the append lock.
+/// Inserts the next record after `$head` (the last record's id and hash, `None` for an empty
+/// log) in an open transaction that holds the append lock, and moves `$head` to it. Yields the
+/// new record's id. Time never goes backwards as ids increase: an entry timed before the head
+/// is stored with the head's time.
 macro_rules! append_in_tx {
-    ($tx:ident, $entry:expr) => {{
-        let entry: &AuditEntry = $entry;
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *$tx)
-                .await?;
-        let (prev_id, prev_hash) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-        let mut row = AuditRow {
-            id: prev_id + 1,
-            time_ms: entry.time.as_millisecond(),
-            kind: entry.kind.as_str().to_owned(),
-            platform: entry.platform.clone(),
-            channel: entry.channel.clone(),
-            actor: entry.actor.clone(),
-            text: entry.text.clone(),
-            command: entry.command.clone(),
-            rule: entry.rule.clone(),
-            outcome: entry.outcome.clone(),
-            detail: entry.detail.to_string(),
-            duration_ms: entry.duration_ms,
-            approval_id: entry.approval_id.clone(),
-            prev_hash,
-            hash: String::new(),
-        };
-        row.hash = row.compute_hash();
+    ($tx:ident, $head:expr, $entry:expr) => {{
+        let head: &mut Option<(i64, String, i64)> = $head;
+        let entry: &$crate::store::AuditEntry = $entry;
+        let (prev_id, prev_hash, prev_time) =
+            head.clone()
+                .unwrap_or((0, $crate::store::GENESIS_HASH.to_owned(), i64::MIN));
+        let mut row = $crate::store::audit::AuditRow::next(prev_id, prev_hash, prev_time, entry);
         sqlx::query(concat!(
             "INSERT INTO audit_log (",
-            columns!(),
+            $crate::store::audit::columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(row.id)
@@ -330,35 +346,27 @@ macro_rules! append_in_tx {
         .bind(&row.hash)
         .execute(&mut *$tx)
         .await?;
+        *head = Some((row.id, std::mem::take(&mut row.hash), row.time_ms));
         row.id
     }};
 }
+pub(super) use append_in_tx;
 
 impl Store {
-    /// Appends `entry` to the audit log and returns its id. Appends are serialised in the
-    /// database, also across processes, so the chain stays linear.
+    /// Appends `entry` to the audit log and returns its id, once it is committed. Appends go
+    /// through the one writer ([`super::writer`]), batched with whatever else is being written.
     pub async fn append(&self, entry: AuditEntry) -> Result<i64> {
-        let id = match &self.pool {
-            Pool::Sqlite(pool) => {
-                // IMMEDIATE takes the write lock up front: no other writer can slip in between
-                // reading the last hash and inserting.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let id = append_in_tx!(tx, &entry);
-                tx.commit().await?;
-                id
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // EXCLUSIVE conflicts with itself and with writers, not with plain readers.
-                sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-                    .execute(&mut *tx)
-                    .await?;
-                let id = append_in_tx!(tx, &entry);
-                tx.commit().await?;
-                id
-            }
-        };
-        Ok(id)
+        match self
+            .write(vec![Write::Audit(Box::new(entry))])
+            .await?
+            .as_slice()
+        {
+            [Written::Id(id)] => Ok(*id),
+            other => Err(StoreError::Corrupt {
+                table: "audit_log",
+                message: format!("the writer answered {other:?} to an append"),
+            }),
+        }
     }
 
     /// Walks the whole chain in id order and reports the first broken link.

@@ -10,7 +10,10 @@
 //!   stays linear also with several processes on one database.
 //! - Approval state changes are conditional updates (`… WHERE state = <from>`), so among any
 //!   number of concurrent callers, on any number of replicas, exactly one makes a transition.
-//! - [`Store::seen_delivery`] is an insert-if-absent, so a delivery is handled at most once.
+//! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
+//!   ([`inbox`]); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
+//! - Audit and inbox writes go through one batching writer ([`writer`]): group commits, the
+//!   audit head read once per batch.
 //!
 //! Every query is written once with `$N` placeholders, which both backends accept, and run on
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
@@ -18,7 +21,9 @@
 
 mod approvals;
 mod audit;
+mod inbox;
 pub mod testing;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,21 +31,27 @@ use std::time::Duration;
 use jiff::Timestamp;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
 };
 pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, VerifyReport};
+pub use inbox::{InboxEntry, InboxKind, InboxState, NewInboxEntry, Receipt};
+pub use writer::{Write, Written};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// How long a SQLite connection waits for another writer (also in another process).
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SQLite connection waits for another writer (also in another process). Short: the
+/// acknowledgement of a request waits on its inbox write, and a database that cannot take a
+/// write within this is unavailable to opsbot for now.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a caller waits for a pooled connection. Short, so that a database outage is reported
+/// at once (and a request refused, not queued); with `test_before_acquire`, broken connections
+/// are replaced, so the pool recovers within seconds of the database returning.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What can go wrong in the store. Messages never contain the database URL (it may hold a
 /// password).
@@ -74,6 +85,8 @@ pub enum StoreError {
     Missing(String),
     #[error("could not find a free approval id")]
     IdsExhausted,
+    #[error("the store's writer has stopped")]
+    WriterGone,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -125,10 +138,24 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// The store. Cheap to clone (the pool is shared); safe to use from many tasks at once.
+/// The store. Cheap to clone (the pool and the writer are shared); safe to use from many tasks
+/// at once. Writes of the audit log and the inbox go through one batching writer task
+/// ([`writer`]); reads and the other tables use the pool directly.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    writer: writer::Writer,
+}
+
+/// Pool settings both backends share: fail fast, check connections, log no slow acquires (an
+/// outage would otherwise log one warning per waiting request).
+fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(true)
+        .acquire_slow_level(log::LevelFilter::Off)
+        .acquire_time_level(log::LevelFilter::Off)
 }
 
 impl Store {
@@ -193,31 +220,30 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 4 })
-            .acquire_timeout(Duration::from_secs(60))
+        // An in-memory database exists once per connection: keep exactly one.
+        let pool = pool_options::<sqlx::Sqlite>(if in_memory { 1 } else { 4 })
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(Store {
-            pool: Pool::Sqlite(pool),
-        })
+        Ok(Store::with_pool(Pool::Sqlite(pool)))
     }
 
     async fn open_postgres(options: PgConnectOptions) -> Result<Store> {
         // One plain connection first: if the server is unreachable or refuses us, say why at
         // once, rather than "pool timed out" after the acquire timeout.
         PgConnection::connect_with(&options).await?.close().await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(60))
+        let pool = pool_options::<sqlx::Postgres>(8)
             .connect_with(options)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
-        Ok(Store {
-            pool: Pool::Postgres(pool),
-        })
+        Ok(Store::with_pool(Pool::Postgres(pool)))
+    }
+
+    fn with_pool(pool: Pool) -> Store {
+        Store {
+            writer: writer::Writer::start(pool.clone()),
+            pool,
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -239,38 +265,6 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
-    }
-
-    /// Records that `platform` delivered `delivery_id`. Returns `true` when it had been seen
-    /// before (by this process or any other on the same database): the caller drops it.
-    pub async fn seen_delivery(&self, platform: &str, delivery_id: &str) -> Result<bool> {
-        let now = Timestamp::now().as_millisecond();
-        let inserted = on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO deliveries (platform, delivery_id, seen_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (platform, delivery_id) DO NOTHING",
-            )
-            .bind(platform)
-            .bind(delivery_id)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(inserted == 0)
-    }
-
-    /// Forgets deliveries seen before `before` (platforms retry for minutes, not days).
-    /// Returns how many were removed.
-    pub async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM deliveries WHERE seen_ms < $1")
-                .bind(before.as_millisecond())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(removed)
     }
 }
 

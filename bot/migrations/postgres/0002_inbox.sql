@@ -1,0 +1,32 @@
+-- The inbox: every request opsbot acknowledged, recorded before the acknowledgement went out, so
+-- each one gets a final answer also after a crash. Keep in step with ../sqlite/0002_inbox.sql.
+-- (platform, delivery_id) is unique: a platform's retry of a delivery is recognised here, by any
+-- replica, which replaces the old `deliveries` table.
+CREATE TABLE inbox (
+    id          BIGSERIAL PRIMARY KEY,
+    platform    TEXT    NOT NULL,
+    delivery_id TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,  -- command | click
+    actor       TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    text        TEXT    NOT NULL,  -- as typed, secrets masked
+    mutating    BOOLEAN NOT NULL,  -- true when it may change the cluster
+    owner       TEXT    NOT NULL,  -- the opsbot process (instance id) answering it
+    state       TEXT    NOT NULL,  -- received | running | answered
+    outcome     TEXT,
+    received_ms BIGINT  NOT NULL,
+    updated_ms  BIGINT  NOT NULL,
+    UNIQUE (platform, delivery_id)
+);
+CREATE INDEX inbox_open ON inbox (state, owner);
+CREATE INDEX inbox_updated ON inbox (updated_ms);
+
+-- Running opsbot processes; a process whose heartbeat stopped has its open requests answered by
+-- another (or by its successor after a restart).
+CREATE TABLE instances (
+    id           TEXT    PRIMARY KEY,
+    started_ms   BIGINT  NOT NULL,
+    heartbeat_ms BIGINT  NOT NULL
+);
+
+DROP TABLE deliveries;

@@ -1,0 +1,247 @@
+//! The one writer: audit appends and inbox changes go through a single task that gathers what
+//! arrives while it is busy and writes it in one transaction (group commit).
+//!
+//! Why: on SQLite every commit is a WAL write and an fsync-ordered checkpoint of work, and
+//! several connections competing for `BEGIN IMMEDIATE` sleep on the busy timeout; on PostgreSQL
+//! every append takes the table lock. One writer that batches turns N commits into one, reads the
+//! audit head once per batch, and keeps the acknowledgement path (which waits for its inbox
+//! record to be committed) within its latency budget under load.
+//!
+//! Invariants:
+//! - A [`Store::write`] returns only after its writes are committed (or failed): callers may
+//!   promise what it returns.
+//! - Writes of one call are committed together, in order; calls are committed in arrival order.
+//! - The audit chain stays linear across processes: each batch holds the database's append lock
+//!   (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE audit_log IN EXCLUSIVE MODE`) and reads
+//!   the head inside it.
+//! - One failing call does not fail the others: when a batch fails, its calls are retried one
+//!   transaction each, so only the failing one sees the error.
+//! - Memory is bounded: the queue holds at most [`QUEUE`] calls; callers beyond it wait.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::{AuditEntry, append_in_tx};
+use super::inbox::{InboxState, NewInboxEntry};
+use super::{Pool, Result, Store, StoreError};
+
+/// Calls waiting for the writer at most; further callers wait for room.
+const QUEUE: usize = 4096;
+/// Calls written in one transaction at most.
+const MAX_BATCH: usize = 512;
+
+/// One change the writer makes.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Appends an audit record; yields its id.
+    Audit(Box<AuditEntry>),
+    /// Records an acknowledged request; yields its inbox id, or [`Written::Duplicate`] when the
+    /// platform delivered it before (then nothing else of this call is written, except
+    /// `on_duplicate`).
+    Receive(Box<Receive>),
+    /// Moves an inbox entry to `state` (with an outcome), if it is not answered yet.
+    Inbox {
+        id: i64,
+        state: InboxState,
+        mutating: bool,
+        outcome: Option<String>,
+    },
+}
+
+/// A request to record, with its audit records.
+#[derive(Debug, Clone)]
+pub struct Receive {
+    pub entry: NewInboxEntry,
+    /// Audited with the request (its `Request` record).
+    pub audit: AuditEntry,
+    /// Audited instead when it is a repeated delivery.
+    pub on_duplicate: AuditEntry,
+}
+
+/// What one [`Write`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// An audit record id, or an inbox id.
+    Id(i64),
+    /// [`Write::Receive`] of a delivery seen before.
+    Duplicate,
+    /// [`Write::Inbox`]: whether the entry changed.
+    Changed(bool),
+}
+
+struct Call {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<Vec<Written>>>,
+}
+
+/// The handle every [`Store`] clone shares; the task ends when the last one is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Call>,
+}
+
+impl Writer {
+    /// Starts the writer task on `pool`.
+    pub(super) fn start(pool: Pool) -> Writer {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, rx));
+        Writer { tx }
+    }
+}
+
+impl Store {
+    /// Commits `writes` together (in one transaction, possibly with other callers' writes) and
+    /// returns what each came to, in order.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<Vec<Written>> {
+        let (done, answer) = oneshot::channel();
+        self.writer
+            .tx
+            .send(Call { writes, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Call>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let calls: Vec<&[Write]> = batch.iter().map(|c| c.writes.as_slice()).collect();
+        match commit(&pool, &calls).await {
+            Ok(results) => {
+                for (call, result) in batch.drain(..).zip(results) {
+                    let _ = call.done.send(Ok(result));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(call) = batch.pop() {
+                    let _ = call.done.send(Err(e));
+                }
+            }
+            Err(_) => {
+                // Somebody's write failed the batch: each call on its own, so only it fails.
+                for call in batch.drain(..) {
+                    let result = commit(&pool, &[call.writes.as_slice()])
+                        .await
+                        .map(|mut r| r.pop().unwrap_or_default());
+                    let _ = call.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// The body of [`commit`], once per backend: `$tx` is an open transaction holding the lock.
+macro_rules! write_all {
+    ($tx:ident, $calls:expr) => {{
+        let mut head: Option<(i64, String, i64)> =
+            sqlx::query_as("SELECT id, hash, time_ms FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *$tx)
+                .await?;
+        let mut results = Vec::with_capacity($calls.len());
+        for writes in $calls {
+            let mut written = Vec::with_capacity(writes.len());
+            for write in writes.iter() {
+                match write {
+                    Write::Audit(entry) => {
+                        let id = append_in_tx!($tx, &mut head, entry);
+                        written.push(Written::Id(id));
+                    }
+                    Write::Receive(receive) => {
+                        let Receive {
+                            entry,
+                            audit,
+                            on_duplicate,
+                        } = receive.as_ref();
+                        let id: Option<(i64,)> = sqlx::query_as(
+                            "INSERT INTO inbox (platform, delivery_id, kind, actor, channel, text, \
+                             mutating, owner, state, received_ms, updated_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', $9, $9) \
+                             ON CONFLICT (platform, delivery_id) DO NOTHING RETURNING id",
+                        )
+                        .bind(&entry.platform)
+                        .bind(&entry.delivery_id)
+                        .bind(entry.kind.as_str())
+                        .bind(&entry.actor)
+                        .bind(&entry.channel)
+                        .bind(&entry.text)
+                        .bind(false)
+                        .bind(&entry.owner)
+                        .bind(entry.received.as_millisecond())
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                        match id {
+                            Some((id,)) => {
+                                let audit = audit.clone().detail(audit_detail(&audit.detail, id));
+                                append_in_tx!($tx, &mut head, &audit);
+                                written.push(Written::Id(id));
+                            }
+                            None => {
+                                append_in_tx!($tx, &mut head, on_duplicate);
+                                written.push(Written::Duplicate);
+                                break;
+                            }
+                        }
+                    }
+                    Write::Inbox {
+                        id,
+                        state,
+                        mutating,
+                        outcome,
+                    } => {
+                        let changed = sqlx::query(
+                            "UPDATE inbox SET state = $2, mutating = $3, outcome = $4, \
+                             updated_ms = $5 WHERE id = $1 AND state <> 'answered'",
+                        )
+                        .bind(id)
+                        .bind(state.as_str())
+                        .bind(mutating)
+                        .bind(outcome)
+                        .bind(jiff::Timestamp::now().as_millisecond())
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected();
+                        written.push(Written::Changed(changed == 1));
+                    }
+                }
+            }
+            results.push(written);
+        }
+        results
+    }};
+}
+
+/// Commits every call's writes in one transaction holding the append lock.
+async fn commit(pool: &Pool, calls: &[&[Write]]) -> Result<Vec<Vec<Written>>> {
+    match pool {
+        Pool::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let results = write_all!(tx, calls);
+            tx.commit().await?;
+            Ok(results)
+        }
+        Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+            let results = write_all!(tx, calls);
+            tx.commit().await?;
+            Ok(results)
+        }
+    }
+}
+
+/// A request's audit detail with its inbox id added, so the two can be matched.
+fn audit_detail(detail: &serde_json::Value, inbox: i64) -> serde_json::Value {
+    let mut detail = match detail {
+        serde_json::Value::Object(m) => m.clone(),
+        serde_json::Value::Null => serde_json::Map::new(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("detail".into(), other.clone());
+            m
+        }
+    };
+    detail.insert("inbox".into(), inbox.into());
+    serde_json::Value::Object(detail)
+}
