@@ -85,12 +85,19 @@ pub fn wide_limits() -> RateLimits {
 #[derive(Clone)]
 pub struct BotOptions {
     pub rate_limits: RateLimits,
+    /// See [`EngineOptions::max_in_flight`].
+    pub max_in_flight: usize,
+    /// See [`EngineOptions::max_command_age`].
+    pub max_command_age: Duration,
 }
 
 impl Default for BotOptions {
     fn default() -> Self {
+        let engine = EngineOptions::default();
         BotOptions {
             rate_limits: wide_limits(),
+            max_in_flight: engine.max_in_flight,
+            max_command_age: engine.max_command_age,
         }
     }
 }
@@ -158,6 +165,8 @@ impl TestBot {
             EngineOptions {
                 rate_limits: options.rate_limits,
                 progress_interval: Duration::from_millis(100),
+                max_in_flight: options.max_in_flight,
+                max_command_age: options.max_command_age,
                 ..EngineOptions::default()
             },
             Arc::new(Metrics::new()),

@@ -189,7 +189,7 @@ macro_rules! write_all {
                         outcome,
                     } => {
                         let changed = sqlx::query(
-                            "UPDATE inbox SET state = $2, mutating = $3, outcome = $4, \
+                            "UPDATE inbox SET state = $2, mutating = (mutating OR $3), outcome = $4, \
                              updated_ms = $5 WHERE id = $1 AND state <> 'answered'",
                         )
                         .bind(id)
