@@ -350,6 +350,7 @@ async fn rate_limit_refuses_and_runs_nothing(db: Db) {
         POLICY,
         BotOptions {
             rate_limits: limits,
+            ..BotOptions::default()
         },
     )
     .await
