@@ -18,6 +18,7 @@
 //! | `OPSBOT_SLACK_APP_TOKEN` (or `…_FILE`) | `slack.app_token` |
 //! | `OPSBOT_DISCORD_TOKEN` (or `…_FILE`) | `discord.token` |
 //! | `OPSBOT_DISCORD_PUBLIC_KEY` (or `…_FILE`) | `discord.public_key` |
+//! | `OPSBOT_AUDIT_KEY_FILE` | `audit.key_file` |
 //!
 //! Secrets (tokens, signing secrets, the database URL, which may hold a password) can be given
 //! inline, as `*_file` keys naming a file that holds them, or by environment. They are held in
@@ -177,6 +178,22 @@ pub struct Config {
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub alerts: AlertsConfig,
+    pub audit: AuditConfig,
+}
+
+/// Where the audit log's key and checkpoints live (`bot/src/store/anchor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The chain key (64 hex characters), created with mode 0600 on first start when absent.
+    /// Every process writing the same database needs the same key. Default `DATA_DIR/audit.key`.
+    pub key_file: PathBuf,
+    /// Signed checkpoints of the log's head, one JSON line each. Default
+    /// `DATA_DIR/audit.anchors`.
+    pub anchor_file: PathBuf,
+    /// A checkpoint at the latest after this many records. Default 100.
+    pub checkpoint_every_records: u64,
+    /// … and at the latest this long after the log grew. Default 10 seconds.
+    pub checkpoint_every: Duration,
 }
 
 /// Where a cluster's API is.
@@ -327,6 +344,17 @@ struct RawConfig {
     slack: RawSlack,
     discord: RawDiscord,
     alerts: RawAlerts,
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    key_file: Option<PathBuf>,
+    anchor_file: Option<PathBuf>,
+    checkpoint_every_records: Option<std::num::NonZeroU64>,
+    #[serde(deserialize_with = "de_duration")]
+    checkpoint_every: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -593,6 +621,14 @@ impl Config {
             "approvals:       default ttl {}, sweep every {}",
             humantime::format_duration(self.approvals.default_ttl),
             humantime::format_duration(self.approvals.sweep_interval)
+        );
+        let _ = writeln!(
+            out,
+            "audit:           key {}, checkpoints {} every {} records or {}",
+            self.audit.key_file.display(),
+            self.audit.anchor_file.display(),
+            self.audit.checkpoint_every_records,
+            humantime::format_duration(self.audit.checkpoint_every)
         );
         let _ = writeln!(
             out,
@@ -906,6 +942,26 @@ impl Resolver<'_> {
                 .unwrap_or_else(|| "https://discord.com/api/v10".to_owned()),
         };
         let RawAlerts {} = raw.alerts;
+        let audit = AuditConfig {
+            key_file: match self.env.var("OPSBOT_AUDIT_KEY_FILE") {
+                Some(p) => PathBuf::from(p),
+                None => raw
+                    .audit
+                    .key_file
+                    .map(|p| self.file_path(p))
+                    .unwrap_or_else(|| data_dir.join("audit.key")),
+            },
+            anchor_file: raw
+                .audit
+                .anchor_file
+                .map(|p| self.file_path(p))
+                .unwrap_or_else(|| data_dir.join("audit.anchors")),
+            checkpoint_every_records: raw.audit.checkpoint_every_records.map_or(100, |n| n.get()),
+            checkpoint_every: raw
+                .audit
+                .checkpoint_every
+                .unwrap_or(Duration::from_secs(10)),
+        };
 
         Config {
             source: source.map(Path::to_path_buf),
@@ -920,6 +976,7 @@ impl Resolver<'_> {
             slack,
             discord,
             alerts: AlertsConfig {},
+            audit,
         }
     }
 }

@@ -1,7 +1,15 @@
 //! The HTTP server of `opsbot serve`: health, readiness and metrics, plus the routes of the chat
 //! adapters (Slack, later Discord and Alertmanager), with graceful shutdown.
+//!
+//! `/readyz` answers 503 (not ready) when the database does not answer or does not take writes
+//! (probed on a new connection), a cluster's API server is unreachable, or the [`Backlog`] is
+//! over its cap; it answers 200 with `"degraded": true` when the connection pool is saturated or
+//! a policy reload was refused (the previous policy is in force; `policy_refused` says why).
+//! `problems` lists every reason in words.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,20 +26,93 @@ use crate::engine::Engine;
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The routes opsbot always serves.
+/// Work accepted but not yet handled (the inbox), as `/readyz` sees it: whoever owns the queue
+/// sets its length; over the cap the bot is not ready. Cheap to clone; unbounded by default.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    len: Arc<AtomicUsize>,
+    cap: Arc<AtomicUsize>,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog::new(usize::MAX)
+    }
+}
+
+impl Backlog {
+    pub fn new(cap: usize) -> Backlog {
+        Backlog {
+            len: Arc::new(AtomicUsize::new(0)),
+            cap: Arc::new(AtomicUsize::new(cap)),
+        }
+    }
+
+    pub fn set(&self, len: usize) {
+        self.len.store(len, Ordering::Relaxed);
+    }
+
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
+    }
+
+    fn json(&self) -> (serde_json::Value, bool) {
+        let (len, cap) = (
+            self.len.load(Ordering::Relaxed),
+            self.cap.load(Ordering::Relaxed),
+        );
+        let cap_json = (cap != usize::MAX).then_some(cap);
+        (json!({ "len": len, "cap": cap_json }), len > cap)
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    engine: Engine,
+    backlog: Backlog,
+}
+
+/// The routes opsbot always serves, with an unbounded backlog.
 pub fn base_router(engine: Engine) -> Router {
+    base_router_with(engine, Backlog::default())
+}
+
+/// The routes opsbot always serves; `/readyz` watches `backlog`.
+pub fn base_router_with(engine: Engine, backlog: Backlog) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(engine)
+        .with_state(Health { engine, backlog })
 }
 
-async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
-    let database = matches!(
-        tokio::time::timeout(READY_TIMEOUT, engine.store().ping()).await,
-        Ok(Ok(()))
-    );
+/// Whether `check` finished in time without an error; the error (or the timeout) otherwise.
+async fn within<F, E>(check: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(READY_TIMEOUT)
+        )),
+    }
+}
+
+async fn readyz(State(Health { engine, backlog }): State<Health>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    let store = engine.store();
+    let database = match within(store.ping()).await {
+        Ok(()) => within(store.probe_write())
+            .await
+            .map_err(|e| format!("the database does not take writes: {e}")),
+        Err(e) => Err(format!("the database does not answer: {e}")),
+    };
+    let database_ok = database.is_ok();
+    problems.extend(database.err());
     let mut clusters = serde_json::Map::new();
     for name in engine.operator().clusters.names() {
         let reachable = match engine.operator().clusters.get(Some(name)) {
@@ -41,13 +122,30 @@ async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
             ),
             None => false,
         };
+        if !reachable {
+            problems.push(format!("cluster {name}: the API server is unreachable"));
+        }
         clusters.insert(name.to_owned(), reachable.into());
     }
-    let policy = engine.policy().current().summary();
-    let ready = database
-        && clusters
-            .values()
-            .all(|v| v == &serde_json::Value::Bool(true));
+    let (backlog, over_cap) = backlog.json();
+    if over_cap {
+        problems.push(format!("the backlog is over its cap: {backlog}"));
+    }
+    let ready = problems.is_empty();
+    let pool = store.pool_status();
+    if pool.saturated {
+        problems.push(format!(
+            "the database pool is saturated: all {} connections in use",
+            pool.max
+        ));
+    }
+    let policy_refused = engine.policy().refused();
+    if let Some(error) = &policy_refused {
+        problems.push(format!(
+            "the policy file was refused, the previous policy stays in force: {error}"
+        ));
+    }
+    let degraded = ready && !problems.is_empty();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -55,14 +153,19 @@ async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
     };
     let body = json!({
         "ready": ready,
-        "database": database,
-        "policy": policy,
+        "degraded": degraded,
+        "problems": problems,
+        "database": database_ok,
+        "pool": pool,
+        "backlog": backlog,
+        "policy": engine.policy().current().summary(),
+        "policy_refused": policy_refused,
         "clusters": clusters,
     });
     (status, axum::Json(body))
 }
 
-async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
+async fn metrics(State(Health { engine, .. }): State<Health>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
