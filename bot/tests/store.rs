@@ -182,6 +182,7 @@ both!(
     audit_unkeyed_v1_log_is_accepted_before_keyed_records,
     audit_needs_the_key_to_append_and_verify,
     write_probe_sees_a_database_that_takes_no_writes,
+    audit_checkpoints_follow_the_log,
     approval_transitions_have_exactly_one_winner,
     approval_votes_are_idempotent_and_only_while_pending,
     approval_life_cycle_rejects_impossible_transitions,
@@ -621,6 +622,76 @@ async fn audit_needs_the_key_to_append_and_verify(db: Db) {
         matches!(only_problem(&report), Problem::Link { id: 1, .. }),
         "{report}"
     );
+}
+
+/// The ids the checkpoint file names once it names `id` (waits up to 20 s for the writer).
+async fn checkpoint_ids_once(file: &std::path::Path, key: &AuditKey, id: i64) -> Vec<i64> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let read = AnchorFile::new(file).read(key).unwrap();
+        let ids: Vec<i64> = read.valid.iter().map(|c| c.id).collect();
+        if ids.contains(&id) || tokio::time::Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A store on `db` whose checkpoint writer writes to `name` every `records` or `every`.
+async fn anchored(
+    db: &Db,
+    name: &str,
+    records: u64,
+    every: std::time::Duration,
+) -> (Store, Arc<Anchor>, std::path::PathBuf) {
+    let file = db.dir.path().join(name);
+    let options = AnchorOptions {
+        file: file.clone(),
+        every_records: records,
+        every,
+    };
+    let (anchor, read) = Anchor::open(options, db.key.clone()).unwrap();
+    assert_eq!(read.latest(), None);
+    let anchor = Arc::new(anchor);
+    let store = db
+        .second_store()
+        .await
+        .with_audit(db.key.clone(), Some(anchor.clone()));
+    tokio::spawn(anchor.clone().run(store.clone()));
+    (store, anchor, file)
+}
+
+async fn audit_checkpoints_follow_the_log(db: Db) {
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    // Every 3 records: the append path wakes the writer.
+    let (store, anchor, file) = anchored(&db, "count.anchors", 3, HOUR).await;
+    for i in 1..=3 {
+        store.append(entry(i)).await.unwrap();
+    }
+    assert_eq!(checkpoint_ids_once(&file, &db.key, 3).await, [3]);
+    // Nothing new: no checkpoint; at shutdown the head is checkpointed once more.
+    assert_eq!(anchor.checkpoint(&store).await.unwrap(), None);
+    store.append(entry(4)).await.unwrap();
+    let last = anchor
+        .finish(&store)
+        .await
+        .unwrap()
+        .expect("a last checkpoint");
+    assert_eq!((last.id, last.time), (4, t(4)));
+    let report = store
+        .verify_against(&AnchorFile::new(&file).read(&db.key).unwrap())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.checkpoint, Some(last));
+
+    // Every 200 ms when the log grew (1000 records would take long).
+    let every = std::time::Duration::from_millis(200);
+    let (store, anchor, file) = anchored(&db, "time.anchors", 1000, every).await;
+    store.append(entry(5)).await.unwrap();
+    let ids = checkpoint_ids_once(&file, &db.key, 5).await;
+    assert_eq!(ids.last(), Some(&5), "{ids:?}");
+    anchor.finish(&store).await.unwrap();
 }
 
 async fn write_probe_sees_a_database_that_takes_no_writes(db: Db) {
