@@ -122,6 +122,37 @@ pub async fn audited_store(config: &Config) -> Result<Store, StartError> {
     Ok(store)
 }
 
+/// Posts each audit checkpoint in `channel` (`audit.channel`), until the writer is dropped.
+/// A failed post is logged, not audited (that would grow the log it announces).
+fn announce_checkpoints(engine: &Engine, channel: crate::config::AuditChannel) {
+    let Some(anchor) = engine.store().anchor() else {
+        return;
+    };
+    let mut written = anchor.subscribe();
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        while written.changed().await.is_ok() {
+            let Some(c) = written.borrow_and_update().clone() else {
+                continue;
+            };
+            let reply = opsbot_commands::Reply::new(
+                opsbot_commands::reply::Tone::Info,
+                format!("Audit checkpoint: record {}", c.id),
+            )
+            .text(format!(
+                "id {}, time {}, hash {}, signature {}",
+                c.id, c.time, c.hash, c.signature
+            ));
+            if let Err(e) = engine
+                .announce(&channel.platform, &channel.channel, &reply)
+                .await
+            {
+                tracing::error!(error = %e, "cannot post the audit checkpoint");
+            }
+        }
+    });
+}
+
 /// Stops the checkpoint writer of `store` after a last checkpoint of the head.
 pub async fn finish_audit(store: &Store) {
     if let Some(anchor) = store.anchor()
@@ -174,6 +205,9 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         } else {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
         }
+    }
+    if let Some(channel) = &config.audit.channel {
+        announce_checkpoints(&engine, channel.clone());
     }
     let server = RunningServer::start(config.listen, router).await?;
     Ok(Bot {

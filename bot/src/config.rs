@@ -194,6 +194,16 @@ pub struct AuditConfig {
     pub checkpoint_every_records: u64,
     /// … and at the latest this long after the log grew. Default 10 seconds.
     pub checkpoint_every: Duration,
+    /// Where each checkpoint is also posted, e.g. `slack:C0AUDIT` (`PLATFORM:CHANNEL`). None by
+    /// default.
+    pub channel: Option<AuditChannel>,
+}
+
+/// A channel on a chat platform (`slack:C0AUDIT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditChannel {
+    pub platform: String,
+    pub channel: String,
 }
 
 /// Where a cluster's API is.
@@ -355,6 +365,7 @@ struct RawAudit {
     checkpoint_every_records: Option<std::num::NonZeroU64>,
     #[serde(deserialize_with = "de_duration")]
     checkpoint_every: Option<Duration>,
+    channel: Option<Sp<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -624,11 +635,18 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "audit:           key {}, checkpoints {} every {} records or {}",
+            "audit:           key {}, checkpoints {} every {} records or {}, posted to {}",
             self.audit.key_file.display(),
             self.audit.anchor_file.display(),
             self.audit.checkpoint_every_records,
-            humantime::format_duration(self.audit.checkpoint_every)
+            humantime::format_duration(self.audit.checkpoint_every),
+            self.audit
+                .channel
+                .as_ref()
+                .map_or("(no channel)".to_owned(), |c| format!(
+                    "{}:{}",
+                    c.platform, c.channel
+                ))
         );
         let _ = writeln!(
             out,
@@ -961,6 +979,25 @@ impl Resolver<'_> {
                 .audit
                 .checkpoint_every
                 .unwrap_or(Duration::from_secs(10)),
+            channel: raw.audit.channel.and_then(|c| {
+                let parsed = c.value.split_once(':').and_then(|(platform, channel)| {
+                    let (platform, channel) = (platform.trim(), channel.trim());
+                    (!platform.is_empty() && !channel.is_empty()).then(|| AuditChannel {
+                        platform: platform.to_owned(),
+                        channel: channel.to_owned(),
+                    })
+                });
+                if parsed.is_none() {
+                    self.at(
+                        &c.referenced,
+                        format!(
+                            "audit.channel {:?} is not PLATFORM:CHANNEL (write e.g. slack:C0AUDIT)",
+                            c.value
+                        ),
+                    );
+                }
+                parsed
+            }),
         };
 
         Config {

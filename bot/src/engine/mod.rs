@@ -843,6 +843,24 @@ impl Engine {
         self.post(ctx, &reply).await;
     }
 
+    /// Posts `reply` in `channel` of `platform`, masked like every reply, for the bot's own
+    /// announcements (audit checkpoints). Not audited when it fails, so an unreachable channel
+    /// cannot feed the log it announces; the caller logs the error.
+    pub async fn announce(
+        &self,
+        platform: &str,
+        channel: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, crate::chat::DeliveryError> {
+        let Some(sink) = self.sink(platform) else {
+            return Err(crate::chat::DeliveryError::Refused {
+                method: "post".to_owned(),
+                error: format!("no chat adapter for platform {platform:?} is running"),
+            });
+        };
+        sink.post(channel, &mask_reply(reply.clone())).await
+    }
+
     /// [`Engine::post`], for replies nobody will update.
     async fn say(&self, ctx: &Ctx<'_>, reply: &Reply) {
         self.post(ctx, reply).await;

@@ -14,6 +14,8 @@
 //!   [`Anchor::run`] writes a checkpoint when woken or every `checkpoint_every`, if the head moved.
 //!   It checkpoints the head it reads from the database after making committed records durable
 //!   ([`Store::make_durable`]), so a checkpoint never names a record a power loss could take.
+//!   [`Anchor::subscribe`] hands out each checkpoint written (`serve` posts them in
+//!   `audit.channel` when one is configured).
 //!
 //! Invariant: a checkpoint only ever names a committed, durable head, so a log shorter than its
 //! latest checkpoint, or one whose record at a checkpoint's id has another hash, was tampered
@@ -350,6 +352,8 @@ pub struct Anchor {
     writing: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
     stop: CancellationToken,
+    /// The last checkpoint written, for [`Anchor::subscribe`].
+    written: tokio::sync::watch::Sender<Option<Checkpoint>>,
 }
 
 impl std::fmt::Debug for Anchor {
@@ -389,6 +393,7 @@ impl Anchor {
             writing: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             stop: CancellationToken::new(),
+            written: tokio::sync::watch::Sender::new(None),
         };
         Ok((anchor, checkpoints))
     }
@@ -449,7 +454,13 @@ impl Anchor {
             .await
             .map_err(|e| self.file.error(std::io::Error::other(e)))??;
         self.checkpointed.store(head.id, Ordering::Relaxed);
+        self.written.send_replace(Some(checkpoint.clone()));
         Ok(Some(checkpoint))
+    }
+
+    /// Each checkpoint as it is written (e.g. to post it in an audit channel, `audit.channel`).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Checkpoint>> {
+        self.written.subscribe()
     }
 
     /// Writes checkpoints until [`Anchor::finish`]: when [`Anchor::observe`] wakes it, and every
