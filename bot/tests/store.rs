@@ -459,6 +459,16 @@ async fn audit_rehashing_without_the_key_is_found(db: Db) {
         "{report}"
     );
     assert!(report.to_string().contains("the log was rewritten"));
+    // serve would refuse to start on it.
+    let err = db
+        .anchor
+        .check_log(&db.store, &db.checkpoints())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorError::Rewritten { id: 10, .. }),
+        "{err}"
+    );
 }
 
 async fn audit_replaced_database_is_found(db: Db) {
