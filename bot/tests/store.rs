@@ -425,16 +425,19 @@ async fn rehash_without_key(db: &Db, from: i64, tag: &str) {
 async fn audit_rehashing_without_the_key_is_found(db: Db) {
     for i in 1..=10 {
         db.store.append(entry(i)).await.unwrap();
+        if i % 5 == 0 {
+            db.checkpoint().await;
+        }
     }
-    db.checkpoint().await;
     db.raw("UPDATE audit_log SET outcome = 'deny' WHERE id = 4")
         .await;
     for tag in ["opsbot-audit-v2", "opsbot-audit-v1"] {
         rehash_without_key(&db, 4, tag).await;
         let report = db.verify().await;
         assert_eq!(report.problems.len(), 2, "{report}");
+        // The first checkpoint after the edit (at 5) says it; the one at 10 follows from it.
         match &report.problems[0] {
-            Problem::Rewritten { id: 10, .. } => {}
+            Problem::Rewritten { id: 5, .. } => {}
             other => panic!("{tag}: the checkpoint mismatch is not reported: {other:?}"),
         }
         match &report.problems[1] {
@@ -455,7 +458,7 @@ async fn audit_rehashing_without_the_key_is_found(db: Db) {
     rehash_without_key(&db, 1, "opsbot-audit-v1").await;
     let report = db.verify().await;
     assert!(
-        matches!(only_problem(&report), Problem::Rewritten { id: 10, .. }),
+        matches!(only_problem(&report), Problem::Rewritten { id: 5, .. }),
         "{report}"
     );
     assert!(report.to_string().contains("the log was rewritten"));

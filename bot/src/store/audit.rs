@@ -206,7 +206,8 @@ pub enum Problem {
     Link { id: i64, problem: String },
     /// Records `from..=to` are gone from the end: the checkpoint of `time` names record `to`.
     Missing { from: i64, to: i64, time: Timestamp },
-    /// Record `id` has another hash than the checkpoint of `time` says: the log was rewritten.
+    /// Record `id` has another hash than the checkpoint of `time` says: the log was rewritten
+    /// (only the first such checkpoint is reported).
     Rewritten {
         id: i64,
         time: Timestamp,
@@ -499,8 +500,10 @@ impl Store {
             let mut rows = sqlx::query_as::<_, AuditRow>(sql).fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 report.count += 1;
+                // The first differing checkpoint says it all: later ones follow from it.
                 if let Some(c) = pinned.get(&row.id)
                     && c.hash != row.hash
+                    && !matches!(report.problems.last(), Some(Problem::Rewritten { .. }))
                 {
                     report.problems.push(Problem::Rewritten {
                         id: row.id,
