@@ -15,7 +15,8 @@ use crate::console::{self, ConsoleSink};
 use crate::engine::{Engine, EngineOptions, PolicyFile};
 use crate::metrics::Metrics;
 use crate::server::{self, RunningServer};
-use crate::store::Store;
+use crate::store::anchor::AnchorOptions;
+use crate::store::{Anchor, AuditKey, Store};
 
 /// Why the bot could not start. Every message is fit for an operator's terminal.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum StartError {
     Slack(#[from] crate::slack::SlackError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Audit(#[from] crate::store::AnchorError),
 }
 
 /// How often the policy file is looked at for changes.
@@ -87,7 +90,7 @@ pub async fn engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, St
         &config.policy,
         config.approvals.default_ttl,
     )?);
-    let store = Store::open(config.database_url.expose()).await?;
+    let store = audited_store(config).await?;
     let operator = Operator::new(clusters(config).await?);
     Ok(Engine::new(
         store,
@@ -96,6 +99,67 @@ pub async fn engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, St
         engine_options(config),
         metrics,
     ))
+}
+
+/// Opens the store with the audit key (`audit.key_file`, created when absent), refuses a log
+/// shorter than its latest checkpoint or rewritten under it, checkpoints the head, and starts
+/// the checkpoint writer (stopped by [`finish_audit`]).
+pub async fn audited_store(config: &Config) -> Result<Store, StartError> {
+    let key = Arc::new(AuditKey::load_or_create(&config.audit.key_file)?);
+    let options = AnchorOptions {
+        file: config.audit.anchor_file.clone(),
+        every_records: config.audit.checkpoint_every_records,
+        every: config.audit.checkpoint_every,
+    };
+    let (anchor, checkpoints) = Anchor::open(options, key.clone())?;
+    let anchor = Arc::new(anchor);
+    let store = Store::open(config.database_url.expose())
+        .await?
+        .with_audit(key, Some(anchor.clone()));
+    anchor.check_log(&store, &checkpoints).await?;
+    anchor.checkpoint(&store).await?;
+    tokio::spawn(anchor.clone().run(store.clone()));
+    Ok(store)
+}
+
+/// Posts each audit checkpoint in `channel` (`audit.channel`), until the writer is dropped.
+/// A failed post is logged, not audited (that would grow the log it announces).
+fn announce_checkpoints(engine: &Engine, channel: crate::config::AuditChannel) {
+    let Some(anchor) = engine.store().anchor() else {
+        return;
+    };
+    let mut written = anchor.subscribe();
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        while written.changed().await.is_ok() {
+            let Some(c) = written.borrow_and_update().clone() else {
+                continue;
+            };
+            let reply = opsbot_commands::Reply::new(
+                opsbot_commands::reply::Tone::Info,
+                format!("Audit checkpoint: record {}", c.id),
+            )
+            .text(format!(
+                "id {}, time {}, hash {}, signature {}",
+                c.id, c.time, c.hash, c.signature
+            ));
+            if let Err(e) = engine
+                .announce(&channel.platform, &channel.channel, &reply)
+                .await
+            {
+                tracing::error!(error = %e, "cannot post the audit checkpoint");
+            }
+        }
+    });
+}
+
+/// Stops the checkpoint writer of `store` after a last checkpoint of the head.
+pub async fn finish_audit(store: &Store) {
+    if let Some(anchor) = store.anchor()
+        && let Err(e) = anchor.finish(store).await
+    {
+        tracing::error!(error = %e, "cannot write the last audit checkpoint");
+    }
 }
 
 pub fn engine_options(config: &Config) -> EngineOptions {
@@ -123,7 +187,6 @@ pub struct Bot {
 pub async fn start(config: &Config) -> Result<Bot, StartError> {
     let metrics = Arc::new(Metrics::new());
     let engine = engine(config, metrics).await?;
-    engine.start_background(Some(POLICY_POLL));
     let mut router = server::base_router(engine.clone());
     let stop_socket = tokio_util::sync::CancellationToken::new();
     let mut socket = None;
@@ -141,6 +204,12 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
         }
     }
+    if let Some(channel) = &config.audit.channel {
+        announce_checkpoints(&engine, channel.clone());
+    }
+    // After the adapters registered their sinks: the first sweep answers what a stopped
+    // process left open, through them.
+    engine.start_background(Some(POLICY_POLL));
     let server = RunningServer::start(config.listen, router).await?;
     Ok(Bot {
         addr: server.addr,
@@ -160,6 +229,7 @@ impl Bot {
         }
         self.server.stop().await?;
         self.engine.shutdown().await;
+        finish_audit(self.engine.store()).await;
         self.engine.store().close().await;
         Ok(())
     }
@@ -195,6 +265,7 @@ async fn run_console(engine: &Engine, speaker: &str) -> anyhow::Result<()> {
     let stdin = BufReader::new(tokio::io::stdin());
     console::run(engine, sink, stdin, speaker, interactive).await?;
     engine.shutdown().await;
+    finish_audit(engine.store()).await;
     Ok(())
 }
 
@@ -209,7 +280,10 @@ pub async fn demo(speaker: &str) -> anyhow::Result<()> {
     let mut clusters = Clusters::new();
     clusters.add_config("kubesim", kube_config, Some("production".into()))?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open_sqlite_file(&dir.path().join("opsbot.db")).await?;
+    // The log lives only as long as the demo: a key of its own, no checkpoints.
+    let store = Store::open_sqlite_file(&dir.path().join("opsbot.db"))
+        .await?
+        .with_audit(Arc::new(AuditKey::generate()), None);
     let policy = Policy::from_yaml(EXAMPLE_POLICY, "deploy/policy.example.yaml")?;
     let options = OpOptions {
         rollout_timeout: Duration::from_secs(60),

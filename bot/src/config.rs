@@ -18,6 +18,7 @@
 //! | `OPSBOT_SLACK_APP_TOKEN` (or `…_FILE`) | `slack.app_token` |
 //! | `OPSBOT_DISCORD_TOKEN` (or `…_FILE`) | `discord.token` |
 //! | `OPSBOT_DISCORD_PUBLIC_KEY` (or `…_FILE`) | `discord.public_key` |
+//! | `OPSBOT_AUDIT_KEY_FILE` | `audit.key_file` |
 //!
 //! Secrets (tokens, signing secrets, the database URL, which may hold a password) can be given
 //! inline, as `*_file` keys naming a file that holds them, or by environment. They are held in
@@ -178,6 +179,32 @@ pub struct Config {
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub alerts: AlertsConfig,
+    pub audit: AuditConfig,
+}
+
+/// Where the audit log's key and checkpoints live (`bot/src/store/anchor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The chain key (64 hex characters), created with mode 0600 on first start when absent.
+    /// Every process writing the same database needs the same key. Default `DATA_DIR/audit.key`.
+    pub key_file: PathBuf,
+    /// Signed checkpoints of the log's head, one JSON line each. Default
+    /// `DATA_DIR/audit.anchors`.
+    pub anchor_file: PathBuf,
+    /// A checkpoint at the latest after this many records. Default 100.
+    pub checkpoint_every_records: u64,
+    /// … and at the latest this long after the log grew. Default 10 seconds.
+    pub checkpoint_every: Duration,
+    /// Where each checkpoint is also posted, e.g. `slack:C0AUDIT` (`PLATFORM:CHANNEL`). None by
+    /// default.
+    pub channel: Option<AuditChannel>,
+}
+
+/// A channel on a chat platform (`slack:C0AUDIT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditChannel {
+    pub platform: String,
+    pub channel: String,
 }
 
 /// Where a cluster's API is.
@@ -348,6 +375,18 @@ struct RawConfig {
     slack: RawSlack,
     discord: RawDiscord,
     alerts: RawAlerts,
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    key_file: Option<PathBuf>,
+    anchor_file: Option<PathBuf>,
+    checkpoint_every_records: Option<std::num::NonZeroU64>,
+    #[serde(deserialize_with = "de_duration")]
+    checkpoint_every: Option<Duration>,
+    channel: Option<Sp<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -628,6 +667,21 @@ impl Config {
             "engine:          at most {} requests in flight, changes start within {}",
             self.engine.max_in_flight,
             humantime::format_duration(self.engine.max_command_age)
+        );
+        let _ = writeln!(
+            out,
+            "audit:           key {}, checkpoints {} every {} records or {}, posted to {}",
+            self.audit.key_file.display(),
+            self.audit.anchor_file.display(),
+            self.audit.checkpoint_every_records,
+            humantime::format_duration(self.audit.checkpoint_every),
+            self.audit
+                .channel
+                .as_ref()
+                .map_or("(no channel)".to_owned(), |c| format!(
+                    "{}:{}",
+                    c.platform, c.channel
+                ))
         );
         let _ = writeln!(
             out,
@@ -954,6 +1008,45 @@ impl Resolver<'_> {
                 .unwrap_or_else(|| "https://discord.com/api/v10".to_owned()),
         };
         let RawAlerts {} = raw.alerts;
+        let audit = AuditConfig {
+            key_file: match self.env.var("OPSBOT_AUDIT_KEY_FILE") {
+                Some(p) => PathBuf::from(p),
+                None => raw
+                    .audit
+                    .key_file
+                    .map(|p| self.file_path(p))
+                    .unwrap_or_else(|| data_dir.join("audit.key")),
+            },
+            anchor_file: raw
+                .audit
+                .anchor_file
+                .map(|p| self.file_path(p))
+                .unwrap_or_else(|| data_dir.join("audit.anchors")),
+            checkpoint_every_records: raw.audit.checkpoint_every_records.map_or(100, |n| n.get()),
+            checkpoint_every: raw
+                .audit
+                .checkpoint_every
+                .unwrap_or(Duration::from_secs(10)),
+            channel: raw.audit.channel.and_then(|c| {
+                let parsed = c.value.split_once(':').and_then(|(platform, channel)| {
+                    let (platform, channel) = (platform.trim(), channel.trim());
+                    (!platform.is_empty() && !channel.is_empty()).then(|| AuditChannel {
+                        platform: platform.to_owned(),
+                        channel: channel.to_owned(),
+                    })
+                });
+                if parsed.is_none() {
+                    self.at(
+                        &c.referenced,
+                        format!(
+                            "audit.channel {:?} is not PLATFORM:CHANNEL (write e.g. slack:C0AUDIT)",
+                            c.value
+                        ),
+                    );
+                }
+                parsed
+            }),
+        };
 
         Config {
             source: source.map(Path::to_path_buf),
@@ -969,6 +1062,7 @@ impl Resolver<'_> {
             slack,
             discord,
             alerts: AlertsConfig {},
+            audit,
         }
     }
 }

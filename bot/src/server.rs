@@ -1,5 +1,11 @@
 //! The HTTP server of `opsbot serve`: health, readiness and metrics, plus the routes of the chat
 //! adapters (Slack, later Discord and Alertmanager), with graceful shutdown.
+//!
+//! `/readyz` answers 503 (not ready) when the database does not answer or does not take writes
+//! (probed on a new connection), a cluster's API server is unreachable, or the requests in
+//! flight are at the engine's cap (new ones are refused as busy); it answers 200 with `"degraded": true` when the connection pool is saturated or
+//! a policy reload was refused (the previous policy is in force; `policy_refused` says why).
+//! `problems` lists every reason in words.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,20 +24,47 @@ use crate::engine::Engine;
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[derive(Clone)]
+struct Health {
+    engine: Engine,
+}
+
 /// The routes opsbot always serves.
 pub fn base_router(engine: Engine) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(engine)
+        .with_state(Health { engine })
 }
 
-async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
-    let database = matches!(
-        tokio::time::timeout(READY_TIMEOUT, engine.store().ping()).await,
-        Ok(Ok(()))
-    );
+/// What `check` answered in time; the error (or the timeout) otherwise.
+async fn within<F, T, E>(check: F) -> Result<T, String>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(READY_TIMEOUT)
+        )),
+    }
+}
+
+async fn readyz(State(Health { engine }): State<Health>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    let store = engine.store();
+    let database = match within(store.ping()).await {
+        Ok(()) => within(store.probe_write())
+            .await
+            .map_err(|e| format!("the database does not take writes: {e}")),
+        Err(e) => Err(format!("the database does not answer: {e}")),
+    };
+    let database_ok = database.is_ok();
+    problems.extend(database.err());
     let mut clusters = serde_json::Map::new();
     for name in engine.operator().clusters.names() {
         let reachable = match engine.operator().clusters.get(Some(name)) {
@@ -41,13 +74,35 @@ async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
             ),
             None => false,
         };
+        if !reachable {
+            problems.push(format!("cluster {name}: the API server is unreachable"));
+        }
         clusters.insert(name.to_owned(), reachable.into());
     }
-    let policy = engine.policy().current().summary();
-    let ready = database
-        && clusters
-            .values()
-            .all(|v| v == &serde_json::Value::Bool(true));
+    // Requests taken and not answered; at the cap, new ones are refused as busy.
+    let (in_flight, cap) = engine.in_flight();
+    let open = within(store.open_inbox_count()).await.ok();
+    let backlog = json!({ "len": in_flight, "cap": cap, "open_in_inbox": open });
+    if in_flight >= cap {
+        problems.push(format!(
+            "the backlog is at its cap: {in_flight} requests in flight, new ones are refused as busy"
+        ));
+    }
+    let ready = problems.is_empty();
+    let pool = store.pool_status();
+    if pool.saturated {
+        problems.push(format!(
+            "the database pool is saturated: all {} connections in use",
+            pool.max
+        ));
+    }
+    let policy_refused = engine.policy().refused();
+    if let Some(error) = &policy_refused {
+        problems.push(format!(
+            "the policy file was refused, the previous policy stays in force: {error}"
+        ));
+    }
+    let degraded = ready && !problems.is_empty();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -55,14 +110,19 @@ async fn readyz(State(engine): State<Engine>) -> impl IntoResponse {
     };
     let body = json!({
         "ready": ready,
-        "database": database,
-        "policy": policy,
+        "degraded": degraded,
+        "problems": problems,
+        "database": database_ok,
+        "pool": pool,
+        "backlog": backlog,
+        "policy": engine.policy().current().summary(),
+        "policy_refused": policy_refused,
         "clusters": clusters,
     });
     (status, axum::Json(body))
 }
 
-async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
+async fn metrics(State(Health { engine, .. }): State<Health>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

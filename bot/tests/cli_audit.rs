@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use jiff::{SignedDuration, Timestamp};
-use opsbot::store::{AuditEntry, AuditKind, Store};
+use opsbot::config::Config;
+use opsbot::store::{AuditEntry, AuditKey, AuditKind, Checkpoint, Head};
 use sqlx::Connection;
 
 fn opsbot(config: &Path, args: &[&str]) -> Output {
@@ -33,15 +34,34 @@ struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
     db_url: String,
+    data: PathBuf,
 }
 
-/// A config whose data_dir is the temp dir, and a log of 5 records: 2 from two days ago, 3 now.
+impl Setup {
+    /// Runs SQL on the database behind opsbot's back.
+    async fn tamper(&self, sql: &'static str) {
+        let mut c = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+
+    fn append_checkpoint_line(&self, line: &str) {
+        let path = self.data.join("audit.anchors");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(line);
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+/// A config whose data_dir is the temp dir, and a log of 5 records, 2 from two days ago, 3 now,
+/// written as `serve` writes it (keyed, the head checkpointed at the end).
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("opsbot.yaml");
     std::fs::write(&config, "data_dir: data\n").unwrap();
     let db_url = format!("sqlite://{}/data/opsbot.db", dir.path().display());
-    let store = Store::open(&db_url).await.unwrap();
+    let loaded = Config::load_with_env(Some(&config), &std::collections::BTreeMap::new()).unwrap();
+    let store = opsbot::app::audited_store(&loaded).await.unwrap();
     let old = Timestamp::now() - SignedDuration::from_hours(48);
     for (i, time) in [
         old,
@@ -65,8 +85,10 @@ async fn setup() -> Setup {
             .await
             .unwrap();
     }
+    opsbot::app::finish_audit(&store).await;
     store.close().await;
     Setup {
+        data: dir.path().join("data"),
         _dir: dir,
         config,
         db_url,
@@ -78,19 +100,92 @@ async fn verify_reports_ok_then_the_tampered_record() {
     let s = setup().await;
     let out = opsbot(&s.config, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "chain OK, 5 records");
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("chain OK, 5 records; checkpoint of "),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("at record 5 matches"), "{text}");
+    let key = std::fs::read_to_string(s.data.join("audit.key")).unwrap();
+    assert!(!text.contains(key.trim()) && !stderr(&out).contains(key.trim()));
 
-    let mut c = sqlx::SqliteConnection::connect(&s.db_url).await.unwrap();
-    sqlx::query("UPDATE audit_log SET outcome = 'deny' WHERE id = 3")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c.close().await.unwrap();
-
+    s.tamper("UPDATE audit_log SET outcome = 'deny' WHERE id = 3")
+        .await;
     let out = opsbot(&s.config, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("chain broken at record 3: "), "{text}");
+}
+
+#[tokio::test]
+async fn verify_reports_records_deleted_at_the_end() {
+    let s = setup().await;
+    s.tamper("DELETE FROM audit_log WHERE id > 3").await;
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("the log ends at record 3 but the checkpoint of "),
+        "{text}"
+    );
+    assert!(text.contains("records 4..5 are missing"), "{text}");
+}
+
+#[tokio::test]
+async fn verify_reports_a_database_replaced_by_an_empty_one() {
+    let s = setup().await;
+    for file in ["opsbot.db", "opsbot.db-wal", "opsbot.db-shm"] {
+        let _ = std::fs::remove_file(s.data.join(file));
+    }
+    std::fs::write(s.data.join("opsbot.db"), "").unwrap();
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("records 1..5 are missing"), "{text}");
+    assert!(text.contains("emptied or replaced"), "{text}");
+}
+
+#[tokio::test]
+async fn verify_reports_a_forged_checkpoint_and_ignores_a_torn_one() {
+    let s = setup().await;
+    let head = Head {
+        id: 6,
+        hash: "ab".repeat(32),
+        time: Timestamp::now(),
+    };
+    let forged = Checkpoint::sign(&head, &AuditKey::generate());
+    s.append_checkpoint_line(&format!("{}\n", serde_json::to_string(&forged).unwrap()));
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("checkpoint line 2 (record 6) has a signature that does not verify"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("missing"),
+        "a forgery does not count: {text}"
+    );
+
+    // A crash while writing a checkpoint leaves a torn last line: noted, not an error.
+    let s = setup().await;
+    s.append_checkpoint_line("{\"id\":6,\"hash\":\"ab");
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("at record 5 matches"), "{text}");
+    assert!(text.contains("note: checkpoint line 2 is torn"), "{text}");
+}
+
+#[tokio::test]
+async fn verify_needs_the_key_and_never_creates_one() {
+    let s = setup().await;
+    let key = s.data.join("audit.key");
+    std::fs::remove_file(&key).unwrap();
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("audit key"), "{}", stderr(&out));
+    assert!(!key.exists(), "verify must not create a key");
 }
 
 #[tokio::test]

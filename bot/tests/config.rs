@@ -363,3 +363,56 @@ fn documented_configurations_are_valid() {
     }
     assert!(checked >= 1, "no documented configuration found");
 }
+
+#[test]
+fn the_audit_section_defaults_to_data_dir_and_checks_its_channel() {
+    let c = parse("data_dir: state\n").unwrap();
+    assert_eq!(c.audit.key_file, PathBuf::from("conf/state/audit.key"));
+    assert_eq!(
+        c.audit.anchor_file,
+        PathBuf::from("conf/state/audit.anchors")
+    );
+    assert_eq!(c.audit.checkpoint_every_records, 100);
+    assert_eq!(c.audit.checkpoint_every, Duration::from_secs(10));
+    assert_eq!(c.audit.channel, None);
+
+    let c = parse(
+        "audit:\n  key_file: /run/secrets/audit-key\n  anchor_file: anchors\n  \
+         checkpoint_every_records: 5\n  checkpoint_every: 2s\n  channel: slack:C0AUDIT\n",
+    )
+    .unwrap();
+    assert_eq!(c.audit.key_file, PathBuf::from("/run/secrets/audit-key"));
+    assert_eq!(c.audit.anchor_file, PathBuf::from("conf/anchors"));
+    assert_eq!(c.audit.checkpoint_every_records, 5);
+    assert_eq!(c.audit.checkpoint_every, Duration::from_secs(2));
+    let channel = c.audit.channel.as_ref().unwrap();
+    assert_eq!(
+        (&*channel.platform, &*channel.channel),
+        ("slack", "C0AUDIT")
+    );
+    assert!(
+        c.summary().contains("posted to slack:C0AUDIT"),
+        "{}",
+        c.summary()
+    );
+
+    let with_env =
+        Config::from_yaml_with_env("", None, &env(&[("OPSBOT_AUDIT_KEY_FILE", "/keys/audit")]))
+            .unwrap();
+    assert_eq!(with_env.audit.key_file, PathBuf::from("/keys/audit"));
+
+    for (yaml, expected) in [
+        (
+            "audit:\n  channel: C0AUDIT\n",
+            "conf/opsbot.yaml:2:12: audit.channel \"C0AUDIT\" is not PLATFORM:CHANNEL",
+        ),
+        (
+            "audit:\n  checkpoint_every_records: 0\n",
+            "conf/opsbot.yaml:2:",
+        ),
+        ("audit:\n  checkpoint_every: 0s\n", "above zero"),
+    ] {
+        let errors = errors(yaml);
+        assert!(errors[0].contains(expected), "{yaml}: {errors:?}");
+    }
+}

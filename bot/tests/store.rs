@@ -10,19 +10,25 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use opsbot::chat::MessageRef;
+use opsbot::store::anchor::AnchorOptions;
 use opsbot::store::testing::fresh_postgres_url;
 use opsbot::store::{
-    ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, Backend, InboxKind, InboxState,
-    NewApproval, NewInboxEntry, Receipt, Store, StoreError, VerifyReport,
+    Anchor, AnchorError, AnchorFile, ApprovalRequirement, ApprovalState, AuditEntry, AuditKey,
+    AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, Head, InboxKind, InboxState,
+    NewApproval, NewInboxEntry, Problem, Receipt, Store, StoreError, VerifyReport,
 };
+use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use tokio::sync::Barrier;
 
-/// A fresh database and a store open on it.
+/// A fresh database and a store open on it, sealed with a key, with a checkpoint file in a temp
+/// dir (checkpoints only when a test asks for one).
 struct Db {
     store: Store,
     url: String,
-    _dir: Option<tempfile::TempDir>,
+    key: Arc<AuditKey>,
+    anchor: Arc<Anchor>,
+    dir: tempfile::TempDir,
 }
 
 impl Db {
@@ -30,31 +36,84 @@ impl Db {
         let dir = tempfile::tempdir().expect("temp dir");
         // A directory that does not exist yet: the store creates it.
         let url = format!("sqlite://{}/nested/opsbot.db", dir.path().display());
-        let store = Store::open(&url).await.expect("open sqlite store");
-        assert_eq!(store.backend(), Backend::Sqlite);
-        Db {
-            store,
-            url,
-            _dir: Some(dir),
-        }
+        let db = Db::on(url, dir).await;
+        assert_eq!(db.store.backend(), Backend::Sqlite);
+        db
     }
 
     async fn postgres(test: &str) -> Option<Db> {
         let url = fresh_postgres_url(test)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL test database for {test}: {e}"))?;
-        let store = Store::open(&url).await.expect("open postgres store");
-        assert_eq!(store.backend(), Backend::Postgres);
-        Some(Db {
+        let db = Db::on(url, tempfile::tempdir().expect("temp dir")).await;
+        assert_eq!(db.store.backend(), Backend::Postgres);
+        Some(db)
+    }
+
+    async fn on(url: String, dir: tempfile::TempDir) -> Db {
+        let key = Arc::new(AuditKey::generate());
+        let (anchor, _) = Anchor::open(anchor_options(&dir), key.clone()).expect("anchor");
+        let anchor = Arc::new(anchor);
+        let store = Store::open(&url)
+            .await
+            .expect("open store")
+            .with_audit(key.clone(), Some(anchor.clone()));
+        Db {
             store,
             url,
-            _dir: None,
-        })
+            key,
+            anchor,
+            dir,
+        }
     }
 
     /// Another store on the same database, as a second process or replica would have.
     async fn second_store(&self) -> Store {
-        Store::open(&self.url).await.expect("open second store")
+        Store::open(&self.url)
+            .await
+            .expect("open second store")
+            .with_audit(self.key.clone(), None)
+    }
+
+    /// A checkpoint of the head now.
+    async fn checkpoint(&self) -> Checkpoint {
+        self.anchor
+            .checkpoint(&self.store)
+            .await
+            .expect("checkpoint")
+            .expect("the head moved")
+    }
+
+    fn checkpoints(&self) -> Checkpoints {
+        AnchorFile::new(anchor_options(&self.dir).file)
+            .read(&self.key)
+            .expect("read checkpoints")
+    }
+
+    /// What `opsbot audit verify` would say.
+    async fn verify(&self) -> VerifyReport {
+        self.store
+            .verify_against(&self.checkpoints())
+            .await
+            .expect("verify")
+    }
+
+    /// Rewrites a record's time and hashes behind the store's back.
+    async fn rewrite(&self, id: i64, time_ms: i64, prev_hash: &str, hash: &str) {
+        let sql = "UPDATE audit_log SET time_ms = $1, prev_hash = $2, hash = $3 WHERE id = $4";
+        let changed = match self.store.backend() {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                let q = sqlx::query(sql).bind(time_ms).bind(prev_hash).bind(hash);
+                q.bind(id).execute(&mut c).await.unwrap().rows_affected()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let q = sqlx::query(sql).bind(time_ms).bind(prev_hash).bind(hash);
+                q.bind(id).execute(&mut c).await.unwrap().rows_affected()
+            }
+        };
+        assert_eq!(changed, 1);
     }
 
     /// Runs raw SQL behind the store's back (to tamper with it).
@@ -84,6 +143,14 @@ impl Db {
     }
 }
 
+fn anchor_options(dir: &tempfile::TempDir) -> AnchorOptions {
+    AnchorOptions {
+        file: dir.path().join("audit.anchors"),
+        every_records: 1000,
+        every: std::time::Duration::from_secs(3600),
+    }
+}
+
 macro_rules! both {
     ($($case:ident),* $(,)?) => {$(
         mod $case {
@@ -107,6 +174,15 @@ both!(
     audit_tampered_row_is_found,
     audit_removed_row_is_found,
     audit_concurrent_appends_from_two_stores_stay_linear,
+    audit_records_deleted_at_the_end_are_found_against_the_checkpoint,
+    audit_rehashing_without_the_key_is_found,
+    audit_replaced_database_is_found,
+    audit_forged_checkpoints_are_found_and_ignored,
+    audit_time_never_goes_backwards,
+    audit_unkeyed_v1_log_is_accepted_before_keyed_records,
+    audit_needs_the_key_to_append_and_verify,
+    write_probe_sees_a_database_that_takes_no_writes,
+    audit_checkpoints_follow_the_log,
     approval_transitions_have_exactly_one_winner,
     approval_votes_are_idempotent_and_only_while_pending,
     approval_life_cycle_rejects_impossible_transitions,
@@ -138,7 +214,8 @@ fn entry(i: i64) -> AuditEntry {
 
 async fn audit_chain_verifies_and_reads_back(db: Db) {
     let s = &db.store;
-    assert_eq!(s.verify().await.unwrap(), VerifyReport::Ok { count: 0 });
+    let empty = db.verify().await;
+    assert!(empty.is_ok() && empty.count == 0, "{empty}");
     let mut ids = Vec::new();
     for i in 1..=20 {
         ids.push(s.append(entry(i)).await.unwrap());
@@ -152,9 +229,26 @@ async fn audit_chain_verifies_and_reads_back(db: Db) {
     assert_eq!(ids, (1..=21).collect::<Vec<i64>>());
     assert_eq!(s.audit_count().await.unwrap(), 21);
 
-    let report = s.verify().await.unwrap();
-    assert_eq!(report, VerifyReport::Ok { count: 21 });
-    assert_eq!(report.to_string(), "chain OK, 21 records");
+    let report = db.verify().await;
+    assert!(report.is_ok() && report.count == 21, "{report}");
+    assert_eq!(report.legacy, 0);
+    assert!(
+        report
+            .to_string()
+            .starts_with("chain OK, 21 records\nnote: no checkpoint file at "),
+        "{report}"
+    );
+    let checkpoint = db.checkpoint().await;
+    assert_eq!((checkpoint.id, checkpoint.time), (21, t(21)));
+    let report = db.verify().await;
+    assert_eq!(report.checkpoint, Some(checkpoint));
+    assert_eq!(
+        report.to_string(),
+        format!(
+            "chain OK, 21 records; checkpoint of {} at record 21 matches",
+            t(21)
+        )
+    );
 
     let tail = s.tail(5).await.unwrap();
     assert_eq!(
@@ -191,29 +285,34 @@ async fn audit_chain_verifies_and_reads_back(db: Db) {
     assert_eq!(json["hash"], since[0].hash.as_str());
 }
 
+/// The only problem `report` found.
+fn only_problem(report: &VerifyReport) -> &Problem {
+    assert_eq!(report.problems.len(), 1, "{report}");
+    &report.problems[0]
+}
+
 async fn audit_tampered_row_is_found(db: Db) {
     for i in 1..=10 {
         db.store.append(entry(i)).await.unwrap();
     }
-    assert!(db.store.verify().await.unwrap().is_ok());
+    assert!(db.verify().await.is_ok());
     let changed = db
         .raw("UPDATE audit_log SET text = 'scale api 0 -n production' WHERE id = 4")
         .await;
     assert_eq!(changed, 1);
-    match db.store.verify().await.unwrap() {
-        VerifyReport::Broken { id, problem } => {
-            assert_eq!(id, 4);
-            assert!(problem.contains("modified"), "{problem}");
-        }
-        ok => panic!("tampering not found: {ok:?}"),
+    let report = db.verify().await;
+    match only_problem(&report) {
+        Problem::Link { id: 4, problem } => assert!(problem.contains("modified"), "{problem}"),
+        other => panic!("tampering not found: {other:?}"),
     }
+    assert!(report.to_string().starts_with("chain broken at record 4: "));
     // Rewriting the stored hash too breaks the link to the next record instead.
     db.raw("UPDATE audit_log SET hash = 'ffff' WHERE id = 4")
         .await;
-    match db.store.verify().await.unwrap() {
-        VerifyReport::Broken { id, .. } => assert_eq!(id, 4),
-        ok => panic!("tampering not found: {ok:?}"),
-    }
+    assert!(matches!(
+        only_problem(&db.verify().await),
+        Problem::Link { id: 4, .. }
+    ));
 }
 
 async fn audit_removed_row_is_found(db: Db) {
@@ -221,12 +320,9 @@ async fn audit_removed_row_is_found(db: Db) {
         db.store.append(entry(i)).await.unwrap();
     }
     assert_eq!(db.raw("DELETE FROM audit_log WHERE id = 7").await, 1);
-    match db.store.verify().await.unwrap() {
-        VerifyReport::Broken { id, problem } => {
-            assert_eq!(id, 8);
-            assert!(problem.contains("missing"), "{problem}");
-        }
-        ok => panic!("removal not found: {ok:?}"),
+    match only_problem(&db.verify().await) {
+        Problem::Link { id: 8, problem } => assert!(problem.contains("missing"), "{problem}"),
+        other => panic!("removal not found: {other:?}"),
     }
 }
 
@@ -246,10 +342,401 @@ async fn audit_concurrent_appends_from_two_stores_stay_linear(db: Db) {
         ids.insert(task.await.unwrap().unwrap());
     }
     assert_eq!(ids, (1..=50).collect::<BTreeSet<i64>>());
+    let report = db.verify().await;
+    assert!(report.is_ok() && report.count == 50, "{report}");
+}
+
+async fn audit_records_deleted_at_the_end_are_found_against_the_checkpoint(db: Db) {
+    for i in 1..=10 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    db.checkpoint().await;
+    assert_eq!(db.raw("DELETE FROM audit_log WHERE id > 7").await, 3);
+    // The chain itself is intact: only the checkpoint shows what is gone.
+    let report = db.verify().await;
     assert_eq!(
-        db.store.verify().await.unwrap(),
-        VerifyReport::Ok { count: 50 }
+        only_problem(&report),
+        &Problem::Missing {
+            from: 8,
+            to: 10,
+            time: t(10)
+        }
     );
+    let text = report.to_string();
+    assert!(text.contains("records 8..10 are missing"), "{text}");
+    // serve would refuse to start on it.
+    let err = db
+        .anchor
+        .check_log(&db.store, &db.checkpoints())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AnchorError::Truncated {
+            head: 7,
+            checkpoint: 10,
+            ..
+        }
+    ));
+    assert!(
+        err.to_string().contains("records 8..10 are missing"),
+        "{err}"
+    );
+}
+
+/// The canonical form of the module docs, under `tag`, as an attacker or an old version would
+/// compute it.
+fn canonical(tag: &str, r: &AuditRecord, time_ms: i64, prev_hash: &str) -> String {
+    let e = &r.entry;
+    serde_json::json!([
+        tag,
+        r.id,
+        time_ms,
+        e.kind.as_str(),
+        e.platform,
+        e.channel,
+        e.actor,
+        e.text,
+        e.command,
+        e.rule,
+        e.outcome,
+        e.detail.to_string(),
+        e.duration_ms,
+        e.approval_id,
+        prev_hash,
+    ])
+    .to_string()
+}
+
+/// Re-hashes records `from..` with plain SHA-256 of the canonical form under `tag`, relinking
+/// them: what someone who can write the database but has no key can do.
+async fn rehash_without_key(db: &Db, from: i64, tag: &str) {
+    let records = db.store.tail(1000).await.unwrap();
+    let mut prev = match records.iter().find(|r| r.id == from - 1) {
+        Some(r) => r.hash.clone(),
+        None => opsbot::store::GENESIS_HASH.to_owned(),
+    };
+    for r in records.iter().filter(|r| r.id >= from) {
+        let time_ms = r.entry.time.as_millisecond();
+        let hash = hex::encode(Sha256::digest(canonical(tag, r, time_ms, &prev)));
+        db.rewrite(r.id, time_ms, &prev, &hash).await;
+        prev = hash;
+    }
+}
+
+async fn audit_rehashing_without_the_key_is_found(db: Db) {
+    for i in 1..=10 {
+        db.store.append(entry(i)).await.unwrap();
+        if i % 5 == 0 {
+            db.checkpoint().await;
+        }
+    }
+    db.raw("UPDATE audit_log SET outcome = 'deny' WHERE id = 4")
+        .await;
+    for tag in ["opsbot-audit-v2", "opsbot-audit-v1"] {
+        rehash_without_key(&db, 4, tag).await;
+        let report = db.verify().await;
+        assert_eq!(report.problems.len(), 2, "{report}");
+        // The first checkpoint after the edit (at 5) says it; the one at 10 follows from it.
+        match &report.problems[0] {
+            Problem::Rewritten { id: 5, .. } => {}
+            other => panic!("{tag}: the checkpoint mismatch is not reported: {other:?}"),
+        }
+        match &report.problems[1] {
+            Problem::Link { id: 4, problem } => assert!(
+                problem.contains("without the key") || problem.contains("under the audit key"),
+                "{tag}: {problem}"
+            ),
+            other => panic!("{tag}: re-hashing not found: {other:?}"),
+        }
+        // Without any checkpoint the key alone finds it.
+        let alone = db.store.verify().await.unwrap();
+        assert!(
+            matches!(only_problem(&alone), Problem::Link { id: 4, .. }),
+            "{alone}"
+        );
+    }
+    // Re-hashing the whole log as an unkeyed (v1) one passes the chain, not the checkpoint.
+    rehash_without_key(&db, 1, "opsbot-audit-v1").await;
+    let report = db.verify().await;
+    assert!(
+        matches!(only_problem(&report), Problem::Rewritten { id: 5, .. }),
+        "{report}"
+    );
+    assert!(report.to_string().contains("the log was rewritten"));
+    // serve would refuse to start on it.
+    let err = db
+        .anchor
+        .check_log(&db.store, &db.checkpoints())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorError::Rewritten { id: 10, .. }),
+        "{err}"
+    );
+}
+
+async fn audit_replaced_database_is_found(db: Db) {
+    for i in 1..=10 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    db.checkpoint().await;
+    // Another, empty database in its place, with the same key and checkpoint file.
+    let url = match db.store.backend() {
+        Backend::Sqlite => format!("sqlite://{}/other.db", db.dir.path().display()),
+        Backend::Postgres => fresh_postgres_url("store::audit_replaced_database_is_found")
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    let empty = Store::open(&url)
+        .await
+        .unwrap()
+        .with_audit(db.key.clone(), None);
+    let report = empty.verify_against(&db.checkpoints()).await.unwrap();
+    assert_eq!(
+        only_problem(&report),
+        &Problem::Missing {
+            from: 1,
+            to: 10,
+            time: t(10)
+        }
+    );
+    let text = report.to_string();
+    assert!(text.contains("records 1..10 are missing"), "{text}");
+    assert!(text.contains("replaced"), "{text}");
+    // Emptied in place: the same.
+    db.raw("DELETE FROM audit_log").await;
+    assert!(matches!(
+        only_problem(&db.verify().await),
+        Problem::Missing {
+            from: 1,
+            to: 10,
+            ..
+        }
+    ));
+}
+
+async fn audit_forged_checkpoints_are_found_and_ignored(db: Db) {
+    for i in 1..=5 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    let genuine = db.checkpoint().await;
+    let file = anchor_options(&db.dir).file;
+    let append = |line: String| {
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        std::fs::write(&file, text).unwrap();
+    };
+    // Someone without the key claims a longer log, and edits the genuine line's id.
+    let forged = Checkpoint::sign(
+        &Head {
+            id: 9,
+            hash: genuine.hash.clone(),
+            time: t(9),
+        },
+        &AuditKey::generate(),
+    );
+    append(serde_json::to_string(&forged).unwrap());
+    let edited = Checkpoint {
+        id: 4,
+        ..genuine.clone()
+    };
+    append(serde_json::to_string(&edited).unwrap());
+    let report = db.verify().await;
+    assert_eq!(report.checkpoint, Some(genuine), "forgeries do not count");
+    assert_eq!(report.problems.len(), 2, "{report}");
+    for (problem, line) in report.problems.iter().zip([2, 3]) {
+        match problem {
+            Problem::Checkpoint(text) => {
+                assert!(text.contains(&format!("line {line} ")), "{text}");
+                assert!(text.contains("does not verify"), "{text}");
+            }
+            other => panic!("forgery not found: {other:?}"),
+        }
+    }
+    // A torn last line (a crash while writing) is only a note.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned()
+            + "\n{\"id\":6,",
+    )
+    .unwrap();
+    let report = db.verify().await;
+    assert!(report.is_ok(), "{report}");
+    assert!(report.to_string().contains("line 2 is torn"), "{report}");
+}
+
+async fn audit_time_never_goes_backwards(db: Db) {
+    db.store.append(entry(10)).await.unwrap();
+    // Timed before the head (a slow caller): stored with the head's time.
+    let id = db.store.append(entry(5)).await.unwrap();
+    let stored = db.store.tail(1).await.unwrap().remove(0);
+    assert_eq!((stored.id, stored.entry.time), (id, t(10)));
+    assert_eq!(stored.entry.text, entry(5).text);
+    db.store.append(entry(11)).await.unwrap();
+    assert!(db.verify().await.is_ok());
+    // A keyed record dated back (only the key holder could sign it) is still reported.
+    let records = db.store.tail(3).await.unwrap();
+    let last = &records[2];
+    let earlier = t(1).as_millisecond();
+    let hash = db
+        .key
+        .sign(canonical("opsbot-audit-v2", last, earlier, &last.prev_hash).as_bytes());
+    db.rewrite(3, earlier, &last.prev_hash, &hash).await;
+    match only_problem(&db.verify().await) {
+        Problem::Link { id: 3, problem } => assert!(problem.contains("backwards"), "{problem}"),
+        other => panic!("backwards time not found: {other:?}"),
+    }
+}
+
+async fn audit_unkeyed_v1_log_is_accepted_before_keyed_records(db: Db) {
+    for i in 1..=4 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    // What an older opsbot wrote: the same form under v1, plain SHA-256.
+    rehash_without_key(&db, 1, "opsbot-audit-v1").await;
+    let report = db.verify().await;
+    assert!(report.is_ok() && report.legacy == 4, "{report}");
+    // The upgraded bot carries on with keyed records.
+    db.store.append(entry(5)).await.unwrap();
+    let report = db.verify().await;
+    assert!(report.is_ok(), "{report}");
+    assert_eq!((report.count, report.legacy), (5, 4));
+    assert!(
+        report
+            .to_string()
+            .starts_with("chain OK, 5 records (4 before keyed hashing)"),
+        "{report}"
+    );
+}
+
+async fn audit_needs_the_key_to_append_and_verify(db: Db) {
+    let reader = Store::open(&db.url).await.unwrap();
+    assert!(matches!(
+        reader.append(entry(1)).await,
+        Err(StoreError::NoAuditKey)
+    ));
+    assert!(matches!(reader.verify().await, Err(StoreError::NoAuditKey)));
+    assert_eq!(
+        reader.audit_count().await.unwrap(),
+        0,
+        "nothing was written"
+    );
+    // Another key is not the key.
+    db.store.append(entry(1)).await.unwrap();
+    let wrong = reader.with_audit(Arc::new(AuditKey::generate()), None);
+    let report = wrong.verify().await.unwrap();
+    assert!(
+        matches!(only_problem(&report), Problem::Link { id: 1, .. }),
+        "{report}"
+    );
+}
+
+/// The ids the checkpoint file names once it names `id` (waits up to 20 s for the writer).
+async fn checkpoint_ids_once(file: &std::path::Path, key: &AuditKey, id: i64) -> Vec<i64> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let read = AnchorFile::new(file).read(key).unwrap();
+        let ids: Vec<i64> = read.valid.iter().map(|c| c.id).collect();
+        if ids.contains(&id) || tokio::time::Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A store on `db` whose checkpoint writer writes to `name` every `records` or `every`.
+async fn anchored(
+    db: &Db,
+    name: &str,
+    records: u64,
+    every: std::time::Duration,
+) -> (Store, Arc<Anchor>, std::path::PathBuf) {
+    let file = db.dir.path().join(name);
+    let options = AnchorOptions {
+        file: file.clone(),
+        every_records: records,
+        every,
+    };
+    let (anchor, read) = Anchor::open(options, db.key.clone()).unwrap();
+    assert_eq!(read.latest(), None);
+    let anchor = Arc::new(anchor);
+    let store = db
+        .second_store()
+        .await
+        .with_audit(db.key.clone(), Some(anchor.clone()));
+    tokio::spawn(anchor.clone().run(store.clone()));
+    (store, anchor, file)
+}
+
+async fn audit_checkpoints_follow_the_log(db: Db) {
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    // Every 3 records: the append path wakes the writer.
+    let (store, anchor, file) = anchored(&db, "count.anchors", 3, HOUR).await;
+    for i in 1..=3 {
+        store.append(entry(i)).await.unwrap();
+    }
+    assert_eq!(checkpoint_ids_once(&file, &db.key, 3).await, [3]);
+    // Nothing new: no checkpoint; at shutdown the head is checkpointed once more.
+    assert_eq!(anchor.checkpoint(&store).await.unwrap(), None);
+    store.append(entry(4)).await.unwrap();
+    let last = anchor
+        .finish(&store)
+        .await
+        .unwrap()
+        .expect("a last checkpoint");
+    assert_eq!((last.id, last.time), (4, t(4)));
+    let report = store
+        .verify_against(&AnchorFile::new(&file).read(&db.key).unwrap())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.checkpoint, Some(last));
+
+    // Every 200 ms when the log grew (1000 records would take long).
+    let every = std::time::Duration::from_millis(200);
+    let (store, anchor, file) = anchored(&db, "time.anchors", 1000, every).await;
+    store.append(entry(5)).await.unwrap();
+    let ids = checkpoint_ids_once(&file, &db.key, 5).await;
+    assert_eq!(ids.last(), Some(&5), "{ids:?}");
+    anchor.finish(&store).await.unwrap();
+}
+
+async fn write_probe_sees_a_database_that_takes_no_writes(db: Db) {
+    db.store.probe_write().await.unwrap();
+    assert_eq!(
+        db.raw("SELECT 1 FROM instances WHERE id LIKE 'readyz-probe-%'")
+            .await,
+        0,
+        "the probe leaves nothing"
+    );
+    let expected = match db.store.backend() {
+        Backend::Sqlite => {
+            // Deleted under the running store: its open connections still work on the old file.
+            std::fs::remove_file(db.dir.path().join("nested/opsbot.db")).unwrap();
+            "No such file"
+        }
+        Backend::Postgres => {
+            // What a failover to a standby, or an operator freezing the database, looks like.
+            db.raw(
+                "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+                 default_transaction_read_only = on', current_database()); END $$",
+            )
+            .await;
+            "read-only transaction"
+        }
+    };
+    db.store.ping().await.unwrap();
+    let err = db.store.probe_write().await.unwrap_err().to_string();
+    assert!(err.contains(expected), "{err}");
+    assert!(!err.contains(&db.url), "{err}");
 }
 
 fn new_approval(created: Timestamp, ttl_seconds: i64) -> NewApproval {
@@ -498,7 +985,7 @@ async fn approvals_survive_reopening_and_expire(db: Db) {
     let before = db.store.get(&a.id).await.unwrap().unwrap();
 
     db.store.close().await;
-    let store = Store::open(&db.url).await.expect("reopen");
+    let store = db.second_store().await;
 
     let after = store.get(&a.id).await.unwrap().unwrap();
     assert_eq!(after, before);
@@ -532,7 +1019,7 @@ async fn approvals_survive_reopening_and_expire(db: Db) {
     assert_eq!(store.expired_pending(much_later).await.unwrap().len(), 2);
 
     // Two sweepers (e.g. two replicas) expire it once.
-    let other = Store::open(&db.url).await.unwrap();
+    let other = db.second_store().await;
     let id = short.id.clone();
     let expire = move |s: Store| {
         let id = id.clone();

@@ -14,7 +14,7 @@ use opsbot::config::{self, RateLimits};
 use opsbot::console::{ConsoleSink, Session};
 use opsbot::engine::{Engine, EngineOptions, PolicyFile};
 use opsbot::metrics::Metrics;
-use opsbot::store::Store;
+use opsbot::store::{AuditKey, Store};
 use opsbot_commands::ops::OpOptions;
 use opsbot_commands::{Clusters, Operator};
 use tempfile::TempDir;
@@ -140,7 +140,12 @@ impl TestBot {
         policy_path: PathBuf,
         options: BotOptions,
     ) -> TestBot {
-        let store = Store::open(&db_url).await.unwrap();
+        // The key lives in the test's directory, so a restarted bot writes the same chain.
+        let key = AuditKey::load_or_create(&dir.path().join("audit.key")).unwrap();
+        let store = Store::open(&db_url)
+            .await
+            .unwrap()
+            .with_audit(Arc::new(key), None);
         let policy = PolicyFile::load(&policy_path).unwrap();
         let mut clusters = Clusters::new();
         clusters

@@ -923,6 +923,13 @@ fn config_map_loads_as_opsbots_configuration() {
     );
     assert!(!config.slack.socket_mode);
     assert_eq!(config.slack.app_token, None);
+    // The audit key comes from the Secret (shared by replicas); checkpoints go to data_dir.
+    assert_eq!(config.audit.key_file, dir.path().join("audit-key"));
+    assert!(secrets.contains_key("audit-key"));
+    assert_eq!(
+        config.audit.anchor_file,
+        config.data_dir.join("audit.anchors")
+    );
     // Secrets only by file: no secret value is written in the ConfigMap.
     for key in ["url:", "bot_token:", "signing_secret:", "app_token:"] {
         assert!(

@@ -41,6 +41,15 @@ async fn health_readiness_metrics_and_graceful_stop() {
     assert_eq!(body["database"], true, "{body}");
     assert_eq!(body["clusters"]["sim"], true, "{body}");
     assert!(body["policy"].as_str().unwrap().contains("rules"), "{body}");
+    assert_eq!(body["degraded"], false, "{body}");
+    assert_eq!(body["problems"], serde_json::json!([]), "{body}");
+    assert_eq!(body["policy_refused"], serde_json::Value::Null, "{body}");
+    assert_eq!(body["pool"]["max"], 4, "{body}");
+    assert_eq!(body["pool"]["saturated"], false, "{body}");
+    assert_eq!(
+        body["backlog"],
+        serde_json::json!({"len": 0, "cap": 256, "open_in_inbox": 0})
+    );
 
     // The embedded SQLite default lives in the data directory.
     let files: Vec<String> = std::fs::read_dir(dir.path())
@@ -85,4 +94,185 @@ async fn half_configured_slack_fails_at_start() {
     };
     assert!(err.to_string().contains("signing"), "{err}");
     assert!(!err.to_string().contains("xoxb-test"), "{err}");
+}
+
+/// `/readyz` once the bot has had time to notice: polls until `until` holds (the policy is
+/// re-read every 2 s), or fails after 20 s with the last answer.
+async fn readyz_until(
+    http: &reqwest::Client,
+    base: &str,
+    until: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let res = http.get(format!("{base}/readyz")).send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap();
+        if until(status, &body) || tokio::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Makes `path` read-only for this process, also when it runs as root (then with the immutable
+/// attribute, which root's writes respect too). Undone on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn make(path: &std::path::Path) -> ReadOnly {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let writable = || std::fs::OpenOptions::new().write(true).open(path).is_ok();
+        if writable() {
+            // Root ignores file modes.
+            let _ = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .status();
+        }
+        assert!(
+            !writable(),
+            "cannot make {} read-only here (root without chattr?)",
+            path.display()
+        );
+        ReadOnly(path.to_owned())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_refused_policy_a_full_backlog_and_an_unwritable_database() {
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&sim, dir.path());
+    config.engine.max_in_flight = 2;
+    let bot = opsbot::app::start(&config).await.unwrap();
+    let base = format!("http://{}", bot.addr);
+    let http = reqwest::Client::new();
+
+    // A broken policy edit: still ready on the old policy, but degraded, with the file's error.
+    std::fs::write(dir.path().join("policy.yaml"), "version: 1\nrules: 5\n").unwrap();
+    let (status, body) = readyz_until(&http, &base, |_, b| !b["policy_refused"].is_null()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["ready"], &body["degraded"]),
+        (&true.into(), &true.into())
+    );
+    let refused = body["policy_refused"].as_str().unwrap();
+    assert!(refused.contains("policy.yaml:2:"), "{body}");
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("previous policy")
+    );
+    std::fs::write(dir.path().join("policy.yaml"), opsbot::app::EXAMPLE_POLICY).unwrap();
+    let (status, body) = readyz_until(&http, &base, |_, b| b["degraded"] == false).await;
+    assert_eq!(
+        (status, &body["policy_refused"]),
+        (200, &serde_json::Value::Null)
+    );
+
+    // As many requests in flight as the engine takes (the config says 2): not ready.
+    let take = |n: usize| {
+        opsbot::engine::Inbound::Command(opsbot::chat::Invocation {
+            platform: "console",
+            user: opsbot_policies::Subject::parse("console:bob").unwrap(),
+            groups: Vec::new(),
+            channel: "console".into(),
+            text: "help".into(),
+            delivery_id: Some(format!("readyz-{n}")),
+            origin: None,
+        })
+    };
+    let held = (
+        bot.engine.accept(&take(1)).await.unwrap(),
+        bot.engine.accept(&take(2)).await.unwrap(),
+    );
+    let (status, body) = readyz_until(&http, &base, |_, _| true).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["backlog"],
+        serde_json::json!({"len": 2, "cap": 2, "open_in_inbox": 2})
+    );
+    assert!(body["problems"][0].as_str().unwrap().contains("backlog"));
+    drop(held);
+
+    // The database file made read-only: it still answers, but takes no writes.
+    let db = dir.path().join("opsbot.db");
+    {
+        let _read_only = ReadOnly::make(&db);
+        let (status, body) = readyz_until(&http, &base, |_, _| true).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["database"], false, "{body}");
+        let problem = body["problems"][0].as_str().unwrap();
+        assert!(problem.contains("does not take writes"), "{body}");
+        assert!(problem.contains("cannot be written"), "{body}");
+    }
+    let (status, body) = readyz_until(&http, &base, |_, _| true).await;
+    assert_eq!(status, 200, "writable again: {body}");
+
+    // The database file deleted under the running bot (its open handles still work).
+    std::fs::remove_file(&db).unwrap();
+    let (status, body) = readyz_until(&http, &base, |_, _| true).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["database"], false, "{body}");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_log_shorter_than_its_last_checkpoint() {
+    use sqlx::Connection as _;
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, dir.path());
+    let bot = opsbot::app::start(&config).await.unwrap();
+    for i in 0..3 {
+        let entry = opsbot::store::AuditEntry::new(opsbot::store::AuditKind::Request, "console")
+            .text(format!("status api-{i}"));
+        bot.engine.store().append(entry).await.unwrap();
+    }
+    // A clean stop checkpoints the head.
+    bot.stop().await.unwrap();
+    let key = dir.path().join("audit.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is private");
+    }
+    let anchors = std::fs::read_to_string(dir.path().join("audit.anchors")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(anchors.lines().last().unwrap()).unwrap();
+    assert_eq!(last["id"], 3, "{anchors}");
+
+    // It starts again on the untouched log (and keeps the key).
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let bot = opsbot::app::start(&config).await.unwrap();
+    bot.stop().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+
+    let url = format!("sqlite://{}", dir.path().join("opsbot.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE id > 1")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let Err(err) = opsbot::app::start(&config).await else {
+        panic!("serve must refuse a truncated audit log");
+    };
+    let text = err.to_string();
+    assert!(text.contains("records 2..3 are missing"), "{text}");
+    assert!(text.contains("refusing to start"), "{text}");
+    assert!(!text.contains(key_text.trim()), "{text}");
 }

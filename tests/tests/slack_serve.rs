@@ -209,3 +209,39 @@ async fn serve_over_socket_mode_needs_no_public_endpoint() {
 
     bot.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checkpoints_are_posted_in_the_audit_channel() {
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = SlackFake::start(TOKEN).await;
+    let mut config = config(&sim, dir.path(), &fake, false);
+    config.audit.channel = Some(opsbot::config::AuditChannel {
+        platform: "slack".to_owned(),
+        channel: "C0AUDIT".to_owned(),
+    });
+    config.audit.checkpoint_every = Duration::from_millis(200);
+    let bot = opsbot::app::start(&config).await.unwrap();
+    let entry = opsbot::store::AuditEntry::new(opsbot::store::AuditKind::Request, "slack")
+        .text("status rust-webapi -n api");
+    bot.engine.store().append(entry).await.unwrap();
+    assert!(wait_for_text(&fake, "Audit checkpoint: record 1").await);
+
+    let posted = fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .find(|c| c.all_text().contains("Audit checkpoint"))
+        .unwrap();
+    assert_eq!(posted.param("channel"), Some("C0AUDIT"));
+    // What is posted is the checkpoint in the file, signature and all.
+    let anchors = std::fs::read_to_string(dir.path().join("audit.anchors")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(anchors.lines().last().unwrap()).unwrap();
+    let text = posted.all_text();
+    for field in ["hash", "signature"] {
+        assert!(
+            text.contains(line[field].as_str().unwrap()),
+            "{field}: {text}"
+        );
+    }
+    bot.stop().await.unwrap();
+}

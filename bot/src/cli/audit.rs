@@ -1,7 +1,11 @@
 //! `opsbot audit verify|tail|export`: read the audit log of the configured database.
 //!
-//! Exit codes: 0 when the command did its job, 1 when `verify` finds a broken chain, 2 when the
-//! configuration or the database cannot be used or the arguments are wrong.
+//! `verify` needs the audit key (`audit.key_file`) and reads the checkpoints
+//! (`audit.anchor_file`) of the configuration; it never creates either.
+//!
+//! Exit codes: 0 when the command did its job, 1 when `verify` finds the log or its checkpoints
+//! tampered with, 2 when the configuration, the key or the database cannot be used or the
+//! arguments are wrong.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,11 +15,13 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 
 use crate::config::Config;
-use crate::store::{AuditRecord, Store, VerifyReport};
+use crate::store::{AnchorFile, AuditKey, AuditRecord, Store};
 
 #[derive(clap::Subcommand)]
 pub enum AuditCmd {
-    /// Checks the hash chain: "chain OK, N records", or the first broken link (exit 1).
+    /// Checks the keyed hash chain against the latest checkpoint: "chain OK, N records", or
+    /// every problem found (exit 1): the first broken link, records missing from the end, a
+    /// replaced database, forged checkpoints.
     Verify,
     /// Shows the last records, oldest first.
     Tail {
@@ -89,11 +95,21 @@ async fn run_async(config: Option<&Path>, cmd: AuditCmd) -> anyhow::Result<ExitC
     let mut out = std::io::stdout().lock();
     let code = match cmd {
         AuditCmd::Verify => {
-            let report = store.verify().await.context("cannot read the audit log")?;
+            let key = std::sync::Arc::new(
+                AuditKey::load(&config.audit.key_file)
+                    .context("verify needs the audit key that `serve` uses (audit.key_file)")?,
+            );
+            let checkpoints = AnchorFile::new(&config.audit.anchor_file).read(&key)?;
+            let store = store.clone().with_audit(key, None);
+            let report = store
+                .verify_against(&checkpoints)
+                .await
+                .context("cannot read the audit log")?;
             writeln!(out, "{report}")?;
-            match report {
-                VerifyReport::Ok { .. } => ExitCode::SUCCESS,
-                VerifyReport::Broken { .. } => ExitCode::from(EXIT_BROKEN),
+            if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_BROKEN)
             }
         }
         AuditCmd::Tail { lines, format } => {

@@ -1099,6 +1099,24 @@ impl Engine {
         self.say(ctx, &reply).await;
     }
 
+    /// Posts `reply` in `channel` of `platform`, masked like every reply, for the bot's own
+    /// announcements (audit checkpoints). Not audited when it fails, so an unreachable channel
+    /// cannot feed the log it announces; the caller logs the error.
+    pub async fn announce(
+        &self,
+        platform: &str,
+        channel: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, crate::chat::DeliveryError> {
+        let Some(sink) = self.sink(platform) else {
+            return Err(crate::chat::DeliveryError::Refused {
+                method: "post".to_owned(),
+                error: format!("no chat adapter for platform {platform:?} is running"),
+            });
+        };
+        sink.post(channel, &mask_reply(reply.clone())).await
+    }
+
     /// Shows `reply` only to the person in `ctx` (refusals, denials, help, notices): nobody
     /// else in the channel sees it. An undeliverable reply is audited.
     async fn say(&self, ctx: &Ctx<'_>, reply: &Reply) {
@@ -1286,6 +1304,9 @@ impl Engine {
             Err(e) => return tracing::error!(error = %e, "cannot look for orphaned requests"),
         };
         for entry in orphans {
+            if self.sink(&entry.platform).is_none() {
+                continue; // its adapter is not running here (yet): another process answers it
+            }
             match self.inner.store.adopt(entry.id, &entry.owner, me).await {
                 Ok(true) => self.answer_orphan(entry).await,
                 Ok(false) => {}

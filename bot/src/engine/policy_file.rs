@@ -1,5 +1,7 @@
 //! The policy in force, and its hot reload: a changed file is loaded and swapped in; a broken one
-//! is refused and logged, and the old policy stays in force.
+//! is refused and logged, and the old policy stays in force. Until the file loads again (or is
+//! back to the content in force), [`PolicyFile::refused`] says why it was refused (`/readyz`
+//! reports the bot as degraded).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,6 +25,8 @@ struct State {
     /// Hash of what the last look found (content, or the read error), so an unchanged file, or
     /// one already refused, is neither reloaded nor reported again.
     seen: [u8; 32],
+    /// Why the file as it is now was refused; `None` when it is what is in force.
+    refused: Option<String>,
 }
 
 /// What a reload did.
@@ -51,6 +55,7 @@ impl PolicyFile {
                 policy: Arc::new(policy),
                 loaded: Sha256::digest(&bytes).into(),
                 seen: Sha256::digest(&bytes).into(),
+                refused: None,
             }),
         })
     }
@@ -64,6 +69,7 @@ impl PolicyFile {
                 policy: Arc::new(policy),
                 loaded: [0; 32],
                 seen: [0; 32],
+                refused: None,
             }),
         }
     }
@@ -80,6 +86,15 @@ impl PolicyFile {
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Why the file's current content was refused, while the previous policy stays in force.
+    pub fn refused(&self) -> Option<String> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .refused
+            .clone()
     }
 
     /// Loads the file again if its content changed since the last look.
@@ -101,19 +116,27 @@ impl PolicyFile {
         state.seen = hash;
         let bytes = match content {
             Ok(bytes) => bytes,
-            Err(error) => return Reload::Refused(error),
+            Err(error) => {
+                state.refused = Some(error.clone());
+                return Reload::Refused(error);
+            }
         };
         if state.loaded == hash {
             // Back to the content in force (e.g. after a broken edit was reverted).
+            state.refused = None;
             return Reload::Unchanged;
         }
         match parse(path, &bytes, self.default_ttl) {
             Ok(policy) => {
                 state.policy = Arc::new(policy);
                 state.loaded = hash;
+                state.refused = None;
                 Reload::Loaded
             }
-            Err(e) => Reload::Refused(e.to_string()),
+            Err(e) => {
+                state.refused = Some(e.to_string());
+                Reload::Refused(e.to_string())
+            }
         }
     }
 
@@ -216,7 +239,27 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(file.reload(), Reload::Refused(_)));
         assert_eq!(file.reload(), Reload::Unchanged);
+        assert!(file.refused().unwrap().contains("cannot read policy file"));
         std::fs::write(&path, POLICY).unwrap();
         assert_eq!(file.reload(), Reload::Unchanged, "same content as in force");
+        assert_eq!(file.refused(), None);
+    }
+
+    #[test]
+    fn a_refused_reload_is_remembered_until_a_good_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, POLICY).unwrap();
+        let file = PolicyFile::load(&path).unwrap();
+        assert_eq!(file.refused(), None);
+        std::fs::write(&path, "version: 1\nrules: [oops\n").unwrap();
+        assert!(matches!(file.reload(), Reload::Refused(_)));
+        let refused = file.refused().expect("the refusal is remembered");
+        assert!(refused.contains("policy.yaml:"), "{refused}");
+        assert_eq!(file.reload(), Reload::Unchanged);
+        assert_eq!(file.refused().as_ref(), Some(&refused), "still refused");
+        std::fs::write(&path, POLICY.replace("name: scale", "name: scaling")).unwrap();
+        assert_eq!(file.reload(), Reload::Loaded);
+        assert_eq!(file.refused(), None);
     }
 }

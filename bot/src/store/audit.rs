@@ -1,17 +1,27 @@
-//! The audit log: append-only, hash-chained.
+//! The audit log: append-only, hash-chained under a key kept outside the database, anchored by
+//! signed checkpoints ([`super::anchor`]).
 //!
 //! Record `n` stores `prev_hash` (the `hash` of record `n - 1`, or [`GENESIS_HASH`] for record 1)
-//! and `hash` = lowercase hex SHA-256 of the canonical form, the compact JSON array
+//! and `hash` = lowercase hex HMAC-SHA256, under the [`AuditKey`], of the canonical form, the
+//! compact JSON array
 //!
 //! ```text
-//! ["opsbot-audit-v1", id, time_ms, kind, platform, channel, actor, text, command, rule,
+//! ["opsbot-audit-v2", id, time_ms, kind, platform, channel, actor, text, command, rule,
 //!  outcome, detail, duration_ms, approval_id, prev_hash]
 //! ```
 //!
 //! where absent fields are `null` and `detail` is the stored JSON text (a string), exactly as in
 //! the database. Ids are consecutive from 1, so [`Store::verify`] also finds removed records in
-//! the middle. (Removing records at the end is not visible in the chain itself; export it
-//! elsewhere, e.g. `opsbot audit export`, if that matters.)
+//! the middle; removed records at the end, and a replaced database, show against the latest
+//! checkpoint. Without the key nobody can re-hash an edited chain.
+//!
+//! Invariants:
+//! - Times never go backwards as ids increase: an append earlier than the head is stored with
+//!   the head's time (decided inside the serialised append), and `verify` reports a keyed
+//!   record earlier than the one before it.
+//! - Logs written before keyed hashing (`opsbot-audit-v1`: plain SHA-256 of the same form with
+//!   that tag) stay readable: `verify` accepts v1 records only before the first v2 record, and
+//!   the first start with a key checkpoints the head, which pins the v1 part too.
 //!
 //! **Secrets never go in the audit log.** Callers pass text that is safe to keep forever: the
 //! command text a person typed, subjects, rule names, outcomes; never tokens, signing secrets,
@@ -22,6 +32,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::anchor::{AuditKey, Checkpoint, Checkpoints, Head};
 use super::writer::{Write, Written};
 use super::{Result, Store, StoreError, on_pool, timestamp};
 
@@ -174,31 +185,104 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The result of [`Store::verify`].
+/// The result of [`Store::verify`]: what was checked, and everything found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifyReport {
-    /// Every record links to the one before and matches its hash.
-    Ok { count: u64 },
-    /// The first record (in id order) where the chain breaks, and what is wrong with it.
-    Broken { id: i64, problem: String },
+pub struct VerifyReport {
+    /// Records read.
+    pub count: u64,
+    /// Of those, records hashed without a key (`opsbot-audit-v1`, before keyed hashing).
+    pub legacy: u64,
+    /// The latest valid checkpoint the log was checked against.
+    pub checkpoint: Option<Checkpoint>,
+    /// Empty when the log is intact.
+    pub problems: Vec<Problem>,
+    /// Worth saying, not tampering (no checkpoint file yet, a torn last checkpoint line).
+    pub notes: Vec<String>,
+}
+
+/// One thing found wrong by [`Store::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The chain breaks at record `id` (the first such record; later ones are not checked).
+    Link { id: i64, problem: String },
+    /// Records `from..=to` are gone from the end: the checkpoint of `time` names record `to`.
+    Missing { from: i64, to: i64, time: Timestamp },
+    /// Record `id` has another hash than the checkpoint of `time` says: the log was rewritten
+    /// (only the first such checkpoint is reported).
+    Rewritten {
+        id: i64,
+        time: Timestamp,
+        stored: String,
+        checkpoint: String,
+    },
+    /// A line of the checkpoint file is forged or edited.
+    Checkpoint(String),
 }
 
 impl VerifyReport {
     pub fn is_ok(&self) -> bool {
-        matches!(self, VerifyReport::Ok { .. })
+        self.problems.is_empty()
     }
 }
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifyReport::Ok { count } => write!(f, "chain OK, {count} records"),
-            VerifyReport::Broken { id, problem } => {
-                write!(f, "chain broken at record {id}: {problem}")
+        if self.is_ok() {
+            write!(f, "chain OK, {} records", self.count)?;
+            if self.legacy > 0 {
+                write!(f, " ({} before keyed hashing)", self.legacy)?;
             }
+            if let Some(c) = &self.checkpoint {
+                write!(f, "; checkpoint of {} at record {} matches", c.time, c.id)?;
+            }
+        }
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        for note in &self.notes {
+            write!(f, "\nnote: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Link { id, problem } => write!(f, "chain broken at record {id}: {problem}"),
+            Problem::Missing { from: 1, to, time } => write!(
+                f,
+                "the log has no records but the checkpoint of {time} names record {to}: \
+                 records 1..{to} are missing (the database was emptied or replaced)"
+            ),
+            Problem::Missing { from, to, time } => write!(
+                f,
+                "the log ends at record {} but the checkpoint of {time} names record {to}: \
+                 records {from}..{to} are missing",
+                from - 1
+            ),
+            Problem::Rewritten {
+                id,
+                time,
+                stored,
+                checkpoint,
+            } => write!(
+                f,
+                "record {id} has hash {stored} but the checkpoint of {time} says {checkpoint}: \
+                 the log was rewritten"
+            ),
+            Problem::Checkpoint(problem) => f.write_str(problem),
         }
     }
 }
+
+/// The tag of the keyed canonical form.
+const V2: &str = "opsbot-audit-v2";
+/// The tag of the unkeyed canonical form of logs written before keyed hashing.
+const V1: &str = "opsbot-audit-v1";
 
 /// A row as stored.
 #[derive(sqlx::FromRow)]
@@ -230,13 +314,14 @@ macro_rules! columns {
 pub(super) use columns;
 
 impl AuditRow {
-    /// The record that follows the one with `prev_id` and `prev_hash`, hashed.
+    /// The record that follows the one with `prev_id` and `prev_hash`, hashed under `key`.
     /// Its time is the entry's, or the previous record's (`prev_time_ms`) if that is later.
     pub(super) fn next(
         prev_id: i64,
         prev_hash: String,
         prev_time_ms: i64,
         entry: &AuditEntry,
+        key: &AuditKey,
     ) -> AuditRow {
         let mut row = AuditRow {
             id: prev_id + 1,
@@ -255,14 +340,14 @@ impl AuditRow {
             prev_hash,
             hash: String::new(),
         };
-        row.hash = row.compute_hash();
+        row.hash = row.compute_hash(key);
         row
     }
 
-    /// The hash this row should have, from its stored fields.
-    fn compute_hash(&self) -> String {
-        let canonical = serde_json::json!([
-            "opsbot-audit-v1",
+    /// The canonical form under `version` (see the module docs).
+    fn canonical(&self, version: &str) -> Vec<u8> {
+        serde_json::json!([
+            version,
             self.id,
             self.time_ms,
             self.kind,
@@ -277,8 +362,24 @@ impl AuditRow {
             self.duration_ms,
             self.approval_id,
             self.prev_hash,
-        ]);
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        ])
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The hash this row should have, from its stored fields, under `key`.
+    fn compute_hash(&self, key: &AuditKey) -> String {
+        key.sign(&self.canonical(V2))
+    }
+
+    /// Whether the stored hash is the keyed hash of the stored fields.
+    fn keyed_hash_matches(&self, key: &AuditKey) -> bool {
+        key.verifies(&self.canonical(V2), &self.hash)
+    }
+
+    /// Whether the stored hash is the unkeyed v1 hash of the stored fields.
+    fn v1_hash_matches(&self) -> bool {
+        hex::encode(Sha256::digest(self.canonical(V1))) == self.hash
     }
 
     fn into_record(self) -> Result<AuditRecord> {
@@ -315,15 +416,18 @@ impl AuditRow {
 /// Inserts the next record after `$head` (the last record's id and hash, `None` for an empty
 /// log) in an open transaction that holds the append lock, and moves `$head` to it. Yields the
 /// new record's id. Time never goes backwards as ids increase: an entry timed before the head
-/// is stored with the head's time.
+/// is stored with the head's time. Hashed under `$key` (an `Option<&AuditKey>`: without a key
+/// nothing is appended, [`StoreError::NoAuditKey`]).
 macro_rules! append_in_tx {
-    ($tx:ident, $head:expr, $entry:expr) => {{
+    ($tx:ident, $head:expr, $entry:expr, $key:expr) => {{
         let head: &mut Option<(i64, String, i64)> = $head;
         let entry: &$crate::store::AuditEntry = $entry;
         let (prev_id, prev_hash, prev_time) =
             head.clone()
                 .unwrap_or((0, $crate::store::GENESIS_HASH.to_owned(), i64::MIN));
-        let mut row = $crate::store::audit::AuditRow::next(prev_id, prev_hash, prev_time, entry);
+        let key: &$crate::store::AuditKey = $key.ok_or($crate::store::StoreError::NoAuditKey)?;
+        let mut row =
+            $crate::store::audit::AuditRow::next(prev_id, prev_hash, prev_time, entry, key);
         sqlx::query(concat!(
             "INSERT INTO audit_log (",
             $crate::store::audit::columns!(),
@@ -355,7 +459,9 @@ pub(super) use append_in_tx;
 impl Store {
     /// Appends `entry` to the audit log and returns its id, once it is committed. Appends go
     /// through the one writer ([`super::writer`]), batched with whatever else is being written.
+    /// Needs the audit key ([`Store::with_audit`]).
     pub async fn append(&self, entry: AuditEntry) -> Result<i64> {
+        self.audit_key()?;
         match self
             .write(vec![Write::Audit(Box::new(entry))])
             .await?
@@ -369,25 +475,92 @@ impl Store {
         }
     }
 
-    /// Walks the whole chain in id order and reports the first broken link.
+    /// Walks the whole chain in id order under the audit key and reports the first broken link
+    /// (no checkpoints: records missing from the end cannot be seen; see
+    /// [`Store::verify_against`]).
     pub async fn verify(&self) -> Result<VerifyReport> {
+        self.verify_against(&Checkpoints::default()).await
+    }
+
+    /// [`Store::verify`], and checks the log against `checkpoints`: also reports records
+    /// missing from the end, records that differ from a checkpoint, and forged checkpoints.
+    pub async fn verify_against(&self, checkpoints: &Checkpoints) -> Result<VerifyReport> {
+        let key = self.audit_key()?;
+        let pinned: std::collections::BTreeMap<i64, &Checkpoint> =
+            checkpoints.valid.iter().map(|c| (c.id, c)).collect();
+        let mut report = VerifyReport {
+            count: 0,
+            legacy: 0,
+            checkpoint: checkpoints.latest().cloned(),
+            problems: checkpoints
+                .problems
+                .iter()
+                .cloned()
+                .map(Problem::Checkpoint)
+                .collect(),
+            notes: checkpoints.notes.clone(),
+        };
         let sql = concat!("SELECT ", columns!(), " FROM audit_log ORDER BY id");
+        let mut walk = Walk::default();
         on_pool!(self, |pool| {
             let mut rows = sqlx::query_as::<_, AuditRow>(sql).fetch(pool);
-            let mut count = 0u64;
-            let mut prev: Option<(i64, String)> = None;
             while let Some(row) = rows.try_next().await? {
-                if let Some(problem) = link_problem(&row, prev.as_ref()) {
-                    return Ok(VerifyReport::Broken {
+                report.count += 1;
+                // The first differing checkpoint says it all: later ones follow from it.
+                if let Some(c) = pinned.get(&row.id)
+                    && c.hash != row.hash
+                    && !matches!(report.problems.last(), Some(Problem::Rewritten { .. }))
+                {
+                    report.problems.push(Problem::Rewritten {
                         id: row.id,
-                        problem,
+                        time: c.time,
+                        stored: row.hash.clone(),
+                        checkpoint: c.hash.clone(),
                     });
                 }
-                count += 1;
-                prev = Some((row.id, row.hash));
+                walk.step(&row, key);
             }
-            Ok(VerifyReport::Ok { count })
+        });
+        report.legacy = walk.legacy;
+        report.problems.extend(walk.broken);
+        if let Some(latest) = &report.checkpoint
+            && walk.last_id < latest.id
+        {
+            report.problems.push(Problem::Missing {
+                from: walk.last_id + 1,
+                to: latest.id,
+                time: latest.time,
+            });
+        }
+        Ok(report)
+    }
+
+    /// The last record's id, hash and time.
+    pub async fn audit_head(&self) -> Result<Option<Head>> {
+        let head: Option<(i64, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT id, hash, time_ms FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        head.map(|(id, hash, ms)| {
+            Ok(Head {
+                id,
+                hash,
+                time: timestamp("audit_log", ms)?,
+            })
         })
+        .transpose()
+    }
+
+    /// The stored hash of record `id`, if there is one.
+    pub async fn audit_hash(&self, id: i64) -> Result<Option<String>> {
+        let hash: Option<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT hash FROM audit_log WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(hash.map(|(h,)| h))
     }
 
     /// The last `n` records, oldest first.
@@ -433,47 +606,100 @@ impl Store {
     }
 }
 
-/// What is wrong with `row` given the record before it (`None` for the first), if anything.
-fn link_problem(row: &AuditRow, prev: Option<&(i64, String)>) -> Option<String> {
-    let (expected_id, expected_prev) = match prev {
-        Some((id, hash)) => (id + 1, hash.as_str()),
-        None => (1, GENESIS_HASH),
-    };
-    if row.id != expected_id {
-        return Some(match prev {
-            Some((id, _)) => format!(
-                "record {} follows record {id}: records {expected_id}..{} are missing",
-                row.id,
-                row.id - 1
-            ),
-            None => format!("the log starts at record {} instead of 1", row.id),
-        });
+/// The state of a walk along the chain in id order.
+#[derive(Default)]
+struct Walk {
+    /// Id, hash and time of the record before (id 0 before the first).
+    last_id: i64,
+    last_hash: Option<String>,
+    last_time_ms: i64,
+    /// Whether a keyed record was seen: after one, unkeyed records are not accepted.
+    keyed: bool,
+    legacy: u64,
+    /// The first broken link; later records only advance `last_id`.
+    broken: Option<Problem>,
+}
+
+impl Walk {
+    fn step(&mut self, row: &AuditRow, key: &AuditKey) {
+        if self.broken.is_none()
+            && let Some(problem) = self.link_problem(row, key)
+        {
+            self.broken = Some(Problem::Link {
+                id: row.id,
+                problem,
+            });
+        }
+        self.last_id = row.id;
+        self.last_hash = Some(row.hash.clone());
+        self.last_time_ms = row.time_ms;
     }
-    if row.prev_hash != expected_prev {
-        return Some(match prev {
-            Some((id, _)) => format!(
-                "prev_hash {} does not match the hash of record {id} ({expected_prev})",
-                row.prev_hash
-            ),
-            None => format!(
-                "prev_hash {} of the first record is not the genesis hash",
-                row.prev_hash
-            ),
-        });
+
+    /// What is wrong with `row` as the successor of the record before, if anything.
+    fn link_problem(&mut self, row: &AuditRow, key: &AuditKey) -> Option<String> {
+        let expected_id = self.last_id + 1;
+        let expected_prev = self.last_hash.as_deref().unwrap_or(GENESIS_HASH);
+        let prev = self.last_id;
+        if row.id != expected_id {
+            return Some(if prev == 0 {
+                format!("the log starts at record {} instead of 1", row.id)
+            } else {
+                format!(
+                    "record {} follows record {prev}: records {expected_id}..{} are missing",
+                    row.id,
+                    row.id - 1
+                )
+            });
+        }
+        if row.prev_hash != expected_prev {
+            return Some(if prev == 0 {
+                format!(
+                    "prev_hash {} of the first record is not the genesis hash",
+                    row.prev_hash
+                )
+            } else {
+                format!(
+                    "prev_hash {} does not match the hash of record {prev} ({expected_prev})",
+                    row.prev_hash
+                )
+            });
+        }
+        if row.keyed_hash_matches(key) {
+            self.keyed = true;
+            if prev > 0 && row.time_ms < self.last_time_ms {
+                return Some(format!(
+                    "its time ({}) is earlier than that of record {prev} ({}): time went \
+                     backwards",
+                    show_ms(row.time_ms),
+                    show_ms(self.last_time_ms)
+                ));
+            }
+        } else if row.v1_hash_matches() {
+            if self.keyed {
+                return Some(
+                    "it is hashed without the key (opsbot-audit-v1) after keyed records: it \
+                     was modified and re-hashed by someone without the audit key"
+                        .to_owned(),
+                );
+            }
+            self.legacy += 1;
+        } else {
+            return Some(format!(
+                "contents do not match the stored hash {} under the audit key: the record \
+                 was modified (or re-hashed without the key, or written under another key)",
+                row.hash
+            ));
+        }
+        if AuditKind::parse(&row.kind).is_none() {
+            return Some(format!("unknown kind {:?}", row.kind));
+        }
+        if serde_json::from_str::<serde_json::Value>(&row.detail).is_err() {
+            return Some("detail is not valid JSON".to_owned());
+        }
+        None
     }
-    let computed = row.compute_hash();
-    if row.hash != computed {
-        return Some(format!(
-            "contents do not match the stored hash (stored {}, computed {computed}): \
-             the record was modified",
-            row.hash
-        ));
-    }
-    if AuditKind::parse(&row.kind).is_none() {
-        return Some(format!("unknown kind {:?}", row.kind));
-    }
-    if serde_json::from_str::<serde_json::Value>(&row.detail).is_err() {
-        return Some("detail is not valid JSON".to_owned());
-    }
-    None
+}
+
+fn show_ms(ms: i64) -> String {
+    Timestamp::from_millisecond(ms).map_or_else(|_| format!("{ms} ms"), |t| t.to_string())
 }

@@ -5,9 +5,11 @@
 //! the embedded default: one file, created if missing, in WAL mode.
 //!
 //! Invariants:
-//! - The audit log is append-only and hash-chained ([`audit`]). Appends are serialised in the
-//!   database (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE … IN EXCLUSIVE MODE`), so the chain
-//!   stays linear also with several processes on one database.
+//! - The audit log is append-only and hash-chained under a key kept outside the database
+//!   ([`audit`], [`anchor`]), with signed checkpoints of its head in a file. Appends are
+//!   serialised in the database (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE … IN EXCLUSIVE
+//!   MODE`), so the chain stays linear also with several processes on one database (which must
+//!   share the key). A store opened without the key ([`Store::open`]) reads but cannot append.
 //! - Approval state changes are conditional updates (`… WHERE state = <from>`), so among any
 //!   number of concurrent callers, on any number of replicas, exactly one makes a transition.
 //! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
@@ -19,6 +21,7 @@
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
 //! the Unix epoch.
 
+pub mod anchor;
 mod approvals;
 mod audit;
 mod inbox;
@@ -26,6 +29,7 @@ pub mod testing;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -34,10 +38,11 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
+pub use anchor::{Anchor, AnchorError, AnchorFile, AuditKey, Checkpoint, Checkpoints, Head};
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
 };
-pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, VerifyReport};
+pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, Problem, VerifyReport};
 pub use inbox::{InboxEntry, InboxKind, InboxState, NewInboxEntry, Receipt};
 pub use writer::{Write, Written};
 
@@ -87,6 +92,10 @@ pub enum StoreError {
     IdsExhausted,
     #[error("the store's writer has stopped")]
     WriterGone,
+    #[error("the database file {path} cannot be written: {error}")]
+    NotWritable { path: String, error: std::io::Error },
+    #[error("the store was opened without the audit key, which writing and verifying the log need")]
+    NoAuditKey,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -144,7 +153,28 @@ pub(crate) use on_pool;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    audit: AuditSeal,
     writer: writer::Writer,
+}
+
+/// What the audit log is sealed with: the chain key, and the checkpoint writer told about new
+/// heads ([`anchor`]).
+#[derive(Debug, Clone, Default)]
+struct AuditSeal {
+    key: Option<Arc<AuditKey>>,
+    anchor: Option<Arc<Anchor>>,
+}
+
+/// The connection pool's occupancy (for `/readyz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStatus {
+    /// Connections open.
+    pub size: u32,
+    /// Of those, not in use.
+    pub idle: usize,
+    pub max: u32,
+    /// Every connection is open and in use: the next query waits.
+    pub saturated: bool,
 }
 
 /// Pool settings both backends share: fail fast, check connections, log no slow acquires (an
@@ -189,8 +219,7 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
             let file = options.get_filename();
-            let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
-            if !in_memory && !file.exists() {
+            if !in_memory(file) && !file.exists() {
                 return Err(StoreError::Missing(file.display().to_string()));
             }
         }
@@ -204,7 +233,7 @@ impl Store {
 
     async fn open_sqlite(options: SqliteConnectOptions) -> Result<Store> {
         let file = options.get_filename().to_path_buf();
-        let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
+        let in_memory = in_memory(&file);
         if !in_memory
             && let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
@@ -240,8 +269,10 @@ impl Store {
     }
 
     fn with_pool(pool: Pool) -> Store {
+        let audit = AuditSeal::default();
         Store {
-            writer: writer::Writer::start(pool.clone()),
+            writer: writer::Writer::start(pool.clone(), audit.clone()),
+            audit,
             pool,
         }
     }
@@ -253,6 +284,39 @@ impl Store {
         }
     }
 
+    /// This store, appending with keyed hashes under `key` and telling `anchor` (if any) about
+    /// each new head.
+    pub fn with_audit(mut self, key: Arc<AuditKey>, anchor: Option<Arc<Anchor>>) -> Store {
+        self.audit = AuditSeal {
+            key: Some(key),
+            anchor,
+        };
+        // The writer seals what it appends: a new one with the key.
+        self.writer = writer::Writer::start(self.pool.clone(), self.audit.clone());
+        self
+    }
+
+    fn audit_key(&self) -> Result<&AuditKey> {
+        self.audit.key.as_deref().ok_or(StoreError::NoAuditKey)
+    }
+
+    /// The checkpoint writer of the audit log, if the store has one.
+    pub fn anchor(&self) -> Option<&Arc<Anchor>> {
+        self.audit.anchor.as_ref()
+    }
+
+    /// Makes every committed transaction durable against power loss. (SQLite in WAL mode with
+    /// `synchronous = NORMAL` syncs the WAL only at checkpoints: run a passive one. PostgreSQL
+    /// commits are durable already.) Called before an audit checkpoint names the head.
+    pub async fn make_durable(&self) -> Result<()> {
+        if let Pool::Sqlite(pool) = &self.pool {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, |pool| sqlx::query("SELECT 1")
@@ -262,10 +326,74 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database takes writes now (for `/readyz`): on a new connection (so a
+    /// deleted SQLite file, or a server turned read-only, shows), inserts a row in a
+    /// transaction and rolls it back. For SQLite, first opens the file for writing: SQLite
+    /// reuses the descriptors its closed connections leave open in this process, so only the
+    /// file system says whether the file became read-only.
+    pub async fn probe_write(&self) -> Result<()> {
+        macro_rules! probe {
+            ($conn:ident) => {{
+                let mut tx = $conn.begin().await?;
+                sqlx::query(
+                    "INSERT INTO instances (id, started_ms, heartbeat_ms) VALUES ($1, $2, $2)",
+                )
+                .bind(format!("readyz-probe-{}", rand::random::<u64>()))
+                .bind(Timestamp::now().as_millisecond())
+                .execute(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                $conn.close().await?;
+            }};
+        }
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let options = (*pool.connect_options()).clone().create_if_missing(false);
+                let file = options.get_filename();
+                if !in_memory(file) {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(file)
+                        .map_err(|error| StoreError::NotWritable {
+                            path: file.display().to_string(),
+                            error,
+                        })?;
+                }
+                let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+                probe!(conn);
+            }
+            Pool::Postgres(pool) => {
+                let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+                probe!(conn);
+            }
+        }
+        Ok(())
+    }
+
+    /// How busy the connection pool is.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (size, idle, max) = on_pool!(self, |pool| (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections()
+        ));
+        PoolStatus {
+            size,
+            idle,
+            max,
+            saturated: size >= max && idle == 0,
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// Whether a SQLite file name means an in-memory database.
+fn in_memory(file: &std::path::Path) -> bool {
+    file.as_os_str().is_empty() || file.as_os_str() == ":memory:"
 }
 
 fn timestamp(table: &'static str, ms: i64) -> Result<Timestamp> {

@@ -20,9 +20,10 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::anchor::AuditKey;
 use super::audit::{AuditEntry, append_in_tx};
 use super::inbox::{InboxState, NewInboxEntry};
-use super::{Pool, Result, Store, StoreError};
+use super::{AuditSeal, Pool, Result, Store, StoreError};
 
 /// Calls waiting for the writer at most; further callers wait for room.
 const QUEUE: usize = 4096;
@@ -80,10 +81,10 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `pool`.
-    pub(super) fn start(pool: Pool) -> Writer {
+    /// Starts the writer task on `pool`, sealing audit records with `seal`.
+    pub(super) fn start(pool: Pool, seal: AuditSeal) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, seal, rx));
         Writer { tx }
     }
 }
@@ -102,11 +103,12 @@ impl Store {
     }
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Call>) {
+async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let key = seal.key.as_deref();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let calls: Vec<&[Write]> = batch.iter().map(|c| c.writes.as_slice()).collect();
-        match commit(&pool, &calls).await {
+        match commit(&pool, key, &seal, &calls).await {
             Ok(results) => {
                 for (call, result) in batch.drain(..).zip(results) {
                     let _ = call.done.send(Ok(result));
@@ -120,7 +122,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Call>) {
             Err(_) => {
                 // Somebody's write failed the batch: each call on its own, so only it fails.
                 for call in batch.drain(..) {
-                    let result = commit(&pool, &[call.writes.as_slice()])
+                    let result = commit(&pool, key, &seal, &[call.writes.as_slice()])
                         .await
                         .map(|mut r| r.pop().unwrap_or_default());
                     let _ = call.done.send(result);
@@ -132,7 +134,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Call>) {
 
 /// The body of [`commit`], once per backend: `$tx` is an open transaction holding the lock.
 macro_rules! write_all {
-    ($tx:ident, $calls:expr) => {{
+    ($tx:ident, $key:expr, $calls:expr) => {{
         let mut head: Option<(i64, String, i64)> =
             sqlx::query_as("SELECT id, hash, time_ms FROM audit_log ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *$tx)
@@ -143,7 +145,7 @@ macro_rules! write_all {
             for write in writes.iter() {
                 match write {
                     Write::Audit(entry) => {
-                        let id = append_in_tx!($tx, &mut head, entry);
+                        let id = append_in_tx!($tx, &mut head, entry, $key);
                         written.push(Written::Id(id));
                     }
                     Write::Receive(receive) => {
@@ -172,11 +174,11 @@ macro_rules! write_all {
                         match id {
                             Some((id,)) => {
                                 let audit = audit.clone().detail(audit_detail(&audit.detail, id));
-                                append_in_tx!($tx, &mut head, &audit);
+                                append_in_tx!($tx, &mut head, &audit, $key);
                                 written.push(Written::Id(id));
                             }
                             None => {
-                                append_in_tx!($tx, &mut head, on_duplicate);
+                                append_in_tx!($tx, &mut head, on_duplicate, $key);
                                 written.push(Written::Duplicate);
                                 break;
                             }
@@ -206,29 +208,39 @@ macro_rules! write_all {
             }
             results.push(written);
         }
-        results
+        (results, head)
     }};
 }
 
-/// Commits every call's writes in one transaction holding the append lock.
-async fn commit(pool: &Pool, calls: &[&[Write]]) -> Result<Vec<Vec<Written>>> {
-    match pool {
+/// Commits every call's writes in one transaction holding the append lock, audit records
+/// hashed under `key`, then tells the checkpoint writer about the new head.
+async fn commit(
+    pool: &Pool,
+    key: Option<&AuditKey>,
+    seal: &AuditSeal,
+    calls: &[&[Write]],
+) -> Result<Vec<Vec<Written>>> {
+    let (results, head) = match pool {
         Pool::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let results = write_all!(tx, calls);
+            let done = write_all!(tx, key, calls);
             tx.commit().await?;
-            Ok(results)
+            done
         }
         Pool::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
-            let results = write_all!(tx, calls);
+            let done = write_all!(tx, key, calls);
             tx.commit().await?;
-            Ok(results)
+            done
         }
+    };
+    if let (Some(anchor), Some((id, _, _))) = (&seal.anchor, head) {
+        anchor.observe(id);
     }
+    Ok(results)
 }
 
 /// A request's audit detail with its inbox id added, so the two can be matched.
