@@ -652,13 +652,13 @@ pub static COMMANDS: &[CommandSpec] = &[
                 placeholder: "",
                 ty: ValueType::Bool,
                 default: None,
-                help: "Warnings first.",
+                help: "Only warnings.",
             },
         ],
         usage: None,
         summary: "Events of an object or of the whole namespace, newest first.",
         description: "Lists events sorted by their last timestamp, for one object or for the \
-            namespace; `--warnings` puts warnings first.",
+            namespace; `--warnings` lists only warnings.",
         examples: &[
             Example {
                 text: "events api --since 1h",
@@ -666,7 +666,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             Example {
                 text: "events --warnings -n shop",
-                explains: "the namespace's events, warnings first",
+                explains: "the namespace's warnings",
             },
         ],
         build: |m| {

@@ -236,6 +236,14 @@ async fn missing_namespace_suggests_namespaces() {
     };
     assert_eq!((kind.as_str(), name.as_str()), ("namespace", "shpo"));
     assert_eq!(suggestions, &["shop"]);
+    // Said once, as what it is: a namespace that does not exist, and the nearest to use.
+    let reply = err.to_reply();
+    assert_eq!(
+        reply.text.as_deref(),
+        Some("namespace `shpo` does not exist"),
+        "{reply:#?}"
+    );
+    assert_eq!(field(&reply, "Did you mean"), "-n shop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

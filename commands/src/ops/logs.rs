@@ -8,7 +8,7 @@ use kube::api::LogParams;
 use super::errors::{Res, call, retry};
 use super::mask::mask_secrets;
 use super::pods::{PodSource, pods_matching, resolve};
-use super::util::short_duration;
+use super::util::{short_duration, without_escapes as clean};
 use super::{Ctx, OpError};
 use crate::command::DEFAULT_TAIL;
 use crate::reply::Reply;
@@ -83,30 +83,6 @@ fn pick_container(pod: &Pod, asked: Option<&str>) -> Result<(String, Option<Stri
         )
     });
     Ok((first, note))
-}
-
-/// Removes terminal escape sequences and control characters (but not tabs).
-fn clean(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ ... final byte in @..~
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if c == '\t' || !c.is_control() {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `logs`: the newest pod of a workload (or all its pods, prefixed), bounded, grepped and

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::errors::{Res, not_found};
 use super::mask::mask_secrets;
-use super::util::{age, images, table};
+use super::util::{age, images, table_within};
 use super::{Ctx, OpError, events};
 use crate::command::{Workload, WorkloadKind};
 use crate::reply::{Reply, Tone};
@@ -362,7 +362,12 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
     if !conditions.is_empty() {
         reply = reply.block(
             Some("Conditions".into()),
-            table(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], &conditions),
+            table_within(
+                &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
+                &conditions,
+                ctx.opts.table_chars,
+            )
+            .0,
         );
     }
 
