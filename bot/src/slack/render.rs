@@ -117,7 +117,12 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     let reply = reply.truncated(&limits());
     let mut blocks: Vec<SlackBlock> = Vec::new();
 
-    let header = format!("{} {}", tone_emoji(reply.tone), reply.title);
+    // A header is plain text: the title's `code` marks would show as literal backticks.
+    let header = format!(
+        "{} {}",
+        tone_emoji(reply.tone),
+        reply.title.replace('`', "")
+    );
     blocks.push(SlackHeaderBlock::new(cut(&header, HEADER_CHARS).into()).into());
 
     if let Some(text) = reply.text.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -333,6 +338,15 @@ mod tests {
         }
         walk(&v["blocks"], &mut out);
         out
+    }
+
+    #[test]
+    fn headers_show_no_literal_backticks() {
+        let v = json(&render(&Reply::info("Running `scale api 5`").text("`x`")));
+        assert_eq!(v["blocks"][0]["type"], "header");
+        assert_eq!(v["blocks"][0]["text"]["text"], "ℹ️ Running scale api 5");
+        // mrkdwn text keeps them: there they are code.
+        assert_eq!(v["blocks"][1]["text"]["text"], "`x`");
     }
 
     #[test]
