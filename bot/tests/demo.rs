@@ -38,7 +38,7 @@ fn demo_with(args: &[&str], script: &str) -> String {
 #[test]
 fn demo_runs_a_scripted_session_end_to_end() {
     // First pass: ask, to learn the approval id.
-    let out = demo("status conea-api\nscale conea-api 5\n");
+    let out = demo("status conea-api\nscale conea-api 5\nstatus conea-api -n prod\n");
     assert!(
         out.contains("Try:"),
         "the intro names commands to try: {out}"
@@ -46,6 +46,9 @@ fn demo_runs_a_scripted_session_end_to_end() {
     assert!(out.contains("deployment/conea-api: complete"), "{out}");
     assert!(out.contains("Approval needed"), "{out}");
     assert!(out.contains("[Approve] type: approve "), "{out}");
+    // A namespace that does not exist is said as such, with the nearest one.
+    assert!(out.contains("namespace `prod` does not exist"), "{out}");
+    assert!(out.contains("Did you mean  -n production"), "{out}");
 }
 
 #[test]
