@@ -10,7 +10,7 @@ use opsbot_commands::{Clusters, Operator};
 use opsbot_policies::Policy;
 use tokio::io::BufReader;
 
-use crate::config::{ClusterSource, Config};
+use crate::config::{ClusterSource, Config, Quota, RateLimits};
 use crate::console::{self, ConsoleSink};
 use crate::engine::{Engine, EngineOptions, PolicyFile};
 use crate::metrics::Metrics;
@@ -18,18 +18,19 @@ use crate::server::{self, RunningServer};
 use crate::store::anchor::AnchorOptions;
 use crate::store::{Anchor, AuditKey, Store};
 
-/// Why the bot could not start. Every message is fit for an operator's terminal.
+/// Why the bot could not start. Every message is fit for an operator's terminal, and is said
+/// once (`transparent`: the cause is the message, not a repeated `source`).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] opsbot_policies::PolicyErrors),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Cluster(#[from] opsbot_commands::ops::ClusterConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Slack(#[from] crate::slack::SlackError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Audit(#[from] crate::store::AnchorError),
@@ -272,18 +273,40 @@ async fn run_console(engine: &Engine, speaker: &str) -> anyhow::Result<()> {
 /// The example policy, built in so `opsbot demo` works from anywhere.
 pub const EXAMPLE_POLICY: &str = include_str!("../../deploy/policy.example.yaml");
 
-/// `opsbot demo`: kubesim in-process with its default seed, SQLite in a temporary directory,
-/// the example policy, and the console.
-pub async fn demo(speaker: &str) -> anyhow::Result<()> {
+/// Rate limits of `opsbot demo`: roomy enough for its own examples and a piped script (every
+/// speaker shares the one console channel).
+pub const DEMO_RATE_LIMITS: RateLimits = RateLimits {
+    per_user: Quota::new(120, 30),
+    per_channel: Quota::new(240, 60),
+    global: Quota::new(600, 100),
+};
+
+/// `opsbot demo`: kubesim in-process with its default seed, SQLite in a temporary directory
+/// (or in `keep`, kept with an `opsbot.yaml` pointing at it, so `opsbot audit verify` can be
+/// tried on it), the example policy, and the console.
+pub async fn demo(speaker: &str, keep: Option<&Path>) -> anyhow::Result<()> {
     let sim = kubesim::KubeSim::start(kubesim::Seed::default_seed()).await?;
     let kube_config = kube::Config::new(sim.url().parse()?);
     let mut clusters = Clusters::new();
     clusters.add_config("kubesim", kube_config, Some("production".into()))?;
-    let dir = tempfile::tempdir()?;
-    // The log lives only as long as the demo: a key of its own, no checkpoints.
-    let store = Store::open_sqlite_file(&dir.path().join("opsbot.db"))
+    let temp = tempfile::tempdir()?;
+    let dir = match keep {
+        Some(dir) => {
+            keep_demo_dir(dir)?;
+            dir
+        }
+        None => temp.path(),
+    };
+    // A kept demo keeps its audit key beside its database (where `audit verify` looks for it,
+    // as `audit.key_file` defaults to DATA_DIR/audit.key); otherwise the key lives as long as
+    // the demo. No checkpoints either way.
+    let key = match keep {
+        Some(dir) => AuditKey::load_or_create(&dir.join("audit.key"))?,
+        None => AuditKey::generate(),
+    };
+    let store = Store::open_sqlite_file(&dir.join("opsbot.db"))
         .await?
-        .with_audit(Arc::new(AuditKey::generate()), None);
+        .with_audit(Arc::new(key), None);
     let policy = Policy::from_yaml(EXAMPLE_POLICY, "deploy/policy.example.yaml")?;
     let options = OpOptions {
         rollout_timeout: Duration::from_secs(60),
@@ -293,12 +316,44 @@ pub async fn demo(speaker: &str) -> anyhow::Result<()> {
         store,
         Arc::new(PolicyFile::fixed(policy)),
         Operator::with_options(clusters, options),
-        EngineOptions::default(),
+        EngineOptions {
+            rate_limits: DEMO_RATE_LIMITS,
+            ..EngineOptions::default()
+        },
         Arc::new(Metrics::new()),
     );
     engine.start_background(None);
-    println!("{}", demo_intro(speaker, &sim.url(), dir.path()));
-    run_console(&engine, speaker).await
+    println!("{}", demo_intro(speaker, &sim.url(), dir));
+    run_console(&engine, speaker).await?;
+    engine.store().close().await;
+    if keep.is_some() {
+        println!(
+            "The demo's database is kept in {dir}: try `opsbot --config {config} audit verify`.",
+            dir = dir.display(),
+            config = dir.join("opsbot.yaml").display()
+        );
+    }
+    Ok(())
+}
+
+/// Makes `dir` a place `opsbot --config DIR/opsbot.yaml audit …` can read: the directory, an
+/// `opsbot.yaml` whose data directory is `dir` (the demo's `opsbot.db`), and the example policy.
+fn keep_demo_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let policy = dir.join("policy.yaml");
+    if !policy.exists() {
+        std::fs::write(&policy, EXAMPLE_POLICY)?;
+    }
+    let config = dir.join("opsbot.yaml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            "# Written by `opsbot demo --keep`: the demo's database and policy.\n\
+             data_dir: .\n\
+             policy: policy.yaml\n",
+        )?;
+    }
+    Ok(())
 }
 
 fn demo_intro(speaker: &str, url: &str, dir: &Path) -> String {
@@ -308,7 +363,7 @@ fn demo_intro(speaker: &str, url: &str, dir: &Path) -> String {
          You are console:{speaker}. Try:\n\
          \x20 status conea-api                 read-only: the rollout state of production/conea-api\n\
          \x20 backup status -n gc-storage      the postgres-backup CronJob and its recent Jobs\n\
-         \x20 scale conea-api 5                needs an approval: then `as alice` and `approve ID`\n\
+         \x20 scale conea-api 5                needs an approval: then `as alice` and `approve`\n\
          Also: `help`, `whoami`, `as NAME` to switch speaker, `quit`.\n",
         dir = dir.display()
     )

@@ -77,27 +77,54 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// `url` with any password replaced by `***` (for printing database URLs).
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+/// What may be shown of a database URL: its scheme, user, host, port and database, and
+/// nothing else, wherever the URL holds them (`postgres://user@host:port/db` or the query's
+/// `user`, `host`, `port`, `dbname`); a SQLite URL shows its path. Passwords, wherever they
+/// are (`user:pw@`, `?password=`, `?sslpassword=`) and every other option are left out. A URL
+/// that cannot be parsed is not shown at all.
+pub fn describe_database_url(url: &str) -> String {
+    const UNPARSEABLE: &str = "<unparseable database URL>";
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        return format!("sqlite:{path}");
+    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return UNPARSEABLE.to_owned();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
+    let query = |key: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty())
     };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{}:***{}",
-        &url[..scheme_end + 3],
-        &userinfo[..colon],
-        &rest[at..]
-    )
+    let user = Some(parsed.username().to_owned())
+        .filter(|u| !u.is_empty())
+        .or_else(|| query("user"));
+    let host = parsed
+        .host_str()
+        .map(str::to_owned)
+        .filter(|h| !h.is_empty())
+        .or_else(|| query("host"));
+    let port = parsed
+        .port()
+        .map(|p| p.to_string())
+        .or_else(|| query("port"));
+    let database = Some(parsed.path().trim_start_matches('/').to_owned())
+        .filter(|d| !d.is_empty())
+        .or_else(|| query("dbname"));
+    let mut out = format!("{}://", parsed.scheme());
+    if let Some(user) = user {
+        out.push_str(&format!("{user}@"));
+    }
+    out.push_str(host.as_deref().unwrap_or(""));
+    if let Some(port) = port {
+        out.push_str(&format!(":{port}"));
+    }
+    if let Some(database) = database {
+        out.push_str(&format!("/{database}"));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,7 +271,7 @@ pub struct Quota {
 }
 
 impl Quota {
-    const fn new(per_minute: u32, burst: u32) -> Quota {
+    pub const fn new(per_minute: u32, burst: u32) -> Quota {
         match (NonZeroU32::new(per_minute), NonZeroU32::new(burst)) {
             (Some(per_minute), Some(burst)) => Quota { per_minute, burst },
             _ => panic!("quota constants must be non-zero"),
@@ -601,7 +628,7 @@ impl Config {
         let _ = writeln!(
             out,
             "database:        {}",
-            mask_url(self.database_url.expose())
+            describe_database_url(self.database_url.expose())
         );
         let _ = writeln!(out, "policy:          {}", self.policy.display());
         let _ = writeln!(out, "listen:          {}", self.listen);

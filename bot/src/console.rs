@@ -2,20 +2,39 @@
 //!
 //! Every line is a command as typed after `/ops`, except for three console verbs:
 //! `as NAME` switches the speaker (so one person can play requester and approver),
-//! `approve ID` / `deny ID` click a button on an approval card, and `quit` ends the session.
-//! Replies render as text; buttons render as the command to type.
+//! `approve ID` / `deny ID` click a button on an approval card (`approve` alone approves the
+//! one pending request the speaker may approve, and lists them when there are none or several),
+//! and `quit` ends the session. A `#` starting a word starts a comment. Replies render as text;
+//! buttons render as the command to type.
+//!
+//! [`run`] reads the next line as soon as the previous one is *answered* (its first reply,
+//! e.g. an approval card or the `Running …` message of a long operation), so a long operation
+//! goes on in the background while the next line is handled; its progress and result are
+//! printed when they come. Lines therefore start in the order typed, and a line that depends
+//! on an earlier one's answer (`approve` after `scale`) sees it. At the end of input `run` waits
+//! for every line still running.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use opsbot_commands::{Reply, Tone};
+use opsbot_commands::{ButtonStyle, Reply, Tone};
 use opsbot_policies::Subject;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
 
 use crate::chat::{ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef};
 use crate::engine::Engine;
+use crate::store::{Approval, StoreError};
+
+tokio::task_local! {
+    /// The number of the typed line whose work runs in this task: what the sink writes for it
+    /// answers that line.
+    static LINE: u64;
+}
 
 pub const PLATFORM: &str = "console";
 /// The one channel of a console session.
@@ -68,6 +87,8 @@ pub fn render(reply: &Reply) -> String {
 pub struct ConsoleSink<W> {
     out: Mutex<W>,
     next_id: AtomicU64,
+    /// The highest line number answered so far (see [`LINE`]).
+    answered: watch::Sender<u64>,
 }
 
 impl<W: AsyncWrite + Unpin + Send> ConsoleSink<W> {
@@ -75,6 +96,20 @@ impl<W: AsyncWrite + Unpin + Send> ConsoleSink<W> {
         ConsoleSink {
             out: Mutex::new(out),
             next_id: AtomicU64::new(1),
+            answered: watch::Sender::new(0),
+        }
+    }
+
+    /// Notes that the line whose task writes now has been answered.
+    fn mark_answered(&self) {
+        if let Ok(line) = LINE.try_with(|n| *n) {
+            self.answered.send_if_modified(|seen| {
+                let newer = line > *seen;
+                if newer {
+                    *seen = line;
+                }
+                newer
+            });
         }
     }
 
@@ -97,6 +132,7 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
         self.write(&format!("#{id} {}", render(reply))).await?;
+        self.mark_answered();
         Ok(MessageRef {
             platform: PLATFORM.into(),
             channel: channel.into(),
@@ -106,7 +142,9 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
 
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
         self.write(&format!("#{} (updated) {}", message.id, render(reply)))
-            .await
+            .await?;
+        self.mark_answered();
+        Ok(())
     }
 
     async fn post_private(
@@ -137,6 +175,10 @@ pub struct Session<W> {
     engine: Engine,
     sink: Arc<ConsoleSink<W>>,
     speaker: Subject,
+    /// Lines started so far (numbers lines for [`LINE`]).
+    started: u64,
+    /// Lines whose work may still be running.
+    running: Vec<JoinHandle<()>>,
 }
 
 /// What a line asked for.
@@ -145,6 +187,9 @@ pub enum Flow {
     Continue,
     Quit,
 }
+
+/// The engine work a line asks for.
+type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
     /// A session speaking as `console:{speaker}`; registers `sink` as the console's sink.
@@ -158,6 +203,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
             engine,
             sink,
             speaker: console_subject(speaker)?,
+            started: 0,
+            running: Vec::new(),
         })
     }
 
@@ -167,55 +214,197 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
 
     /// Handles one typed line to the end (the command, its approval card or its result).
     pub async fn line(&mut self, line: &str) -> Result<Flow, DeliveryError> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return Ok(Flow::Continue);
+        match self.parse(line).await? {
+            Ok(flow) => Ok(flow),
+            Err(work) => {
+                work.await;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Starts one typed line and returns once it is answered or done; a long operation goes
+    /// on in the background (see the module docs). [`Session::finish`] waits for it.
+    pub async fn start(&mut self, line: &str) -> Result<Flow, DeliveryError> {
+        let work = match self.parse(line).await? {
+            Ok(flow) => return Ok(flow),
+            Err(work) => work,
+        };
+        self.started += 1;
+        let number = self.started;
+        let mut answered = self.sink.answered.subscribe();
+        let mut task = tokio::spawn(LINE.scope(number, work));
+        tokio::select! {
+            _ = answered.wait_for(|seen| *seen >= number) => self.running.push(task),
+            _ = &mut task => {}
+        }
+        self.running.retain(|t| !t.is_finished());
+        Ok(Flow::Continue)
+    }
+
+    /// Waits until every started line is done.
+    pub async fn finish(&mut self) {
+        for task in self.running.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// What `line` asks for: done at once (`Ok`), or engine work to run (`Err`).
+    async fn parse(&mut self, line: &str) -> Result<Result<Flow, Work>, DeliveryError> {
+        let line = without_comment(line).trim();
+        if line.is_empty() {
+            return Ok(Ok(Flow::Continue));
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["quit" | "exit"] => return Ok(Flow::Quit),
-            ["as", name] => match console_subject(name) {
-                Ok(s) => {
-                    self.speaker = s;
-                    let note = format!("(now speaking as {})\n", self.speaker);
-                    self.sink.write(&note).await?;
+        let engine = self.engine.clone();
+        let user = self.speaker.clone();
+        let work: Work = match words.as_slice() {
+            ["quit" | "exit"] => return Ok(Ok(Flow::Quit)),
+            ["as", name] => {
+                match console_subject(name) {
+                    Ok(s) => {
+                        self.speaker = s;
+                        let note = format!("(now speaking as {})\n", self.speaker);
+                        self.sink.write(&note).await?;
+                    }
+                    Err(e) => self.sink.write(&format!("{e}\n")).await?,
                 }
-                Err(e) => self.sink.write(&format!("{e}\n")).await?,
-            },
+                return Ok(Ok(Flow::Continue));
+            }
+            ["approve"] => Box::pin(approve_the_one(engine, self.sink.clone(), user)),
             [verb @ ("approve" | "deny"), id] => {
-                self.engine
-                    .click(ApprovalClick {
-                        platform: PLATFORM,
-                        user: self.speaker.clone(),
-                        groups: Vec::new(),
-                        channel: CHANNEL.into(),
-                        approval_id: (*id).to_owned(),
-                        approve: *verb == "approve",
-                        delivery_id: None,
-                        origin: None,
-                    })
-                    .await
+                let click = click(user, id, *verb == "approve");
+                Box::pin(async move { engine.click(click).await })
             }
             _ => {
-                self.engine
-                    .handle(Invocation {
-                        platform: PLATFORM,
-                        user: self.speaker.clone(),
-                        groups: Vec::new(),
-                        channel: CHANNEL.into(),
-                        text: line.trim_start_matches("/ops").trim().to_owned(),
-                        delivery_id: None,
-                        origin: None,
-                    })
-                    .await
+                let inv = Invocation {
+                    platform: PLATFORM,
+                    user,
+                    groups: Vec::new(),
+                    channel: CHANNEL.into(),
+                    text: line.trim_start_matches("/ops").trim().to_owned(),
+                    delivery_id: None,
+                    origin: None,
+                };
+                Box::pin(async move { engine.handle(inv).await })
             }
-        }
-        Ok(Flow::Continue)
+        };
+        Ok(Err(work))
     }
 }
 
-/// Reads commands line by line from `input` until it ends or says `quit`, speaking as `speaker`.
-/// Prompts are written only when `interactive`.
+fn click(user: Subject, approval_id: &str, approve: bool) -> ApprovalClick {
+    ApprovalClick {
+        platform: PLATFORM,
+        user,
+        groups: Vec::new(),
+        channel: CHANNEL.into(),
+        approval_id: approval_id.to_owned(),
+        approve,
+        delivery_id: None,
+        origin: None,
+    }
+}
+
+/// `line` up to a `#` that starts a word (outside quotes), like a shell comment.
+fn without_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' && previous.is_whitespace() => return &line[..i],
+            None => {}
+        }
+        previous = c;
+    }
+    line
+}
+
+/// Pending console requests that `speaker` may approve, and those they may not (with why).
+async fn pending_for(
+    engine: &Engine,
+    speaker: &Subject,
+) -> Result<(Vec<Approval>, Vec<(Approval, String)>), StoreError> {
+    let now = jiff::Timestamp::now();
+    let policy = engine.policy().current();
+    let mut may = Vec::new();
+    let mut may_not = Vec::new();
+    for a in engine.store().pending().await? {
+        if a.platform != PLATFORM || a.expires <= now {
+            continue;
+        }
+        let requirement: opsbot_policies::Requirement = (&a.requirement).into();
+        let earlier: Vec<Subject> = a
+            .approvers
+            .iter()
+            .filter_map(|v| Subject::parse(&v.subject).ok())
+            .collect();
+        let standing = Subject::parse(&a.requester)
+            .map_err(|e| e.to_string())
+            .and_then(|requester| {
+                policy.may_approve(&requirement, &requester, speaker, &[], &earlier)
+            });
+        match standing {
+            Ok(()) => may.push(a),
+            Err(why) => may_not.push((a, why)),
+        }
+    }
+    Ok((may, may_not))
+}
+
+/// `approve` without an id: approves the one pending request `speaker` may approve; with none
+/// or several, says so and lists them.
+async fn approve_the_one<W: AsyncWrite + Unpin + Send + 'static>(
+    engine: Engine,
+    sink: Arc<ConsoleSink<W>>,
+    speaker: Subject,
+) {
+    let reply = match pending_for(&engine, &speaker).await {
+        Ok((mut may, _)) if may.len() == 1 => {
+            let one = may.remove(0);
+            return engine.click(click(speaker, &one.id, true)).await;
+        }
+        Ok((may, may_not)) if may.is_empty() => {
+            let mut reply = Reply::info("Nothing to approve").text(format!(
+                "No pending request is waiting for {speaker}'s approval."
+            ));
+            for (a, why) in &may_not {
+                reply = reply.field(
+                    format!("{} · {}", a.id, a.command),
+                    format!("asked by {}; you may not approve it: {why}", a.requester),
+                );
+            }
+            reply
+        }
+        Ok((may, _)) => {
+            let mut reply = Reply::info("Which one?").text(format!(
+                "{} pending requests wait for {speaker}'s approval: type `approve ID`.",
+                may.len()
+            ));
+            for a in &may {
+                reply = reply
+                    .field(&a.id, format!("{} (asked by {})", a.command, a.requester))
+                    .button(
+                        crate::engine::cards::APPROVE,
+                        format!("Approve {}", a.id),
+                        ButtonStyle::Primary,
+                        &a.id,
+                    );
+            }
+            reply
+        }
+        Err(e) => Reply::danger("Cannot read the pending approvals").text(e.to_string()),
+    };
+    if let Err(e) = sink.post(CHANNEL, &reply).await {
+        tracing::error!(error = %e, "cannot write to the console");
+    }
+}
+
+/// Reads commands line by line from `input` until it ends or says `quit`, speaking as `speaker`,
+/// then waits for the lines still running. Prompts are written only when `interactive`.
 pub async fn run<R, W>(
     engine: &Engine,
     sink: Arc<ConsoleSink<W>>,
@@ -240,10 +429,11 @@ where
         let Some(line) = lines.next_line().await? else {
             break;
         };
-        if session.line(&line).await? == Flow::Quit {
+        if session.start(&line).await? == Flow::Quit {
             break;
         }
     }
+    session.finish().await;
     Ok(())
 }
 
@@ -254,7 +444,6 @@ fn console_subject(name: &str) -> Result<Subject, ConsoleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsbot_commands::ButtonStyle;
 
     #[test]
     fn renders_every_part_of_a_reply() {
@@ -271,6 +460,20 @@ mod tests {
             "⚠️  Approval needed\n   scale api 5 -n production\n   Rule     scale-production\n   \
              Expires  in 15m\n   pods:\n   │ api-1 Running\n   │ api-2 Pending\n   \
              [Approve] type: approve 7f3k\n   — asked by console:bob\n"
+        );
+    }
+
+    #[test]
+    fn comments_start_at_a_word_outside_quotes() {
+        assert_eq!(without_comment("status api   # read-only"), "status api   ");
+        assert_eq!(without_comment("# a whole line"), "");
+        assert_eq!(
+            without_comment("logs api --grep \"a #1\""),
+            "logs api --grep \"a #1\""
+        );
+        assert_eq!(
+            without_comment("logs api --grep a#1"),
+            "logs api --grep a#1"
         );
     }
 }

@@ -36,6 +36,10 @@ enum Command {
     Demo {
         #[arg(long = "as", default_value = "bob")]
         speaker: String,
+        /// Keep the demo's database (and an `opsbot.yaml` to read it with) in this directory,
+        /// e.g. for `opsbot --config DIR/opsbot.yaml audit verify`.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
     },
     /// Work with policy files.
     #[command(subcommand)]
@@ -59,8 +63,17 @@ fn main() -> ExitCode {
         Command::Console { speaker } => run(cli::logging::Mode::Interactive, async move {
             opsbot::app::console(load_config(cli.config.as_deref())?, &speaker).await
         }),
-        Command::Demo { speaker } => run(cli::logging::Mode::Interactive, async move {
-            opsbot::app::demo(&speaker).await
+        Command::Demo { speaker, keep } => run(cli::logging::Mode::Interactive, async move {
+            // The demo brings its own configuration; say so rather than ignore one given.
+            if let Some(config) = &cli.config {
+                anyhow::bail!(
+                    "opsbot demo runs on its own built-in configuration and does not read {} \
+                     (given with --config or OPSBOT_CONFIG); unset it, or run `opsbot console` \
+                     to chat against your configuration",
+                    config.display()
+                );
+            }
+            opsbot::app::demo(&speaker, keep.as_deref()).await
         }),
     }
 }

@@ -315,7 +315,10 @@ fn check_config_validates_config_and_policy_and_masks_secrets() {
         assert!(!text.contains(secret), "{secret} printed: {text}");
         assert!(!stderr(&out).contains(secret));
     }
-    assert!(text.contains("postgres://bot:***@db:5432/opsbot"), "{text}");
+    assert!(
+        text.contains("database:        postgres://bot@db:5432/opsbot\n"),
+        "{text}"
+    );
     assert!(
         text.contains("prod: kubeconfig (default) context prod-eu"),
         "{text}"
@@ -341,6 +344,26 @@ fn check_config_validates_config_and_policy_and_masks_secrets() {
     )
     .unwrap();
 
+    // A password in the query is not printed either, nor are the other options.
+    std::fs::write(
+        &config,
+        "database: { url: 'postgres://db/opsbot?user=bot&password=db-password&sslmode=require' }\n",
+    )
+    .unwrap();
+    let out = opsbot(&config, &["check-config"]);
+    let text = stdout(&out);
+    assert!(!text.contains("db-password"), "{text}");
+    assert!(
+        text.contains("database:        postgres://bot@db/opsbot\n"),
+        "{text}"
+    );
+    std::fs::write(
+        &config,
+        "database: { url: 'postgres://bot:db-password@db:5432/opsbot' }\n\
+         slack: { bot_token: xoxb-secret-token, signing_secret_file: signing }\n",
+    )
+    .unwrap();
+
     // A broken policy fails check-config with its location.
     std::fs::write(dir.path().join("policy.yaml"), "version: 1\nrules: 5\n").unwrap();
     let out = opsbot(&config, &["check-config"]);
@@ -356,4 +379,28 @@ fn check_config_validates_config_and_policy_and_masks_secrets() {
         "{}",
         stderr(&out)
     );
+}
+
+/// An empty `opsbot.yaml` is valid, but there is no policy next to it: `check-config` and
+/// `console` say so once, with where to start from.
+#[test]
+fn an_empty_config_says_once_that_the_policy_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsbot.yaml");
+    std::fs::write(&config, "").unwrap();
+    for args in [&["check-config"][..], &["console"][..]] {
+        let out = opsbot(&config, args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert_eq!(
+            err.matches("there is no policy file here").count(),
+            1,
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("start from deploy/policy.example.yaml: copy it to "),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("cannot read"), "{args:?}: {err}");
+    }
 }

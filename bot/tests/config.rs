@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use opsbot::config::{ClusterSource, Config, ConfigErrors, Secret, mask_url};
+use opsbot::config::{ClusterSource, Config, ConfigErrors, Secret, describe_database_url};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -133,7 +133,7 @@ fn secrets_never_show_in_debug_or_summary() {
         assert!(!summary.contains(secret), "{secret} in summary: {summary}");
     }
     assert!(
-        summary.contains("postgres://opsbot:***@db.internal:5432/opsbot"),
+        summary.contains("postgres://opsbot@db.internal:5432/opsbot"),
         "{summary}"
     );
     assert!(
@@ -146,19 +146,49 @@ fn secrets_never_show_in_debug_or_summary() {
     assert_eq!(format!("{:?}", Secret::new("x")), "***");
 }
 
+/// Only scheme, user, host, port and database are shown, whatever else the URL holds.
 #[test]
-fn mask_url_hides_only_the_password() {
-    assert_eq!(
-        mask_url("postgres://u:p@h:5/db?x=1"),
-        "postgres://u:***@h:5/db?x=1"
-    );
-    assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
-    assert_eq!(mask_url("postgres://h/db"), "postgres://h/db");
-    assert_eq!(
-        mask_url("sqlite://data/opsbot.db"),
-        "sqlite://data/opsbot.db"
-    );
-    assert_eq!(mask_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+fn database_urls_show_only_where_they_point() {
+    let cases = [
+        ("postgres://u:pw@h/db", "postgres://u@h/db"),
+        ("postgresql://u:pw@h:5433/db", "postgresql://u@h:5433/db"),
+        ("postgres://u@h/db?password=pw", "postgres://u@h/db"),
+        (
+            "postgres://u@h/db?sslpassword=pw&sslmode=verify-full",
+            "postgres://u@h/db",
+        ),
+        (
+            "postgres://u@h/db?sslmode=require&password=pw",
+            "postgres://u@h/db",
+        ),
+        (
+            "postgres://u@h/db?application_name=x&password=pw&sslmode=require",
+            "postgres://u@h/db",
+        ),
+        ("postgres://u:p%40w%3Ard@h/db", "postgres://u@h/db"),
+        ("postgres://u:p@ss@h/db", "postgres://u@h/db"),
+        (
+            "postgres://?user=u&password=pw&host=h&port=5432&dbname=db",
+            "postgres://u@h:5432/db",
+        ),
+        (
+            "postgres:///db?host=/run/postgresql&user=u&password=pw",
+            "postgres://u@/run/postgresql/db",
+        ),
+        ("postgres://h/db", "postgres://h/db"),
+        ("sqlite://data/opsbot.db", "sqlite://data/opsbot.db"),
+        ("sqlite:/tmp/x.db?mode=rwc&password=pw", "sqlite:/tmp/x.db"),
+        ("sqlite::memory:", "sqlite::memory:"),
+        (
+            "postgres://u:pw@h:notaport/db",
+            "<unparseable database URL>",
+        ),
+        ("not a url, pw", "<unparseable database URL>"),
+    ];
+    for (url, shown) in cases {
+        assert_eq!(describe_database_url(url), shown, "{url}");
+        assert!(!describe_database_url(url).contains("pw"), "{url}");
+    }
 }
 
 #[test]

@@ -5,8 +5,15 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn demo(script: &str) -> String {
+    demo_with(&[], script)
+}
+
+/// `opsbot demo ARGS` with `script` on stdin; its output, once it succeeded.
+fn demo_with(args: &[&str], script: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_opsbot"))
         .arg("demo")
+        .args(args)
+        .env_remove("OPSBOT_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -31,7 +38,7 @@ fn demo(script: &str) -> String {
 #[test]
 fn demo_runs_a_scripted_session_end_to_end() {
     // First pass: ask, to learn the approval id.
-    let out = demo("status conea-api\nscale conea-api 5\n");
+    let out = demo("status conea-api\nscale conea-api 5\nstatus conea-api -n prod\n");
     assert!(
         out.contains("Try:"),
         "the intro names commands to try: {out}"
@@ -39,6 +46,9 @@ fn demo_runs_a_scripted_session_end_to_end() {
     assert!(out.contains("deployment/conea-api: complete"), "{out}");
     assert!(out.contains("Approval needed"), "{out}");
     assert!(out.contains("[Approve] type: approve "), "{out}");
+    // A namespace that does not exist is said as such, with the nearest one.
+    assert!(out.contains("namespace `prod` does not exist"), "{out}");
+    assert!(out.contains("Did you mean  -n production"), "{out}");
 }
 
 #[test]
@@ -86,4 +96,96 @@ quit"
         "{rest}"
     );
     assert!(rest.contains("Scaled") || rest.contains("3 → 5"), "{rest}");
+}
+
+/// The script in README.md's "Try it", exactly as written there (comments and all).
+fn readme_script() -> String {
+    let readme = include_str!("../../README.md");
+    let try_it = &readme[readme.find("## Try it").expect("a Try it section")..];
+    let block = try_it
+        .split("```")
+        .nth(3)
+        .expect("the second code block of Try it: the script");
+    block.trim_start_matches('\n').to_owned()
+}
+
+#[test]
+fn the_readme_script_works_as_written() {
+    let script = readme_script();
+    assert!(script.starts_with("status conea-api"), "{script}");
+    let out = demo(&script);
+    assert!(out.contains("deployment/conea-api: complete"), "{out}");
+    assert!(out.contains("cronjob/postgres-backup"), "{out}");
+    assert!(out.contains("Approval needed"), "{out}");
+    assert!(out.contains("(now speaking as console:alice)"), "{out}");
+    assert!(out.contains("Approved and executed"), "{out}");
+    assert!(out.contains("Scaled deployment/conea-api 3 → 5"), "{out}");
+    assert!(!out.to_lowercase().contains("rate limit"), "{out}");
+    assert!(!out.contains("Slow down"), "{out}");
+}
+
+/// `approve` alone with nothing to approve, or with several, says so and lists them.
+#[test]
+fn approve_without_an_id_names_what_it_would_approve() {
+    let out = demo("as alice\napprove\n");
+    assert!(out.contains("Nothing to approve"), "{out}");
+    let out = demo("scale conea-api 5\nscale conea-api 6\nas alice\napprove\n");
+    assert!(out.contains("Which one?"), "{out}");
+    assert_eq!(out.matches("type: approve ").count(), 4, "{out}");
+    assert!(!out.contains("Approved and executed"), "{out}");
+    // bob may not approve his own request: it is listed with why.
+    let out = demo("scale conea-api 5\napprove\n");
+    assert!(out.contains("Nothing to approve"), "{out}");
+    assert!(out.contains("scale deployment/conea-api 5"), "{out}");
+}
+
+/// A line is read as soon as the one before is answered: a long operation goes on while the
+/// next line runs, and the demo waits for it before it exits.
+#[test]
+fn the_next_line_runs_while_a_long_operation_follows_its_rollout() {
+    // platform-engineers restart in `api` without approval; the restart follows its rollout.
+    let out = demo("restart rust-webapi -n api\nwhoami\n");
+    let running = out.find("Running `restart").expect("the restart starts");
+    let whoami = out.find("You are console:bob\n").expect("whoami answers");
+    let done = out
+        .rfind("Restarted deployment/rust-webapi")
+        .expect("the restart ends");
+    assert!(running < whoami && whoami < done, "{out}");
+}
+
+/// `--keep DIR` keeps the database, and `audit verify` can check it.
+#[test]
+fn demo_keep_leaves_a_database_audit_verify_can_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    let out = demo_with(&["--keep", kept.to_str().unwrap()], "status conea-api\n");
+    assert!(out.contains("The demo's database is kept in"), "{out}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .arg("--config")
+        .arg(kept.join("opsbot.yaml"))
+        .args(["audit", "verify"])
+        .env_remove("OPSBOT_DATABASE_URL")
+        .env_remove("OPSBOT_DATA_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(text.contains("OK"), "{text}");
+}
+
+/// The demo brings its own configuration: `--config` is refused, not ignored.
+#[test]
+fn demo_refuses_a_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["--config", "opsbot.yaml", "demo"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not read opsbot.yaml"), "{err}");
 }

@@ -61,6 +61,7 @@ pub enum Op {
         selector: PodSelector,
     },
     Logs {
+        /// What is read: `x` (a deployment), `statefulset/x` or `pod/x`.
         name: String,
         tail: Option<u32>,
         since: Option<Duration>,
@@ -138,7 +139,7 @@ impl Command {
             Op::Pods {
                 selector: PodSelector::Name(name),
             } => Some(format!("pod/{name}")),
-            Op::Logs { name, .. } => Some(format!("pod/{name}")),
+            Op::Logs { name, .. } => Some(log_resource(name)),
             Op::Events {
                 name: Some(name), ..
             } => Some(format!("object/{name}")),
@@ -195,6 +196,15 @@ impl Command {
             tail_lines,
             severity: None,
         }
+    }
+}
+
+/// The `kind/name` `logs` reads: its NAME is `pod/x`, `statefulset/x`, or `x`, a deployment.
+fn log_resource(name: &str) -> String {
+    if name.contains('/') {
+        name.to_owned()
+    } else {
+        format!("deployment/{name}")
     }
 }
 

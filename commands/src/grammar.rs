@@ -457,6 +457,7 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             check_dns(name, what, true).map(Value::Str)
         }
         ValueType::Workload => parse_workload(raw).map(Value::Workload),
+        ValueType::LogSource => parse_log_source(raw).map(Value::Str),
         ValueType::Int { min, max } => {
             let n: u64 = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
                 raw.parse()
@@ -594,6 +595,31 @@ fn parse_workload(raw: &str) -> Result<Workload, ParseError> {
     };
     let name = check_dns(name, "NAME", true)?;
     Ok(Workload { kind, name })
+}
+
+/// `logs`' NAME, canonical: `x` (a deployment), `statefulset/x` or `pod/x`.
+fn parse_log_source(raw: &str) -> Result<String, ParseError> {
+    if let Some((kind, name)) = raw.split_once('/') {
+        match kind.to_ascii_lowercase().as_str() {
+            "pod" | "pods" | "po" => {
+                return check_dns(name, "NAME", true).map(|name| format!("pod/{name}"));
+            }
+            "deploy" | "deployment" | "deployments" | "deployment.apps" | "sts" | "statefulset"
+            | "statefulsets" | "statefulset.apps" => {}
+            _ => {
+                return Err(ParseError::new(format!(
+                    "`{raw}` is not a deployment, statefulset or pod: use NAME (a deployment), \
+                     sts/NAME or pod/NAME"
+                ))
+                .with_token(raw));
+            }
+        }
+    }
+    let w = parse_workload(raw)?;
+    Ok(match w.kind {
+        WorkloadKind::Deployment => w.name,
+        WorkloadKind::StatefulSet => w.resource(),
+    })
 }
 
 /// Checks a Kubernetes DNS-1123 label (`subdomain == false`: namespaces, containers) or

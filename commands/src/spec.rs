@@ -51,6 +51,10 @@ pub enum ValueType {
     Name { prefixes: &'static [&'static str] },
     /// `deploy/x`, `deployment/x`, `sts/x`, `statefulset/x` or `x` (a deployment).
     Workload,
+    /// What `logs` reads: a workload as in [`ValueType::Workload`], or `pod/x` (`po/`, `pods/`).
+    /// Kept as typed, canonically: `x` (a deployment), `statefulset/x` or `pod/x`, so the
+    /// policy sees the kind that is read.
+    LogSource,
     /// An integer in `min..=max`.
     Int { min: u64, max: u64 },
     /// `30s`, `15m`, `1h`, `2d`, or combinations such as `1h30m`; at most `max_secs`.
@@ -520,12 +524,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         args: &[ArgSpec {
             name: "name",
             placeholder: "NAME",
-            ty: ValueType::Name {
-                prefixes: POD_PREFIXES,
-            },
+            ty: ValueType::LogSource,
             required: true,
             flag: None,
-            help: "A pod, or a deployment or statefulset (all its pods, prefixed).",
+            help: "A deployment (a bare name), `statefulset/NAME` (all its pods, prefixed) or \
+                   `pod/NAME`.",
         }],
         flags: &[
             FlagSpec {
@@ -573,8 +576,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         ],
         usage: None,
         summary: "The newest log lines of a pod or workload, secrets masked.",
-        description: "Shows the newest lines of the newest pod, or of every pod of a workload \
-            (each line prefixed with its pod). Output is bounded in lines and bytes, and values \
+        description: "Shows the newest lines of every pod of a workload (each line prefixed \
+            with its pod), or of one pod. The policy sees what is read: `deployment/NAME`, \
+            `statefulset/NAME` or `pod/NAME`. Output is bounded in lines and bytes, and values \
             that look like secrets (tokens, passwords, `Authorization:` headers) are masked.",
         examples: &[
             Example {
@@ -652,13 +656,13 @@ pub static COMMANDS: &[CommandSpec] = &[
                 placeholder: "",
                 ty: ValueType::Bool,
                 default: None,
-                help: "Warnings first.",
+                help: "Only warnings.",
             },
         ],
         usage: None,
         summary: "Events of an object or of the whole namespace, newest first.",
         description: "Lists events sorted by their last timestamp, for one object or for the \
-            namespace; `--warnings` puts warnings first.",
+            namespace; `--warnings` lists only warnings.",
         examples: &[
             Example {
                 text: "events api --since 1h",
@@ -666,7 +670,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             Example {
                 text: "events --warnings -n shop",
-                explains: "the namespace's events, warnings first",
+                explains: "the namespace's warnings",
             },
         ],
         build: |m| {
@@ -1204,7 +1208,10 @@ fn app_option(name: &str, help: &str, ty: ValueType, required: bool) -> AppOptio
     };
     let max_length = match ty {
         ValueType::DnsLabel => Some(63),
-        ValueType::Name { .. } | ValueType::Workload | ValueType::Cluster => Some(253 + 20),
+        ValueType::Name { .. }
+        | ValueType::Workload
+        | ValueType::LogSource
+        | ValueType::Cluster => Some(253 + 20),
         ValueType::Text { max_chars } => Some(max_chars),
         ValueType::Selector => Some(SELECTOR_MAX),
         ValueType::Duration { .. } => Some(20),

@@ -257,7 +257,10 @@ fn accepted_inputs() {
         ),
         // logs
         ("logs api", cmd(logs("api"))),
-        ("log pod/api-1", cmd(logs("api-1"))),
+        ("log pod/api-1", cmd(logs("pod/api-1"))),
+        ("logs po/api-1", cmd(logs("pod/api-1"))),
+        ("logs deploy/api", cmd(logs("api"))),
+        ("logs sts/db", cmd(logs("statefulset/db"))),
         (
             "logs api --tail 50 --since 15m",
             cmd(L {
@@ -1126,6 +1129,15 @@ fn policy_requests_carry_what_the_policy_needs() {
     );
     assert_eq!(req("logs api --tail 20").tail_lines, Some(20));
     assert_eq!(req("logs api").tail_lines, Some(i64::from(DEFAULT_TAIL)));
+    // `logs` of a workload is ruled on as that workload, not as a pod.
+    for (text, resource) in [
+        ("logs conea-api", "deployment/conea-api"),
+        ("logs deployment/conea-api", "deployment/conea-api"),
+        ("logs sts/postgres", "statefulset/postgres"),
+        ("logs pod/conea-api-7d9f-x2x", "pod/conea-api-7d9f-x2x"),
+    ] {
+        assert_eq!(req(text).resource.as_deref(), Some(resource), "{text}");
+    }
     let r = req("status api");
     assert_eq!((r.replicas, r.tail_lines), (None, None));
 }

@@ -170,7 +170,7 @@ async fn every_named_operation_reports_not_found_with_suggestions() {
                 container: None,
                 previous: false,
             },
-            "deployment, statefulset or pod",
+            "deployment",
             "worker",
         ),
         (
@@ -236,6 +236,14 @@ async fn missing_namespace_suggests_namespaces() {
     };
     assert_eq!((kind.as_str(), name.as_str()), ("namespace", "shpo"));
     assert_eq!(suggestions, &["shop"]);
+    // Said once, as what it is: a namespace that does not exist, and the nearest to use.
+    let reply = err.to_reply();
+    assert_eq!(
+        reply.text.as_deref(),
+        Some("namespace `shpo` does not exist"),
+        "{reply:#?}"
+    );
+    assert_eq!(field(&reply, "Did you mean"), "-n shop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,20 +527,28 @@ async fn rejected_requests_say_why() {
             "spec": {"containers": [{"name": "app", "image": "busybox"}]},
         }))
         .unwrap();
-    let err = env
-        .run(
-            "shop",
-            Op::Logs {
-                name: "fresh".into(),
-                tail: Some(10),
-                since: None,
-                grep: None,
-                container: None,
-                previous: false,
-            },
-        )
-        .await
-        .unwrap_err();
+    let logs = |name: &str| Op::Logs {
+        name: name.into(),
+        tail: Some(10),
+        since: None,
+        grep: None,
+        container: None,
+        previous: false,
+    };
+    // A bare name is a deployment (the policy ruled on `deployment/fresh`): the pod of that
+    // name is suggested, not read.
+    let err = env.run("shop", logs("fresh")).await.unwrap_err();
+    let OpError::NotFound {
+        kind, suggestions, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (kind.as_str(), suggestions[0].as_str()),
+        ("deployment", "pod/fresh")
+    );
+    let err = env.run("shop", logs("pod/fresh")).await.unwrap_err();
     let OpError::Rejected { code, message, .. } = &err else {
         panic!("{err:?}")
     };

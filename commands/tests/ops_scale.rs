@@ -5,7 +5,7 @@ mod ops_support;
 use std::time::Duration;
 
 use ops_support::{Env, all_text, deployment, field, namespace, rolled_out, statefulset};
-use opsbot_commands::{Op, OpError, Tone, Workload, WorkloadKind};
+use opsbot_commands::{Op, OpError, Progress, Tone, Workload, WorkloadKind};
 use serde_json::json;
 
 fn deploy(name: &str) -> Workload {
@@ -49,9 +49,9 @@ async fn scale_deployment_follows_rollout_to_complete() {
     assert_eq!(field(&reply, "Replicas"), "3 → 5");
     assert!(field(&reply, "Rollout").starts_with("complete (5/5 updated, 5 ready)"));
     // Progress went through intermediate states and ended complete.
-    assert!(!progress.is_empty());
+    assert_honest(&progress);
     let last = progress.last().unwrap();
-    assert_eq!(last.text, "5/5 updated, 5 ready");
+    assert_eq!(last.text, "5/5 ready");
     assert_eq!((last.done, last.total), (5, 5));
     let d = env.get("apps/v1", "Deployment", "shop", "web");
     assert_eq!(d["spec"]["replicas"], 5);
@@ -112,7 +112,7 @@ async fn scale_statefulset_and_noop() {
     let reply = out.expect("scale sts");
     assert_eq!(reply.title, "Scaled statefulset/db 2 → 3");
     assert_eq!(reply.tone, Tone::Ok, "{reply:#?}");
-    assert_eq!(progress.last().unwrap().text, "3/3 updated, 3 ready");
+    assert_eq!(progress.last().unwrap().text, "3/3 ready");
     let s = env.get("apps/v1", "StatefulSet", "shop", "db");
     assert_eq!(s["spec"]["replicas"], 3);
 
@@ -190,6 +190,7 @@ async fn restart_sets_restarted_at_and_rolls_pods() {
     assert_eq!(rev(&after), rev(&before) + 1);
     assert_eq!(field(&reply, "Revision"), rev(&after).to_string());
     assert!(progress.len() >= 2, "{progress:?}");
+    assert_honest(&progress);
     assert_eq!(progress.last().unwrap().text, "3/3 updated, 3 ready");
 }
 
@@ -247,7 +248,7 @@ async fn rollback_to_previous_revision() {
     assert_eq!(field(&reply, "Images"), "web=nginx:1.27");
     assert_eq!(field(&reply, "New revision"), "3");
     assert!(field(&reply, "Rollout").starts_with("complete"));
-    assert!(!progress.is_empty());
+    assert_honest(&progress);
     let d = env.get("apps/v1", "Deployment", "shop", "web");
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -457,4 +458,40 @@ async fn rollout_lost_when_the_workload_disappears() {
         rollout.starts_with("could not follow the rollout: deployment `web` not found"),
         "{rollout}"
     );
+}
+
+/// A bar never goes back and never shows more than its target, nor does its text.
+fn assert_honest(progress: &[Progress]) {
+    assert!(!progress.is_empty());
+    for p in progress {
+        assert!(p.done <= p.total, "{progress:#?}");
+        let (a, b) = p.text.split_once(' ').unwrap().0.split_once('/').unwrap();
+        let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!(a <= b, "{} in {progress:#?}", p.text);
+    }
+    assert!(
+        progress.windows(2).all(|w| w[0].done <= w[1].done),
+        "{progress:#?}"
+    );
+    let last = progress.last().unwrap();
+    assert_eq!(last.done, last.total, "{progress:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_progress_is_honest() {
+    let env = Env::start(seed()).await;
+    // `2/2 ready`, never `3/2`.
+    let (out, progress) = env
+        .drive(
+            "shop",
+            Op::Scale {
+                workload: deploy("web"),
+                replicas: 2,
+                dry_run: false,
+            },
+        )
+        .await;
+    out.expect("scale down");
+    assert_honest(&progress);
+    assert_eq!(progress.last().unwrap().text, "2/2 ready");
 }

@@ -780,9 +780,9 @@ async fn commands_use_exactly_the_granted_permissions() {
             container: None,
             previous: false,
         },
-        // A pod by name: not a deployment, not a statefulset, a pod.
+        // A pod by name.
         Op::Logs {
-            name: pod,
+            name: format!("pod/{pod}"),
             tail: Some(20),
             since: None,
             grep: None,

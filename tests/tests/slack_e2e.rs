@@ -176,13 +176,13 @@ async fn slash_command_scales_in_kubesim_with_progress_and_a_final_state() {
     assert!(!updates.is_empty());
     let ts = bot.fake.messages()[0].ts.clone();
     assert!(updates.iter().all(|u| u.param("ts") == Some(ts.as_str())));
-    // Progress came first, as a text bar (`▓▓▓░░░░░░░ 2/4 updated, 1 ready`); the last edit
+    // Progress came first, as a text bar (`▓▓▓▓▓░░░░░ 2/4 ready`); the last edit
     // is the final state.
     let (last, progress) = updates.split_last().unwrap();
     assert!(
         progress.iter().any(|u| {
             let t = u.all_text();
-            (t.contains('▓') || t.contains('░')) && t.contains(" updated, ")
+            (t.contains('▓') || t.contains('░')) && t.contains("/4 ready")
         }),
         "{updates:?}"
     );

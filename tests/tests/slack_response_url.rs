@@ -215,7 +215,7 @@ async fn a_scale_in_a_dm_the_bot_is_not_in_replies_and_progresses_through_the_re
     assert!(
         via.iter().any(|c| {
             let t = c.all_text();
-            (t.contains('▓') || t.contains('░')) && t.contains(" updated, ")
+            (t.contains('▓') || t.contains('░')) && t.contains("/4 ready")
         }),
         "{via:?}"
     );

@@ -6,9 +6,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use opsbot_policies::Policy;
-
 use crate::config::Config;
+use crate::engine::PolicyFile;
 
 const EXIT_ERRORS: u8 = 2;
 
@@ -31,9 +30,10 @@ pub fn run(config: Option<&Path>) -> ExitCode {
         eprintln!("slack: {e}");
         return ExitCode::from(EXIT_ERRORS);
     }
-    match Policy::load(&config.policy) {
+    // Loaded as `serve` loads it, so both say the same about a missing or broken file.
+    match PolicyFile::load_with_default_ttl(&config.policy, config.approvals.default_ttl) {
         Ok(policy) => {
-            println!("policy check:    {}", policy.summary());
+            println!("policy check:    {}", policy.current().summary());
             println!("OK");
             ExitCode::SUCCESS
         }

@@ -51,7 +51,7 @@ pub fn approval_card(a: &Approval, now: Timestamp) -> Reply {
         reply = reply
             .field(
                 "Expires",
-                format!("{} ({})", a.expires, in_words(a.expires, now)),
+                format!("{} ({})", at_second(a.expires), in_words(a.expires, now)),
             )
             .button(APPROVE, "Approve", ButtonStyle::Primary, &a.id)
             .button(DENY, "Deny", ButtonStyle::Danger, &a.id);
@@ -71,6 +71,11 @@ fn who_can_approve(a: &Approval) -> String {
         s.push_str(", not the requester");
     }
     s
+}
+
+/// `2026-11-25 10:15:00 UTC`: always to the second (stored times carry milliseconds).
+pub fn at_second(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// `in 14m 59s` / `3s ago`, to the second.
@@ -140,8 +145,19 @@ mod tests {
         );
         assert_eq!(
             field("Expires").unwrap(),
-            "2026-11-25T10:15:00Z (in 14m 59s)"
+            "2026-11-25 10:15:00 UTC (in 14m 59s)"
         );
+    }
+
+    /// Stored times carry milliseconds; the card shows every expiry to the second.
+    #[test]
+    fn expiry_is_always_shown_to_the_second() {
+        let mut a = approval(ApprovalState::Pending);
+        a.expires = "2026-11-25T10:15:00.123Z".parse().unwrap();
+        let now: Timestamp = "2026-11-25T10:00:01.5Z".parse().unwrap();
+        let card = approval_card(&a, now);
+        let expires = card.fields.iter().find(|f| f.name == "Expires").unwrap();
+        assert_eq!(expires.value, "2026-11-25 10:15:00 UTC (in 14m 59s)");
     }
 
     #[test]

@@ -162,14 +162,33 @@ impl PolicyFile {
     }
 }
 
+/// Where a newcomer starts a policy from.
+pub const EXAMPLE_POLICY_PATH: &str = "deploy/policy.example.yaml";
+
 fn read(path: &Path) -> Result<Vec<u8>, PolicyErrors> {
     std::fs::read(path).map_err(|e| {
+        let (message, hint) = if e.kind() == std::io::ErrorKind::NotFound {
+            (
+                "there is no policy file here; opsbot needs one to decide who may do what"
+                    .to_owned(),
+                format!(
+                    "start from {EXAMPLE_POLICY_PATH}: copy it to {} and edit it, or point \
+                     `policy:` in opsbot.yaml (or OPSBOT_POLICY) at your policy",
+                    path.display()
+                ),
+            )
+        } else {
+            (
+                format!("cannot read the policy file: {e}"),
+                format!("check its permissions, or start from {EXAMPLE_POLICY_PATH}"),
+            )
+        };
         PolicyErrors(vec![opsbot_policies::PolicyError {
             file: path.display().to_string(),
             line: 0,
             column: 0,
-            message: format!("cannot read policy file: {e}"),
-            hint: None,
+            message,
+            hint: Some(hint),
         }])
     })
 }
@@ -239,7 +258,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(file.reload(), Reload::Refused(_)));
         assert_eq!(file.reload(), Reload::Unchanged);
-        assert!(file.refused().unwrap().contains("cannot read policy file"));
+        assert!(file.refused().unwrap().contains("there is no policy file here"));
         std::fs::write(&path, POLICY).unwrap();
         assert_eq!(file.reload(), Reload::Unchanged, "same content as in force");
         assert_eq!(file.refused(), None);

@@ -117,7 +117,12 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     let reply = reply.truncated(&limits());
     let mut blocks: Vec<SlackBlock> = Vec::new();
 
-    let header = format!("{} {}", tone_emoji(reply.tone), reply.title);
+    // A header is plain text: the title's `code` marks would show as literal backticks.
+    let header = format!(
+        "{} {}",
+        tone_emoji(reply.tone),
+        reply.title.replace('`', "")
+    );
     blocks.push(SlackHeaderBlock::new(cut(&header, HEADER_CHARS).into()).into());
 
     if let Some(text) = reply.text.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -136,7 +141,9 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     }
 
     for mono in &reply.blocks {
-        let chunks = split_lines(&mono.body, CODE_CHUNK_CHARS);
+        // Chunks are measured as escaped (`<none>` becomes `&lt;none&gt;`), so escaping never
+        // pushes one past the limit and cuts a table mid-row.
+        let chunks = split_lines_by(&mono.body, CODE_CHUNK_CHARS, escaped_len);
         let parts = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
             let mut text = String::new();
@@ -148,8 +155,7 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
                     text.push_str(&format!("*{caption}*\n"));
                 }
             }
-            // Escaping can make the code longer than the text object allows: cut the code
-            // itself (saying so), so the closing fence always survives.
+            // The chunk fits once escaped; still, the closing fence must survive.
             let room = TEXT_OBJECT_CHARS.saturating_sub(text.chars().count() + "```\n\n```".len());
             text.push_str("```\n");
             text.push_str(&cut(&code(&chunk), room));
@@ -270,35 +276,54 @@ pub fn cut(s: &str, max: usize) -> String {
     out.chars().take(max).collect()
 }
 
+/// How many characters `c` takes once escaped for mrkdwn.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '&' => "&amp;".len(),
+        '<' | '>' => "&lt;".len(),
+        _ => 1,
+    }
+}
+
 /// Splits monospace text into chunks of at most `max` characters, on line boundaries where
 /// possible (a single longer line is split hard).
 pub fn split_lines(s: &str, max: usize) -> Vec<String> {
-    // Room for the escaping of &, < and > (up to 5 characters each) is not needed here: the
-    // caller cuts the final text object to the limit anyway; we aim below it.
+    split_lines_by(s, max, |_| 1)
+}
+
+/// [`split_lines`], with each character counted as `weight` says (e.g. its escaped length).
+fn split_lines_by(s: &str, max: usize, weight: impl Fn(char) -> usize) -> Vec<String> {
+    let max = max.max(1);
     let mut chunks = Vec::new();
     let mut current = String::new();
     let mut current_len = 0usize;
     for line in s.split('\n') {
-        let mut line_chars: Vec<char> = line.chars().collect();
-        while line_chars.len() > max {
-            if current_len > 0 {
+        // Hard-split a line that alone is over `max`.
+        let mut pieces = Vec::new();
+        let (mut piece, mut piece_len) = (String::new(), 0usize);
+        for c in line.chars() {
+            let w = weight(c);
+            if piece_len + w > max && piece_len > 0 {
+                pieces.push((std::mem::take(&mut piece), piece_len));
+                piece_len = 0;
+            }
+            piece.push(c);
+            piece_len += w;
+        }
+        pieces.push((piece, piece_len));
+        for (piece, len) in pieces {
+            let extra = if current_len == 0 { len } else { len + 1 };
+            if current_len > 0 && current_len + extra > max {
                 chunks.push(std::mem::take(&mut current));
                 current_len = 0;
             }
-            chunks.push(line_chars.drain(..max).collect());
+            if current_len > 0 {
+                current.push('\n');
+                current_len += 1;
+            }
+            current.push_str(&piece);
+            current_len += len;
         }
-        let len = line_chars.len();
-        let extra = if current_len == 0 { len } else { len + 1 };
-        if current_len > 0 && current_len + extra > max {
-            chunks.push(std::mem::take(&mut current));
-            current_len = 0;
-        }
-        if current_len > 0 {
-            current.push('\n');
-            current_len += 1;
-        }
-        current.extend(line_chars);
-        current_len += len;
     }
     if current_len > 0 || chunks.is_empty() {
         chunks.push(current);
@@ -333,6 +358,41 @@ mod tests {
         }
         walk(&v["blocks"], &mut out);
         out
+    }
+
+    /// A table whose escaped form is longer than a text object is split between rows, never
+    /// cut inside one.
+    #[test]
+    fn escaped_tables_are_split_between_rows() {
+        let table: String = (0..60)
+            .map(|i| format!("pod-{i:02}  <none>  <none>  <none>  Running\n"))
+            .collect();
+        assert!(table.chars().count() < CODE_CHUNK_CHARS);
+        let v = json(&render(&Reply::info("t").block(None, table.trim_end())));
+        let code: Vec<String> = texts(&v)
+            .into_iter()
+            .filter(|t| t.starts_with("```"))
+            .collect();
+        assert!(code.len() > 1, "{code:?}");
+        let rows: Vec<&str> = code
+            .iter()
+            .flat_map(|t| t.trim_matches('`').trim().lines())
+            .collect();
+        assert_eq!(rows.len(), 60, "{code:?}");
+        assert!(
+            rows.iter().all(|r| r.ends_with("&lt;none&gt;  Running")),
+            "{rows:?}"
+        );
+        assert!(!code.iter().any(|t| t.contains("chars cut")));
+    }
+
+    #[test]
+    fn headers_show_no_literal_backticks() {
+        let v = json(&render(&Reply::info("Running `scale api 5`").text("`x`")));
+        assert_eq!(v["blocks"][0]["type"], "header");
+        assert_eq!(v["blocks"][0]["text"]["text"], "ℹ️ Running scale api 5");
+        // mrkdwn text keeps them: there they are code.
+        assert_eq!(v["blocks"][1]["text"]["text"], "`x`");
     }
 
     #[test]
@@ -433,20 +493,26 @@ mod tests {
     }
 
     #[test]
-    fn code_that_grows_when_escaped_is_cut_inside_its_fence() {
-        // 2,000 `<` fit a chunk but escape to 8,000 characters.
+    fn code_that_grows_when_escaped_is_split_not_cut() {
+        // 2,000 `<` fit a chunk but escape to 8,000 characters: three sections, all of it.
         let v = json(&render(
             &Reply::info("x").block(Some("out".into()), "<".repeat(2000)),
         ));
-        let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
-        assert!(
-            t.chars().count() <= TEXT_OBJECT_CHARS,
-            "{}",
-            t.chars().count()
-        );
-        assert!(t.starts_with("*out*\n```\n&lt;"), "{t}");
-        assert!(t.ends_with(" chars cut)\n```"), "{t}");
-        assert_eq!(t.matches("```").count(), 2, "{t}");
+        let code: Vec<&str> = (1..=3)
+            .map(|i| v["blocks"][i]["text"]["text"].as_str().unwrap())
+            .collect();
+        for t in &code {
+            assert!(
+                t.chars().count() <= TEXT_OBJECT_CHARS,
+                "{}",
+                t.chars().count()
+            );
+            assert_eq!(t.matches("```").count(), 2, "{t}");
+            assert!(!t.contains("chars cut"), "{t}");
+        }
+        assert!(code[0].starts_with("*out* (1/3)\n```\n&lt;"), "{}", code[0]);
+        let all: usize = code.iter().map(|t| t.matches("&lt;").count()).sum();
+        assert_eq!(all, 2000);
     }
 
     #[test]

@@ -165,8 +165,9 @@ pub enum OpError {
         known: Vec<String>,
         suggestions: Vec<String>,
     },
-    /// The object (or its namespace) does not exist; `suggestions` are the nearest names that do.
-    #[error("{kind} `{name}` not found in namespace `{namespace}`")]
+    /// The object (or its namespace: then `kind` is `namespace`) does not exist; `suggestions`
+    /// are the nearest names that do.
+    #[error("{}", not_found_text(kind, name, namespace))]
     NotFound {
         kind: String,
         name: String,
@@ -248,12 +249,22 @@ impl OpError {
                     },
                 )
             }
-            OpError::NotFound { suggestions, .. } => {
+            OpError::NotFound {
+                kind, suggestions, ..
+            } => {
                 let r = Reply::warning("Not found").text(text);
-                if suggestions.is_empty() {
-                    r.footer("Check the name and the namespace (-n).")
-                } else {
-                    r.field("Did you mean", suggestions.join(", "))
+                match (suggestions.is_empty(), kind == "namespace") {
+                    (true, false) => r.footer("Check the name and the namespace (-n)."),
+                    (true, true) => r.footer("Check the namespace given with -n."),
+                    (false, false) => r.field("Did you mean", suggestions.join(", ")),
+                    (false, true) => r.field(
+                        "Did you mean",
+                        suggestions
+                            .iter()
+                            .map(|s| format!("-n {s}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
                 }
             }
             OpError::Forbidden {
@@ -296,6 +307,15 @@ impl OpError {
             OpError::NotAnOperation(_) => Reply::info("Not an operation").text(text),
             OpError::Other(_) => Reply::danger("Command failed").text(text),
         }
+    }
+}
+
+/// "deployment `web` not found in namespace `shop`"; "namespace `prod` does not exist".
+fn not_found_text(kind: &str, name: &str, namespace: &str) -> String {
+    if kind == "namespace" {
+        format!("namespace `{name}` does not exist")
+    } else {
+        format!("{kind} `{name}` not found in namespace `{namespace}`")
     }
 }
 

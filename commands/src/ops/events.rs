@@ -113,12 +113,12 @@ pub(crate) fn render(now: jiff::Timestamp, evs: &[Event], max_chars: usize) -> (
 }
 
 /// `events`: for an object (and the objects named after it) or the whole namespace, newest
-/// first; with `--warnings`, warnings come first.
+/// first; with `--warnings`, only warnings.
 pub(crate) async fn events(
     ctx: &Ctx<'_>,
     name: Option<&str>,
     since: Option<Duration>,
-    warnings_first: bool,
+    only_warnings: bool,
 ) -> Result<Reply, OpError> {
     let mut evs = match name {
         Some(n) => related(ctx, n, since).await?,
@@ -128,44 +128,44 @@ pub(crate) async fn events(
             e
         }
     };
-    if warnings_first {
-        // Stable: newest first within each group.
-        evs.sort_by_key(|e| !is_warning(e));
+    let all = evs.len();
+    if only_warnings {
+        evs.retain(is_warning);
     }
-    let what = match name {
-        Some(n) => format!("Events for {n}"),
-        None => format!("Events in {}", ctx.ns),
+    let what = match (name, only_warnings) {
+        (Some(n), false) => format!("Events for {n}"),
+        (Some(n), true) => format!("Warnings for {n}"),
+        (None, false) => format!("Events in {}", ctx.ns),
+        (None, true) => format!("Warnings in {}", ctx.ns),
     };
     let window = since
         .map(|s| format!(" in the last {}", short_duration(s.as_secs())))
         .unwrap_or_default();
     if evs.is_empty() {
-        return Ok(Reply::info(what)
-            .text(format!("No events{window}."))
-            .footer(ctx.place()));
+        let text = if only_warnings {
+            format!("No warnings{window} ({all} other events).")
+        } else {
+            format!("No events{window}.")
+        };
+        return Ok(Reply::info(what).text(text).footer(ctx.place()));
     }
     let total = evs.len();
     let warnings = evs.iter().filter(|e| is_warning(e)).count();
     evs.truncate(ctx.opts.max_events);
-    let mut reply = if warnings > 0 {
+    let text = if only_warnings {
+        format!("{total} warnings{window} (of {all} events).")
+    } else {
+        format!("{total} events{window}, {warnings} warnings.")
+    };
+    let reply = if warnings > 0 {
         Reply::warning(what)
     } else {
         Reply::info(what)
-    }
-    .text(format!(
-        "{total} events{window}, {warnings} warnings{}.",
-        if warnings_first && warnings > 0 {
-            " (warnings first)"
-        } else {
-            ""
-        }
-    ));
+    };
     let (table, shown) = render(ctx.now(), &evs, ctx.opts.table_chars);
-    reply = reply.block(None, table);
     let mut footer = ctx.place();
     if total > shown {
         footer = format!("{footer} · showing {shown} of {total}");
     }
-    reply = reply.footer(footer);
-    Ok(reply)
+    Ok(reply.text(text).block(None, table).footer(footer))
 }

@@ -5,10 +5,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 
+use super::errors::not_found;
 use super::errors::{Res, call, retry};
 use super::mask::mask_secrets;
-use super::pods::{PodSource, pods_matching, resolve};
-use super::util::short_duration;
+use super::pods::{PodSource, as_kind, pods_matching, resolve};
+use super::util::{short_duration, without_escapes as clean};
 use super::{Ctx, OpError};
 use crate::command::DEFAULT_TAIL;
 use crate::reply::Reply;
@@ -85,35 +86,40 @@ fn pick_container(pod: &Pod, asked: Option<&str>) -> Result<(String, Option<Stri
     Ok((first, note))
 }
 
-/// Removes terminal escape sequences and control characters (but not tabs).
-fn clean(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ ... final byte in @..~
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if c == '\t' || !c.is_control() {
-            out.push(c);
-        }
+/// What `logs NAME` reads, as the policy saw it: `pod/x`, `statefulset/x`, or `x`, a
+/// deployment. When there is none, the same name of another kind is suggested first.
+async fn source(ctx: &Ctx<'_>, name: &str) -> Result<PodSource, OpError> {
+    let (res, bare) = match name.split_once('/') {
+        Some(("pod", bare)) => (Res::Pods, bare),
+        Some((_, bare)) => (Res::StatefulSets, bare),
+        None => (Res::Deployments, name),
+    };
+    if let Some(found) = as_kind(ctx, res, bare).await? {
+        return Ok(found);
     }
-    out
+    let mut err = not_found(ctx, res, bare).await;
+    if let OpError::NotFound {
+        kind, suggestions, ..
+    } = &mut err
+        && kind == res.kind()
+        && let Ok(other) = resolve(ctx, bare).await
+    {
+        suggestions.insert(
+            0,
+            match other {
+                PodSource::Workload(what, _) => what,
+                PodSource::Pod(_) => format!("pod/{bare}"),
+            },
+        );
+    }
+    Err(err)
 }
 
 /// `logs`: the newest pod of a workload (or all its pods, prefixed), bounded, grepped and
 /// with secrets masked.
 pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpError> {
-    let (what, mut pods) = match resolve(ctx, q.name).await? {
-        PodSource::Pod(p) => (format!("pod/{}", q.name), vec![*p]),
+    let (what, mut pods) = match source(ctx, q.name).await? {
+        PodSource::Pod(p) => (q.name.to_owned(), vec![*p]),
         PodSource::Workload(w, sel) => (w, pods_matching(ctx, &sel).await?),
     };
     if pods.is_empty() {

@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ListParams;
 
 use super::errors::{Res, list_names};
@@ -19,26 +20,41 @@ pub(crate) enum PodSource {
     Pod(Box<Pod>),
 }
 
+/// `name` as one kind (`Deployments`, `StatefulSets` or `Pods`): a workload and its pod
+/// selector, or one pod; `None` when there is none of that kind.
+pub(crate) async fn as_kind(
+    ctx: &Ctx<'_>,
+    res: Res,
+    name: &str,
+) -> Result<Option<PodSource>, OpError> {
+    let workload = |kind: &str, sel: Option<LabelSelector>| {
+        let sel = sel
+            .map(|s| Selector::from_label_selector(&s))
+            .unwrap_or_default();
+        PodSource::Workload(format!("{kind}/{name}"), sel)
+    };
+    Ok(match res {
+        Res::Deployments => ctx
+            .get_opt::<Deployment>(res, name)
+            .await?
+            .map(|d| workload("deployment", d.spec.map(|s| s.selector))),
+        Res::StatefulSets => ctx
+            .get_opt::<StatefulSet>(res, name)
+            .await?
+            .map(|s| workload("statefulset", s.spec.map(|s| s.selector))),
+        _ => ctx
+            .get_opt::<Pod>(Res::Pods, name)
+            .await?
+            .map(|p| PodSource::Pod(Box::new(p))),
+    })
+}
+
 /// Resolves `name` as a deployment, a statefulset or a pod, in that order.
 pub(crate) async fn resolve(ctx: &Ctx<'_>, name: &str) -> Result<PodSource, OpError> {
-    if let Some(d) = ctx.get_opt::<Deployment>(Res::Deployments, name).await? {
-        let sel = d
-            .spec
-            .as_ref()
-            .map(|s| Selector::from_label_selector(&s.selector))
-            .unwrap_or_default();
-        return Ok(PodSource::Workload(format!("deployment/{name}"), sel));
-    }
-    if let Some(s) = ctx.get_opt::<StatefulSet>(Res::StatefulSets, name).await? {
-        let sel = s
-            .spec
-            .as_ref()
-            .map(|s| Selector::from_label_selector(&s.selector))
-            .unwrap_or_default();
-        return Ok(PodSource::Workload(format!("statefulset/{name}"), sel));
-    }
-    if let Some(p) = ctx.get_opt::<Pod>(Res::Pods, name).await? {
-        return Ok(PodSource::Pod(Box::new(p)));
+    for res in [Res::Deployments, Res::StatefulSets, Res::Pods] {
+        if let Some(source) = as_kind(ctx, res, name).await? {
+            return Ok(source);
+        }
     }
     let mut names = list_names(ctx, Res::Deployments).await;
     names.extend(list_names(ctx, Res::StatefulSets).await);

@@ -19,7 +19,7 @@ use super::status::{REVISION, RolloutState, Verdict, WorkloadObj, get_workload, 
 use super::util::{fmt_duration, images, owned_by};
 use super::{Ctx, OpError};
 use crate::command::{Workload, WorkloadKind};
-use crate::reply::{Reply, Tone};
+use crate::reply::{Progress, Reply, Tone};
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub(crate) const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -107,16 +107,67 @@ impl Followed {
     }
 }
 
-/// Follows the rollout of `w` until it completes, stalls or `rollout_timeout` passes,
-/// streaming `3/6 updated, 2 ready` progress.
-pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload) -> Followed {
+/// What changed, so progress is counted toward what the change is after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A new pod template (restart, rollback): replicas *updated* to it, counted from 0.
+    Template,
+    /// A new replica count: replicas *ready* toward `to`, and those still terminating.
+    Scale { from: u32, to: u32 },
+}
+
+impl Change {
+    /// The progress shown for `state`: `2/5 updated, 4 ready` for a new template,
+    /// `3/5 ready` or `4/4 ready, 1 terminating` for a new replica count. Never more than the
+    /// target; the bar is full only when the change is done.
+    pub fn progress(self, state: &RolloutState) -> Progress {
+        let n = |v: i32| u32::try_from(v.max(0)).unwrap_or(0);
+        match self {
+            Change::Template => {
+                let desired = n(state.desired);
+                // Until the new spec is observed, no replica is of the new template yet.
+                let updated = if state.observed {
+                    n(state.updated).min(desired)
+                } else {
+                    0
+                };
+                Progress {
+                    text: format!("{updated}/{desired} updated, {} ready", n(state.ready)),
+                    done: updated.min(n(state.available)),
+                    total: desired,
+                }
+            }
+            Change::Scale { from, to } => {
+                let ready = n(state.ready).min(to);
+                let current = n(state.current);
+                let terminating = current.saturating_sub(to);
+                let text = if terminating > 0 {
+                    format!("{ready}/{to} ready, {terminating} terminating")
+                } else {
+                    format!("{ready}/{to} ready")
+                };
+                // Scaling down, each replica gone is a step too.
+                let total = from.max(to);
+                Progress {
+                    text,
+                    done: (ready + from.saturating_sub(current.max(to))).min(total),
+                    total,
+                }
+            }
+        }
+    }
+}
+
+/// Follows the rollout of `w` after `change` until it completes, stalls or `rollout_timeout`
+/// passes, streaming progress (see [`Change::progress`]); the bar never goes back.
+pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload, change: Change) -> Followed {
     let deadline = tokio::time::Instant::now() + ctx.opts.rollout_timeout;
     let mut last = Followed {
         outcome: Outcome::TimedOut,
         state: None,
         obj: None,
     };
-    let mut last_text = String::new();
+    let mut last_sent: Option<Progress> = None;
     loop {
         let obj = match tokio::time::timeout_at(deadline, get_workload(ctx, w)).await {
             Err(_) => return last,
@@ -127,10 +178,13 @@ pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload) -> Followed {
             Ok(Ok(o)) => o,
         };
         let state = obj.state();
-        let text = state.progress_text();
-        if text != last_text {
-            ctx.progress(text.clone(), state.done(), state.total());
-            last_text = text;
+        let mut progress = change.progress(&state);
+        if let Some(prev) = &last_sent {
+            progress.done = progress.done.max(prev.done.min(progress.total));
+        }
+        if last_sent.as_ref() != Some(&progress) {
+            ctx.progress(progress.text.clone(), progress.done, progress.total);
+            last_sent = Some(progress);
         }
         let verdict = state.verdict;
         let rv = match &obj {
@@ -265,7 +319,7 @@ pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpErro
     if let Err(f) = patched {
         return Err(ctx.fail(f).await);
     }
-    let followed = follow(ctx, w).await;
+    let followed = follow(ctx, w, Change::Template).await;
     let mut reply = Reply::ok(format!("Restarted {}", w.resource()))
         .text(format!(
             "Pods are being replaced one by one (restartedAt {now})."
@@ -459,7 +513,7 @@ pub(crate) async fn rollback(
         return Err(ctx.fail(f).await);
     }
 
-    let followed = follow(ctx, &w).await;
+    let followed = follow(ctx, &w, Change::Template).await;
     let mut reply = Reply::ok(format!(
         "Rolled back deployment/{name} to revision {target_rev}"
     ))
@@ -477,4 +531,61 @@ pub(crate) async fn rollback(
         reply = reply.footer(ctx.place());
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::status::Verdict;
+
+    /// A deployment's state: `desired`, then status `current`, `updated`, `ready` (all
+    /// available), and whether the latest spec was observed.
+    fn state(desired: i32, current: i32, updated: i32, ready: i32, observed: bool) -> RolloutState {
+        RolloutState {
+            verdict: Verdict::Progressing,
+            detail: String::new(),
+            desired,
+            current,
+            updated,
+            ready,
+            available: ready,
+            observed,
+        }
+    }
+
+    fn shown(p: &Progress) -> (&str, u32, u32) {
+        (p.text.as_str(), p.done, p.total)
+    }
+
+    #[test]
+    fn a_new_template_counts_updated_replicas_from_zero() {
+        // Right after the patch the status still counts the old replicas as updated (it used
+        // to show `5/5` and then drop to `1/5`).
+        let p = Change::Template.progress(&state(5, 5, 5, 5, false));
+        assert_eq!(shown(&p), ("0/5 updated, 5 ready", 0, 5));
+        let p = Change::Template.progress(&state(5, 6, 1, 5, true));
+        assert_eq!(shown(&p), ("1/5 updated, 5 ready", 1, 5));
+        let p = Change::Template.progress(&state(5, 5, 5, 5, true));
+        assert_eq!(shown(&p), ("5/5 updated, 5 ready", 5, 5));
+    }
+
+    #[test]
+    fn scaling_counts_toward_the_target() {
+        let down = Change::Scale { from: 5, to: 4 };
+        // It used to show a full bar at `5/4 updated`.
+        let p = down.progress(&state(4, 5, 5, 5, false));
+        assert_eq!(shown(&p), ("4/4 ready, 1 terminating", 4, 5));
+        let p = down.progress(&state(4, 4, 4, 4, true));
+        assert_eq!(shown(&p), ("4/4 ready", 5, 5));
+
+        let up = Change::Scale { from: 2, to: 5 };
+        let p = up.progress(&state(5, 2, 2, 2, false));
+        assert_eq!(shown(&p), ("2/5 ready", 2, 5));
+        let p = up.progress(&state(5, 5, 5, 4, true));
+        assert_eq!(shown(&p), ("4/5 ready", 4, 5));
+
+        let to_zero = Change::Scale { from: 3, to: 0 };
+        let p = to_zero.progress(&state(0, 2, 2, 2, true));
+        assert_eq!(shown(&p), ("0/0 ready, 2 terminating", 1, 3));
+    }
 }

@@ -7,7 +7,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::errors::{KubeFail, Res, call, retry};
-use super::rollout::follow;
+use super::rollout::{Change, follow};
 use super::status::get_workload;
 use super::{Ctx, OpError};
 use crate::command::{Workload, WorkloadKind};
@@ -173,7 +173,15 @@ pub(crate) async fn scale(
         Ok(s) => replicas(&s),
         Err(f) => return Err(ctx.fail(f).await),
     };
-    let followed = follow(ctx, w).await;
+    let followed = follow(
+        ctx,
+        w,
+        Change::Scale {
+            from: u32::try_from(before.max(0)).unwrap_or(0),
+            to: u32::try_from(after.max(0)).unwrap_or(0),
+        },
+    )
+    .await;
     let mut reply = Reply::ok(format!("Scaled {} {before} → {after}", w.resource()))
         .field("Replicas", format!("{before} → {after}"));
     if target == 0 {

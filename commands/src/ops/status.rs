@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::errors::{Res, not_found};
 use super::mask::mask_secrets;
-use super::util::{age, images, table};
+use super::util::{age, images, table_within};
 use super::{Ctx, OpError, events};
 use crate::command::{Workload, WorkloadKind};
 use crate::reply::{Reply, Tone};
@@ -146,6 +146,9 @@ pub(crate) struct RolloutState {
     pub updated: i32,
     pub ready: i32,
     pub available: i32,
+    /// Whether the controller has seen the latest spec: until then the counts are those of
+    /// the previous spec (its `updated` replicas are not of the new template).
+    pub observed: bool,
 }
 
 impl RolloutState {
@@ -155,14 +158,6 @@ impl RolloutState {
             "{}/{} updated, {} ready",
             self.updated, self.desired, self.ready
         )
-    }
-
-    pub fn done(&self) -> u32 {
-        u32::try_from(self.updated.min(self.available).max(0)).unwrap_or(0)
-    }
-
-    pub fn total(&self) -> u32 {
-        u32::try_from(self.desired.max(0)).unwrap_or(0)
     }
 
     pub fn counts(&self) -> String {
@@ -181,6 +176,8 @@ pub(crate) fn deployment_state(d: &Deployment) -> RolloutState {
     let updated = st.updated_replicas.unwrap_or(0);
     let ready = st.ready_replicas.unwrap_or(0);
     let available = st.available_replicas.unwrap_or(0);
+    let generation = d.metadata.generation.unwrap_or(0);
+    let observed = st.observed_generation.unwrap_or(0);
     let state = |verdict, detail: String| RolloutState {
         verdict,
         detail,
@@ -189,9 +186,8 @@ pub(crate) fn deployment_state(d: &Deployment) -> RolloutState {
         updated,
         ready,
         available,
+        observed: generation <= observed,
     };
-    let generation = d.metadata.generation.unwrap_or(0);
-    let observed = st.observed_generation.unwrap_or(0);
     if generation > observed {
         return state(
             Verdict::Progressing,
@@ -247,6 +243,8 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
     let updated = st.updated_replicas.unwrap_or(0);
     let ready = st.ready_replicas.unwrap_or(0);
     let available = st.available_replicas.unwrap_or(ready);
+    let generation = s.metadata.generation.unwrap_or(0);
+    let observed = st.observed_generation.unwrap_or(0);
     let state = |verdict, detail: String| RolloutState {
         verdict,
         detail,
@@ -255,6 +253,7 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
         updated,
         ready,
         available,
+        observed: generation <= observed,
     };
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     if strategy
@@ -267,8 +266,6 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
             "update strategy is not RollingUpdate; pods change only when deleted".into(),
         );
     }
-    let generation = s.metadata.generation.unwrap_or(0);
-    let observed = st.observed_generation.unwrap_or(0);
     if generation > observed {
         return state(
             Verdict::Progressing,
@@ -362,7 +359,12 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
     if !conditions.is_empty() {
         reply = reply.block(
             Some("Conditions".into()),
-            table(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], &conditions),
+            table_within(
+                &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
+                &conditions,
+                ctx.opts.table_chars,
+            )
+            .0,
         );
     }
 

@@ -186,13 +186,76 @@ pub(crate) fn when(now: jiff::Timestamp, t: Option<&Time>) -> String {
     }
 }
 
-/// A left-aligned text table with a header row.
+/// Most characters a table cell other than the last may take; longer cells are cut with `…`.
+pub(crate) const CELL_CHARS: usize = 60;
+/// Most characters the last cell of a row (a message, typically) may take.
+pub(crate) const LAST_CELL_CHARS: usize = 240;
+
+/// Removes terminal escape sequences and control characters (but not tabs).
+pub(crate) fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A cell as it can be shown in one line of a monospace table: whitespace (tabs, newlines)
+/// becomes one space and escape sequences and control characters are dropped, since they would
+/// break the alignment; then it is cut to `max` characters, ending with `…`.
+fn cell(text: &str, max: usize) -> String {
+    let clean = without_escapes(&text.replace(char::is_whitespace, " "));
+    if clean.chars().count() <= max {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// How many terminal columns `s` takes (wide characters take two).
+fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// A left-aligned text table with a header row. Cells are cleaned and cut ([`CELL_CHARS`],
+/// [`LAST_CELL_CHARS`]), so one long value never pushes the others out of line.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    table_cut(headers, rows, LAST_CELL_CHARS)
+}
+
+/// [`table`] with the last cell of each row cut to `last_chars`.
+fn table_cut(headers: &[&str], rows: &[Vec<String>], last_chars: usize) -> String {
+    let last = headers.len().saturating_sub(1);
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, c)| cell(c, if i == last { last_chars } else { CELL_CHARS }))
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(width(cell));
             }
         }
     }
@@ -202,14 +265,14 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in cells.iter().enumerate() {
             out.push_str(cell);
             if i < last {
-                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                let pad = widths[i].saturating_sub(width(cell)) + 2;
                 out.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push('\n');
     };
     line(headers.to_vec(), &mut out);
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
     out.pop();
@@ -218,14 +281,19 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A table of as many leading rows as fit in `max_chars` (chat adapters cut long blocks from
 /// the top, which would drop the rows that matter most), and how many rows were left out.
+///
+/// Cells are cut, never the table: the last cell of each row is cut further when needed so
+/// that the header and any one row always fit, so a single long message cannot empty it.
 pub(crate) fn table_within(
     headers: &[&str],
     rows: &[Vec<String>],
     max_chars: usize,
 ) -> (String, usize) {
-    let fits = |n: usize| table(headers, &rows[..n]).chars().count() <= max_chars;
+    let last_chars = last_cell_room(headers, rows, max_chars);
+    let render = |n: usize| table_cut(headers, &rows[..n], last_chars);
+    let fits = |n: usize| render(n).chars().count() <= max_chars;
     if fits(rows.len()) {
-        return (table(headers, rows), 0);
+        return (render(rows.len()), 0);
     }
     // The largest n that fits (at least the header row is always shown).
     let (mut lo, mut hi) = (0usize, rows.len());
@@ -237,7 +305,32 @@ pub(crate) fn table_within(
             hi = mid;
         }
     }
-    (table(headers, &rows[..lo]), rows.len() - lo)
+    (render(lo), rows.len() - lo)
+}
+
+/// How many characters the last cells may take so the header and any one row fit in
+/// `max_chars` (at most [`LAST_CELL_CHARS`], at least a few).
+fn last_cell_room(headers: &[&str], rows: &[Vec<String>], max_chars: usize) -> usize {
+    // The table of every row with empty last cells is as wide as the columns before them get.
+    let stripped: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.truncate(headers.len().saturating_sub(1));
+            r.push(String::new());
+            r
+        })
+        .collect();
+    let header_line = table_cut(headers, &[], 0).chars().count() + 1;
+    let prefix = table_cut(headers, &stripped, 0)
+        .lines()
+        .skip(1)
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    max_chars
+        .saturating_sub(header_line + prefix)
+        .clamp(8, LAST_CELL_CHARS)
 }
 
 /// Whether `meta` is owned by an object of `kind` named `name` (uid-checked when known).
@@ -302,6 +395,25 @@ mod tests {
             table_within(&["NAME"], &rows[..2], 100),
             (table(&["NAME"], &rows[..2]), 0)
         );
+    }
+
+    #[test]
+    fn a_huge_last_cell_is_cut_not_the_table() {
+        let mut rows = vec![vec!["a".to_owned(), "m".repeat(10_000)]];
+        rows.push(vec!["b".to_owned(), "short".to_owned()]);
+        let (t, cut) = table_within(&["N", "MESSAGE"], &rows, 400);
+        assert_eq!(cut, 0, "{t}");
+        assert!(t.chars().count() <= 400, "{t}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].starts_with("a  mmm") && lines[1].ends_with('…'),
+            "{t}"
+        );
+        assert_eq!(lines[2], "b  short");
+        // A budget smaller than the row: the cell gets what is left, the row stays.
+        let (t, cut) = table_within(&["N", "MESSAGE"], &rows[..1], 60);
+        assert_eq!(cut, 0, "{t}");
+        assert!(t.chars().count() <= 60, "{t}");
     }
 
     #[test]
