@@ -228,6 +228,11 @@ impl SlackFake {
             .insert(channel.to_owned(), error.to_owned());
     }
 
+    /// Forgets every scripted failure: calls succeed again.
+    pub fn clear_failures(&self) {
+        self.inner().failures.clear();
+    }
+
     /// The next call of `method` fails as scripted (queued: call several times for several).
     pub fn fail_next(&self, method: &str, failure: Failure) {
         self.inner()

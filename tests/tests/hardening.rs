@@ -324,3 +324,82 @@ both_databases!(
         assert!(!out.contains('#'), "no public message: {out}");
     }
 );
+
+/// A database that takes no writes for a while (another process holds SQLite's write lock, as
+/// a stuck migration or backup would): under a flood of changes, every request is refused at
+/// once as unrecorded, none waits for the database to return, nothing runs then or later, and
+/// requests are taken again once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_refuses_at_once_and_nothing_runs_late() {
+    use sqlx::Connection as _;
+    let options = BotOptions {
+        max_in_flight: 32,
+        ..BotOptions::default()
+    };
+    let bot = start(Db::Sqlite, "outage", options).await.unwrap();
+    let engine = bot.engine.clone();
+    let before = bot.replicas("api", "rust-webapi");
+
+    let mut locker = sqlx::SqliteConnection::connect(&bot.db_url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let engine = engine.clone();
+        flood.push(tokio::spawn(async move {
+            let request = command("bob", "scale rust-webapi 9 -n api", &format!("o-{i}"));
+            match engine.accept(&request).await {
+                Ok(ticket) => {
+                    engine.run(ticket, request).await;
+                    None
+                }
+                Err(refusal) => Some(refusal),
+            }
+        }));
+    }
+    let mut refusals = Vec::new();
+    for task in flood {
+        refusals.push(task.await.unwrap());
+    }
+    // Every one was refused while the lock was held (the lock is still held here).
+    assert!(
+        refusals
+            .iter()
+            .all(|r| matches!(r, Some(Refusal::Unrecorded | Refusal::Busy { .. }))),
+        "{refusals:?}"
+    );
+    assert!(refusals.contains(&Some(Refusal::Unrecorded)));
+    assert_eq!(engine.in_flight().0, 0, "nothing is held in memory");
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+
+    // Back: a request is taken and runs; none of the refused ones ever does.
+    let request = command("bob", "scale rust-webapi 5 -n api", "after");
+    let mut taken = None;
+    for _ in 0..50 {
+        if let Ok(ticket) = engine.accept(&request).await {
+            taken = Some(ticket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    engine
+        .run(taken.expect("taken once the database is back"), request)
+        .await;
+    assert_eq!(bot.replicas("api", "rust-webapi"), 5);
+    assert_ne!(before, 9);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engine.sweep().await;
+    assert_eq!(
+        bot.replicas("api", "rust-webapi"),
+        5,
+        "no refused scale ran late"
+    );
+    let inbox = engine.store().inbox().await.unwrap();
+    assert!(
+        inbox.iter().all(|e| e.state == InboxState::Answered),
+        "what was committed after its refusal is closed, not run: {inbox:?}"
+    );
+}

@@ -258,7 +258,11 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(file.reload(), Reload::Refused(_)));
         assert_eq!(file.reload(), Reload::Unchanged);
-        assert!(file.refused().unwrap().contains("there is no policy file here"));
+        assert!(
+            file.refused()
+                .unwrap()
+                .contains("there is no policy file here")
+        );
         std::fs::write(&path, POLICY).unwrap();
         assert_eq!(file.reload(), Reload::Unchanged, "same content as in force");
         assert_eq!(file.refused(), None);

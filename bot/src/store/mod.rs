@@ -92,6 +92,8 @@ pub enum StoreError {
     IdsExhausted,
     #[error("the store's writer has stopped")]
     WriterGone,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("the database file {path} cannot be written: {error}")]
     NotWritable { path: String, error: std::io::Error },
     #[error("the store was opened without the audit key, which writing and verifying the log need")]

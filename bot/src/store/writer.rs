@@ -14,8 +14,10 @@
 //! - The audit chain stays linear across processes: each batch holds the database's append lock
 //!   (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE audit_log IN EXCLUSIVE MODE`) and reads
 //!   the head inside it.
-//! - One failing call does not fail the others: when a batch fails, its calls are retried one
-//!   transaction each, so only the failing one sees the error.
+//! - One failing call does not fail the others: when a batch fails on a constraint, its calls
+//!   are retried one transaction each, so only the failing one sees the error. When the database
+//!   itself fails (locked, down, read-only), the whole batch fails at once: nobody waits for a
+//!   retry per call.
 //! - Memory is bounded: the queue holds at most [`QUEUE`] calls; callers beyond it wait.
 
 use tokio::sync::{mpsc, oneshot};
@@ -119,8 +121,17 @@ async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
                     let _ = call.done.send(Err(e));
                 }
             }
+            Err(e) if !is_constraint(&e) => {
+                // The database is unavailable (locked, down, read-only): so is it for everyone.
+                let message = e.to_string();
+                for call in batch.drain(..) {
+                    let _ = call
+                        .done
+                        .send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
             Err(_) => {
-                // Somebody's write failed the batch: each call on its own, so only it fails.
+                // Somebody's write broke a constraint: each call on its own, so only it fails.
                 for call in batch.drain(..) {
                     let result = commit(&pool, key, &seal, &[call.writes.as_slice()])
                         .await
@@ -210,6 +221,12 @@ macro_rules! write_all {
         }
         (results, head)
     }};
+}
+
+/// Whether `e` is one write's fault (a constraint it broke), not the database's.
+fn is_constraint(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(sqlx::Error::Database(db))
+        if db.kind() != sqlx::error::ErrorKind::Other)
 }
 
 /// Commits every call's writes in one transaction holding the append lock, audit records
