@@ -50,7 +50,7 @@ fn write_config(dir: &Path, sim: &KubeSim, fake: &SlackFake, port: u16) -> std::
 
 /// Starts `opsbot serve` and waits until it answers `/healthz`.
 async fn serve(config: &Path, base: &str) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_opsbot-serve"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsbot-serve"))
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -67,6 +67,8 @@ async fn serve(config: &Path, base: &str) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("opsbot-serve did not come up");
 }
 
