@@ -560,3 +560,115 @@ async fn incident_command_is_not_yet_available() {
     assert!(ack["text"].as_str().unwrap().contains("not yet available"));
     assert!(bot.audit().await.iter().all(|(k, _)| k != "request"));
 }
+
+/// What concerns one person goes to that person only: 100 clicks at once on one card give one
+/// run, one vote counted, and no public message but the card's edits and the run's own
+/// message; help, a denial and every refused click are ephemeral; the result says who asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_things_stay_private_under_a_hundred_clicks() {
+    let bot = Bot::start().await;
+    bot.command("UENG", "help", "e2e.priv.1").await;
+    bot.command("UNOBODY", "scale rust-webapi 3 -n api", "e2e.priv.2")
+        .await;
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            ok_calls(calls, "chat.postEphemeral").len() >= 2
+        })
+        .await;
+    let private = ok_calls(&calls, "chat.postEphemeral");
+    assert!(
+        private
+            .iter()
+            .any(|c| c.param("user") == Some("UENG") && c.all_text().contains("opsbot commands"))
+    );
+    assert!(
+        private
+            .iter()
+            .any(|c| c.param("user") == Some("UNOBODY") && c.all_text().contains("Not allowed"))
+    );
+    assert!(
+        ok_calls(&calls, "chat.postMessage").is_empty(),
+        "nothing public yet"
+    );
+
+    bot.command("UENG", "scale conea-api 6 -n production", "e2e.priv.3")
+        .await;
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            !ok_calls(calls, "chat.postMessage").is_empty()
+        })
+        .await;
+    let card = ok_calls(&calls, "chat.postMessage")[0].clone();
+    let card_ts = bot.fake.messages()[0].ts.clone();
+    let approval_id = card.params["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .unwrap()["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut clicks = Vec::new();
+    for i in 0..100 {
+        let user = match i % 4 {
+            0 => "ULEAD",
+            1 => "ULEAD2",
+            2 => "UENG",
+            _ => "UNOBODY",
+        };
+        let req = slack_fake::button_click(
+            SECRET,
+            "approve",
+            &approval_id,
+            user,
+            "C0OPS",
+            &card_ts,
+            &format!("1700000100.{i:06}"),
+        );
+        let (http, base) = (bot.http.clone(), bot.base.clone());
+        clicks.push(tokio::spawn(async move {
+            req.send(&http, &base).await.status()
+        }));
+    }
+    for click in clicks {
+        assert_eq!(click.await.unwrap(), 200);
+    }
+    bot.wait_audit(|a| {
+        a.iter()
+            .filter(|(k, o)| k == "approval" && o == "approve_clicked")
+            .count()
+            >= 100
+            && a.iter().any(|(k, _)| k == "execution")
+    })
+    .await;
+    let calls = bot.wait_for_text("requested by <@UENG>").await;
+    assert!(
+        ok_calls(&calls, "chat.update")
+            .iter()
+            .any(|c| c.all_text().contains("requested by <@UENG>")),
+        "the result says who asked, as a mention"
+    );
+    assert_eq!(bot.executions().await, 1);
+    let approval = bot.engine.store().get(&approval_id).await.unwrap().unwrap();
+    assert_eq!(approval.approvers.len(), 1, "votes stop at the one needed");
+    let public: Vec<String> = ok_calls(&calls, "chat.postMessage")
+        .iter()
+        .map(|c| c.all_text())
+        .collect();
+    assert_eq!(
+        public.len(),
+        2,
+        "the card and the run's message only: {public:#?}"
+    );
+    assert!(public[1].contains("Running"), "{public:#?}");
+    let edits_elsewhere = ok_calls(&calls, "chat.update")
+        .iter()
+        .filter(|c| c.param("ts") != Some(card_ts.as_str()))
+        .filter(|c| !c.all_text().contains("conea-api"))
+        .count();
+    assert_eq!(edits_elsewhere, 0);
+}

@@ -203,7 +203,7 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     if !footer.is_empty() {
         blocks.push(
             SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-                SlackBlockMarkDownText::new(cut(&escape(&footer), TEXT_OBJECT_CHARS)),
+                SlackBlockMarkDownText::new(cut(&mrkdwn(&footer), TEXT_OBJECT_CHARS)),
             )])
             .into(),
         );
