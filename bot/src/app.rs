@@ -114,6 +114,8 @@ pub struct Bot {
     server: RunningServer,
     stop_socket: tokio_util::sync::CancellationToken,
     socket: Option<tokio::task::JoinHandle<()>>,
+    /// Alertmanager intake, when `alerts:` has webhook credentials.
+    pub alerts: Option<crate::alerts::Alerts>,
 }
 
 /// Builds the engine from `config`, attaches every configured chat adapter, and starts serving
@@ -139,6 +141,13 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
         }
     }
+    let alerts = config
+        .alerts
+        .is_configured()
+        .then(|| crate::alerts::Alerts::new(engine.clone(), config.alerts.clone()));
+    if let Some(alerts) = &alerts {
+        router = router.merge(crate::alerts::http::router(alerts.clone()));
+    }
     let server = RunningServer::start(config.listen, router).await?;
     Ok(Bot {
         addr: server.addr,
@@ -146,6 +155,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         server,
         stop_socket,
         socket,
+        alerts,
     })
 }
 
@@ -157,6 +167,9 @@ impl Bot {
             let _ = socket.await;
         }
         self.server.stop().await?;
+        if let Some(alerts) = &self.alerts {
+            alerts.stop();
+        }
         self.engine.shutdown().await;
         self.engine.store().close().await;
         Ok(())

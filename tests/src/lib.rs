@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end tests.
+pub mod alertmanager;
 pub mod bot;
 pub mod slack_fake;

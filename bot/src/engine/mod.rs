@@ -28,7 +28,7 @@ use opsbot_policies::{Decision, Subject};
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-use crate::chat::{ApprovalClick, ChatSink, Invocation, MessageRef, Platform};
+use crate::chat::{ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef, Platform};
 use crate::config::{ChannelDefaults, RateLimits};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -45,6 +45,8 @@ pub enum RejectionKind {
     TooLarge,
     Malformed,
     Replay,
+    /// Missing or wrong credentials (the Alertmanager webhook).
+    Unauthorized,
 }
 
 impl RejectionKind {
@@ -55,6 +57,7 @@ impl RejectionKind {
             RejectionKind::TooLarge => "too_large",
             RejectionKind::Malformed => "malformed",
             RejectionKind::Replay => "replay",
+            RejectionKind::Unauthorized => "unauthorized",
         }
     }
 }
@@ -878,6 +881,41 @@ impl Engine {
         }
     }
 
+    /// Posts `reply` in `channel` on `platform` for features outside the request pipeline
+    /// (alert messages). Masked like every reply; an undeliverable one is audited, and the
+    /// error returned so the caller can retry.
+    pub async fn post_in(
+        &self,
+        platform: &str,
+        channel: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, DeliveryError> {
+        let reply = &mask_reply(reply.clone());
+        let result = match self.sink(platform) {
+            Some(sink) => sink.post(channel, reply).await,
+            None => Err(no_sink(platform)),
+        };
+        if let Err(e) = &result {
+            self.undelivered(platform, channel, reply, &e.to_string())
+                .await;
+        }
+        result
+    }
+
+    /// Replaces a message opsbot posted, like [`Engine::post_in`].
+    pub async fn edit(&self, msg: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
+        let reply = &mask_reply(reply.clone());
+        let result = match self.sink(&msg.platform) {
+            Some(sink) => sink.update(msg, reply).await,
+            None => Err(no_sink(&msg.platform)),
+        };
+        if let Err(e) = &result {
+            self.undelivered(&msg.platform, &msg.channel, reply, &e.to_string())
+                .await;
+        }
+        result
+    }
+
     async fn undelivered(&self, platform: &str, channel: &str, reply: &Reply, error: &str) {
         self.inner.metrics.undelivered.inc();
         tracing::error!(platform, channel, error, "reply not delivered");
@@ -1033,6 +1071,13 @@ fn whoami_reply(policy: &opsbot_policies::Policy, user: &Subject, groups: &[Subj
         reply = reply.field("Groups", groups.join(", "));
     }
     reply
+}
+
+fn no_sink(platform: &str) -> DeliveryError {
+    DeliveryError::Refused {
+        method: "post".to_owned(),
+        error: format!("no chat adapter for {platform} is running"),
+    }
 }
 
 async fn sleep_until(due: Option<Instant>) {

@@ -16,6 +16,7 @@
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
 //! the Unix epoch.
 
+mod alerts;
 mod approvals;
 mod audit;
 pub mod testing;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use alerts::{AlertGroup, GroupChange, MessageTarget, StoredAlert};
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
 };
