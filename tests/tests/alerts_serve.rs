@@ -20,16 +20,25 @@ const ALERTS: &str = "C0ALERTS";
 
 struct Setup {
     _sim: KubeSim,
-    _dir: tempfile::TempDir,
-    fake: SlackFake,
+    dir: std::sync::Arc<tempfile::TempDir>,
+    fake: std::sync::Arc<SlackFake>,
     bot: opsbot::app::Bot,
     base: String,
 }
 
 async fn start(extra: &str) -> Setup {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
+    start_with(dir, fake, extra).await
+}
+
+/// A bot in `dir` (its database: a second bot in the same dir is a replica) posting to `fake`.
+async fn start_with(
+    dir: std::sync::Arc<tempfile::TempDir>,
+    fake: std::sync::Arc<SlackFake>,
+    extra: &str,
+) -> Setup {
     let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fake = SlackFake::start(TOKEN).await;
     std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
     std::fs::write(dir.path().join("policy.yaml"), opsbot::app::EXAMPLE_POLICY).unwrap();
     let yaml = format!(
@@ -58,7 +67,7 @@ async fn start(extra: &str) -> Setup {
     let base = format!("http://{}", bot.addr);
     Setup {
         _sim: sim,
-        _dir: dir,
+        dir,
         fake,
         bot,
         base,
@@ -204,4 +213,257 @@ async fn alertmanager_groups_become_one_message_each_edited_in_place() {
         "the webhook token is never audited"
     );
     s.bot.stop().await.unwrap();
+}
+
+/// A webhook body as Alertmanager sends it: group `alertname`, one alert per `(pod, status)`.
+fn payload(alertname: &str, severity: &str, alerts: &[(&str, &str)]) -> Value {
+    let list: Vec<Value> = alerts
+        .iter()
+        .map(|(pod, status)| {
+            json!({
+                "status": status,
+                "labels": {"alertname": alertname, "severity": severity, "pod": pod},
+                "annotations": {"summary": format!("{pod} is unwell")},
+                "startsAt": "2026-01-01T10:00:00Z",
+                "endsAt": if *status == "resolved" { "2026-01-01T11:30:00Z" } else { "0001-01-01T00:00:00Z" },
+                "generatorURL": "http://prometheus.example/graph",
+                "fingerprint": format!("fp-{alertname}-{pod}")
+            })
+        })
+        .collect();
+    let firing = alerts.iter().any(|(_, s)| *s == "firing");
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "truncatedAlerts": 0,
+        "status": if firing { "firing" } else { "resolved" },
+        "receiver": "opsbot",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname, "severity": severity},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": list
+    })
+}
+
+async fn post(base: &str, auth: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/alertmanager"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn bearer() -> String {
+    format!("Bearer {WEBHOOK_TOKEN}")
+}
+
+fn chat_writes(fake: &SlackFake, channel: &str) -> Vec<opsbot_tests::slack_fake::Call> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| {
+            (c.method == "chat.postMessage" || c.method == "chat.update")
+                && c.param("channel") == Some(channel)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_answers_what_makes_alertmanager_do_the_right_thing() {
+    // Basic auth as well as the bearer token (Alertmanager's http_config sends either).
+    let s = start("  webhook_basic_auth:\n    username: am\n    password: s3cret-basic\n").await;
+    let good = payload("Crash", "warning", &[("a", "firing")]).to_string();
+
+    // Credentials: none or wrong → 401, nothing stored.
+    assert_eq!(post(&s.base, None, good.clone()).await.0, 401);
+    assert_eq!(
+        post(&s.base, Some("Bearer nope"), good.clone()).await.0,
+        401
+    );
+    assert_eq!(
+        post(&s.base, Some("Basic YW06d3Jvbmc="), good.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(s.bot.engine.store().count_alerts().await.unwrap(), (0, 0));
+
+    // Stored once; the same state again changes nothing and writes nothing more.
+    assert_eq!(
+        post(&s.base, Some(&bearer()), good.clone()).await,
+        (200, r#"{"status":"stored"}"#.to_owned())
+    );
+    wait_for(&s.fake, ALERTS, &["Crash", "pod=a"]).await;
+    let basic = "Basic YW06czNjcmV0LWJhc2lj"; // am:s3cret-basic
+    assert_eq!(
+        post(&s.base, Some(basic), good.clone()).await,
+        (200, r#"{"status":"unchanged"}"#.to_owned())
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        chat_writes(&s.fake, ALERTS).len(),
+        1,
+        "a repeat writes nothing"
+    );
+
+    // Malformed payloads: 400 (Alertmanager drops them); nothing stored.
+    for bad in [
+        b"{not json".to_vec(),
+        b"\xff\xfe\x00garbage".to_vec(),
+        br#"{"version":"3","groupKey":"x","status":"firing","alerts":[]}"#.to_vec(),
+        br#"{"version":"4","groupKey":"","status":"firing","alerts":[]}"#.to_vec(),
+        br#"{"version":"4","groupKey":"x","status":"exploding","alerts":[]}"#.to_vec(),
+    ] {
+        let (status, body) = post(&s.base, Some(&bearer()), bad.clone()).await;
+        assert_eq!(status, 400, "{}: {body}", String::from_utf8_lossy(&bad));
+    }
+    // Over 4 MiB: 413.
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
+    assert_eq!(post(&s.base, Some(&bearer()), huge).await.0, 413);
+    assert_eq!(s.bot.engine.store().count_alerts().await.unwrap(), (1, 0));
+
+    // A resolved-only group, a truncated group, and an alert with a huge label set.
+    let resolved = payload("Gone", "warning", &[("r1", "resolved"), ("r2", "resolved")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), resolved.to_string()).await.0,
+        200
+    );
+    wait_for(&s.fake, ALERTS, &["RESOLVED", "Gone", "fired for 1h 30m"]).await;
+    let mut truncated = payload("Many", "warning", &[("m1", "firing")]);
+    truncated["truncatedAlerts"] = json!(57);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), truncated.to_string())
+            .await
+            .0,
+        200
+    );
+    wait_for(
+        &s.fake,
+        ALERTS,
+        &["Many", "+57 more not sent by Alertmanager"],
+    )
+    .await;
+    let mut wide = payload("Wide", "warning", &[("w1", "firing")]);
+    for i in 0..2000 {
+        wide["alerts"][0]["labels"][format!("label_{i}")] = json!("v".repeat(100));
+    }
+    assert_eq!(
+        post(&s.base, Some(&bearer()), wide.to_string()).await.0,
+        200
+    );
+    let msgs = wait_for(
+        &s.fake,
+        ALERTS,
+        &["Wide", "label_0=vvvv", "(+1993 more labels)"],
+    )
+    .await;
+    let wide_msg = msgs.iter().find(|m| text(m).contains("Wide")).unwrap();
+    assert!(text(wide_msg).len() < 60_000, "cut to Slack's limits");
+
+    // Refusals are audited, without the credentials.
+    let audit = s.bot.engine.store().tail(500).await.unwrap();
+    let outcomes: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.entry.platform == "alertmanager")
+        .filter_map(|r| r.entry.outcome.as_deref())
+        .collect();
+    for o in [
+        "unauthorized",
+        "malformed",
+        "too_large",
+        "stored",
+        "unchanged",
+    ] {
+        assert!(outcomes.contains(&o), "{o} not audited: {outcomes:?}");
+    }
+    let all = serde_json::to_string(&audit.iter().map(|r| &r.entry).collect::<Vec<_>>()).unwrap();
+    assert!(!all.contains("s3cret-basic") && !all.contains("nope"));
+
+    // The database is gone: 503, so Alertmanager retries.
+    s.bot.engine.store().close().await;
+    let later = payload("Later", "warning", &[("l1", "firing")]).to_string();
+    assert_eq!(post(&s.base, Some(&bearer()), later).await.0, 503);
+    let _ = &s.dir;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_becomes_one_digest_with_at_most_one_write_per_second() {
+    let s = start("  max_new_messages_per_minute: 3\n").await;
+    for i in 0..12 {
+        let p = payload(
+            &format!("Flood{i:02}"),
+            "warning",
+            &[("x", "firing"), ("y", "firing")],
+        );
+        assert_eq!(post(&s.base, Some(&bearer()), p.to_string()).await.0, 200);
+    }
+    let msgs = wait_for(&s.fake, ALERTS, &["9 groups firing: 9 warning", "top 9"]).await;
+    assert_eq!(msgs.len(), 4, "three groups of their own, then one digest");
+    let writes = chat_writes(&s.fake, ALERTS);
+    for pair in writes.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(900),
+            "two writes {gap:?} apart"
+        );
+    }
+    // Every group and every alert is stored, whether it has a message or not.
+    assert_eq!(s.bot.engine.store().count_alerts().await.unwrap(), (24, 0));
+
+    // A digested group that resolves leaves the digest (edited in place).
+    let p = payload(
+        "Flood11",
+        "warning",
+        &[("x", "resolved"), ("y", "resolved")],
+    );
+    assert_eq!(post(&s.base, Some(&bearer()), p.to_string()).await.0, 200);
+    let msgs = wait_for(&s.fake, ALERTS, &["8 groups firing: 8 warning"]).await;
+    assert_eq!(msgs.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_post_one_message_per_group() {
+    let a = start("").await;
+    let b = start_with(a.dir.clone(), a.fake.clone(), "").await;
+    // Alertmanager may deliver a group's notifications to either replica, even both at once.
+    let first = payload("Split", "critical", &[("p1", "firing")]).to_string();
+    let auth = bearer();
+    let (ra, rb) = tokio::join!(
+        post(&a.base, Some(&auth), first.clone()),
+        post(&b.base, Some(&auth), first),
+    );
+    assert_eq!((ra.0, rb.0), (200, 200));
+    wait_for(&a.fake, EMERGENCY, &["Split", "pod=p1"]).await;
+    let second = payload("Split", "critical", &[("p1", "firing"), ("p2", "firing")]);
+    assert_eq!(
+        post(&b.base, Some(&bearer()), second.to_string()).await.0,
+        200
+    );
+    wait_for(&a.fake, EMERGENCY, &["FIRING 2", "pod=p2"]).await;
+    let third = payload(
+        "Split",
+        "critical",
+        &[("p1", "resolved"), ("p2", "resolved")],
+    );
+    assert_eq!(
+        post(&a.base, Some(&bearer()), third.to_string()).await.0,
+        200
+    );
+    let msgs = wait_for(&a.fake, EMERGENCY, &["RESOLVED", "Split"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = a
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.param("channel") == Some(EMERGENCY))
+        .count();
+    assert_eq!(
+        (msgs.len(), posts),
+        (1, 1),
+        "one message for the group, from one replica"
+    );
 }

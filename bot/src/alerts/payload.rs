@@ -144,6 +144,11 @@ impl Notification {
         self.alerts.iter().filter(|a| a.status == status).count()
     }
 
+    /// When the last alert of the group ended (for a resolved group).
+    pub fn ended(&self) -> Option<Timestamp> {
+        self.alerts.iter().filter_map(|a| a.ends_at).max()
+    }
+
     /// When the earliest alert of the group started.
     pub fn started(&self) -> Option<Timestamp> {
         self.alerts.iter().filter_map(|a| a.starts_at).min()

@@ -14,6 +14,8 @@ use crate::store::AlertGroup;
 
 /// Alerts listed one by one in a group message; the rest are counted.
 const MAX_LISTED: usize = 15;
+/// Distinguishing labels shown per alert; the rest are counted.
+const MAX_OWN_LABELS: usize = 8;
 /// Groups listed in a digest; the rest are counted.
 const DIGEST_TOP: usize = 10;
 
@@ -81,7 +83,7 @@ pub fn group_reply(g: &AlertGroup, silences: bool) -> Reply {
     let since = n.started().unwrap_or(g.firing);
     reply = reply.field(
         "Age",
-        match (g.status, g.resolved) {
+        match (g.status, n.ended().or(g.resolved)) {
             (Status::Resolved, Some(end)) => format!(
                 "all resolved at {}; fired for {}",
                 when(end),
@@ -175,6 +177,10 @@ fn alert_lines(n: &Notification) -> String {
             };
             let own = if own.is_empty() {
                 a.fingerprint.clone()
+            } else if own.len() > MAX_OWN_LABELS {
+                let more = own.len() - MAX_OWN_LABELS;
+                let shown: Labels = own.into_iter().take(MAX_OWN_LABELS).collect();
+                format!("{} (+{more} more labels)", pairs(&shown))
             } else {
                 pairs(&own)
             };
