@@ -1141,6 +1141,17 @@ impl Resolver<'_> {
         );
         let webhook_basic_auth =
             self.basic_auth("alerts.webhook_basic_auth", raw.webhook_basic_auth);
+        let routed = raw.routes.first().map(|r| r.referenced);
+        if let Some(at) = routed.or(raw.default_channel.as_ref().map(|c| c.referenced))
+            && webhook_token.is_none()
+            && webhook_basic_auth.is_none()
+        {
+            self.at(
+                &at,
+                "alerts: routes need webhook credentials: set alerts.webhook_token(_file) or \
+                 alerts.webhook_basic_auth (the webhook refuses requests without them)",
+            );
+        }
         let mut routes = Vec::new();
         for route in raw.routes {
             let r = route.value;
