@@ -53,6 +53,17 @@ impl Alertmanager {
     /// {token}`, grouping by `alertname`, `group_wait`/`group_interval` 1s. `None` (after a
     /// loud message) when the binary is missing outside CI.
     pub async fn start(test: &str, webhook: &str, token: &str) -> Option<Alertmanager> {
+        Alertmanager::start_on(test, free_port(), webhook, token).await
+    }
+
+    /// [`Alertmanager::start`] on `port` (chosen beforehand, so the bot's configuration can
+    /// name it before Alertmanager runs).
+    pub async fn start_on(
+        test: &str,
+        port: u16,
+        webhook: &str,
+        token: &str,
+    ) -> Option<Alertmanager> {
         let bin = binary();
         if !bin.exists() {
             assert!(
@@ -78,7 +89,6 @@ impl Alertmanager {
         );
         let file = dir.path().join("alertmanager.yml");
         std::fs::write(&file, config).expect("write alertmanager.yml");
-        let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).expect("log file");
         let child = Command::new(&bin)

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use kubesim::{KubeSim, Seed};
 use opsbot::config::Config;
-use opsbot_tests::alertmanager::{Alertmanager, alert};
-use opsbot_tests::slack_fake::{Message, SlackFake};
+use opsbot_tests::alertmanager::{Alertmanager, alert, free_port};
+use opsbot_tests::slack_fake::{self, Message, SlackFake};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "xoxb-alerts-token";
@@ -82,6 +82,17 @@ fn text(m: &Message) -> String {
     out.join("\n")
 }
 
+/// The value of the button `action` on a message.
+fn button_value(m: &Message, action: &str) -> String {
+    let blocks = m.params["blocks"].as_array().cloned().unwrap_or_default();
+    blocks
+        .iter()
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["action_id"] == action)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {action} button on {}", text(m)))
+}
+
 fn in_channel(fake: &SlackFake, channel: &str) -> Vec<Message> {
     fake.messages()
         .into_iter()
@@ -112,9 +123,14 @@ async fn wait_for(fake: &SlackFake, channel: &str, needles: &[&str]) -> Vec<Mess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_groups_become_one_message_each_edited_in_place() {
-    let s = start("").await;
-    let Some(am) = Alertmanager::start(
+    let am_port = free_port();
+    let s = start(&format!(
+        "  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n"
+    ))
+    .await;
+    let Some(am) = Alertmanager::start_on(
         "alertmanager_groups_become_one_message_each_edited_in_place",
+        am_port,
         &format!("{}/alertmanager", s.base),
         WEBHOOK_TOKEN,
     )
@@ -188,15 +204,98 @@ async fn alertmanager_groups_become_one_message_each_edited_in_place() {
     assert_eq!(msgs.len(), 1, "one message per group and channel");
     assert!(msgs[0].updates >= 1);
 
-    // Both resolve: the same message says so, and for how long it fired.
-    am.post_alerts(&json!([crash("api-1", Some(-1)), crash("api-2", Some(-1))]))
+    let ts = msgs[0].ts.clone();
+    let group_id = button_value(&msgs[0], "alert_ack");
+    let http = reqwest::Client::new();
+    let click = |action: &str, user: &str, n: u32| {
+        slack_fake::button_click(
+            SECRET,
+            action,
+            &group_id,
+            user,
+            EMERGENCY,
+            &ts,
+            &format!("{n}.5"),
+        )
+    };
+
+    // Ack: the message shows who is looking.
+    assert_eq!(
+        click("alert_ack", "U01SRELEAD", 1)
+            .send(&http, &s.base)
+            .await
+            .status(),
+        200
+    );
+    wait_for(&s.fake, EMERGENCY, &["<@U01SRELEAD> is looking"]).await;
+
+    // Someone the policy does not allow: told so, nothing silenced.
+    click("alert_silence_1h", "U0NOBODY", 2)
+        .send(&http, &s.base)
         .await;
+    wait_for(&s.fake, EMERGENCY, &["Not allowed: alert.silence"]).await;
+    assert!(am.silences().await.is_empty());
+
+    // Silence 1h: a silence in Alertmanager by the clicker, on the group's labels; shown.
+    click("alert_silence_1h", "U01SRELEAD", 3)
+        .send(&http, &s.base)
+        .await;
+    wait_for(
+        &s.fake,
+        EMERGENCY,
+        &["Silenced", "by <@U01SRELEAD> until", "Expire silence"],
+    )
+    .await;
+    let silences = am.silences().await;
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(silences[0]["createdBy"], "slack:U01SRELEAD");
+    assert_eq!(silences[0]["status"]["state"], "active");
+    assert_eq!(
+        silences[0]["matchers"],
+        json!([{"name": "alertname", "value": "KubePodCrashLooping", "isRegex": false, "isEqual": true}])
+    );
+    // It stops the notifications: a new alert of the group does not reach the message.
+    am.post_alerts(&json!([
+        crash("api-1", None),
+        crash("api-2", None),
+        crash("api-3", None)
+    ]))
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let now = in_channel(&s.fake, EMERGENCY);
+    let group_msg = now.iter().find(|m| m.ts == ts).unwrap();
+    assert!(
+        !text(group_msg).contains("pod=api-3"),
+        "silenced: no notification"
+    );
+
+    // Expire: the silence ends in Alertmanager, which then notifies the new alert.
+    click("alert_expire", "U01SRELEAD", 4)
+        .send(&http, &s.base)
+        .await;
+    wait_for(&s.fake, EMERGENCY, &["FIRING 3", "pod=api-3", "Silence 1h"]).await;
+    let silences = am.silences().await;
+    assert_eq!(silences[0]["status"]["state"], "expired");
+
+    // All resolve: the same message says so, and for how long it fired.
+    am.post_alerts(&json!([
+        crash("api-1", Some(-1)),
+        crash("api-2", Some(-1)),
+        crash("api-3", Some(-1))
+    ]))
+    .await;
     let msgs = wait_for(&s.fake, EMERGENCY, &["RESOLVED", "fired for"]).await;
-    assert_eq!(msgs.len(), 1);
+    assert_eq!(
+        msgs.iter()
+            .filter(|m| text(m).contains("KubePodCrashLooping"))
+            .count(),
+        1,
+        "one message for the group"
+    );
 
     // Every alert is in the database, and each notification in the audit log.
     let (firing, resolved) = s.bot.engine.store().count_alerts().await.unwrap();
-    assert_eq!((firing, resolved), (1, 2));
+    assert_eq!((firing, resolved), (1, 3));
     let audit = s.bot.engine.store().tail(200).await.unwrap();
     let intake: Vec<_> = audit
         .iter()

@@ -16,6 +16,8 @@
 //! - The engine stays the pipeline of chat requests; alerts use only its sinks, store and
 //!   audit log ([`Engine::post_in`], [`Engine::edit`]).
 
+mod actions;
+pub mod am;
 pub mod http;
 pub mod matcher;
 pub mod payload;
@@ -72,6 +74,7 @@ struct Inner {
     owner: String,
     writers: Mutex<HashMap<AlertChannel, mpsc::UnboundedSender<String>>>,
     stop: CancellationToken,
+    am: am::AmClient,
 }
 
 impl Alerts {
@@ -89,17 +92,31 @@ impl Alerts {
         Alerts {
             inner: Arc::new(Inner {
                 engine,
-                config,
                 pacing,
                 owner,
                 writers: Mutex::new(HashMap::new()),
                 stop: CancellationToken::new(),
+                am: am::AmClient::new(config.alertmanagers.clone()),
+                config,
             }),
         }
     }
 
     pub fn config(&self) -> &AlertsConfig {
         &self.inner.config
+    }
+
+    /// What the engine hands alert-message clicks to (held weakly: no reference cycle).
+    pub fn actions(&self) -> Arc<dyn crate::chat::AlertActions> {
+        Arc::new(actions::Handle(Arc::downgrade(&self.inner)))
+    }
+
+    /// Has a stored group's message in its channel brought up to date.
+    fn refresh(&self, g: &crate::store::AlertGroup) {
+        match AlertChannel::parse(&g.channel) {
+            Ok(channel) => self.notify(&channel, &g.group_key),
+            Err(e) => tracing::error!(error = %e, "stored alert group with a bad channel"),
+        }
     }
 
     /// Stops the channel writers (what they have not written stays in the database).

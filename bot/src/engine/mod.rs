@@ -28,7 +28,10 @@ use opsbot_policies::{Decision, Subject};
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-use crate::chat::{ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef, Platform};
+use crate::chat::{
+    AlertActions, AlertClick, ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef,
+    Platform,
+};
 use crate::config::{ChannelDefaults, RateLimits};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -102,6 +105,8 @@ struct Inner {
     options: EngineOptions,
     limiter: RateLimiter,
     sinks: RwLock<HashMap<String, Arc<dyn ChatSink>>>,
+    /// Handles clicks on alert messages, when alert intake runs.
+    alert_actions: RwLock<Option<Arc<dyn AlertActions>>>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
 }
@@ -130,6 +135,7 @@ impl Engine {
                 options,
                 limiter,
                 sinks: RwLock::new(HashMap::new()),
+                alert_actions: RwLock::new(None),
                 metrics,
                 tasks: TaskTracker::new(),
             }),
@@ -183,6 +189,32 @@ impl Engine {
     pub fn dispatch(&self, invocation: Invocation) {
         let engine = self.clone();
         self.spawn(async move { engine.handle(invocation).await });
+    }
+
+    /// Registers who handles clicks on alert messages (the alerts service).
+    pub fn register_alert_actions(&self, actions: Arc<dyn AlertActions>) {
+        *self
+            .inner
+            .alert_actions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(actions);
+    }
+
+    /// A click on an alert message's button, handed to the alerts service; ignored (logged)
+    /// when alert intake is not running.
+    pub async fn alert_click(&self, click: AlertClick) {
+        let actions = self
+            .inner
+            .alert_actions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match actions {
+            Some(a) => a.click(click).await,
+            None => {
+                tracing::warn!(action = %click.action, "alert button clicked, but alert intake is not configured")
+            }
+        }
     }
 
     /// [`Engine::click`] in the background.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalClick, Invocation, Platform};
+use crate::chat::{AlertClick, ApprovalClick, Invocation, Platform};
 use crate::engine::{Engine, RejectionKind};
 
 pub use dispatch::Dispatcher;
@@ -191,6 +191,10 @@ pub trait Pipeline: Send + Sync + 'static {
     async fn handle(&self, invocation: Invocation);
     async fn click(&self, click: ApprovalClick);
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
+    /// A click on an alert message's button (Silence, Ack, Expire).
+    async fn alert_click(&self, click: AlertClick) {
+        tracing::warn!(action = %click.action, "alert button clicked but not handled here");
+    }
     /// Runs background work (the engine tracks it, so a graceful shutdown waits for it).
     fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
         tokio::spawn(work);
@@ -207,6 +211,9 @@ impl Pipeline for Engine {
     }
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
+    }
+    async fn alert_click(&self, click: AlertClick) {
+        Engine::alert_click(self, click).await
     }
     fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
         Engine::spawn(self, work)
