@@ -147,6 +147,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         .then(|| crate::alerts::Alerts::new(engine.clone(), config.alerts.clone()));
     if let Some(alerts) = &alerts {
         engine.register_alert_actions(alerts.actions());
+        alerts.resume();
         router = router.merge(crate::alerts::http::router(alerts.clone()));
     }
     let server = RunningServer::start(config.listen, router).await?;

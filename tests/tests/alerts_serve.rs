@@ -566,3 +566,61 @@ async fn two_replicas_on_one_database_post_one_message_per_group() {
         "one message for the group, from one replica"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rate_limits_back_off_and_lose_nothing() {
+    let s = start("").await;
+    // More 429s than the Slack client retries: the writer backs off and tries again later.
+    for _ in 0..7 {
+        s.fake.fail_next(
+            "chat.postMessage",
+            slack_fake::Failure::RateLimited {
+                retry_after_secs: 1,
+            },
+        );
+    }
+    let first = payload("Throttled", "warning", &[("a", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), first.to_string()).await.0,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A newer state arrives while the writer waits: the one message shows the newest.
+    let second = payload("Throttled", "warning", &[("a", "firing"), ("b", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), second.to_string()).await.0,
+        200
+    );
+    let msgs = wait_for(&s.fake, ALERTS, &["FIRING 2", "pod=b"]).await;
+    assert_eq!(msgs.len(), 1);
+    let refused = s
+        .fake
+        .calls_to("chat.postMessage")
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(refused, 7, "every scripted 429 was met");
+    let audit = s.bot.engine.store().tail(100).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.entry.outcome.as_deref() == Some("undelivered")),
+        "the failed attempt is audited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_posts_what_was_stored_but_never_shown() {
+    let a = start("").await;
+    a.fake.refuse_channel(ALERTS, "channel_not_found");
+    let p = payload("Orphan", "warning", &[("a", "firing")]);
+    assert_eq!(post(&a.base, Some(&bearer()), p.to_string()).await.0, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(in_channel(&a.fake, ALERTS).is_empty());
+    let dir = a.dir.clone();
+    a.bot.stop().await.unwrap();
+    // The next process on the same database (and a Slack that takes the channel) shows it.
+    let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
+    let b = start_with(dir, fake, "").await;
+    wait_for(&b.fake, ALERTS, &["Orphan", "pod=a"]).await;
+}

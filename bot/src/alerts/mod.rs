@@ -106,6 +106,21 @@ impl Alerts {
         &self.inner.config
     }
 
+    /// Queues every group whose message was never posted (after a restart), in the background.
+    pub fn resume(&self) {
+        let alerts = self.clone();
+        tokio::spawn(async move {
+            match alerts.inner.engine.store().unposted_alert_groups().await {
+                Ok(groups) => {
+                    for (group_key, channel) in groups {
+                        alerts.notify_stored(&channel, &group_key);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot look for unposted alert groups"),
+            }
+        });
+    }
+
     /// What the engine hands alert-message clicks to (held weakly: no reference cycle).
     pub fn actions(&self) -> Arc<dyn crate::chat::AlertActions> {
         Arc::new(actions::Handle(Arc::downgrade(&self.inner)))
@@ -113,8 +128,13 @@ impl Alerts {
 
     /// Has a stored group's message in its channel brought up to date.
     fn refresh(&self, g: &crate::store::AlertGroup) {
-        match AlertChannel::parse(&g.channel) {
-            Ok(channel) => self.notify(&channel, &g.group_key),
+        self.notify_stored(&g.channel, &g.group_key);
+    }
+
+    /// [`Alerts::notify`] for a channel as stored (`platform:channel`).
+    fn notify_stored(&self, channel: &str, group_key: &str) {
+        match AlertChannel::parse(channel) {
+            Ok(c) => self.notify(&c, group_key),
             Err(e) => tracing::error!(error = %e, "stored alert group with a bad channel"),
         }
     }

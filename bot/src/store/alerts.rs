@@ -311,6 +311,19 @@ impl Store {
         rows.into_iter().map(into_group).collect()
     }
 
+    /// (group key, channel) of every group whose message was never posted (nor digested):
+    /// what a process that stopped between storing and posting left behind.
+    pub async fn unposted_alert_groups(&self) -> Result<Vec<(String, String)>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT group_key, channel FROM alert_groups \
+                 WHERE message_id IS NULL AND digested = 0 ORDER BY updated_ms",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Groups firing in `channel` that are shown in its digest, most recent first.
     pub async fn digested_groups(&self, channel: &str) -> Result<Vec<AlertGroup>> {
         let sql = format!(
