@@ -29,7 +29,7 @@ struct Setup {
 async fn start(extra: &str) -> Setup {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
-    start_with(dir, fake, extra).await
+    start_with(dir, fake, extra, None).await
 }
 
 /// A bot in `dir` (its database: a second bot in the same dir is a replica) posting to `fake`.
@@ -37,6 +37,7 @@ async fn start_with(
     dir: std::sync::Arc<tempfile::TempDir>,
     fake: std::sync::Arc<SlackFake>,
     extra: &str,
+    database_url: Option<&str>,
 ) -> Setup {
     let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
     std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
@@ -60,6 +61,7 @@ async fn start_with(
         ("OPSBOT_ALERTS_WEBHOOK_TOKEN", WEBHOOK_TOKEN),
     ]
     .into_iter()
+    .chain(database_url.map(|u| ("OPSBOT_DATABASE_URL", u)))
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let config = Config::load_with_env(Some(&file), &env).unwrap();
@@ -525,9 +527,29 @@ async fn a_flood_becomes_one_digest_with_at_most_one_write_per_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_one_database_post_one_message_per_group() {
-    let a = start("").await;
-    let b = start_with(a.dir.clone(), a.fake.clone(), "").await;
+async fn two_replicas_on_sqlite_post_one_message_per_group() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
+    let a = start_with(dir.clone(), fake.clone(), "", None).await;
+    let b = start_with(dir, fake, "", None).await;
+    two_replicas(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_post_one_message_per_group() {
+    let url = opsbot::store::testing::fresh_postgres_url("alerts_serve::two_replicas_on_postgres")
+        .await
+        .unwrap();
+    let Some(url) = url else { return };
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
+    let a = start_with(dir.clone(), fake.clone(), "", Some(&url)).await;
+    let b = start_with(dir, fake, "", Some(&url)).await;
+    two_replicas(a, b).await;
+}
+
+/// Two replicas on one database behind one Service: every group has one message per channel.
+async fn two_replicas(a: Setup, b: Setup) {
     // Alertmanager may deliver a group's notifications to either replica, even both at once.
     let first = payload("Split", "critical", &[("p1", "firing")]).to_string();
     let auth = bearer();
@@ -621,6 +643,6 @@ async fn a_restart_posts_what_was_stored_but_never_shown() {
     a.bot.stop().await.unwrap();
     // The next process on the same database (and a Slack that takes the channel) shows it.
     let fake = std::sync::Arc::new(SlackFake::start(TOKEN).await);
-    let b = start_with(dir, fake, "").await;
+    let b = start_with(dir, fake, "", None).await;
     wait_for(&b.fake, ALERTS, &["Orphan", "pod=a"]).await;
 }

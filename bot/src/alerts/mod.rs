@@ -144,31 +144,9 @@ impl Alerts {
         self.inner.stop.cancel();
     }
 
-    /// The channels a group with these labels goes to: the routes in order (the first match
-    /// ends the search unless it says `continue`), else the default channel.
-    pub fn route(&self, labels: &Labels) -> Vec<AlertChannel> {
-        let mut out: Vec<AlertChannel> = Vec::new();
-        for r in &self.inner.config.routes {
-            if matcher::all_match(&r.matchers, labels) {
-                if !out.contains(&r.channel) {
-                    out.push(r.channel.clone());
-                }
-                if !r.continue_matching {
-                    return out;
-                }
-            }
-        }
-        if out.is_empty()
-            && let Some(c) = &self.inner.config.default_channel
-        {
-            out.push(c.clone());
-        }
-        out
-    }
-
     /// Stores one notification, audits it, and has its channels' messages brought up to date.
     pub async fn intake(&self, n: &Notification) -> Result<Intake, IntakeError> {
-        let channels = self.route(&n.common_labels);
+        let channels = route(&self.inner.config, &n.common_labels);
         let keys: Vec<String> = channels.iter().map(ToString::to_string).collect();
         let store = self.inner.engine.store();
         let changes = store
@@ -215,5 +193,84 @@ impl Alerts {
             tx
         });
         let _ = tx.send(group_key.to_owned());
+    }
+}
+
+/// The channels a group with these labels goes to: the routes in order (the first match ends
+/// the search unless it says `continue`), else the default channel.
+pub fn route(config: &AlertsConfig, labels: &Labels) -> Vec<AlertChannel> {
+    let mut out: Vec<AlertChannel> = Vec::new();
+    for r in &config.routes {
+        if matcher::all_match(&r.matchers, labels) {
+            if !out.contains(&r.channel) {
+                out.push(r.channel.clone());
+            }
+            if !r.continue_matching {
+                return out;
+            }
+        }
+    }
+    if out.is_empty()
+        && let Some(c) = &config.default_channel
+    {
+        out.push(c.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AlertRoute;
+
+    fn route_to(matchers: &str, channel: &str, continue_matching: bool) -> AlertRoute {
+        AlertRoute {
+            matchers: matcher::parse(matchers).unwrap(),
+            channel: AlertChannel::parse(channel).unwrap(),
+            continue_matching,
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn names(channels: Vec<AlertChannel>) -> Vec<String> {
+        channels.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn routes_in_order_with_continue_and_a_default() {
+        let config = AlertsConfig {
+            routes: vec![
+                route_to(r#"namespace=~"prod.*""#, "slack:CPROD", true),
+                route_to(r#"severity="critical""#, "slack:CEMERG", false),
+                route_to(r#"team="db""#, "discord:42", false),
+            ],
+            default_channel: Some(AlertChannel::parse("slack:CALERTS").unwrap()),
+            ..AlertsConfig::default()
+        };
+        let r = |pairs: &[(&str, &str)]| names(route(&config, &labels(pairs)));
+        assert_eq!(
+            r(&[
+                ("namespace", "production"),
+                ("severity", "critical"),
+                ("team", "db")
+            ]),
+            ["slack:CPROD", "slack:CEMERG"],
+            "continue goes on; the first match without it stops"
+        );
+        assert_eq!(
+            r(&[("namespace", "production")]),
+            ["slack:CPROD"],
+            "a continue match is a match"
+        );
+        assert_eq!(r(&[("team", "db")]), ["discord:42"]);
+        assert_eq!(r(&[("severity", "warning")]), ["slack:CALERTS"]);
+        let no_default = AlertsConfig::default();
+        assert!(route(&no_default, &labels(&[("a", "b")])).is_empty());
     }
 }
