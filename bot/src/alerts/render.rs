@@ -257,3 +257,109 @@ pub fn digest_reply(groups: &[AlertGroup]) -> Reply {
     }
     reply
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(status: Status, silenced: bool, acked: bool) -> AlertGroup {
+        let body = serde_json::json!({
+            "version": "4", "groupKey": "g", "status": status.as_str(), "receiver": "opsbot",
+            "commonLabels": {"alertname": "Crash", "severity": "critical", "namespace": "prod"},
+            "commonAnnotations": {"runbook_url": "https://runbooks.example/crash"},
+            "externalURL": "http://am",
+            "alerts": [
+                {"status": status.as_str(), "labels": {"alertname": "Crash", "severity": "critical", "namespace": "prod", "pod": "a"},
+                 "annotations": {"summary": "a crashes"}, "startsAt": "2026-01-01T10:00:00Z",
+                 "endsAt": "2026-01-01T10:45:00Z", "fingerprint": "1"}
+            ]
+        });
+        let notification =
+            super::super::payload::Notification::parse(body.to_string().as_bytes()).unwrap();
+        let t: Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        AlertGroup {
+            group_key: "g".into(),
+            channel: "slack:C1".into(),
+            group_id: "abc123".into(),
+            generation: 1,
+            status,
+            notification,
+            firing: t,
+            resolved: None,
+            message_id: None,
+            rendered_hash: None,
+            digested: false,
+            acked_by: acked.then(|| "slack:U1".into()),
+            silence_id: silenced.then(|| "s-1".into()),
+            silenced_by: silenced.then(|| "slack:U2".into()),
+            silenced_until: silenced.then_some(t),
+        }
+    }
+
+    fn actions(r: &Reply) -> Vec<&str> {
+        r.buttons.iter().map(|b| b.action_id.as_str()).collect()
+    }
+
+    #[test]
+    fn buttons_follow_the_state_and_rendering_is_stable() {
+        let firing = group_reply(&group(Status::Firing, false, false), true);
+        assert_eq!(actions(&firing), [SILENCE_1H, SILENCE_4H, ACK]);
+        assert!(firing.buttons.iter().all(|b| b.value == "abc123"));
+        assert_eq!(firing.tone, Tone::Danger);
+        assert_eq!(
+            reply_hash(&firing),
+            reply_hash(&group_reply(&group(Status::Firing, false, false), true))
+        );
+        let handled = group_reply(&group(Status::Firing, true, true), true);
+        assert_eq!(actions(&handled), [EXPIRE]);
+        assert_ne!(reply_hash(&firing), reply_hash(&handled));
+        let shown: Vec<String> = handled
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.value))
+            .collect();
+        assert!(
+            shown.contains(&"Acknowledged: slack:U1 is looking".to_owned()),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"Silenced: by slack:U2 until 2026-01-01 10:00 UTC".to_owned()),
+            "{shown:?}"
+        );
+        assert!(shown.contains(&"Runbook: https://runbooks.example/crash".to_owned()));
+        let no_am = group_reply(&group(Status::Firing, false, false), false);
+        assert_eq!(
+            actions(&no_am),
+            [ACK],
+            "no silence buttons without Alertmanagers"
+        );
+        let resolved = group_reply(&group(Status::Resolved, false, false), true);
+        assert!(resolved.buttons.is_empty());
+        assert_eq!(resolved.tone, Tone::Ok);
+        assert!(
+            resolved
+                .fields
+                .iter()
+                .any(|f| f.value.contains("fired for 45m"))
+        );
+    }
+
+    #[test]
+    fn the_digest_counts_by_severity_most_severe_first() {
+        let mut warning = group(Status::Firing, false, false);
+        warning
+            .notification
+            .common_labels
+            .insert("severity".into(), "warning".into());
+        let groups = vec![
+            warning.clone(),
+            group(Status::Firing, false, false),
+            warning,
+        ];
+        let d = digest_reply(&groups);
+        assert_eq!(d.title, "3 groups firing: 1 critical, 2 warning");
+        assert_eq!(d.tone, Tone::Danger);
+        assert!(d.blocks[0].body.starts_with("critical"));
+        assert_eq!(digest_reply(&[]).tone, Tone::Ok);
+    }
+}

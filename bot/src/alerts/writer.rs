@@ -77,6 +77,7 @@ impl Writer {
         let mut queued: HashSet<String> = HashSet::new();
         let mut later: Vec<(Instant, String)> = Vec::new();
         let mut digest_dirty = false;
+        let mut digest_owed = false;
         let mut next_write = Instant::now();
         let mut posted: VecDeque<Instant> = VecDeque::new();
         let mut backoff = self.pacing.interval;
@@ -109,12 +110,16 @@ impl Writer {
                     queue.push_back(k);
                 }
             }
-            let result = if let Some(group_key) = queue.pop_front() {
+            // The digest takes every other write while groups keep the queue busy, so a flood
+            // of edits cannot starve it.
+            let digest_turn = digest_dirty && (queue.is_empty() || digest_owed);
+            let result = if !digest_turn && let Some(group_key) = queue.pop_front() {
                 queued.remove(&group_key);
                 let result = self
                     .group_step(&group_key, &mut posted, &mut digest_dirty)
                     .await;
                 match &result {
+                    Ok(Step::Wrote | Step::Posted) => digest_owed = digest_dirty,
                     Ok(Step::Later) => {
                         later.push((Instant::now() + self.pacing.retry_claimed, group_key))
                     }
@@ -127,6 +132,7 @@ impl Writer {
                 }
                 result
             } else {
+                digest_owed = false;
                 let result = self.digest_step().await;
                 digest_dirty = !matches!(result, Ok(Step::Nothing | Step::Wrote | Step::Posted));
                 if matches!(result, Ok(Step::Later)) {
