@@ -116,8 +116,14 @@ impl Notification {
 
     /// A hash of what the notification shows; equal for repeated deliveries of the same state.
     pub fn content_hash(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(&Sha256::digest(&json)[..16])
+        self.stored().1
+    }
+
+    /// The normalised notification as stored (JSON) and its content hash, serialised once.
+    pub fn stored(&self) -> (String, String) {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let hash = hex::encode(&Sha256::digest(json.as_bytes())[..16]);
+        (json, hash)
     }
 
     /// A label common to the whole group (`severity`, `namespace`, `alertname`).

@@ -139,8 +139,7 @@ impl Store {
     ) -> Result<Vec<GroupChange>> {
         let now_ms = now.as_millisecond();
         let regroup_ms = i64::try_from(regroup_after.as_millis()).unwrap_or(i64::MAX);
-        let hash = n.content_hash();
-        let body = serde_json::to_string(n).map_err(|e| corrupt(e.to_string()))?;
+        let (body, hash) = n.stored();
         let status = n.status.as_str();
         let severity = n.severity();
         let gid = group_id(&n.group_key);
