@@ -810,6 +810,28 @@ async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {
             .await
             .unwrap()
     );
+    // A claim given up (its post failed) is free again at once, but only its owner gives it up.
+    other.release_claim(&digest, "b").await.unwrap();
+    assert!(
+        !other
+            .claim_message(&digest, "b", t(12), t(0))
+            .await
+            .unwrap()
+    );
+    db.store.release_claim(&digest, "a").await.unwrap();
+    assert!(
+        other
+            .claim_message(&digest, "b", t(13), t(0))
+            .await
+            .unwrap()
+    );
+    other.release_claim(&digest, "b").await.unwrap();
+    assert!(
+        db.store
+            .claim_message(&digest, "a", t(14), t(0))
+            .await
+            .unwrap()
+    );
     // A claim older than the stale limit is taken over (its holder died before posting).
     assert!(
         other

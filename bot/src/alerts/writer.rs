@@ -237,10 +237,17 @@ impl Writer {
         if !store.claim_message(target, &self.owner, now, stale).await? {
             return Ok(Step::Later);
         }
-        let msg = self
+        let msg = match self
             .engine
             .post_in(&self.channel.platform, &self.channel.channel, reply)
-            .await?;
+            .await
+        {
+            Ok(msg) => msg,
+            Err(e) => {
+                store.release_claim(target, &self.owner).await?;
+                return Err(e.into());
+            }
+        };
         store.set_message(target, &msg.id, &hash).await?;
         Ok(Step::Posted)
     }

@@ -367,6 +367,22 @@ impl Store {
         Ok(won == 1)
     }
 
+    /// Gives up a claim of `owner` whose post failed, so another replica (or a restart) may post.
+    pub async fn release_claim(&self, target: &MessageTarget<'_>, owner: &str) -> Result<()> {
+        let (table, filter) = target.table_and_filter(2);
+        let sql = format!(
+            "UPDATE {table} SET claim_owner = NULL, claim_ms = NULL \
+             WHERE claim_owner = $1 AND message_id IS NULL AND {filter}"
+        );
+        on_pool!(self, |pool| {
+            target
+                .bind(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(owner))
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records the message posted (after winning the claim) or what an update now shows.
     pub async fn set_message(
         &self,
