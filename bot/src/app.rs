@@ -181,6 +181,8 @@ pub struct Bot {
     server: RunningServer,
     stop_socket: tokio_util::sync::CancellationToken,
     socket: Option<tokio::task::JoinHandle<()>>,
+    /// Alertmanager intake, when `alerts:` has webhook credentials.
+    pub alerts: Option<crate::alerts::Alerts>,
 }
 
 /// Builds the engine from `config`, attaches every configured chat adapter, and starts serving
@@ -205,6 +207,15 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
         }
     }
+    let alerts = config
+        .alerts
+        .is_configured()
+        .then(|| crate::alerts::Alerts::new(engine.clone(), config.alerts.clone()));
+    if let Some(alerts) = &alerts {
+        engine.register_alert_actions(alerts.actions());
+        alerts.resume();
+        router = router.merge(crate::alerts::http::router(alerts.clone()));
+    }
     if let Some(channel) = &config.audit.channel {
         announce_checkpoints(&engine, channel.clone());
     }
@@ -218,6 +229,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         server,
         stop_socket,
         socket,
+        alerts,
     })
 }
 
@@ -229,6 +241,9 @@ impl Bot {
             let _ = socket.await;
         }
         self.server.stop().await?;
+        if let Some(alerts) = &self.alerts {
+            alerts.stop();
+        }
         self.engine.shutdown().await;
         finish_audit(self.engine.store()).await;
         self.engine.store().close().await;

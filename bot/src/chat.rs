@@ -55,6 +55,26 @@ pub struct ApprovalClick {
     pub origin: Option<String>,
 }
 
+/// A click on a button of an alert group's message (Silence, Ack, Expire).
+#[derive(Debug, Clone)]
+pub struct AlertClick {
+    pub platform: Platform,
+    pub user: Subject,
+    pub groups: Vec<Subject>,
+    pub channel: String,
+    /// The button's action id, e.g. `alert_silence_1h` (`crate::alerts::render::ACTIONS`).
+    pub action: String,
+    /// The alert group's short id (the button's value).
+    pub group_id: String,
+    pub delivery_id: Option<String>,
+}
+
+/// Who handles [`AlertClick`]s (the alerts service, registered on the engine by `app::start`).
+#[async_trait]
+pub trait AlertActions: Send + Sync {
+    async fn click(&self, click: AlertClick);
+}
+
 /// Why a message could not be delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

@@ -19,6 +19,7 @@
 //! | `OPSBOT_DISCORD_TOKEN` (or `…_FILE`) | `discord.token` |
 //! | `OPSBOT_DISCORD_PUBLIC_KEY` (or `…_FILE`) | `discord.public_key` |
 //! | `OPSBOT_AUDIT_KEY_FILE` | `audit.key_file` |
+//! | `OPSBOT_ALERTS_WEBHOOK_TOKEN` (or `…_FILE`) | `alerts.webhook_token` |
 //!
 //! Secrets (tokens, signing secrets, the database URL, which may hold a password) can be given
 //! inline, as `*_file` keys naming a file that holds them, or by environment. They are held in
@@ -74,6 +75,19 @@ impl fmt::Display for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
         String::deserialize(d).map(Secret)
+    }
+}
+
+/// `url` with the password in it, if any, replaced by `***` (for Alertmanager URLs in
+/// `check-config` and errors). A URL that cannot be parsed is not shown at all.
+pub fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparseable URL>".to_owned(),
     }
 }
 
@@ -376,9 +390,105 @@ impl DiscordConfig {
     }
 }
 
-/// Alert intake; filled in by a later issue.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AlertsConfig {}
+/// Alertmanager intake (`bot/src/alerts`): webhook auth, routing to chat channels, flood
+/// control, and the Alertmanagers to silence alerts in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// The bearer token Alertmanager's `http_config` sends (`authorization: {credentials}`).
+    pub webhook_token: Option<Secret>,
+    /// Or basic auth (`http_config.basic_auth`).
+    pub webhook_basic_auth: Option<BasicAuth>,
+    /// Ordered; the first match wins unless it says `continue: true`.
+    pub routes: Vec<AlertRoute>,
+    /// Where groups no route matched go (`None`: they are stored, listed, but not posted).
+    pub default_channel: Option<AlertChannel>,
+    /// A group that fires again this long after it resolved gets a new message.
+    pub regroup_after: Duration,
+    /// New messages per channel per minute before new groups go to the channel's digest.
+    pub max_new_messages_per_minute: u32,
+    /// Alertmanager API bases (one HA cluster), tried in order for silences.
+    pub alertmanagers: Vec<AlertmanagerApi>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_token: None,
+            webhook_basic_auth: None,
+            routes: Vec::new(),
+            default_channel: None,
+            regroup_after: Duration::from_secs(6 * 3600),
+            max_new_messages_per_minute: 20,
+            alertmanagers: Vec::new(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Whether the webhook may be served: it needs credentials to check.
+    pub fn is_configured(&self) -> bool {
+        self.webhook_token.is_some() || self.webhook_basic_auth.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A chat channel on a platform: `slack:C0ALERTS`, `discord:1234`, `console:alerts`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlertChannel {
+    pub platform: String,
+    pub channel: String,
+}
+
+impl AlertChannel {
+    pub const PLATFORMS: [&str; 3] = ["slack", "discord", "console"];
+
+    pub fn parse(text: &str) -> Result<AlertChannel, String> {
+        let (platform, channel) = text.trim().split_once(':').ok_or_else(|| {
+            format!("channel {text:?} must name its platform: slack:C0ALERTS, discord:1234")
+        })?;
+        if !AlertChannel::PLATFORMS.contains(&platform) {
+            return Err(format!(
+                "channel {text:?}: unknown platform {platform:?} (one of {})",
+                AlertChannel::PLATFORMS.join(", ")
+            ));
+        }
+        if channel.is_empty() || channel.len() > 80 || channel.contains(char::is_whitespace) {
+            return Err(format!(
+                "channel {text:?}: the channel id is missing or invalid"
+            ));
+        }
+        Ok(AlertChannel {
+            platform: platform.to_owned(),
+            channel: channel.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for AlertChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.platform, self.channel)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRoute {
+    pub matchers: Vec<crate::alerts::matcher::Matcher>,
+    pub channel: AlertChannel,
+    pub continue_matching: bool,
+}
+
+/// One Alertmanager's API base URL and how to authenticate to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertmanagerApi {
+    pub url: String,
+    pub bearer_token: Option<Secret>,
+    pub basic_auth: Option<BasicAuth>,
+}
 
 // ---------------------------------------------------------------------------------------------
 // The file as written
@@ -486,8 +596,50 @@ struct RawDiscord {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAlerts {
+    webhook_token: Option<Secret>,
+    webhook_token_file: Option<Sp<PathBuf>>,
+    webhook_basic_auth: Option<Sp<RawBasicAuth>>,
+    routes: Vec<Sp<RawAlertRoute>>,
+    default_channel: Option<Sp<String>>,
+    #[serde(deserialize_with = "de_duration")]
+    regroup_after: Option<Duration>,
+    max_new_messages_per_minute: Option<Sp<u32>>,
+    alertmanagers: Vec<Sp<RawAlertmanager>>,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAlerts {}
+struct RawBasicAuth {
+    username: String,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_file: Option<Sp<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertRoute {
+    #[serde(default)]
+    matchers: Vec<Sp<String>>,
+    channel: Sp<String>,
+    #[serde(default, rename = "continue")]
+    continue_matching: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    url: Sp<String>,
+    #[serde(default)]
+    bearer_token: Option<Secret>,
+    #[serde(default)]
+    bearer_token_file: Option<Sp<PathBuf>>,
+    #[serde(default)]
+    basic_auth: Option<Sp<RawBasicAuth>>,
+}
 
 /// `15m`, `30s`, `1h 30m` (humantime); must be above zero.
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -730,6 +882,45 @@ impl Config {
                 .unwrap_or("(not set)"),
             self.discord.api_url
         );
+        let a = &self.alerts;
+        let _ = writeln!(
+            out,
+            "alerts:          webhook_token {}, webhook_basic_auth {}, default channel {}, \
+             regroup after {}, at most {} new messages/min/channel",
+            set(&a.webhook_token),
+            a.webhook_basic_auth
+                .as_ref()
+                .map(|b| format!("{} / ***", b.username))
+                .unwrap_or_else(|| "(not set)".to_owned()),
+            a.default_channel
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "(none)".to_owned()),
+            humantime::format_duration(a.regroup_after),
+            a.max_new_messages_per_minute
+        );
+        for r in &a.routes {
+            let matchers: Vec<String> = r.matchers.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  route {{{}}} -> {}{}",
+                matchers.join(", "),
+                r.channel,
+                if r.continue_matching {
+                    " (continue)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for am in &a.alertmanagers {
+            let auth = match (&am.bearer_token, &am.basic_auth) {
+                (Some(_), _) => "bearer ***".to_owned(),
+                (None, Some(b)) => format!("basic {} / ***", b.username),
+                (None, None) => "no auth".to_owned(),
+            };
+            let _ = writeln!(out, "  alertmanager {} ({auth})", mask_url(&am.url));
+        }
         out
     }
 }
@@ -827,6 +1018,16 @@ impl Resolver<'_> {
                 }
             };
         }
+        self.file_secret(key, inline, file)
+    }
+
+    /// Resolves a secret given only in the file: `key_file` > `key`.
+    fn file_secret(
+        &mut self,
+        key: &str,
+        inline: Option<Secret>,
+        file: Option<Sp<PathBuf>>,
+    ) -> Option<Secret> {
         match (inline, file) {
             (Some(_), Some(file)) => {
                 self.at(
@@ -1034,7 +1235,6 @@ impl Resolver<'_> {
                 .api_url
                 .unwrap_or_else(|| "https://discord.com/api/v10".to_owned()),
         };
-        let RawAlerts {} = raw.alerts;
         let audit = AuditConfig {
             key_file: match self.env.var("OPSBOT_AUDIT_KEY_FILE") {
                 Some(p) => PathBuf::from(p),
@@ -1074,6 +1274,7 @@ impl Resolver<'_> {
                 parsed
             }),
         };
+        let alerts = self.alerts(raw.alerts);
 
         Config {
             source: source.map(Path::to_path_buf),
@@ -1088,8 +1289,121 @@ impl Resolver<'_> {
             listen,
             slack,
             discord,
-            alerts: AlertsConfig {},
+            alerts,
             audit,
+        }
+    }
+
+    fn basic_auth(&mut self, key: &str, raw: Option<Sp<RawBasicAuth>>) -> Option<BasicAuth> {
+        let raw = raw?;
+        let (loc, b) = (raw.referenced, raw.value);
+        let key = format!("{key}.password");
+        let Some(password) = self.file_secret(&key, b.password, b.password_file) else {
+            self.at(&loc, format!("{key} or {key}_file is required"));
+            return None;
+        };
+        Some(BasicAuth {
+            username: b.username,
+            password,
+        })
+    }
+
+    fn alert_channel(&mut self, raw: &Sp<String>) -> Option<AlertChannel> {
+        AlertChannel::parse(&raw.value)
+            .map_err(|e| self.at(&raw.referenced, format!("alerts: {e}")))
+            .ok()
+    }
+
+    fn alerts(&mut self, raw: RawAlerts) -> AlertsConfig {
+        let defaults = AlertsConfig::default();
+        let webhook_token = self.secret(
+            "alerts.webhook_token",
+            raw.webhook_token,
+            raw.webhook_token_file,
+            "OPSBOT_ALERTS_WEBHOOK_TOKEN",
+        );
+        let webhook_basic_auth =
+            self.basic_auth("alerts.webhook_basic_auth", raw.webhook_basic_auth);
+        let routed = raw.routes.first().map(|r| r.referenced);
+        if let Some(at) = routed.or(raw.default_channel.as_ref().map(|c| c.referenced))
+            && webhook_token.is_none()
+            && webhook_basic_auth.is_none()
+        {
+            self.at(
+                &at,
+                "alerts: routes need webhook credentials: set alerts.webhook_token(_file) or \
+                 alerts.webhook_basic_auth (the webhook refuses requests without them)",
+            );
+        }
+        let mut routes = Vec::new();
+        for route in raw.routes {
+            let r = route.value;
+            let mut matchers = Vec::new();
+            for m in &r.matchers {
+                match crate::alerts::matcher::parse(&m.value) {
+                    Ok(list) => matchers.extend(list),
+                    Err(e) => self.at(
+                        &m.referenced,
+                        format!("alerts.routes: {e} in {:?}", m.value),
+                    ),
+                }
+            }
+            if let Some(channel) = self.alert_channel(&r.channel) {
+                routes.push(AlertRoute {
+                    matchers,
+                    channel,
+                    continue_matching: r.continue_matching,
+                });
+            }
+        }
+        let default_channel = raw
+            .default_channel
+            .as_ref()
+            .and_then(|c| self.alert_channel(c));
+        let max_new_messages_per_minute = match raw.max_new_messages_per_minute {
+            Some(n) if n.value == 0 => {
+                self.at(
+                    &n.referenced,
+                    "alerts.max_new_messages_per_minute must be above zero",
+                );
+                defaults.max_new_messages_per_minute
+            }
+            Some(n) => n.value,
+            None => defaults.max_new_messages_per_minute,
+        };
+        let mut alertmanagers = Vec::new();
+        for am in raw.alertmanagers {
+            let am = am.value;
+            let url = am.url.value.trim().trim_end_matches('/').to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.at(
+                    &am.url.referenced,
+                    format!(
+                        "alerts.alertmanagers: url {url:?} must start with http:// or https://"
+                    ),
+                );
+                continue;
+            }
+            let bearer_token = self.file_secret(
+                "alerts.alertmanagers.bearer_token",
+                am.bearer_token,
+                am.bearer_token_file,
+            );
+            let basic_auth = self.basic_auth("alerts.alertmanagers.basic_auth", am.basic_auth);
+            alertmanagers.push(AlertmanagerApi {
+                url,
+                bearer_token,
+                basic_auth,
+            });
+        }
+        AlertsConfig {
+            webhook_token,
+            webhook_basic_auth,
+            routes,
+            default_channel,
+            regroup_after: raw.regroup_after.unwrap_or(defaults.regroup_after),
+            max_new_messages_per_minute,
+            alertmanagers,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only parses the command line and calls into here, so the end-to-end
 //! tests in `tests/` can start the whole bot in-process on port 0.
 
+pub mod alerts;
 pub mod app;
 pub mod chat;
 pub mod cli;

@@ -356,6 +356,7 @@ fn documented_configurations_are_valid() {
         ("OPSBOT_SLACK_BOT_TOKEN", "xoxb-test"),
         ("OPSBOT_SLACK_SIGNING_SECRET", "signing"),
         ("OPSBOT_SLACK_APP_TOKEN", "xapp-test"),
+        ("OPSBOT_ALERTS_WEBHOOK_TOKEN", "am-webhook-test"),
     ]);
     let mut checked = 0;
 
@@ -445,4 +446,73 @@ fn the_audit_section_defaults_to_data_dir_and_checks_its_channel() {
         let errors = errors(yaml);
         assert!(errors[0].contains(expected), "{yaml}: {errors:?}");
     }
+}
+
+#[test]
+fn alerts_are_read_validated_and_masked() {
+    let yaml = "alerts:\n  webhook_token: am-token-xyz\n  routes:\n    - matchers: ['severity=\"critical\"', 'namespace=~\"prod.*\"']\n      channel: slack:C0EMERG\n      continue: true\n  default_channel: slack:C0ALERTS\n  regroup_after: 2h\n  max_new_messages_per_minute: 5\n  alertmanagers:\n    - url: http://am-0:9093/\n      basic_auth: {username: opsbot, password: am-pass-123}\n";
+    let c = parse(yaml).unwrap();
+    let a = &c.alerts;
+    assert_eq!(
+        a.webhook_token.as_ref().map(Secret::expose),
+        Some("am-token-xyz")
+    );
+    assert_eq!(a.routes.len(), 1);
+    assert_eq!(a.routes[0].matchers.len(), 2);
+    assert!(a.routes[0].continue_matching);
+    assert_eq!(a.routes[0].channel.to_string(), "slack:C0EMERG");
+    assert_eq!(a.default_channel.as_ref().unwrap().channel, "C0ALERTS");
+    assert_eq!(a.regroup_after, Duration::from_secs(7200));
+    assert_eq!(a.max_new_messages_per_minute, 5);
+    assert_eq!(a.alertmanagers[0].url, "http://am-0:9093");
+    let summary = c.summary();
+    assert!(
+        summary.contains(
+            r#"route {severity="critical", namespace=~"prod.*"} -> slack:C0EMERG (continue)"#
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("alertmanager http://am-0:9093 (basic opsbot / ***)"),
+        "{summary}"
+    );
+    for secret in ["am-token-xyz", "am-pass-123"] {
+        assert!(!summary.contains(secret) && !format!("{c:?}").contains(secret));
+    }
+    // The environment gives the webhook token too.
+    let c = Config::from_yaml_with_env("", None, &env(&[("OPSBOT_ALERTS_WEBHOOK_TOKEN", "t0k")]))
+        .unwrap();
+    assert!(c.alerts.is_configured());
+    assert_eq!(
+        Config::default().alerts.regroup_after,
+        Duration::from_secs(6 * 3600)
+    );
+}
+
+#[test]
+fn bad_alert_settings_say_where_and_why() {
+    let errs = errors(
+        "alerts:\n  webhook_token: t\n  routes:\n    - matchers: ['severity=critical\"']\n      channel: slack:C1\n    - matchers: ['a=~(']\n      channel: teams:C2\n  default_channel: C0ALERTS\n  max_new_messages_per_minute: 0\n  alertmanagers:\n    - url: am:9093\n",
+    );
+    let all = errs.join("\n");
+    for needle in [
+        "conf/opsbot.yaml:6:",
+        "invalid regex",
+        "unknown platform \"teams\"",
+        "must name its platform",
+        "max_new_messages_per_minute must be above zero",
+        "must start with http:// or https://",
+    ] {
+        assert!(all.contains(needle), "{needle} not in:\n{all}");
+    }
+    let errs = errors("alerts:\n  default_channel: slack:C0ALERTS\n");
+    assert!(
+        errs[0].contains("routes need webhook credentials"),
+        "{errs:?}"
+    );
+    let errs = errors("alerts:\n  webhook_basic_auth: {username: am}\n");
+    assert!(
+        errs[0].contains("alerts.webhook_basic_auth.password"),
+        "{errs:?}"
+    );
 }

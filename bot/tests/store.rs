@@ -9,13 +9,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use opsbot::alerts::payload::Notification;
 use opsbot::chat::MessageRef;
 use opsbot::store::anchor::AnchorOptions;
 use opsbot::store::testing::fresh_postgres_url;
 use opsbot::store::{
     Anchor, AnchorError, AnchorFile, ApprovalRequirement, ApprovalState, AuditEntry, AuditKey,
-    AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, Head, InboxKind, InboxState,
-    NewApproval, NewInboxEntry, Problem, Receipt, Store, StoreError, VerifyReport,
+    AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, GroupChange, Head, InboxKind,
+    InboxState, MessageTarget, NewApproval, NewInboxEntry, Problem, Receipt, Store, StoreError,
+    VerifyReport,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
@@ -190,6 +192,8 @@ both!(
     inbox_records_each_delivery_once_with_its_request,
     inbox_orphans_of_a_silent_process_are_adopted_once,
     approval_votes_stop_at_the_count_needed,
+    alert_notifications_are_stored_once_and_regroup,
+    alert_messages_are_claimed_by_exactly_one_replica,
 );
 
 fn t(seconds: i64) -> Timestamp {
@@ -1263,4 +1267,200 @@ fn store_futures_are_send() {
         spawnable(async move { s.ping().await });
     }
     let _ = check;
+}
+
+fn notification(status: &str, pods: &[(&str, &str)]) -> Notification {
+    let alerts: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|(pod, st)| {
+            serde_json::json!({
+                "status": st, "labels": {"alertname": "Crash", "pod": pod, "severity": "critical"},
+                "annotations": {}, "startsAt": "2026-01-01T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z", "fingerprint": format!("fp-{pod}")
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "version": "4", "groupKey": "{}:{alertname=\"Crash\"}", "status": status,
+        "receiver": "opsbot", "groupLabels": {"alertname": "Crash"},
+        "commonLabels": {"alertname": "Crash", "severity": "critical"},
+        "commonAnnotations": {}, "externalURL": "http://am", "alerts": alerts
+    });
+    Notification::parse(body.to_string().as_bytes()).unwrap()
+}
+
+async fn alert_notifications_are_stored_once_and_regroup(db: Db) {
+    let s = &db.store;
+    let channels = ["slack:C1".to_owned(), "slack:C2".to_owned()];
+    let six_hours = std::time::Duration::from_secs(6 * 3600);
+    let firing = notification("firing", &[("a", "firing"), ("b", "firing")]);
+    let changes = s
+        .record_notification(&firing, &channels, six_hours, t(0))
+        .await
+        .unwrap();
+    assert_eq!(changes, [GroupChange::Changed, GroupChange::Changed]);
+    let again = s
+        .record_notification(&firing, &channels, six_hours, t(10))
+        .await
+        .unwrap();
+    assert_eq!(again, [GroupChange::Unchanged, GroupChange::Unchanged]);
+    assert_eq!(s.count_alerts().await.unwrap(), (2, 0));
+
+    let g = s
+        .alert_group(&firing.group_key, "slack:C1")
+        .await
+        .unwrap()
+        .unwrap();
+    let target = MessageTarget::Group {
+        group_key: &g.group_key,
+        channel: "slack:C1",
+        generation: 1,
+    };
+    assert!(s.claim_message(&target, "me", t(20), t(0)).await.unwrap());
+    s.set_message(&target, "1.0001", "h1").await.unwrap();
+
+    // Resolved: the same generation, with the time it resolved; alerts kept.
+    let resolved = notification("resolved", &[("a", "resolved"), ("b", "resolved")]);
+    s.record_notification(&resolved, &channels, six_hours, t(100))
+        .await
+        .unwrap();
+    let g = s
+        .alert_group(&firing.group_key, "slack:C1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.generation, g.resolved), (1, Some(t(100))));
+    assert_eq!(g.message_id.as_deref(), Some("1.0001"));
+    assert_eq!(s.count_alerts().await.unwrap(), (0, 2));
+
+    // Firing again soon: the same message. Firing again after six hours: a new generation.
+    s.record_notification(&firing, &channels, six_hours, t(200))
+        .await
+        .unwrap();
+    let g = s
+        .alert_group(&firing.group_key, "slack:C1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.generation, g.message_id.as_deref()), (1, Some("1.0001")));
+    s.record_notification(&resolved, &channels, six_hours, t(300))
+        .await
+        .unwrap();
+    s.record_notification(&firing, &channels, six_hours, t(300 + 6 * 3600))
+        .await
+        .unwrap();
+    let g = s
+        .alert_group(&firing.group_key, "slack:C1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.generation, g.message_id), (2, None));
+    assert_eq!(g.firing, t(300 + 6 * 3600));
+
+    // Ack and silence reach every channel of the group by its short id.
+    assert_eq!(s.ack_alert_group(&g.group_id, "slack:U1").await.unwrap(), 2);
+    let until = t(4000);
+    s.silence_alert_group(&g.group_id, Some(("sil-1", "slack:U1", until)))
+        .await
+        .unwrap();
+    let rows = s.alert_groups_by_id(&g.group_id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.acked_by.as_deref() == Some("slack:U1")
+                && r.silence_id.as_deref() == Some("sil-1")
+                && r.silenced_until == Some(until))
+    );
+    let listed = s.list_alerts(Some("critical"), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        s.list_alerts(Some("warning"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {
+    let other = db.second_store().await;
+    let n = notification("firing", &[("a", "firing")]);
+    let channels = ["slack:C1".to_owned()];
+    let regroup = std::time::Duration::from_secs(3600);
+    // Both replicas take the same notification at once: one row, one generation.
+    let (a, b) = tokio::join!(
+        db.store.record_notification(&n, &channels, regroup, t(0)),
+        other.record_notification(&n, &channels, regroup, t(0)),
+    );
+    a.unwrap();
+    b.unwrap();
+    let key = n.group_key.clone();
+    let winners = race(&db.store, &other, move |s| {
+        let key = key.clone();
+        async move {
+            let owner = format!("replica-{:p}", &s);
+            let target = MessageTarget::Group {
+                group_key: &key,
+                channel: "slack:C1",
+                generation: 1,
+            };
+            s.claim_message(&target, &owner, t(10), t(0)).await
+        }
+    })
+    .await;
+    assert_eq!(winners, 1, "exactly one replica posts the message");
+    let digest = MessageTarget::Digest {
+        channel: "slack:C1",
+    };
+    assert_eq!(
+        db.store.digest_message("slack:C1").await.unwrap(),
+        (None, None)
+    );
+    assert!(
+        db.store
+            .claim_message(&digest, "a", t(10), t(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .claim_message(&digest, "b", t(11), t(0))
+            .await
+            .unwrap()
+    );
+    // A claim given up (its post failed) is free again at once, but only its owner gives it up.
+    other.release_claim(&digest, "b").await.unwrap();
+    assert!(
+        !other
+            .claim_message(&digest, "b", t(12), t(0))
+            .await
+            .unwrap()
+    );
+    db.store.release_claim(&digest, "a").await.unwrap();
+    assert!(
+        other
+            .claim_message(&digest, "b", t(13), t(0))
+            .await
+            .unwrap()
+    );
+    other.release_claim(&digest, "b").await.unwrap();
+    assert!(
+        db.store
+            .claim_message(&digest, "a", t(14), t(0))
+            .await
+            .unwrap()
+    );
+    // A claim older than the stale limit is taken over (its holder died before posting).
+    assert!(
+        other
+            .claim_message(&digest, "b", t(100), t(50))
+            .await
+            .unwrap()
+    );
+    other.set_message(&digest, "9.9", "h").await.unwrap();
+    assert!(
+        !db.store
+            .claim_message(&digest, "a", t(1000), t(999))
+            .await
+            .unwrap()
+    );
 }

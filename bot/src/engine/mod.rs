@@ -29,7 +29,10 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::chat::{ApprovalClick, ChatSink, Invocation, MessageRef, Platform};
+use crate::chat::{
+    AlertActions, AlertClick, ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef,
+    Platform,
+};
 use crate::config::{ChannelDefaults, RateLimits};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -47,6 +50,8 @@ pub enum RejectionKind {
     TooLarge,
     Malformed,
     Replay,
+    /// Missing or wrong credentials (the Alertmanager webhook).
+    Unauthorized,
 }
 
 impl RejectionKind {
@@ -57,6 +62,7 @@ impl RejectionKind {
             RejectionKind::TooLarge => "too_large",
             RejectionKind::Malformed => "malformed",
             RejectionKind::Replay => "replay",
+            RejectionKind::Unauthorized => "unauthorized",
         }
     }
 }
@@ -116,6 +122,8 @@ struct Inner {
     options: EngineOptions,
     limiter: RateLimiter,
     sinks: RwLock<HashMap<String, Arc<dyn ChatSink>>>,
+    /// Handles clicks on alert messages, when alert intake runs.
+    alert_actions: RwLock<Option<Arc<dyn AlertActions>>>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
 }
@@ -224,6 +232,7 @@ impl Engine {
                 options,
                 limiter,
                 sinks: RwLock::new(HashMap::new()),
+                alert_actions: RwLock::new(None),
                 metrics,
                 tasks: TaskTracker::new(),
             }),
@@ -271,6 +280,32 @@ impl Engine {
         F: Future<Output = ()> + Send + 'static,
     {
         self.inner.tasks.spawn(fut);
+    }
+
+    /// Registers who handles clicks on alert messages (the alerts service).
+    pub fn register_alert_actions(&self, actions: Arc<dyn AlertActions>) {
+        *self
+            .inner
+            .alert_actions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(actions);
+    }
+
+    /// A click on an alert message's button, handed to the alerts service; ignored (logged)
+    /// when alert intake is not running.
+    pub async fn alert_click(&self, click: AlertClick) {
+        let actions = self
+            .inner
+            .alert_actions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match actions {
+            Some(a) => a.click(click).await,
+            None => {
+                tracing::warn!(action = %click.action, "alert button clicked, but alert intake is not configured")
+            }
+        }
     }
 
     /// Stops taking background work and waits for what is in flight.
@@ -1165,6 +1200,41 @@ impl Engine {
         }
     }
 
+    /// Posts `reply` in `channel` on `platform` for features outside the request pipeline
+    /// (alert messages). Masked like every reply; an undeliverable one is audited, and the
+    /// error returned so the caller can retry.
+    pub async fn post_in(
+        &self,
+        platform: &str,
+        channel: &str,
+        reply: &Reply,
+    ) -> Result<MessageRef, DeliveryError> {
+        let reply = &mask_reply(reply.clone());
+        let result = match self.sink(platform) {
+            Some(sink) => sink.post(channel, reply).await,
+            None => Err(no_sink(platform)),
+        };
+        if let Err(e) = &result {
+            self.undelivered(platform, channel, reply, &e.to_string())
+                .await;
+        }
+        result
+    }
+
+    /// Replaces a message opsbot posted, like [`Engine::post_in`].
+    pub async fn edit(&self, msg: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
+        let reply = &mask_reply(reply.clone());
+        let result = match self.sink(&msg.platform) {
+            Some(sink) => sink.update(msg, reply).await,
+            None => Err(no_sink(&msg.platform)),
+        };
+        if let Err(e) = &result {
+            self.undelivered(&msg.platform, &msg.channel, reply, &e.to_string())
+                .await;
+        }
+        result
+    }
+
     async fn undelivered(&self, platform: &str, channel: &str, reply: &Reply, error: &str) {
         self.inner.metrics.undelivered.inc();
         tracing::error!(platform, channel, error, "reply not delivered");
@@ -1422,6 +1492,13 @@ fn whoami_reply(policy: &opsbot_policies::Policy, user: &Subject, groups: &[Subj
         reply = reply.field("Groups", groups.join(", "));
     }
     reply
+}
+
+fn no_sink(platform: &str) -> DeliveryError {
+    DeliveryError::Refused {
+        method: "post".to_owned(),
+        error: format!("no chat adapter for {platform} is running"),
+    }
 }
 
 async fn sleep_until(due: Option<Instant>) {

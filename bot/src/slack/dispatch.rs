@@ -15,7 +15,7 @@ use super::groups::{GroupResolver, GroupSource};
 use super::render::escape;
 use super::response_url::ResponseUrls;
 use super::{PLATFORM, Pipeline};
-use crate::chat::{ApprovalClick, Invocation};
+use crate::chat::{AlertClick, ApprovalClick, Invocation};
 use crate::engine::{Inbound, Refusal, RejectionKind};
 
 /// A slash command as Slack sends it (form fields of `/slack/commands`, or a Socket Mode
@@ -226,6 +226,10 @@ impl Dispatcher {
             .filter(|c| valid_id(c))
             .ok_or_else(|| Malformed("block_actions without a channel".into()))?;
         for action in &ev.actions {
+            if crate::alerts::render::ACTIONS.contains(&action.action_id.as_str()) {
+                self.alert_click(&user, &user_id, &channel, action, ev.trigger_id.as_deref());
+                continue;
+            }
             let approve = match action.action_id.as_str() {
                 "approve" => true,
                 "deny" => false,
@@ -264,6 +268,52 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+}
+
+impl Dispatcher {
+    /// A Silence / Ack / Expire click on an alert message: to the alerts service in the
+    /// background, once per delivery.
+    fn alert_click(
+        &self,
+        user: &Subject,
+        user_id: &str,
+        channel: &str,
+        action: &Action,
+        trigger_id: Option<&str>,
+    ) {
+        let Some(group_id) = action
+            .value
+            .clone()
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+        else {
+            return;
+        };
+        let stamp = action
+            .action_ts
+            .as_deref()
+            .or(trigger_id)
+            .unwrap_or_default();
+        // Repeated deliveries are recognised durably by the alerts service (the inbox).
+        let delivery_id = format!("slack:{user_id}:{}:{stamp}", action.action_id);
+        let mut click = AlertClick {
+            platform: PLATFORM,
+            user: user.clone(),
+            groups: Vec::new(),
+            channel: channel.to_owned(),
+            action: action.action_id.clone(),
+            group_id,
+            delivery_id: Some(delivery_id),
+        };
+        let (pipeline, groups, user_id) = (
+            self.pipeline.clone(),
+            self.groups.clone(),
+            user_id.to_owned(),
+        );
+        self.pipeline.spawn(Box::pin(async move {
+            click.groups = groups.groups_of(&user_id).await;
+            pipeline.alert_click(click).await;
+        }));
     }
 }
 

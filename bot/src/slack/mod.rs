@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use opsbot_policies::Subject;
 
-use crate::chat::Platform;
+use crate::chat::{AlertClick, Platform};
 use crate::engine::{Engine, Inbound, Refusal, RejectionKind};
 
 pub use dispatch::Dispatcher;
@@ -200,6 +200,10 @@ pub trait Pipeline: Send + Sync + 'static {
     /// Tells the person behind a request that was not taken why, privately.
     async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal);
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
+    /// A click on an alert message's button (Silence, Ack, Expire).
+    async fn alert_click(&self, click: AlertClick) {
+        tracing::warn!(action = %click.action, "alert button clicked but not handled here");
+    }
     /// Runs background work (the engine tracks it, so a graceful shutdown waits for it).
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         tokio::spawn(work);
@@ -226,6 +230,9 @@ impl Pipeline for Engine {
     }
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
+    }
+    async fn alert_click(&self, click: AlertClick) {
+        Engine::alert_click(self, click).await
     }
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         Engine::spawn(self, work)

@@ -21,6 +21,7 @@
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
 //! the Unix epoch.
 
+mod alerts;
 pub mod anchor;
 mod approvals;
 mod audit;
@@ -38,6 +39,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
+pub use alerts::{AlertGroup, GroupChange, MessageTarget, StoredAlert};
 pub use anchor::{Anchor, AnchorError, AnchorFile, AuditKey, Checkpoint, Checkpoints, Head};
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
