@@ -29,6 +29,8 @@ pub enum StartError {
     #[error("{0}")]
     Slack(#[from] crate::slack::SlackError),
     #[error("{0}")]
+    Discord(#[from] crate::discord::DiscordError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -137,6 +139,17 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             }));
         } else {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
+        }
+    }
+    if let Some(discord) = crate::discord::DiscordConfig::from_config(&config.discord) {
+        discord.validate()?;
+        match discord.mode {
+            crate::discord::Mode::Http => {
+                router = router.merge(crate::discord::router(engine.clone(), &discord)?);
+            }
+            crate::discord::Mode::Gateway => {
+                return Err(crate::discord::DiscordError::GatewayUnavailable.into());
+            }
         }
     }
     let server = RunningServer::start(config.listen, router).await?;

@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end tests.
 pub mod bot;
+pub mod discord_fake;
 pub mod slack_fake;

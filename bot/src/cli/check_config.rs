@@ -31,6 +31,11 @@ pub fn run(config: Option<&Path>) -> ExitCode {
         eprintln!("slack: {e}");
         return ExitCode::from(EXIT_ERRORS);
     }
+    let discord = crate::discord::DiscordConfig::from_config(&config.discord).map(|d| d.validate());
+    if let Some(Err(e)) = discord {
+        eprintln!("discord: {e}");
+        return ExitCode::from(EXIT_ERRORS);
+    }
     match Policy::load(&config.policy) {
         Ok(policy) => {
             println!("policy check:    {}", policy.summary());

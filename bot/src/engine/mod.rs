@@ -45,6 +45,8 @@ pub enum RejectionKind {
     TooLarge,
     Malformed,
     Replay,
+    /// From a place opsbot does not serve (a Discord DM or a guild not configured).
+    NotServed,
 }
 
 impl RejectionKind {
@@ -55,6 +57,7 @@ impl RejectionKind {
             RejectionKind::TooLarge => "too_large",
             RejectionKind::Malformed => "malformed",
             RejectionKind::Replay => "replay",
+            RejectionKind::NotServed => "not_served",
         }
     }
 }

@@ -107,14 +107,14 @@ const SEEN_MAX: usize = 100_000;
 
 /// Recently seen delivery ids, so a repeated delivery is answered without a second run.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     set: HashMap<String, Instant>,
     order: VecDeque<(Instant, String)>,
 }
 
 impl Seen {
     /// Records `id`; false when it was already there.
-    fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         let now = Instant::now();
         while let Some((t, _)) = self.order.front() {
             if now.duration_since(*t) < SEEN_TTL && self.order.len() < SEEN_MAX {
