@@ -107,6 +107,12 @@ pub enum Failure {
         global: bool,
     },
     ServerError,
+    /// A JSON error such as 403 `50001 Missing Access`.
+    Error {
+        status: u16,
+        code: u64,
+        message: &'static str,
+    },
 }
 
 #[derive(Default)]
@@ -117,6 +123,8 @@ struct Inner {
     refused_channels: HashSet<String>,
     failures: HashMap<&'static str, Vec<Failure>>,
     commands: HashMap<String, Value>,
+    /// Routes whose next successful answer says the bucket is empty, and for how long.
+    exhausted: HashMap<&'static str, f64>,
     next_id: u64,
 }
 
@@ -224,6 +232,12 @@ impl DiscordFake {
     /// Bot messages in `channel` are refused with 50001 Missing Access.
     pub fn refuse_channel(&self, channel: &str) {
         self.inner().refused_channels.insert(channel.to_owned());
+    }
+
+    /// The next successful answer on `route` says its bucket is empty for `reset_after`
+    /// seconds (`X-RateLimit-Remaining: 0`): a client that honours buckets waits, without a 429.
+    pub fn exhaust_bucket(&self, route: &'static str, reset_after: f64) {
+        self.inner().exhausted.insert(route, reset_after);
     }
 
     /// The next call to `route` fails so.
@@ -350,6 +364,11 @@ impl Shared {
                 );
                 res
             }
+            Failure::Error {
+                status,
+                code,
+                message,
+            } => error(StatusCode::from_u16(status).unwrap(), code, message),
             Failure::ServerError => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 0,
@@ -400,15 +419,25 @@ fn message_json(m: &Message) -> Value {
     v
 }
 
-/// Bucket headers Discord sends on every answer.
-fn with_bucket(route: &str, res: Response) -> Response {
-    let mut res = res;
-    let h = res.headers_mut();
-    h.insert("x-ratelimit-bucket", route.parse().unwrap());
-    h.insert("x-ratelimit-limit", "5".parse().unwrap());
-    h.insert("x-ratelimit-remaining", "4".parse().unwrap());
-    h.insert("x-ratelimit-reset-after", "1.000".parse().unwrap());
-    res
+impl Shared {
+    /// Bucket headers, as Discord sends on every answer.
+    fn with_bucket(&self, route: &'static str, res: Response) -> Response {
+        let exhausted = self.inner().exhausted.remove(route);
+        let (remaining, reset_after) = match exhausted {
+            Some(after) => (0, after),
+            None => (4, 1.0),
+        };
+        let mut res = res;
+        let h = res.headers_mut();
+        h.insert("x-ratelimit-bucket", route.parse().unwrap());
+        h.insert("x-ratelimit-limit", "5".parse().unwrap());
+        h.insert("x-ratelimit-remaining", remaining.into());
+        h.insert(
+            "x-ratelimit-reset-after",
+            format!("{reset_after:.3}").parse().unwrap(),
+        );
+        res
+    }
 }
 
 fn parse(body: &Bytes) -> Value {
@@ -497,7 +526,7 @@ async fn followup(
         StatusCode::OK,
         Some(m.id.clone()),
     );
-    with_bucket("followup", axum::Json(message_json(&m)).into_response())
+    s.with_bucket("followup", axum::Json(message_json(&m)).into_response())
 }
 
 async fn webhook_message(
@@ -546,7 +575,7 @@ async fn webhook_message(
                 StatusCode::NO_CONTENT,
                 i.original,
             );
-            return with_bucket(route, StatusCode::NO_CONTENT.into_response());
+            return s.with_bucket(route, StatusCode::NO_CONTENT.into_response());
         }
         "edit_original" => match i.original.as_deref() {
             // The deferred response becomes a message.
@@ -571,7 +600,7 @@ async fn webhook_message(
                 StatusCode::OK,
                 Some(m.id.clone()),
             );
-            with_bucket(route, axum::Json(message_json(&m)).into_response())
+            s.with_bucket(route, axum::Json(message_json(&m)).into_response())
         }
         None => {
             s.record(route, &method, path, &body, StatusCode::NOT_FOUND, None);
@@ -624,7 +653,7 @@ async fn create_message(
         StatusCode::OK,
         Some(m.id.clone()),
     );
-    with_bucket(
+    s.with_bucket(
         "create_message",
         axum::Json(message_json(&m)).into_response(),
     )
@@ -672,7 +701,7 @@ async fn edit_message(
                 StatusCode::OK,
                 Some(m.id.clone()),
             );
-            with_bucket("edit_message", axum::Json(message_json(&m)).into_response())
+            s.with_bucket("edit_message", axum::Json(message_json(&m)).into_response())
         }
         None => {
             s.record(
@@ -755,7 +784,7 @@ fn command_list(
         _ => return error(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed"),
     };
     s.record(route, &method, path, &body, StatusCode::OK, None);
-    with_bucket(route, axum::Json(answer).into_response())
+    s.with_bucket(route, axum::Json(answer).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
