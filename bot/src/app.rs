@@ -143,14 +143,8 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
     }
     if let Some(discord) = crate::discord::DiscordConfig::from_config(&config.discord) {
         discord.validate()?;
-        match discord.mode {
-            crate::discord::Mode::Http => {
-                router = router.merge(crate::discord::router(engine.clone(), &discord)?);
-            }
-            crate::discord::Mode::Gateway => {
-                return Err(crate::discord::DiscordError::GatewayUnavailable.into());
-            }
-        }
+        // validate() refuses gateway mode until it exists: only HTTP mode gets here.
+        router = router.merge(crate::discord::router(engine.clone(), &discord)?);
     }
     let server = RunningServer::start(config.listen, router).await?;
     Ok(Bot {

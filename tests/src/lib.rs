@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end tests.
+pub mod bench;
 pub mod bot;
 pub mod discord_fake;
 pub mod slack_fake;
