@@ -116,6 +116,7 @@ pub struct Bot {
     server: RunningServer,
     stop_socket: tokio_util::sync::CancellationToken,
     socket: Option<tokio::task::JoinHandle<()>>,
+    discord_gateway: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Builds the engine from `config`, attaches every configured chat adapter, and starts serving
@@ -141,10 +142,23 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
         }
     }
+    let mut discord_gateway = None;
     if let Some(discord) = crate::discord::DiscordConfig::from_config(&config.discord) {
         discord.validate()?;
-        // validate() refuses gateway mode until it exists: only HTTP mode gets here.
-        router = router.merge(crate::discord::router(engine.clone(), &discord)?);
+        match discord.mode {
+            crate::discord::Mode::Http => {
+                router = router.merge(crate::discord::router(engine.clone(), &discord)?);
+            }
+            crate::discord::Mode::Gateway => {
+                let (engine, stop) = (engine.clone(), stop_socket.clone());
+                discord_gateway = Some(tokio::spawn(async move {
+                    let stopped = async move { stop.cancelled().await };
+                    if let Err(e) = crate::discord::run_gateway(engine, discord, stopped).await {
+                        tracing::error!(error = %e, "Discord gateway stopped");
+                    }
+                }));
+            }
+        }
     }
     let server = RunningServer::start(config.listen, router).await?;
     Ok(Bot {
@@ -153,6 +167,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         server,
         stop_socket,
         socket,
+        discord_gateway,
     })
 }
 
@@ -162,6 +177,9 @@ impl Bot {
         self.stop_socket.cancel();
         if let Some(socket) = self.socket {
             let _ = socket.await;
+        }
+        if let Some(gateway) = self.discord_gateway {
+            let _ = gateway.await;
         }
         self.server.stop().await?;
         self.engine.shutdown().await;

@@ -133,6 +133,24 @@ struct Shared {
     token: String,
     app: String,
     inner: Arc<Mutex<Inner>>,
+    gateway: Arc<Mutex<Gateway>>,
+}
+
+/// The fake gateway's state: what clients sent, and the open connection's outbox.
+#[derive(Default)]
+struct Gateway {
+    url: Option<String>,
+    /// Every Identify (op 2) and Resume (op 6) payload received, in order.
+    received: Vec<Value>,
+    heartbeats: usize,
+    connections: usize,
+    seq: u64,
+    current: Option<tokio::sync::mpsc::UnboundedSender<GatewayCmd>>,
+}
+
+enum GatewayCmd {
+    Send(Value),
+    Drop,
 }
 
 /// The fake, listening on a local port.
@@ -159,12 +177,14 @@ impl DiscordFake {
                 next_id: 900_000_000_000_000_000,
                 ..Inner::default()
             })),
+            gateway: Arc::new(Mutex::new(Gateway::default())),
         };
         let app = Router::new()
             .route(
                 "/api/v10/interactions/{id}/{token}/callback",
                 post(callback),
             )
+            .route("/api/v10/gateway/bot", axum::routing::get(gateway_bot))
             .route("/api/v10/webhooks/{app}/{token}", post(followup))
             .route(
                 "/api/v10/webhooks/{app}/{token}/messages/{message}",
@@ -195,6 +215,63 @@ impl DiscordFake {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared.inner.lock().unwrap()
+    }
+
+    /// Starts the fake gateway (`GET /gateway/bot` points at it): Hello with a 300 ms
+    /// heartbeat, READY for an Identify with the bot token and intents, RESUMED for a Resume of
+    /// its session, ACKs for heartbeats.
+    pub async fn enable_gateway(&self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        self.shared.gateway.lock().unwrap().url = Some(url.clone());
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(gateway_connection(shared.clone(), url.clone(), stream));
+            }
+        });
+    }
+
+    /// Identify and Resume payloads received so far.
+    pub fn gateway_received(&self) -> Vec<Value> {
+        self.shared.gateway.lock().unwrap().received.clone()
+    }
+
+    /// Heartbeats received so far, and connections accepted.
+    pub fn gateway_counts(&self) -> (usize, usize) {
+        let g = self.shared.gateway.lock().unwrap();
+        (g.heartbeats, g.connections)
+    }
+
+    /// Sends a dispatch (op 0) with the next sequence number on the open connection.
+    pub fn gateway_dispatch(&self, event: &str, d: Value) -> bool {
+        let mut g = self.shared.gateway.lock().unwrap();
+        g.seq += 1;
+        let frame = json!({"op": 0, "t": event, "s": g.seq, "d": d});
+        g.current
+            .as_ref()
+            .is_some_and(|tx| tx.send(GatewayCmd::Send(frame)).is_ok())
+    }
+
+    /// Drops the open connection without a close frame (a network failure).
+    pub fn gateway_drop(&self) {
+        if let Some(tx) = self.shared.gateway.lock().unwrap().current.take() {
+            let _ = tx.send(GatewayCmd::Drop);
+        }
+    }
+
+    /// Waits until `pred` holds for the Identify / Resume payloads (or `limit` passes).
+    pub async fn wait_for_gateway(&self, limit: Duration, pred: impl Fn(&[Value]) -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            if pred(&self.gateway_received()) {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Registers an application command interaction Discord is about to deliver.
@@ -469,6 +546,102 @@ async fn callback(
         status.into_response()
     } else {
         error(status, 10062, "Unknown interaction")
+    }
+}
+
+async fn gateway_bot(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if !s.bot_authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    match s.gateway.lock().unwrap().url.clone() {
+        Some(url) => axum::Json(json!({
+            "url": url,
+            "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+        }))
+        .into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, 0, "gateway not enabled"),
+    }
+}
+
+/// One gateway connection, as Discord's gateway speaks it.
+async fn gateway_connection(s: Shared, url: String, stream: tokio::net::TcpStream) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let mut g = s.gateway.lock().unwrap();
+        g.connections += 1;
+        g.current = Some(tx.clone());
+    }
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": 300}});
+    if ws.send(Frame::text(hello.to_string())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let Some(Ok(Frame::Text(text))) = frame else { return };
+                let Ok(msg) = serde_json::from_str::<Value>(&text) else { continue };
+                let mut auth_failed = false;
+                let reply = {
+                    let mut g = s.gateway.lock().unwrap();
+                    match msg["op"].as_u64() {
+                        Some(1) => {
+                            g.heartbeats += 1;
+                            Some(json!({"op": 11}))
+                        }
+                        Some(2) => {
+                            g.received.push(msg["d"].clone());
+                            if msg["d"]["token"] != s.token.as_str() {
+                                auth_failed = true;
+                                None
+                            } else {
+                            g.seq += 1;
+                            Some(json!({"op": 0, "t": "READY", "s": g.seq, "d": {
+                                "v": 10, "session_id": "fake-session", "resume_gateway_url": url,
+                                "user": {"id": "1", "username": "opsbot", "bot": true},
+                                "guilds": [], "application": {"id": s.app, "flags": 0}}}))
+                            }
+                        }
+                        Some(6) => {
+                            g.received.push(msg["d"].clone());
+                            if msg["d"]["session_id"] == "fake-session" {
+                                g.seq += 1;
+                                Some(json!({"op": 0, "t": "RESUMED", "s": g.seq, "d": null}))
+                            } else {
+                                Some(json!({"op": 9, "d": false}))
+                            }
+                        }
+                        _ => None,
+                    }
+                };
+                if auth_failed {
+                    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: 4004.into(),
+                        reason: "Authentication failed.".into(),
+                    };
+                    let _ = ws.close(Some(close)).await;
+                    return;
+                }
+                if let Some(r) = reply
+                    && ws.send(Frame::text(r.to_string())).await.is_err()
+                {
+                    return;
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                Some(GatewayCmd::Send(v)) => {
+                    if ws.send(Frame::text(v.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(GatewayCmd::Drop) | None => return,
+            },
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`verify`]: Ed25519 interaction signatures and timestamp freshness, before any parsing.
 //! - [`http`]: the axum route `POST /discord/interactions`.
+//! - [`gateway`]: gateway mode (a WebSocket, no public URL), feeding the same dispatcher.
 //! - [`dispatch`]: what HTTP and the gateway share: ack at once (deferred), run the pipeline in
 //!   a spawned task, guild allow-list, identity and roles, repeated deliveries, autocomplete.
 //! - [`commands`]: the `/ops` application command generated from the command declarations,
@@ -10,10 +11,11 @@
 //!   limits; [`sink`]: [`DiscordSink`] (deferred responses, ephemeral follow-ups, edits).
 //!
 //! Wiring for `opsbot serve`: `discord::router(engine, &cfg)` merged into the server's router
-//! (HTTP mode; also registers the sink).
+//! (HTTP mode; also registers the sink), or `discord::run_gateway(engine, cfg, stop)`.
 
 pub mod commands;
 pub mod dispatch;
+pub mod gateway;
 pub mod http;
 pub mod render;
 pub mod rest;
@@ -120,8 +122,7 @@ impl DiscordConfig {
     }
 
     /// Checks that the mode chosen has what it needs: a bot token and application id always;
-    /// a valid public key for HTTP mode; at least one guild; an http(s) API URL. Gateway mode
-    /// is refused: it is not built yet (see ARCHITECTURE.md).
+    /// a valid public key for HTTP mode; at least one guild; an http(s) API URL.
     pub fn validate(&self) -> Result<(), DiscordError> {
         if self.token.trim().is_empty() {
             return Err(DiscordError::Missing("discord.token"));
@@ -129,12 +130,8 @@ impl DiscordConfig {
         if !is_snowflake(&self.application_id) {
             return Err(DiscordError::Missing("discord.application_id"));
         }
-        match self.mode {
-            Mode::Http => {
-                Verifier::new(&self.public_key)
-                    .map_err(|e| DiscordError::PublicKey(e.to_string()))?;
-            }
-            Mode::Gateway => return Err(DiscordError::GatewayUnavailable),
+        if self.mode == Mode::Http {
+            Verifier::new(&self.public_key).map_err(|e| DiscordError::PublicKey(e.to_string()))?;
         }
         if self.guilds.is_empty() {
             return Err(DiscordError::Missing("discord.guilds"));
@@ -183,8 +180,8 @@ pub enum DiscordError {
     BadGuild(String),
     #[error("discord.api_url must be an http(s) URL, not {0:?}")]
     BadApiUrl(String),
-    #[error("discord.mode: gateway is not available yet; use mode: http")]
-    GatewayUnavailable,
+    #[error("Discord gateway: {0}")]
+    Gateway(String),
 }
 
 /// HTTP mode: registers a [`DiscordSink`] for `discord` on the engine and returns the route
@@ -197,6 +194,23 @@ pub fn router(engine: Engine, cfg: &DiscordConfig) -> Result<axum::Router, Disco
         cfg.autocomplete_timeout,
     ));
     router_with(Arc::new(engine), sink, names, cfg)
+}
+
+/// Gateway mode: registers a [`DiscordSink`] for `discord` on the engine and receives
+/// interactions over the gateway until `stop` resolves.
+pub async fn run_gateway(
+    engine: Engine,
+    cfg: DiscordConfig,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DiscordError> {
+    let sink = DiscordSink::new(&cfg, Interactions::new(cfg.interaction_lifetime));
+    engine.register_sink(PLATFORM, Arc::new(sink.clone()));
+    let names = Arc::new(commands::ClusterNames::new(
+        engine.operator().clone(),
+        cfg.autocomplete_timeout,
+    ));
+    let dispatcher = Dispatcher::new(Arc::new(engine), sink.clone(), &cfg.guilds, names);
+    gateway::run(Arc::new(dispatcher), sink, cfg, stop).await
 }
 
 /// The route on any [`Pipeline`] and name source; `sink` must be the one the pipeline answers
@@ -240,10 +254,7 @@ mod tests {
         c.public_key = "00".into();
         assert!(matches!(c.validate(), Err(DiscordError::PublicKey(_))));
         c.mode = Mode::Gateway;
-        assert!(matches!(
-            c.validate(),
-            Err(DiscordError::GatewayUnavailable)
-        ));
+        assert!(c.validate().is_ok(), "the gateway needs no public key");
         let mut c = valid();
         c.guilds.clear();
         assert!(matches!(

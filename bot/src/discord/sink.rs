@@ -148,8 +148,8 @@ impl Interactions {
         }
     }
 
-    /// The deferred responses still "thinking…" among `ids` (the dispatcher cleans them up
-    /// when the engine is done with a request without answering it publicly).
+    /// The token of `id`'s deferred response if it is still "thinking…" (the dispatcher
+    /// removes it when the engine is done with a request without answering it publicly).
     pub fn still_deferred(&self, id: &str) -> Option<String> {
         self.live(id)
             .filter(|e| e.original == Original::Deferred)
@@ -257,6 +257,22 @@ impl DiscordSink {
         if let Err(e) = self.delete_original(&token).await {
             tracing::info!(error = %e, "could not remove a deferred response");
         }
+    }
+
+    /// `POST /interactions/{id}/{token}/callback`: the immediate answer to an interaction that
+    /// arrived over the gateway (over HTTP it is the response body).
+    pub async fn callback(&self, id: &str, token: &str, body: Value) -> Result<(), DeliveryError> {
+        self.rest
+            .call(&Call {
+                name: "interaction_callback",
+                method: Method::POST,
+                path: format!("/interactions/{id}/{token}/callback"),
+                route: format!("POST /interactions/{id}/{token}/callback"),
+                auth: Auth::None,
+                body: Some(body),
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn channel_message(&self, channel: &str, body: Value) -> Result<String, DeliveryError> {
