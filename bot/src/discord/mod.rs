@@ -279,3 +279,92 @@ mod tests {
         assert!(s.contains("http://127.0.0.1:9/api\""), "{s}");
     }
 }
+
+#[cfg(test)]
+mod log_tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::chat::ChatSink;
+
+    const BOT_TOKEN: &str = "bot-1111-never-log-me";
+    const INTERACTION_TOKEN: &str = "interaction-2222-never-log-me";
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Refusals, retries, a deferred response withdrawn and a private reply, every log level
+    /// on: neither the bot token nor an interaction token shows up.
+    #[test]
+    fn tokens_never_reach_the_logs() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // Webhook routes: Unknown interaction; channel routes: 500 every time.
+                let api = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+                    if uri.path().contains("/webhooks/") {
+                        (
+                            axum::http::StatusCode::NOT_FOUND,
+                            axum::Json(serde_json::json!({"code": 10062, "message": "Unknown interaction"})),
+                        )
+                            .into_response()
+                    } else {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    }
+                });
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(async move { axum::serve(listener, api).await });
+
+                let mut cfg = DiscordConfig::new(BOT_TOKEN, "", "11")
+                    .with_api_url(&format!("http://{addr}/api/v10"));
+                cfg.retry.max_attempts = 2;
+                cfg.retry.base_backoff = Duration::from_millis(1);
+                tracing::info!(config = ?cfg, "Discord configured");
+                let sink = DiscordSink::new(&cfg, Interactions::new(cfg.interaction_lifetime));
+                let reply = opsbot_commands::Reply::ok("x");
+                assert!(sink.post("31", &reply).await.is_err());
+                sink.interactions().deferred("41", INTERACTION_TOKEN);
+                tracing::debug!(interactions = ?sink.interactions(), "registry");
+                let user = opsbot_policies::Subject::parse("discord:5").unwrap();
+                assert!(sink.post_private("31", &user, Some("41"), &reply).await.is_err());
+                sink.interactions().deferred("42", INTERACTION_TOKEN);
+                assert!(sink.answer("31", Some("42"), &reply).await.is_err());
+            });
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for expected in [
+            "create_message",
+            "Unknown interaction",
+            "Discord configured",
+            "HTTP 500",
+        ] {
+            assert!(logs.contains(expected), "{expected} not logged:\n{logs}");
+        }
+        for secret in [BOT_TOKEN, INTERACTION_TOKEN] {
+            assert!(!logs.contains(&secret[5..]), "{secret} logged:\n{logs}");
+        }
+    }
+}
