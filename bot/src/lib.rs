@@ -11,6 +11,8 @@ pub mod console;
 pub mod discord;
 pub mod engine;
 pub mod inbound;
+#[cfg(test)]
+pub(crate) mod log_capture;
 pub mod metrics;
 pub mod pacing;
 pub mod server;

@@ -282,8 +282,6 @@ mod tests {
 
 #[cfg(test)]
 mod log_tests {
-    use std::sync::{Arc, Mutex};
-
     use axum::response::IntoResponse;
 
     use super::*;
@@ -292,31 +290,11 @@ mod log_tests {
     const BOT_TOKEN: &str = "bot-1111-never-log-me";
     const INTERACTION_TOKEN: &str = "interaction-2222-never-log-me";
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// Refusals, retries, a deferred response withdrawn and a private reply, every log level
     /// on: neither the bot token nor an interaction token shows up.
     #[test]
     fn tokens_never_reach_the_logs() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let ((), logs) = crate::log_capture::capture(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -354,7 +332,6 @@ mod log_tests {
                 assert!(sink.answer("31", Some("42"), &reply).await.is_err());
             });
         });
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         for expected in [
             "create_message",
             "Unknown interaction",

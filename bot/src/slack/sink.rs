@@ -217,19 +217,6 @@ mod tests {
     use super::*;
     use crate::slack::{RetryPolicy, SlackConfig};
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A Web API where the bot is in no channel, and response URLs: `/hook/ok-…` accept,
     /// `/hook/broken-…` answer 500. Returns the base URL and what the hooks received.
     async fn slack() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
@@ -270,14 +257,7 @@ mod tests {
     /// or error, at any log level.
     #[test]
     fn replies_fall_back_to_the_response_url_which_is_never_logged() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let errors = tracing::subscriber::with_default(subscriber, || {
+        let (errors, logs) = crate::log_capture::capture(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -364,7 +344,6 @@ mod tests {
             "{errors:?}"
         );
         assert_eq!(errors[2], "chat.postMessage refused: not_in_channel");
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("response_url"), "{logs}");
         assert!(logs.contains("HTTP 500"), "{logs}");
         for e in &errors {
