@@ -31,6 +31,8 @@ pub enum StartError {
     #[error(transparent)]
     Slack(#[from] crate::slack::SlackError),
     #[error(transparent)]
+    Discord(#[from] crate::discord::DiscordError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Audit(#[from] crate::store::AnchorError),
@@ -183,6 +185,7 @@ pub struct Bot {
     socket: Option<tokio::task::JoinHandle<()>>,
     /// Alertmanager intake, when `alerts:` has webhook credentials.
     pub alerts: Option<crate::alerts::Alerts>,
+    discord_gateway: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Builds the engine from `config`, attaches every configured chat adapter, and starts serving
@@ -205,6 +208,24 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
             }));
         } else {
             router = router.merge(crate::slack::router(engine.clone(), &slack));
+        }
+    }
+    let mut discord_gateway = None;
+    if let Some(discord) = crate::discord::DiscordConfig::from_config(&config.discord) {
+        discord.validate()?;
+        match discord.mode {
+            crate::discord::Mode::Http => {
+                router = router.merge(crate::discord::router(engine.clone(), &discord)?);
+            }
+            crate::discord::Mode::Gateway => {
+                let (engine, stop) = (engine.clone(), stop_socket.clone());
+                discord_gateway = Some(tokio::spawn(async move {
+                    let stopped = async move { stop.cancelled().await };
+                    if let Err(e) = crate::discord::run_gateway(engine, discord, stopped).await {
+                        tracing::error!(error = %e, "Discord gateway stopped");
+                    }
+                }));
+            }
         }
     }
     let alerts = config
@@ -230,6 +251,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         stop_socket,
         socket,
         alerts,
+        discord_gateway,
     })
 }
 
@@ -239,6 +261,9 @@ impl Bot {
         self.stop_socket.cancel();
         if let Some(socket) = self.socket {
             let _ = socket.await;
+        }
+        if let Some(gateway) = self.discord_gateway {
+            let _ = gateway.await;
         }
         self.server.stop().await?;
         if let Some(alerts) = &self.alerts {

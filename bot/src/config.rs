@@ -20,6 +20,9 @@
 //! | `OPSBOT_DISCORD_PUBLIC_KEY` (or `…_FILE`) | `discord.public_key` |
 //! | `OPSBOT_AUDIT_KEY_FILE` | `audit.key_file` |
 //! | `OPSBOT_ALERTS_WEBHOOK_TOKEN` (or `…_FILE`) | `alerts.webhook_token` |
+//! | `OPSBOT_DISCORD_APPLICATION_ID` | `discord.application_id` |
+//! | `OPSBOT_DISCORD_MODE` | `discord.mode` (`http` or `gateway`) |
+//! | `OPSBOT_DISCORD_GUILDS` (comma-separated) | `discord.guilds` |
 //!
 //! Secrets (tokens, signing secrets, the database URL, which may hold a password) can be given
 //! inline, as `*_file` keys naming a file that holds them, or by environment. They are held in
@@ -382,6 +385,20 @@ pub struct DiscordConfig {
     pub application_id: Option<String>,
     /// Default `https://discord.com/api/v10`.
     pub api_url: String,
+    /// How interactions arrive. Default `http`.
+    pub mode: DiscordMode,
+    /// The guild (server) ids opsbot serves; interactions from anywhere else are refused.
+    pub guilds: Vec<String>,
+}
+
+/// `discord.mode`: interactions POSTed to `/discord/interactions` (`http`), or received over
+/// the gateway WebSocket (`gateway`, no public URL needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscordMode {
+    #[default]
+    Http,
+    Gateway,
 }
 
 impl DiscordConfig {
@@ -593,6 +610,8 @@ struct RawDiscord {
     public_key_file: Option<Sp<PathBuf>>,
     application_id: Option<String>,
     api_url: Option<String>,
+    mode: Option<DiscordMode>,
+    guilds: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -873,13 +892,22 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "discord:         token {}, public_key {}, application_id {}, api {}",
+            "discord:         token {}, public_key {}, application_id {}, mode {}, guilds {}, api {}",
             set(&self.discord.token),
             set(&self.discord.public_key),
             self.discord
                 .application_id
                 .as_deref()
                 .unwrap_or("(not set)"),
+            match self.discord.mode {
+                DiscordMode::Http => "http",
+                DiscordMode::Gateway => "gateway",
+            },
+            if self.discord.guilds.is_empty() {
+                "(none)".to_owned()
+            } else {
+                self.discord.guilds.join(", ")
+            },
             self.discord.api_url
         );
         let a = &self.alerts;
@@ -1230,10 +1258,35 @@ impl Resolver<'_> {
                 d.public_key_file,
                 "OPSBOT_DISCORD_PUBLIC_KEY",
             ),
-            application_id: d.application_id,
+            application_id: self
+                .env
+                .var("OPSBOT_DISCORD_APPLICATION_ID")
+                .or(d.application_id),
             api_url: d
                 .api_url
                 .unwrap_or_else(|| "https://discord.com/api/v10".to_owned()),
+            mode: match self.env.var("OPSBOT_DISCORD_MODE") {
+                Some(m) => match m.trim() {
+                    "http" => DiscordMode::Http,
+                    "gateway" => DiscordMode::Gateway,
+                    other => {
+                        self.env_error(
+                            "OPSBOT_DISCORD_MODE",
+                            format!("unknown mode {other:?} (write http or gateway)"),
+                        );
+                        DiscordMode::Http
+                    }
+                },
+                None => d.mode.unwrap_or_default(),
+            },
+            guilds: match self.env.var("OPSBOT_DISCORD_GUILDS") {
+                Some(list) => list
+                    .split(',')
+                    .map(|g| g.trim().to_owned())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+                None => d.guilds,
+            },
         };
         let audit = AuditConfig {
             key_file: match self.env.var("OPSBOT_AUDIT_KEY_FILE") {

@@ -9,8 +9,13 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod discord;
 pub mod engine;
+pub mod inbound;
+#[cfg(test)]
+pub(crate) mod log_capture;
 pub mod metrics;
+pub mod pacing;
 pub mod server;
 pub mod slack;
 pub mod store;

@@ -49,6 +49,9 @@ enum Command {
     Audit(cli::audit::AuditCmd),
     /// Validate the configuration and its policy together; print what would run (secrets masked).
     CheckConfig,
+    /// Set up the Discord application: register `/ops`, print the install URL.
+    #[command(subcommand)]
+    Discord(cli::discord::DiscordCmd),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => cli::policy::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cli.config.as_deref(), cmd),
         Command::CheckConfig => cli::check_config::run(cli.config.as_deref()),
+        Command::Discord(cmd) => cli::discord::run(cli.config.as_deref(), cmd),
         Command::Serve => run(cli::logging::Mode::Server, async move {
             opsbot::app::serve(load_config(cli.config.as_deref())?).await
         }),

@@ -357,6 +357,7 @@ fn documented_configurations_are_valid() {
         ("OPSBOT_SLACK_SIGNING_SECRET", "signing"),
         ("OPSBOT_SLACK_APP_TOKEN", "xapp-test"),
         ("OPSBOT_ALERTS_WEBHOOK_TOKEN", "am-webhook-test"),
+        ("OPSBOT_DISCORD_TOKEN", "discord-test"),
     ]);
     let mut checked = 0;
 
@@ -515,4 +516,38 @@ fn bad_alert_settings_say_where_and_why() {
         errs[0].contains("alerts.webhook_basic_auth.password"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn discord_mode_and_guilds_from_the_file_or_the_environment() {
+    let yaml = "discord:\n  token: bot-secret-token\n  public_key: aabb\n  application_id: \"11\"\n  mode: http\n  guilds: [\"21\", \"22\"]\n";
+    let c = parse(yaml).unwrap();
+    assert_eq!(c.discord.mode, opsbot::config::DiscordMode::Http);
+    assert_eq!(c.discord.guilds, ["21", "22"]);
+    let summary = c.summary();
+    assert!(
+        summary.contains("application_id 11, mode http, guilds 21, 22"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("bot-secret-token") && !summary.contains("aabb"),
+        "{summary}"
+    );
+
+    let e = env(&[
+        ("OPSBOT_DISCORD_MODE", "gateway"),
+        ("OPSBOT_DISCORD_GUILDS", "31, 32,"),
+        ("OPSBOT_DISCORD_APPLICATION_ID", "12"),
+    ]);
+    let c = Config::from_yaml_with_env(yaml, None, &e).unwrap();
+    assert_eq!(c.discord.mode, opsbot::config::DiscordMode::Gateway);
+    assert_eq!(c.discord.guilds, ["31", "32"]);
+    assert_eq!(c.discord.application_id.as_deref(), Some("12"));
+
+    let err = Config::from_yaml_with_env("", None, &env(&[("OPSBOT_DISCORD_MODE", "socket")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OPSBOT_DISCORD_MODE: unknown mode"), "{err}");
+    let errs = errors("discord:\n  mode: websocket\n");
+    assert!(errs[0].contains("conf/opsbot.yaml:2:"), "{errs:?}");
 }

@@ -959,6 +959,13 @@ impl SignedRequest {
 
     /// Sends it to the bot at `base` (e.g. `http://127.0.0.1:PORT`).
     pub async fn send(&self, http: &reqwest::Client, base: &str) -> reqwest::Response {
+        http.execute(self.build(http, base))
+            .await
+            .expect("send to opsbot")
+    }
+
+    /// The request, ready to send to the bot at `base`.
+    pub fn build(&self, http: &reqwest::Client, base: &str) -> reqwest::Request {
         let mut req = http
             .post(format!("{base}{}", self.path))
             .header("content-type", self.content_type)
@@ -970,7 +977,7 @@ impl SignedRequest {
                 .header("x-slack-retry-num", n.to_string())
                 .header("x-slack-retry-reason", "http_timeout");
         }
-        req.send().await.expect("send to opsbot")
+        req.build().expect("a valid request")
     }
 }
 

@@ -30,6 +30,11 @@ pub fn run(config: Option<&Path>) -> ExitCode {
         eprintln!("slack: {e}");
         return ExitCode::from(EXIT_ERRORS);
     }
+    let discord = crate::discord::DiscordConfig::from_config(&config.discord).map(|d| d.validate());
+    if let Some(Err(e)) = discord {
+        eprintln!("discord: {e}");
+        return ExitCode::from(EXIT_ERRORS);
+    }
     // Loaded as `serve` loads it, so both say the same about a missing or broken file.
     match PolicyFile::load_with_default_ttl(&config.policy, config.approvals.default_ttl) {
         Ok(policy) => {

@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod check_config;
+pub mod discord;
 pub mod logging;
 pub mod policy;

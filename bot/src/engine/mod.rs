@@ -52,6 +52,8 @@ pub enum RejectionKind {
     Replay,
     /// Missing or wrong credentials (the Alertmanager webhook).
     Unauthorized,
+    /// From a place opsbot does not serve (a Discord DM or a guild not configured).
+    NotServed,
 }
 
 impl RejectionKind {
@@ -63,6 +65,7 @@ impl RejectionKind {
             RejectionKind::Malformed => "malformed",
             RejectionKind::Replay => "replay",
             RejectionKind::Unauthorized => "unauthorized",
+            RejectionKind::NotServed => "not_served",
         }
     }
 }

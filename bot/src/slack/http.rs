@@ -5,19 +5,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::StreamExt;
 use serde::Deserialize;
 
 use super::dispatch::{Dispatcher, Interaction, SlashCommand};
-use super::verify::{
-    MAX_BODY_BYTES, SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier, VerifyError, unix_now,
-};
+use super::verify::Verifier;
 use crate::engine::RejectionKind;
+use crate::inbound::{self, Refusal};
 
 #[derive(Clone)]
 struct Shared {
@@ -43,55 +41,16 @@ async fn verified(
     endpoint: &str,
     req: Request,
 ) -> Result<(HeaderMap, Bytes), Response> {
-    let (parts, body) = req.into_parts();
-    let refuse = |e: VerifyError| {
-        s.dispatcher
-            .reject(e.kind(), format!("POST {endpoint}: {e}"));
-        (e.status(), e.to_string()).into_response()
-    };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(refuse(VerifyError::TooLarge));
-    }
-    let bytes = match read_limited(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(ReadError::TooLarge) => return Err(refuse(VerifyError::TooLarge)),
-        Err(ReadError::Broken) => {
-            return Err((StatusCode::BAD_REQUEST, "unreadable body").into_response());
-        }
-    };
-    let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    s.verifier
-        .verify(
-            header_str(SIGNATURE_HEADER),
-            header_str(TIMESTAMP_HEADER),
-            &bytes,
-            unix_now(),
-        )
-        .map_err(refuse)?;
-    Ok((parts.headers, bytes))
-}
-
-enum ReadError {
-    TooLarge,
-    Broken,
-}
-
-async fn read_limited(body: Body, max: usize) -> Result<Bytes, ReadError> {
-    let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ReadError::Broken)?;
-        if buf.len() + chunk.len() > max {
-            return Err(ReadError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
+    inbound::verified_body(req, &s.verifier)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Verify(e) => {
+                s.dispatcher
+                    .reject(e.kind(), format!("POST {endpoint}: {e}"));
+                (e.status(), e.to_string()).into_response()
+            }
+            Refusal::Unreadable => (StatusCode::BAD_REQUEST, "unreadable body").into_response(),
+        })
 }
 
 fn malformed(s: &Shared, endpoint: &str, why: &str) -> Response {

@@ -323,7 +323,7 @@ mod tests {
 
 #[cfg(test)]
 mod log_tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::response::IntoResponse;
@@ -335,33 +335,13 @@ mod log_tests {
     const SIGNING_SECRET: &str = "signing-2222-never-log-me";
     const APP_TOKEN: &str = "xapp-3333-never-log-me";
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     use super::testing::Nop;
 
     /// Every Slack path that logs (refused requests, a command, Web API refusals and retries,
     /// the configuration itself) runs with every log level on; no secret shows up.
     #[test]
     fn secrets_never_reach_the_logs() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let ((), logs) = crate::log_capture::capture(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -431,7 +411,6 @@ mod log_tests {
                 }
             });
         });
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         // The paths did log (so the check below means something)...
         for expected in [
             "chat.postMessage",

@@ -3,7 +3,7 @@
 //! Posting is `chat.postMessage`, editing `chat.update`. Edits of one message are paced to at
 //! most one per `update_interval` (a second by default): an edit that arrives sooner waits, and
 //! if a newer edit of the same message arrives while it waits, only the newer one is sent (the
-//! older is superseded, not lost: the message ends in the newest state).
+//! older is superseded, not lost: the message ends in the newest state; see [`crate::pacing`]).
 //!
 //! Where the bot is not a member (a DM with someone else, a private channel), Slack refuses
 //! `chat.postMessage` with `not_in_channel` / `channel_not_found`; the reply then goes through
@@ -12,43 +12,25 @@
 //! message replace it through the same URL while it is valid, or become a new post through a
 //! newer one. Only when no valid URL is left is the reply reported undelivered.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use opsbot_commands::Reply;
 use opsbot_policies::Subject;
-use tokio::time::Instant;
 
 use super::render::render;
 use super::response_url::ID_PREFIX;
 use super::web::SlackWeb;
 use super::{PLATFORM, SlackConfig};
 use crate::chat::{ChatSink, DeliveryError, MessageRef};
+use crate::pacing::EditPacer;
 
 /// Posts and updates opsbot's messages in Slack.
 #[derive(Clone, Debug)]
 pub struct SlackSink {
     web: SlackWeb,
-    update_interval: Duration,
-    pacing: Arc<Mutex<HashMap<(String, String), Pace>>>,
+    pacer: EditPacer,
 }
-
-#[derive(Debug)]
-struct Pace {
-    /// Bumped by every edit request; an edit that waited and finds a newer one gives way.
-    generation: u64,
-    /// Edits waiting or sending.
-    in_flight: usize,
-    /// When the last edit of this message was sent.
-    last_sent: Option<Instant>,
-    /// Serializes the sends for one message.
-    send: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Pacing entries kept before idle ones are pruned.
-const PACING_PRUNE_AT: usize = 256;
 
 impl SlackSink {
     pub fn new(cfg: &SlackConfig) -> Self {
@@ -58,17 +40,12 @@ impl SlackSink {
     pub fn with_web(web: SlackWeb, update_interval: Duration) -> Self {
         SlackSink {
             web,
-            update_interval,
-            pacing: Arc::new(Mutex::new(HashMap::new())),
+            pacer: EditPacer::new(update_interval),
         }
     }
 
     pub fn web(&self) -> &SlackWeb {
         &self.web
-    }
-
-    fn pacing(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Pace>> {
-        self.pacing.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -87,51 +64,10 @@ impl ChatSink for SlackSink {
     }
 
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
-        let key = (message.channel.clone(), message.id.clone());
-        let interval = self.update_interval;
-        let (my_generation, send) = {
-            let mut pacing = self.pacing();
-            if pacing.len() >= PACING_PRUNE_AT {
-                pacing.retain(|_, p| {
-                    p.in_flight > 0 || p.last_sent.is_some_and(|t| t.elapsed() < interval)
-                });
-            }
-            let pace = pacing.entry(key.clone()).or_insert_with(|| Pace {
-                generation: 0,
-                in_flight: 0,
-                last_sent: None,
-                send: Arc::new(tokio::sync::Mutex::new(())),
-            });
-            pace.generation += 1;
-            pace.in_flight += 1;
-            (pace.generation, pace.send.clone())
-        };
-        let _in_flight = InFlight {
-            sink: self,
-            key: &key,
-        };
-
-        let _turn = send.lock().await;
-        let last_sent = self.pacing().get(&key).and_then(|p| p.last_sent);
-        if let Some(last) = last_sent {
-            let next = last + interval;
-            if next > Instant::now() {
-                tokio::time::sleep_until(next).await;
-            }
-        }
-        let superseded = self
-            .pacing()
-            .get(&key)
-            .is_some_and(|p| p.generation != my_generation);
-        if superseded {
-            // A newer edit of this message is waiting behind us and carries the newest state.
-            return Ok(());
-        }
-        let result = self.send_update(message, reply).await;
-        if let Some(p) = self.pacing().get_mut(&key) {
-            p.last_sent = Some(Instant::now());
-        }
-        result
+        let key = format!("{}/{}", message.channel, message.id);
+        self.pacer
+            .paced(&key, || self.send_update(message, reply))
+            .await
     }
 
     /// `chat.postEphemeral`; where the bot is not a member, the channel's latest slash command
@@ -271,20 +207,6 @@ fn with_fallback_error(refused: DeliveryError, fallback: &DeliveryError) -> Deli
     }
 }
 
-/// Counts an edit out when it is done (also when its future is dropped).
-struct InFlight<'a> {
-    sink: &'a SlackSink,
-    key: &'a (String, String),
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.sink.pacing().get_mut(self.key) {
-            p.in_flight = p.in_flight.saturating_sub(1);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -294,19 +216,6 @@ mod tests {
 
     use super::*;
     use crate::slack::{RetryPolicy, SlackConfig};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A Web API where the bot is in no channel, and response URLs: `/hook/ok-…` accept,
     /// `/hook/broken-…` answer 500. Returns the base URL and what the hooks received.
@@ -348,14 +257,7 @@ mod tests {
     /// or error, at any log level.
     #[test]
     fn replies_fall_back_to_the_response_url_which_is_never_logged() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let errors = tracing::subscriber::with_default(subscriber, || {
+        let (errors, logs) = crate::log_capture::capture(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -442,7 +344,6 @@ mod tests {
             "{errors:?}"
         );
         assert_eq!(errors[2], "chat.postMessage refused: not_in_channel");
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("response_url"), "{logs}");
         assert!(logs.contains("HTTP 500"), "{logs}");
         for e in &errors {

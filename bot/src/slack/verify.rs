@@ -8,53 +8,11 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::engine::RejectionKind;
+pub use crate::inbound::{MAX_BODY_BYTES, MAX_SKEW_SECS, VerifyError, unix_now};
+use crate::inbound::{Signature, check_fresh, parse_timestamp};
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
-/// How far a request timestamp may be from now, either way.
-pub const MAX_SKEW_SECS: i64 = 5 * 60;
-/// Largest body accepted (Slack's own payloads are far smaller).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Why a request was refused. Never carries the expected signature or the secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("missing {0} header")]
-    MissingHeader(&'static str),
-    #[error("malformed timestamp")]
-    BadTimestamp,
-    #[error("timestamp {age}s away from now (limit {MAX_SKEW_SECS}s)")]
-    Stale { age: i64 },
-    #[error("signature does not match")]
-    BadSignature,
-    #[error("body larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
-}
-
-impl VerifyError {
-    /// The audit category of this rejection.
-    pub fn kind(&self) -> RejectionKind {
-        match self {
-            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => RejectionKind::Malformed,
-            VerifyError::Stale { .. } => RejectionKind::StaleTimestamp,
-            VerifyError::BadSignature => RejectionKind::BadSignature,
-            VerifyError::TooLarge => RejectionKind::TooLarge,
-        }
-    }
-
-    /// The HTTP status to answer with: 400 for malformed requests, 401 for failed
-    /// authentication, 413 for oversized bodies.
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => {
-                http::StatusCode::BAD_REQUEST
-            }
-            VerifyError::Stale { .. } | VerifyError::BadSignature => http::StatusCode::UNAUTHORIZED,
-            VerifyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
-        }
-    }
-}
 
 /// Checks request signatures with one signing secret.
 #[derive(Clone)]
@@ -95,13 +53,7 @@ impl Verifier {
         }
         let timestamp = timestamp.ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?;
         let signature = signature.ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
-        if timestamp.is_empty()
-            || timestamp.len() > 12
-            || !timestamp.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(VerifyError::BadTimestamp);
-        }
-        let ts: i64 = timestamp.parse().map_err(|_| VerifyError::BadTimestamp)?;
+        let ts = parse_timestamp(timestamp)?;
         // The signature is checked first, so a forged request learns nothing about the clock.
         let expected = self.mac(timestamp, body);
         let given = signature
@@ -111,10 +63,7 @@ impl Verifier {
         if !self.usable || given.len() != expected.len() || !bool::from(given.ct_eq(&expected)) {
             return Err(VerifyError::BadSignature);
         }
-        let age = now - ts;
-        if age.abs() > MAX_SKEW_SECS {
-            return Err(VerifyError::Stale { age });
-        }
+        check_fresh(ts, now)?;
         Ok(())
     }
 
@@ -133,17 +82,24 @@ impl Verifier {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+impl Signature for Verifier {
+    const SIGNATURE_HEADER: &'static str = SIGNATURE_HEADER;
+    const TIMESTAMP_HEADER: &'static str = TIMESTAMP_HEADER;
+    fn verify(
+        &self,
+        signature: Option<&str>,
+        timestamp: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        Verifier::verify(self, signature, timestamp, body, now)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::RejectionKind;
 
     // The worked example from Slack's "Verifying requests from Slack" documentation.
     const DOC_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";

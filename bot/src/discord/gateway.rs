@@ -1,0 +1,291 @@
+//! Gateway mode: interactions over Discord's WebSocket gateway, so no public URL is needed.
+//!
+//! One connection with the `GUILDS` intent only (no privileged intents): Hello → Identify (or
+//! Resume) → heartbeats at the interval Discord asks for; `INTERACTION_CREATE` dispatches go
+//! through the same [`Dispatcher`] as HTTP interactions, and its answer is sent back with
+//! `POST /interactions/{id}/{token}/callback`. A dropped connection, a missed heartbeat ACK or
+//! a Reconnect (op 7) resumes the session (`resume_gateway_url`, session id, last sequence);
+//! an Invalid Session that cannot be resumed identifies afresh. Closes that retrying cannot fix
+//! (authentication failed, intents not allowed) end the loop with an error.
+//!
+//! Why not serenity's client: see ARCHITECTURE.md (its HTTP client could not be pointed at the
+//! fake with its ratelimiter on); this is the small part of the gateway opsbot uses, tested
+//! against a local fake gateway (`tests/tests/discord_gateway.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use http::Method;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use super::dispatch::{Dispatcher, Interaction};
+use super::rest::{Auth, Call};
+use super::{DiscordConfig, DiscordError, DiscordSink};
+
+/// `GUILDS`: the only intent opsbot asks for (interactions need none).
+pub const INTENTS: u64 = 1;
+const API_VERSION: &str = "v=10&encoding=json";
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The session a dropped connection resumes.
+#[derive(Debug, Clone, Default)]
+struct Session {
+    id: Option<String>,
+    resume_url: Option<String>,
+    seq: Option<u64>,
+}
+
+/// Why one connection ended.
+enum Ended {
+    /// Stop was requested.
+    Stopped,
+    /// Reconnect; `resume` says whether the session may be resumed.
+    Reconnect { resume: bool, why: String },
+    /// Retrying cannot help (e.g. 4004 Authentication failed).
+    Fatal(String),
+}
+
+/// Runs the gateway until `stop` resolves (or a fatal close).
+pub async fn run(
+    dispatcher: Arc<Dispatcher>,
+    sink: DiscordSink,
+    cfg: DiscordConfig,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DiscordError> {
+    tokio::pin!(stop);
+    let mut session = Session::default();
+    let mut failures = 0u32;
+    loop {
+        let url = match &session.resume_url {
+            Some(url) if session.id.is_some() => url.clone(),
+            _ => {
+                match tokio::select! {
+                    u = gateway_url(&sink) => u,
+                    _ = &mut stop => return Ok(()),
+                } {
+                    Ok(url) => url,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot get the Discord gateway URL");
+                        failures += 1;
+                        if backoff(failures, &mut stop).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let ended = connection(&url, &mut session, &dispatcher, &sink, &cfg, &mut stop).await;
+        match ended {
+            Ended::Stopped => return Ok(()),
+            Ended::Fatal(why) => return Err(DiscordError::Gateway(why)),
+            Ended::Reconnect { resume, why } => {
+                tracing::info!(why = %why, resume, "Discord gateway reconnecting");
+                if !resume {
+                    session = Session::default();
+                }
+                failures += 1;
+                if backoff(failures.min(3), &mut stop).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Waits before reconnecting; true when stop was requested meanwhile.
+async fn backoff(
+    failures: u32,
+    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> bool {
+    let wait = Duration::from_millis(250)
+        .saturating_mul(1 << failures.min(8))
+        .min(MAX_BACKOFF);
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop => true,
+    }
+}
+
+/// `GET /gateway/bot`: where to connect.
+async fn gateway_url(sink: &DiscordSink) -> Result<String, String> {
+    let res = sink
+        .rest()
+        .call(&Call {
+            name: "get_gateway_bot",
+            method: Method::GET,
+            path: "/gateway/bot".to_owned(),
+            route: "GET /gateway/bot".to_owned(),
+            auth: Auth::Bot,
+            body: None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    res["url"]
+        .as_str()
+        .filter(|u| u.starts_with("wss://") || u.starts_with("ws://"))
+        .map(str::to_owned)
+        .ok_or_else(|| "the answer carries no gateway URL".to_owned())
+}
+
+/// One WebSocket connection, from Hello to its end.
+async fn connection(
+    url: &str,
+    session: &mut Session,
+    dispatcher: &Arc<Dispatcher>,
+    sink: &DiscordSink,
+    cfg: &DiscordConfig,
+    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> Ended {
+    let address = format!("{}/?{API_VERSION}", url.trim_end_matches('/'));
+    let ws = tokio::select! {
+        c = tokio_tungstenite::connect_async(address.as_str()) => c,
+        _ = &mut *stop => return Ended::Stopped,
+    };
+    let (mut ws, _) = match ws {
+        Ok(ws) => ws,
+        Err(e) => return reconnect(true, format!("connect: {e}")),
+    };
+    let mut interval: Option<tokio::time::Interval> = None;
+    let mut acked = true;
+    loop {
+        let tick = async {
+            match interval.as_mut() {
+                Some(i) => {
+                    i.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let frame = tokio::select! {
+            f = ws.next() => f,
+            _ = tick => {
+                if !acked {
+                    let _ = ws.close(None).await;
+                    return reconnect(true, "no heartbeat ACK".into());
+                }
+                acked = false;
+                if send(&mut ws, json!({"op": 1, "d": session.seq})).await.is_err() {
+                    return reconnect(true, "heartbeat send failed".into());
+                }
+                continue;
+            }
+            _ = &mut *stop => {
+                let _ = ws.close(None).await;
+                return Ended::Stopped;
+            }
+        };
+        let text = match frame {
+            Some(Ok(Frame::Text(t))) => t,
+            Some(Ok(Frame::Close(c))) => {
+                let code = c.as_ref().map(|c| u16::from(c.code)).unwrap_or(1000);
+                return closed(code);
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return reconnect(true, format!("read: {e}")),
+            None => return reconnect(true, "connection closed".into()),
+        };
+        let Ok(msg) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if let Some(s) = msg["s"].as_u64() {
+            session.seq = Some(s);
+        }
+        match msg["op"].as_u64() {
+            // Hello: start heartbeating, then identify or resume.
+            Some(10) => {
+                let every = msg["d"]["heartbeat_interval"]
+                    .as_u64()
+                    .unwrap_or(41_250)
+                    .max(100);
+                let mut i = tokio::time::interval(Duration::from_millis(every));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i.tick().await;
+                interval = Some(i);
+                let hello = match (&session.id, session.seq) {
+                    (Some(id), Some(seq)) => json!({"op": 6, "d": {
+                        "token": cfg.token, "session_id": id, "seq": seq}}),
+                    _ => json!({"op": 2, "d": {
+                        "token": cfg.token,
+                        "intents": INTENTS,
+                        "properties": {"os": std::env::consts::OS, "browser": "opsbot", "device": "opsbot"},
+                    }}),
+                };
+                if send(&mut ws, hello).await.is_err() {
+                    return reconnect(true, "identify send failed".into());
+                }
+            }
+            Some(11) => acked = true,
+            Some(1) => {
+                let _ = send(&mut ws, json!({"op": 1, "d": session.seq})).await;
+            }
+            Some(7) => {
+                let _ = ws.close(None).await;
+                return reconnect(true, "Discord asked to reconnect".into());
+            }
+            Some(9) => {
+                let resumable = msg["d"].as_bool() == Some(true);
+                let _ = ws.close(None).await;
+                return reconnect(resumable, "invalid session".into());
+            }
+            Some(0) => match msg["t"].as_str() {
+                Some("READY") => {
+                    session.id = msg["d"]["session_id"].as_str().map(str::to_owned);
+                    session.resume_url = msg["d"]["resume_gateway_url"].as_str().map(str::to_owned);
+                    tracing::info!("Discord gateway ready");
+                }
+                Some("RESUMED") => tracing::info!("Discord gateway session resumed"),
+                Some("INTERACTION_CREATE") => interaction(dispatcher, sink, &msg["d"]),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+fn reconnect(resume: bool, why: String) -> Ended {
+    Ended::Reconnect { resume, why }
+}
+
+/// What a close code means: 4004 (authentication), 4010–4014 (shard, version, intents) cannot
+/// be fixed by retrying; 4007/4009 (bad sequence, session timed out) need a new session.
+fn closed(code: u16) -> Ended {
+    match code {
+        4004 | 4010 | 4011 | 4012 | 4013 | 4014 => {
+            Ended::Fatal(format!("the gateway closed the connection with {code}"))
+        }
+        4007 | 4009 => reconnect(false, format!("closed with {code}")),
+        _ => reconnect(true, format!("closed with {code}")),
+    }
+}
+
+async fn send<S>(ws: &mut S, v: Value) -> Result<(), ()>
+where
+    S: futures::Sink<Frame> + Unpin,
+{
+    ws.send(Frame::text(v.to_string())).await.map_err(|_| ())
+}
+
+/// Answers one `INTERACTION_CREATE` through the dispatcher and the callback endpoint, in the
+/// background (the read loop never waits on it).
+fn interaction(dispatcher: &Arc<Dispatcher>, sink: &DiscordSink, d: &Value) {
+    let Ok(i) = serde_json::from_value::<Interaction>(d.clone()) else {
+        tracing::info!("gateway interaction that is not an interaction: ignored");
+        return;
+    };
+    let (dispatcher, sink) = (dispatcher.clone(), sink.clone());
+    tokio::spawn(async move {
+        let (id, token) = (i.id.clone(), i.token.clone());
+        match dispatcher.interaction(i).await {
+            Ok(answer) => {
+                if let Err(e) = sink.callback(&id, &token, answer).await {
+                    tracing::warn!(error = %e, "interaction callback failed");
+                }
+            }
+            Err(e) => dispatcher.reject(crate::engine::RejectionKind::Malformed, e.to_string()),
+        }
+    });
+}

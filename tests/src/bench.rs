@@ -1,0 +1,140 @@
+//! What the ack benchmarks (`scripts/bench-slack.sh`, `scripts/bench-discord.sh`) share: an
+//! open-loop firing of prepared, signed requests at a fixed rate and the report line.
+//!
+//! Open loop: request *i* is due at `start + i / rate`, and its latency is measured from that
+//! due time (so a stalled server cannot hide its queueing delay).
+
+use std::time::Duration;
+
+use axum::Router;
+
+/// Common options: `--rate N` (requests per second, default 500), `--secs N` (per target,
+/// default 10), `--url URL` and `--secret S` (fire at an already running bot on loopback).
+pub struct Args {
+    pub rate: u32,
+    pub secs: u32,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// Parses the command line (bounded: at most 5,000 requests/s for 60 s, loopback only).
+pub fn args() -> Args {
+    let mut a = Args {
+        rate: 500,
+        secs: 10,
+        url: None,
+        secret: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--rate" => a.rate = value.parse().expect("--rate N"),
+            "--secs" => a.secs = value.parse().expect("--secs N"),
+            "--url" => a.url = Some(value.trim_end_matches('/').to_owned()),
+            "--secret" => a.secret = Some(value),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    if let Some(url) = &a.url {
+        let loopback = [
+            "http://127.",
+            "http://localhost:",
+            "http://localhost/",
+            "http://[::1]",
+        ];
+        assert!(
+            loopback.iter().any(|p| url.starts_with(p)),
+            "--url must be a loopback address (http://127.0.0.1:PORT): this benchmark only loads this machine"
+        );
+    }
+    a.rate = a.rate.clamp(1, 5000);
+    a.secs = a.secs.clamp(1, 60);
+    a
+}
+
+pub struct Outcome {
+    pub ok: usize,
+    pub failed: usize,
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+}
+
+/// Fires `requests` at `rate` per second; each one's latency counts from its due time.
+pub async fn fire(http: &reqwest::Client, requests: Vec<reqwest::Request>, rate: u32) -> Outcome {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (i, req) in requests.into_iter().enumerate() {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due).await;
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                let Ok(res) = http.execute(req).await else {
+                    return false;
+                };
+                let status = res.status();
+                let _ = res.bytes().await;
+                status.is_success()
+            })
+            .await
+            .unwrap_or(false);
+            (ok, due.elapsed())
+        }));
+    }
+    let mut out = Outcome {
+        ok: 0,
+        failed: 0,
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for t in tasks {
+        let (ok, latency) = t.await.expect("request task");
+        if ok {
+            out.ok += 1;
+            out.latencies.push(latency);
+        } else {
+            out.failed += 1;
+        }
+    }
+    out.elapsed = start.elapsed();
+    out.latencies.sort();
+    out
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn report(name: &str, rate: u32, o: &Outcome) {
+    println!(
+        "{:<22} {:>6}/s {:>7} {:>7} {:>12} {:>12} {:>12} {:>10.1}/s",
+        name,
+        rate,
+        o.ok,
+        o.failed,
+        ms(percentile(&o.latencies, 0.50)),
+        ms(percentile(&o.latencies, 0.99)),
+        ms(o.latencies.last().copied().unwrap_or_default()),
+        o.ok as f64 / o.elapsed.as_secs_f64(),
+    );
+}
+
+/// Serves `app` on a free loopback port; returns its base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
