@@ -1,9 +1,17 @@
 //! The policy in force, and its hot reload: a changed file is loaded and swapped in; a broken one
 //! is refused and logged, and the old policy stays in force.
+//!
+//! Readers never wait: the policy in force sits in an [`ArcSwap`], so [`PolicyFile::current`] is
+//! a lock-free load, however large the policy and however often the file changes. A reload
+//! reads and parses the file first (on a blocking thread when run by [`PolicyFile::watch`]),
+//! then swaps the new policy in with one atomic store. Only reloads take the mutex over the
+//! file hashes, and readers never touch it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use opsbot_policies::{Policy, PolicyErrors};
 use sha2::{Digest, Sha256};
@@ -13,11 +21,11 @@ pub struct PolicyFile {
     path: Option<PathBuf>,
     /// Expiry of approvals whose rule gives no `ttl` (configuration `approvals.default_ttl`).
     default_ttl: Duration,
-    state: RwLock<State>,
+    policy: ArcSwap<Policy>,
+    hashes: Mutex<Hashes>,
 }
 
-struct State {
-    policy: Arc<Policy>,
+struct Hashes {
     /// Hash of the file content the policy in force was loaded from.
     loaded: [u8; 32],
     /// Hash of what the last look found (content, or the read error), so an unchanged file, or
@@ -47,8 +55,8 @@ impl PolicyFile {
         Ok(PolicyFile {
             path: Some(path.to_owned()),
             default_ttl,
-            state: RwLock::new(State {
-                policy: Arc::new(policy),
+            policy: ArcSwap::from_pointee(policy),
+            hashes: Mutex::new(Hashes {
                 loaded: Sha256::digest(&bytes).into(),
                 seen: Sha256::digest(&bytes).into(),
             }),
@@ -60,8 +68,8 @@ impl PolicyFile {
         PolicyFile {
             path: None,
             default_ttl: opsbot_policies::DEFAULT_APPROVAL_TTL,
-            state: RwLock::new(State {
-                policy: Arc::new(policy),
+            policy: ArcSwap::from_pointee(policy),
+            hashes: Mutex::new(Hashes {
                 loaded: [0; 32],
                 seen: [0; 32],
             }),
@@ -70,19 +78,15 @@ impl PolicyFile {
 
     /// The policy in force now.
     pub fn current(&self) -> Arc<Policy> {
-        // A poisoned lock only means a reader panicked; the policy inside is still whole.
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .policy
-            .clone()
+        self.policy.load_full()
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    /// Loads the file again if its content changed since the last look.
+    /// Loads the file again if its content changed since the last look. Blocks on the file
+    /// and the parse (never on readers): call it off the async workers.
     pub fn reload(&self) -> Reload {
         let Some(path) = &self.path else {
             return Reload::Unchanged;
@@ -94,23 +98,25 @@ impl PolicyFile {
                 (Sha256::digest(error.as_bytes()).into(), Err(error))
             }
         };
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if state.seen == hash {
+        // Held across the parse so two reloads cannot swap in out of order; readers never
+        // take it. A poisoned lock only means a reload panicked; the hashes are still whole.
+        let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        if hashes.seen == hash {
             return Reload::Unchanged;
         }
-        state.seen = hash;
+        hashes.seen = hash;
         let bytes = match content {
             Ok(bytes) => bytes,
             Err(error) => return Reload::Refused(error),
         };
-        if state.loaded == hash {
+        if hashes.loaded == hash {
             // Back to the content in force (e.g. after a broken edit was reverted).
             return Reload::Unchanged;
         }
         match parse(path, &bytes, self.default_ttl) {
             Ok(policy) => {
-                state.policy = Arc::new(policy);
-                state.loaded = hash;
+                self.policy.store(Arc::new(policy));
+                hashes.loaded = hash;
                 Reload::Loaded
             }
             Err(e) => Reload::Refused(e.to_string()),
@@ -124,7 +130,15 @@ impl PolicyFile {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match self.reload() {
+            let this = self.clone();
+            let outcome = match tokio::task::spawn_blocking(move || this.reload()).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload did not finish");
+                    continue;
+                }
+            };
+            match outcome {
                 Reload::Unchanged => {}
                 Reload::Loaded => {
                     tracing::info!(path = ?self.path, summary = %self.current().summary(), "policy reloaded")
