@@ -2,6 +2,7 @@
 
 mod ops_support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -31,6 +32,15 @@ fn status(kind: WorkloadKind, name: &str) -> Op {
             name: name.into(),
         },
     }
+}
+
+/// The "Recent warning events" table of a `status` reply.
+fn warnings_block(reply: &opsbot_commands::Reply) -> &opsbot_commands::Monospace {
+    reply
+        .blocks
+        .iter()
+        .find(|b| b.caption.as_deref() == Some("Recent warning events"))
+        .expect("warnings block")
 }
 
 fn logs(name: &str) -> Op {
@@ -110,14 +120,11 @@ async fn status_progressing_then_stalled_with_warnings() {
     assert!(
         reply
             .text
+            .as_deref()
             .unwrap()
             .contains("exceeded its progress deadline")
     );
-    let warnings = reply
-        .blocks
-        .iter()
-        .find(|b| b.caption.as_deref() == Some("Recent warning events"))
-        .expect("warnings block");
+    let warnings = warnings_block(&reply);
     assert!(
         warnings.body.contains("ProgressDeadlineExceeded"),
         "{}",
@@ -914,4 +921,70 @@ async fn long_tables_keep_the_rows_that_matter() {
         reply.footer.as_deref().unwrap().contains("· showing "),
         "{reply:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fetches_only_warning_events_and_shows_those_of_its_pods() {
+    let queries = Arc::new(Mutex::new(Vec::new()));
+    let seen = queries.clone();
+    let hook: ops_support::Hook = Arc::new(move |req: &http::Request<kube::client::Body>| {
+        if req.uri().path().ends_with("/events") {
+            seen.lock()
+                .unwrap()
+                .push(req.uri().query().unwrap_or("").to_owned());
+        }
+    });
+    let mut objects = seed();
+    let now = time(jiff::Timestamp::now());
+    objects.push(event(
+        "shop",
+        "e1",
+        "web-7d9c-abcde",
+        "Warning",
+        "BackOff",
+        "back-off pulling",
+        now.clone(),
+    ));
+    objects.push(event(
+        "shop",
+        "e2",
+        "web",
+        "Normal",
+        "ScalingReplicaSet",
+        "scaled up",
+        now.clone(),
+    ));
+    objects.push(event(
+        "shop",
+        "e3",
+        "api",
+        "Warning",
+        "Failed",
+        "api is broken",
+        now,
+    ));
+    let env = Env::start_with(objects, |_| Some(hook), |_| {}).await;
+
+    let reply = env
+        .run("shop", status(WorkloadKind::Deployment, "web"))
+        .await
+        .unwrap();
+    let queries = queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert!(
+        queries[0].contains("fieldSelector=type%3DWarning"),
+        "{queries:?}"
+    );
+    let warnings = warnings_block(&reply);
+    assert!(
+        warnings.body.contains("back-off pulling"),
+        "{}",
+        warnings.body
+    );
+    assert!(
+        !warnings.body.contains("api is broken"),
+        "{}",
+        warnings.body
+    );
+    assert!(!warnings.body.contains("scaled up"), "{}", warnings.body);
 }

@@ -1,6 +1,7 @@
 //! Fault injection: failing requests, latency, RBAC-like denials, stalled rollouts and failing jobs.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Faults {
     state: Mutex<State>,
+    /// Bumped by every change the controllers see (stalled rollouts, failing jobs), so an idle
+    /// controller loop knows to run again.
+    generation: AtomicU64,
 }
 
 /// What the server should do with a request before handling it.
@@ -37,6 +41,17 @@ pub enum Injected {
 impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Faults::lock`] for a change the controllers see.
+    fn change(&self) -> std::sync::MutexGuard<'_, State> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+    }
+
+    /// How many controller-visible changes were made so far.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The next `n` requests whose path contains `path` answer `code` (500 or 429; 429 carries `Retry-After`).
@@ -73,13 +88,13 @@ impl Faults {
 
     /// New pods of this deployment never become ready, so its rollout stalls and ends in ProgressDeadlineExceeded.
     pub fn stall_rollout(&self, namespace: &str, deployment: &str) {
-        self.lock()
+        self.change()
             .stalled
             .push((namespace.to_string(), deployment.to_string()));
     }
 
     pub fn unstall_rollout(&self, namespace: &str, deployment: &str) {
-        self.lock()
+        self.change()
             .stalled
             .retain(|(n, d)| !(n == namespace && d == deployment));
     }
@@ -93,7 +108,7 @@ impl Faults {
 
     /// Jobs in `namespace` whose name starts with `name_prefix` fail (e.g. "postgres-backup" for the cronjob's jobs).
     pub fn fail_jobs(&self, namespace: &str, name_prefix: &str) {
-        self.lock()
+        self.change()
             .failing_jobs
             .push((namespace.to_string(), name_prefix.to_string()));
     }
@@ -107,7 +122,7 @@ impl Faults {
 
     /// Remove every fault.
     pub fn clear(&self) {
-        *self.lock() = State::default();
+        *self.change() = State::default();
     }
 
     /// Consume a fail_next rule matching this path, if any.

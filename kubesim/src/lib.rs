@@ -54,9 +54,13 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Wakes the controllers after a write.
     pub kick: tokio::sync::Notify,
-    /// One controller pass at a time.
-    pub reconciling: Mutex<()>,
+    /// One controller pass at a time; what the last pass left (`None` before the first).
+    pub reconciling: Mutex<Option<controllers::Settled>>,
 }
+
+/// The background loop runs a pass at least this often (real time), whatever the last pass said:
+/// a safety net should a controller ever miss registering a wake-up.
+const FULL_PASS_EVERY: Duration = Duration::from_secs(10);
 
 impl Shared {
     async fn advance(&self, by: Duration) {
@@ -75,14 +79,28 @@ impl Shared {
         }
     }
 
+    /// Runs a controller pass now.
     fn reconcile(&self) {
-        let _guard = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
-        let ctx = controllers::Ctx {
-            store: &self.store,
-            faults: &self.faults,
-            now: self.clock.now(),
+        let mut settled = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+        let ctx = controllers::Ctx::new(&self.store, &self.faults, self.clock.now());
+        *settled = Some(controllers::reconcile_all(&ctx));
+    }
+
+    /// Runs a controller pass unless the last one left nothing to do: no write since, no
+    /// change of faults, and no wake-up due on the sim clock. Returns whether it ran.
+    fn reconcile_if_due(&self) -> bool {
+        let due = match *self.reconciling.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(s) => {
+                s.rv != self.store.resource_version()
+                    || s.faults != self.faults.generation()
+                    || s.wake.is_some_and(|w| self.clock.now() >= w)
+            }
         };
-        controllers::reconcile_all(&ctx);
+        if due {
+            self.reconcile();
+        }
+        due
     }
 }
 
@@ -152,7 +170,7 @@ impl KubeSim {
             faults: Faults::default(),
             addr,
             kick: tokio::sync::Notify::new(),
-            reconciling: Mutex::new(()),
+            reconciling: Mutex::new(None),
         });
         // Namespaces first, then everything else in seed order.
         let mut objs = seed.objects;
@@ -179,7 +197,7 @@ impl KubeSim {
                 .duration_since(now)
                 .min(jiff::SignedDuration::from_secs(5));
             shared.clock.advance(step.unsigned_abs());
-            shared.reconcile();
+            shared.reconcile_if_due();
         }
         shared.reconcile();
         shared.clock.resume();
@@ -198,6 +216,7 @@ impl KubeSim {
         let s = shared.clone();
         let tick = opts.tick;
         tasks.push(tokio::spawn(async move {
+            let mut last_pass = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
@@ -205,7 +224,19 @@ impl KubeSim {
                     _ = s.clock.changed.notified() => {}
                 }
                 let s2 = s.clone();
-                let _ = tokio::task::spawn_blocking(move || s2.reconcile()).await;
+                let full = last_pass.elapsed() >= FULL_PASS_EVERY;
+                let ran = tokio::task::spawn_blocking(move || {
+                    if full {
+                        s2.reconcile();
+                        true
+                    } else {
+                        s2.reconcile_if_due()
+                    }
+                })
+                .await;
+                if ran.unwrap_or(false) {
+                    last_pass = tokio::time::Instant::now();
+                }
             }
         }));
         Ok(KubeSim { shared, tasks })

@@ -57,6 +57,32 @@ impl Seed {
         Seed::from_yaml(&std::fs::read_to_string(path)?)
     }
 
+    /// `n` deployments `svc-0` … of `replicas` nginx pods each in namespace `ns`, with a minute
+    /// of simulated history: the load of the scale benchmarks.
+    pub fn deployments(ns: &str, n: usize, replicas: u32) -> Seed {
+        let mut objects =
+            vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})];
+        objects.extend((0..n).map(|i| {
+            let name = format!("svc-{i}");
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+                    }
+                }
+            })
+        }));
+        Seed {
+            objects,
+            warm_up: std::time::Duration::from_secs(60),
+        }
+    }
+
     /// The default seed, modelled on the runbooks in `shared/seeds/` (see the crate docs for the list).
     pub fn default_seed() -> Seed {
         let now = Timestamp::now();

@@ -1,7 +1,7 @@
 //! The object store: JSON objects keyed by (storage key, namespace, name), with a global
 //! resourceVersion counter and a watch event stream.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -27,11 +27,46 @@ pub struct WatchEvent {
     pub prev: Option<Arc<Value>>,
 }
 
+/// Where an object is stored: (storage key, namespace, name).
+type Key = (&'static str, String, String);
+
 #[derive(Default)]
 struct Inner {
     rv: u64,
     objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
     history: VecDeque<WatchEvent>,
+    /// Owner uid → the objects whose ownerReferences name it. Kept in step with `objects` on
+    /// every write, so controllers find an object's children without scanning its namespace.
+    owned: HashMap<String, BTreeSet<Key>>,
+}
+
+/// The uids an object's ownerReferences name.
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str())
+}
+
+impl Inner {
+    /// Records that the object at `key` changed from `old` to `new` (either may be absent).
+    fn reindex_owners(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        for uid in old.into_iter().flat_map(owner_uids) {
+            if let Some(set) = self.owned.get_mut(uid) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.owned.remove(uid);
+                }
+            }
+        }
+        for uid in new.into_iter().flat_map(owner_uids) {
+            self.owned
+                .entry(uid.to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
 }
 
 /// The in-memory store. Cheap to share behind an `Arc`.
@@ -147,6 +182,22 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// Objects of `def` whose ownerReferences name the owner with uid `owner`, sorted by
+    /// (namespace, name). Costs what it returns, not what the namespace holds.
+    pub fn owned_by(&self, def: &ResourceDef, owner: &str) -> Vec<Value> {
+        let inner = self.read();
+        let Some(keys) = inner.owned.get(owner) else {
+            return Vec::new();
+        };
+        let Some(objects) = inner.objects.get(def.storage) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|(storage, _, _)| *storage == def.storage)
+            .filter_map(|(_, ns, name)| objects.get(&(ns.clone(), name.clone())).cloned())
+            .collect()
+    }
+
     /// Number of objects stored for a resource.
     pub fn count(&self, def: &ResourceDef) -> usize {
         self.read()
@@ -240,6 +291,7 @@ impl Store {
         }
         if !dry_run {
             inner.rv = rv;
+            inner.reindex_owners(&(def.storage, ns.clone(), name.clone()), None, Some(&obj));
             inner
                 .objects
                 .entry(def.storage)
@@ -312,11 +364,13 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if !dry_run {
             inner.rv = rv;
+            let key = (def.storage, ns.clone(), name.clone());
             let prev = inner
                 .objects
                 .entry(def.storage)
                 .or_default()
                 .insert((ns, name), obj.clone());
+            inner.reindex_owners(&key, prev.as_ref(), Some(&obj));
             self.emit(&mut inner, def.storage, "MODIFIED", obj.clone(), rv, prev);
         }
         Ok(obj)
@@ -354,6 +408,7 @@ impl Store {
             .get_mut(def.storage)
             .and_then(|m| m.remove(&key))
             .unwrap_or(Value::Null);
+        inner.reindex_owners(&(def.storage, key.0, key.1), Some(&obj), None);
         self.deletes.fetch_add(1, Ordering::Relaxed);
         inner.rv += 1;
         let rv = inner.rv;
@@ -448,5 +503,61 @@ impl Store {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod owner_index_tests {
+    use super::*;
+    use crate::resources;
+
+    fn pod(name: &str, owner: Option<&str>) -> Value {
+        let mut p = json!({"metadata": {"name": name, "namespace": "ns"}, "spec": {}});
+        if let Some(uid) = owner {
+            p["metadata"]["ownerReferences"] =
+                json!([{"uid": uid, "kind": "ReplicaSet", "name": "rs"}]);
+        }
+        p
+    }
+
+    fn names(store: &Store, owner: &str) -> Vec<String> {
+        store
+            .owned_by(resources::pods(), owner)
+            .iter()
+            .map(|p| name_of(p).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_owner_index_follows_creates_updates_and_deletes() {
+        let store = Store::new();
+        let now = Timestamp::now();
+        let pods = resources::pods();
+        store
+            .create(pods, pod("b", Some("u1")), now, false)
+            .unwrap();
+        store
+            .create(pods, pod("a", Some("u1")), now, false)
+            .unwrap();
+        store
+            .create(pods, pod("c", Some("u2")), now, false)
+            .unwrap();
+        store.create(pods, pod("d", None), now, false).unwrap();
+        store.create(pods, pod("e", Some("u1")), now, true).unwrap(); // dry run
+        assert_eq!(names(&store, "u1"), ["a", "b"]);
+        assert_eq!(names(&store, "u2"), ["c"]);
+        // Another resource's objects are not the pods'.
+        assert!(store.owned_by(resources::replicasets(), "u1").is_empty());
+
+        // Re-owned: moves from u1 to u2.
+        let mut b = store.get(pods, "ns", "b").unwrap();
+        b["metadata"]["ownerReferences"][0]["uid"] = json!("u2");
+        store.update(pods, b, false, false).unwrap();
+        assert_eq!(names(&store, "u1"), ["a"]);
+        assert_eq!(names(&store, "u2"), ["b", "c"]);
+
+        store.delete(pods, "ns", "a", false).unwrap();
+        assert!(names(&store, "u1").is_empty());
+        assert_eq!(names(&store, "u2"), ["b", "c"]);
     }
 }

@@ -652,3 +652,40 @@ async fn wrong_shapes_are_rejected_and_nothing_panics() {
         "controllers still run"
     );
 }
+
+/// With the clock running and nothing written after the create, the background loop still runs
+/// the passes the clock alone calls for (pods scheduled, started, ready; the rollout complete),
+/// and then stays idle without losing a later write.
+#[tokio::test]
+async fn the_idle_loop_wakes_for_clock_driven_work_and_for_writes() {
+    let (sim, c) = empty().await;
+    sim.clock().set_speed(20.0);
+    sim.clock().resume();
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "demo");
+    api.create(&PostParams::default(), &deployment("web", 2, "nginx:1.25"))
+        .await
+        .unwrap();
+    let ready = |d: &Deployment| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(2);
+    let mut waited = Duration::ZERO;
+    while !ready(&api.get("web").await.unwrap()) {
+        assert!(waited < Duration::from_secs(5), "pods never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    // Settled and idle; a write (scale) must still be acted on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(c, "demo");
+    let mut waited = Duration::ZERO;
+    while pods.list(&ListParams::default()).await.unwrap().items.len() < 3 {
+        assert!(waited < Duration::from_secs(5), "the scale-up never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+}

@@ -1,6 +1,9 @@
-//! Deciding on a request.
+//! Deciding on a request: [`Policy::decide`] for the engine (only the decision, from the
+//! index), [`Policy::evaluate`] for `policy explain` (every rule, with why). Both use the same
+//! per-key checks, so they cannot disagree (property-tested).
 
-use crate::load::{BUILTIN_RULE, Effect, Pattern, RoleSel, Rule};
+use crate::index::{Key, Matches};
+use crate::load::{BUILTIN_RULE, Effect, Pattern, RoleSel, Rule, When};
 use crate::{Decision, Evaluation, Policy, Request, Requirement, RuleTrace, Subject};
 
 fn show_patterns(ps: &[Pattern]) -> String {
@@ -10,23 +13,42 @@ fn show_patterns(ps: &[Pattern]) -> String {
         .join(", ")
 }
 
-/// Checks one glob-list key; `None` when it matches, else why not.
-fn check_patterns(
-    key: &str,
-    noun: &str,
-    patterns: &Option<Vec<Pattern>>,
-    value: Option<&str>,
+impl Key {
+    /// The rule key, e.g. `namespaces`, and the request field, e.g. `namespace`.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Key::Cluster => ("clusters", "cluster"),
+            Key::Namespace => ("namespaces", "namespace"),
+            Key::Resource => ("resources", "resource"),
+            Key::Channel => ("channels", "channel"),
+        }
+    }
+}
+
+/// Whether `rule` (at index `at`) admits `req` on one glob key.
+fn key_ok(rule: &Rule, at: usize, key: Key, req: &Request, m: &Matches) -> bool {
+    key.patterns(rule).is_none() || (key.value(req).is_some() && m.first(key, at).is_some())
+}
+
+/// Checks one glob key for an explanation; `None` when it matches, else why not.
+fn explain_key(
+    rule: &Rule,
+    at: usize,
+    key: Key,
+    req: &Request,
+    m: &Matches,
     ok: &mut Vec<String>,
 ) -> Option<String> {
-    let patterns = patterns.as_ref()?;
-    match value {
+    let patterns = key.patterns(rule)?;
+    let (plural, noun) = key.names();
+    match key.value(req) {
         None => Some(format!(
-            "the rule limits {key} to {} but the request names no {noun}",
+            "the rule limits {plural} to {} but the request names no {noun}",
             show_patterns(patterns)
         )),
-        Some(v) => match patterns.iter().find(|p| p.is_match(v)) {
+        Some(v) => match m.first(key, at) {
             Some(p) => {
-                ok.push(format!("{noun} {v} matches `{}`", p.text));
+                ok.push(format!("{noun} {v} matches `{}`", patterns[p].text));
                 None
             }
             None => Some(format!(
@@ -34,6 +56,78 @@ fn check_patterns(
                 show_patterns(patterns)
             )),
         },
+    }
+}
+
+fn replicas_ok(when: &When, req: &Request) -> bool {
+    when.replicas.is_none_or(|(min, max)| {
+        req.replicas
+            .is_some_and(|r| min.is_none_or(|m| r >= m) && max.is_none_or(|m| r <= m))
+    })
+}
+
+fn tail_lines_ok(when: &When, req: &Request) -> bool {
+    when.tail_lines_max
+        .is_none_or(|max| req.tail_lines.is_some_and(|t| t <= max))
+}
+
+fn severity_ok(when: &When, req: &Request) -> bool {
+    when.severity
+        .as_ref()
+        .is_none_or(|sevs| req.severity.is_some_and(|s| sevs.contains(&s)))
+}
+
+/// The first matching rule of each kind, in file order.
+#[derive(Default)]
+struct Firsts<'p> {
+    deny: Option<&'p Rule>,
+    allow: Option<&'p Rule>,
+    approval: Option<&'p Rule>,
+}
+
+impl<'p> Firsts<'p> {
+    fn note(&mut self, rule: &'p Rule) {
+        let slot = match (&rule.effect, &rule.approval) {
+            (Effect::Deny { .. }, _) => &mut self.deny,
+            (Effect::Allow, None) => &mut self.allow,
+            (Effect::Allow, Some(_)) => &mut self.approval,
+        };
+        slot.get_or_insert(rule);
+    }
+
+    /// Deny rules win; then an allow without approval; then an allow with one; else deny.
+    fn decision(self, req: &Request) -> Decision {
+        if req.action.always_allowed() {
+            Decision::Allow {
+                rule: BUILTIN_RULE.to_owned(),
+            }
+        } else if let Some(rule) = self.deny {
+            let reason = match &rule.effect {
+                Effect::Deny { reason } => reason.clone(),
+                Effect::Allow => String::new(),
+            };
+            Decision::Deny {
+                rule: Some(rule.name.clone()),
+                reason,
+            }
+        } else if let Some(rule) = self.allow {
+            Decision::Allow {
+                rule: rule.name.clone(),
+            }
+        } else if let Some((rule, requirement)) = self
+            .approval
+            .and_then(|r| r.approval.as_ref().map(|a| (r, a)))
+        {
+            Decision::Approval {
+                rule: rule.name.clone(),
+                requirement: requirement.clone(),
+            }
+        } else {
+            Decision::Deny {
+                rule: None,
+                reason: nothing_allows(req),
+            }
+        }
     }
 }
 
@@ -50,8 +144,43 @@ impl Policy {
             .cloned()
     }
 
-    /// Whether `rule` matches `req`: `Ok(what matched)` or `Err(every key that did not)`.
-    fn match_rule(&self, rule: &Rule, req: &Request) -> Result<String, String> {
+    /// Whether rule `at` matches `req`, given the roles held and the patterns matched.
+    fn matches(&self, at: usize, req: &Request, held: &[bool], m: &Matches) -> bool {
+        let rule = &self.rules[at];
+        self.index.admits(at, held)
+            && rule.actions.contains(&req.action)
+            && Key::ALL
+                .into_iter()
+                .all(|key| key_ok(rule, at, key, req, m))
+            && replicas_ok(&rule.when, req)
+            && tail_lines_ok(&rule.when, req)
+            && severity_ok(&rule.when, req)
+    }
+
+    pub(crate) fn decide_impl(&self, req: &Request) -> Decision {
+        let mut firsts = Firsts::default();
+        let candidates = self.index.rules_for(req.action);
+        if !req.action.always_allowed() && !candidates.is_empty() {
+            let held = self
+                .index
+                .held_roles(self.roles.len(), &req.user, &req.groups);
+            let m = self.index.matches(req);
+            for &at in candidates {
+                let at = at as usize;
+                if self.matches(at, req, &held, &m) {
+                    firsts.note(&self.rules[at]);
+                    if firsts.deny.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        firsts.decision(req)
+    }
+
+    /// Whether rule `at` matches `req`: `Ok(what matched)` or `Err(every key that did not)`.
+    fn explain_rule(&self, at: usize, req: &Request, m: &Matches) -> Result<String, String> {
+        let rule = &self.rules[at];
         let mut ok: Vec<String> = Vec::new();
         let mut fail: Vec<String> = Vec::new();
         match &rule.roles {
@@ -80,34 +209,8 @@ impl Policy {
                 rule.action_patterns.join(", ")
             ));
         }
-        let checks = [
-            (
-                "clusters",
-                "cluster",
-                &rule.clusters,
-                req.cluster.as_deref(),
-            ),
-            (
-                "namespaces",
-                "namespace",
-                &rule.namespaces,
-                req.namespace.as_deref(),
-            ),
-            (
-                "resources",
-                "resource",
-                &rule.resources,
-                req.resource.as_deref(),
-            ),
-            (
-                "channels",
-                "channel",
-                &rule.channels,
-                req.channel.as_deref(),
-            ),
-        ];
-        for (key, noun, pats, value) in checks {
-            if let Some(why) = check_patterns(key, noun, pats, value, &mut ok) {
+        for key in Key::ALL {
+            if let Some(why) = explain_key(rule, at, key, req, m, &mut ok) {
                 fail.push(why);
             }
         }
@@ -117,7 +220,7 @@ impl Policy {
                 None => fail.push(format!(
                     "the rule needs replicas {range} but the request carries no replica count"
                 )),
-                Some(r) if min.is_none_or(|m| r >= m) && max.is_none_or(|m| r <= m) => {
+                Some(r) if replicas_ok(&rule.when, req) => {
                     ok.push(format!("replicas {r} is {range}"))
                 }
                 Some(r) => fail.push(format!("replicas {r} is not {range}")),
@@ -154,24 +257,16 @@ impl Policy {
     }
 
     pub(crate) fn evaluate_impl(&self, req: &Request) -> Evaluation {
+        let m = self.index.matches(req);
+        let mut firsts = Firsts::default();
         let mut evaluated = Vec::with_capacity(self.rules.len());
-        let mut deny: Option<&Rule> = None;
-        let mut allow: Option<&Rule> = None;
-        let mut approval: Option<&Rule> = None;
-        for rule in &self.rules {
-            let (matched, why) = match self.match_rule(rule, req) {
+        for (at, rule) in self.rules.iter().enumerate() {
+            let (matched, why) = match self.explain_rule(at, req, &m) {
                 Ok(why) => (true, why),
                 Err(why) => (false, why),
             };
             if matched {
-                let slot = match (&rule.effect, &rule.approval) {
-                    (Effect::Deny { .. }, _) => &mut deny,
-                    (Effect::Allow, None) => &mut allow,
-                    (Effect::Allow, Some(_)) => &mut approval,
-                };
-                if slot.is_none() {
-                    *slot = Some(rule);
-                }
+                firsts.note(rule);
             }
             evaluated.push(RuleTrace {
                 rule: rule.name.clone(),
@@ -179,38 +274,8 @@ impl Policy {
                 why,
             });
         }
-        let decision = if req.action.always_allowed() {
-            Decision::Allow {
-                rule: BUILTIN_RULE.to_owned(),
-            }
-        } else if let Some(rule) = deny {
-            let reason = match &rule.effect {
-                Effect::Deny { reason } => reason.clone(),
-                Effect::Allow => String::new(),
-            };
-            Decision::Deny {
-                rule: Some(rule.name.clone()),
-                reason,
-            }
-        } else if let Some(rule) = allow {
-            Decision::Allow {
-                rule: rule.name.clone(),
-            }
-        } else if let Some((rule, requirement)) =
-            approval.and_then(|r| r.approval.as_ref().map(|a| (r, a)))
-        {
-            Decision::Approval {
-                rule: rule.name.clone(),
-                requirement: requirement.clone(),
-            }
-        } else {
-            Decision::Deny {
-                rule: None,
-                reason: nothing_allows(req),
-            }
-        };
         Evaluation {
-            decision,
+            decision: firsts.decision(req),
             evaluated,
         }
     }

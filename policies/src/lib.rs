@@ -21,6 +21,7 @@
 
 mod eval;
 mod explain;
+mod index;
 mod load;
 mod yaml;
 
@@ -385,6 +386,7 @@ pub struct Policy {
     file: String,
     roles: BTreeMap<String, load::Role>,
     rules: Vec<load::Rule>,
+    index: index::Index,
 }
 
 /// One problem in a policy file, located as `FILE:LINE:COL`.
@@ -482,9 +484,16 @@ impl Policy {
         }
     }
 
-    /// Decides on a request. Never panics.
+    /// Decides on a request and explains how every rule related to it (for `policy explain`).
+    /// Never panics. Its decision is always [`Policy::decide`]'s.
     pub fn evaluate(&self, request: &Request) -> Evaluation {
         self.evaluate_impl(request)
+    }
+
+    /// Only the decision on a request: what the engine needs, without the explanation. Visits
+    /// only the rules naming the request's action, and stops at the first deny. Never panics.
+    pub fn decide(&self, request: &Request) -> Decision {
+        self.decide_impl(request)
     }
 
     /// Whether `approver` (with its groups) may approve a request made by `requester` under

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobBuilder};
 
+use crate::index::Index;
 use crate::yaml::{self, Node, Pos, Value};
 use crate::{Action, Policy, PolicyError, PolicyErrors, Requirement, Severity, Subject};
 
@@ -34,17 +35,12 @@ const REPLICAS_KEYS: &[&str] = &["min", "max"];
 const TAIL_LINES_KEYS: &[&str] = &["max"];
 const APPROVAL_KEYS: &[&str] = &["roles", "count", "ttl", "allow_self"];
 
-/// A compiled glob with the text it was written as.
+/// A parsed glob with the text it was written as. Rules' patterns are matched through the
+/// policy's index (one compiled set per key), never one by one.
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     pub text: String,
-    matcher: GlobMatcher,
-}
-
-impl Pattern {
-    pub fn is_match(&self, s: &str) -> bool {
-        self.matcher.is_match(s)
-    }
+    pub glob: Glob,
 }
 
 pub(crate) fn compile_glob(text: &str) -> Result<Pattern, String> {
@@ -55,9 +51,9 @@ pub(crate) fn compile_glob(text: &str) -> Result<Pattern, String> {
         .literal_separator(false)
         .backslash_escape(true)
         .build()
-        .map(|g| Pattern {
+        .map(|glob| Pattern {
             text: text.to_owned(),
-            matcher: g.compile_matcher(),
+            glob,
         })
         .map_err(|e| e.kind().to_string())
 }
@@ -140,9 +136,25 @@ struct Loader<'f> {
     errors: Vec<PolicyError>,
     /// Expiry of approvals whose rule gives no `ttl`.
     default_ttl: Duration,
+    /// The actions each action glob seen so far covers (a policy repeats a few globs often).
+    action_globs: HashMap<String, Vec<Action>>,
 }
 
 impl Loader<'_> {
+    /// The actions an action glob covers, compiled once per distinct text.
+    fn action_glob(&mut self, text: &str) -> Result<Vec<Action>, String> {
+        if let Some(hits) = self.action_globs.get(text) {
+            return Ok(hits.clone());
+        }
+        let matcher = compile_glob(text)?.glob.compile_matcher();
+        let hits: Vec<Action> = Action::ALL
+            .into_iter()
+            .filter(|a| matcher.is_match(a.as_str()))
+            .collect();
+        self.action_globs.insert(text.to_owned(), hits.clone());
+        Ok(hits)
+    }
+
     fn err(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(PolicyError {
             file: self.file.to_owned(),
@@ -359,12 +371,8 @@ impl Loader<'_> {
                 continue;
             };
             if is_glob(&text) {
-                match compile_glob(&text) {
-                    Ok(p) => {
-                        let hits: Vec<Action> = Action::ALL
-                            .into_iter()
-                            .filter(|a| p.is_match(a.as_str()))
-                            .collect();
+                match self.action_glob(&text) {
+                    Ok(hits) => {
                         if hits.is_empty() {
                             ok = false;
                             self.err(
@@ -376,7 +384,7 @@ impl Loader<'_> {
                                 )),
                             );
                         }
-                        set.extend(hits);
+                        set.extend(hits.iter().copied());
                     }
                     Err(why) => {
                         ok = false;
@@ -912,6 +920,7 @@ pub(crate) fn from_yaml(
         file,
         errors: Vec::new(),
         default_ttl,
+        action_globs: HashMap::new(),
     };
     let root = match yaml::parse(src) {
         Ok(root) => root,
@@ -976,13 +985,22 @@ pub(crate) fn from_yaml(
         },
     }
     if l.errors.is_empty() {
-        Ok(Policy {
-            file: file.to_owned(),
-            roles,
-            rules,
-        })
-    } else {
-        l.errors.sort_by_key(|e| (e.line, e.column));
-        Err(PolicyErrors(l.errors))
+        match Index::build(&roles, &rules) {
+            Ok(index) => {
+                return Ok(Policy {
+                    file: file.to_owned(),
+                    roles,
+                    rules,
+                    index,
+                });
+            }
+            Err(e) => l.err(
+                root.pos,
+                format!("the policy's patterns cannot be compiled together: {e}"),
+                Some("use fewer or simpler globs".into()),
+            ),
+        }
     }
+    l.errors.sort_by_key(|e| (e.line, e.column));
+    Err(PolicyErrors(l.errors))
 }

@@ -165,8 +165,8 @@ pub(crate) fn parse(src: &str) -> Result<Node, SyntaxError> {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             flow_nesting_limit: MAX_DEPTH,
-            max_events: 200_000,
-            max_nodes: 100_000,
+            max_events: 1_000_000,
+            max_nodes: 400_000,
             max_aliases: 1_000,
             max_anchors: 1_000,
         },

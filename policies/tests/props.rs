@@ -1,5 +1,6 @@
 //! Property tests: evaluation is deterministic, adding a deny rule never loosens a decision,
-//! and neither loading nor evaluating panics on any input.
+//! the engine's fast decision always equals the explained one, globs match as globset's own
+//! matcher says, and neither loading nor evaluating panics on any input.
 
 use opsbot_policies::{Action, Decision, Policy, Request, Severity, Subject};
 use proptest::collection::vec;
@@ -453,4 +454,86 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn decide_always_equals_the_explained_decision(
+        (members, rules) in policy_models(),
+        reqs in vec(request(), 1..8),
+        wild in vec(wild_request(), 1..4),
+    ) {
+        let p = load(&policy_yaml(&members, &rules));
+        let example = load(SEED);
+        for r in reqs.iter().chain(&wild) {
+            for pol in [&p, &example] {
+                prop_assert_eq!(pol.decide(r), pol.evaluate(r).decision);
+            }
+        }
+    }
+
+    #[test]
+    fn globs_match_as_globsets_matcher_says(
+        patterns in subsequence(GLOBS.to_vec(), 1..6),
+        value in prop_oneof![select(VALUES.to_vec()).prop_map(str::to_owned), "[a-z/.*{}-]{0,12}", any::<String>()],
+    ) {
+        // Single-quoted YAML: backslashes reach the glob as written.
+        let quoted: Vec<String> = patterns.iter().map(|g| format!("'{g}'")).collect();
+        let src = format!(
+            "version: 1\nrules:\n  - {{ name: only, roles: [\"*\"], actions: [status], namespaces: [{}] }}\n",
+            quoted.join(", ")
+        );
+        let p = load(&src);
+        let mut req = Request::new(subject("console:bob"), Action::Status);
+        req.namespace = Some(value.clone());
+        let expected = patterns.iter().any(|g| {
+            globset::GlobBuilder::new(g)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .expect("pool globs are valid")
+                .compile_matcher()
+                .is_match(&value)
+        });
+        let decision = p.decide(&req);
+        prop_assert_eq!(matches!(decision, Decision::Allow { .. }), expected, "{:?} on {:?}", patterns, value);
+        prop_assert_eq!(decision, p.evaluate(&req).decision);
+    }
 }
+
+/// Globs of every shape globset treats differently (literal, prefix, suffix, basename,
+/// extension, alternatives, classes, escapes, `**`).
+const GLOBS: [&str; 16] = [
+    "production",
+    "gc-*",
+    "*-prod",
+    "*",
+    "**",
+    "**/x",
+    "a/**",
+    "*.d",
+    "{api,web}-*",
+    "[a-c]?",
+    "team-[!0-9]*",
+    "x\\*",
+    "*/api",
+    "?",
+    "a*b*c",
+    ".hidden",
+];
+const VALUES: [&str; 16] = [
+    "production",
+    "gc-storage",
+    "eu-prod",
+    "",
+    "x",
+    "a/b/x",
+    "a/",
+    "conf.d",
+    "api-1",
+    "b1",
+    "team-x",
+    "x*",
+    "deployment/api",
+    "abc",
+    ".hidden",
+    "a/.hidden",
+];

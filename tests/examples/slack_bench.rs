@@ -1,68 +1,219 @@
-//! Ack latency of the Slack slash-command endpoint at a fixed request rate, side by side with a
-//! bare axum handler measured in the same run. Run it through `scripts/bench-slack.sh`.
+//! Ack latency of the Slack slash-command endpoint at a fixed request rate, and its closed-loop
+//! maximum throughput, side by side with a bare axum handler measured in the same run; and the
+//! process's resident memory, idle and at its peak. Run it through `scripts/bench-slack.sh`.
+//!
+//! In-process, the bot is the real one: the engine with its SQLite audit store, the policy,
+//! kubesim with its default seed (through kube-rs) and the Slack adapter posting replies to a
+//! fake Slack Web API (the `TestBot` harness), all in this process — the background work
+//! competes for the same two cores as the ack path, as it would in production.
 //!
 //! Open loop: request *i* is due at `start + i / rate`, and its latency is measured from that
-//! due time (so a stalled server cannot hide its queueing delay). Every request is a distinct,
-//! correctly signed `/ops` slash command (signed before the clock starts), so each one passes
-//! verification, is acked, and starts a pipeline run in the background, which posts a reply to
-//! a fake Slack Web API in the same process — the background work competes for the same two
-//! cores as the ack path, as it would in production.
+//! due time (so a stalled server cannot hide its queueing delay). Closed loop: `--clients`
+//! connections each send the next request as soon as the last one is acked, for `--secs`.
+//! Every request is a distinct, correctly signed `/ops status` slash command, so each one passes
+//! verification, is acked, and runs the whole pipeline in the background.
 //!
-//! Options: see [`opsbot_tests::bench::args`].
+//! Options: `--rate N` (requests per second, default 500), `--secs N` (per target and loop,
+//! default 10), `--clients N` (closed loop, default 32), `--url URL --secret S` (fire at an
+//! already running bot instead of the in-process one; memory is then not reported).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::routing::post;
-use futures::future::BoxFuture;
-use opsbot::chat::{ChatSink, Platform};
-use opsbot::engine::{Inbound, Refusal, RejectionKind};
-use opsbot::slack::{Pipeline, SlackConfig, SlackSink};
-use opsbot_commands::reply::Reply;
-use opsbot_policies::Subject;
-use opsbot_tests::bench::{args, fire, report, serve};
-use opsbot_tests::slack_fake::{self, SlackFake};
+use opsbot::slack::SlackConfig;
+use opsbot_tests::bot::{BotOptions, Db, TestBot};
+use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
 const SECRET: &str = "bench-signing-secret";
+const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], actions: [status] }\n";
 
-/// Stands in for the engine: answers each command with one message through the real sink.
-struct Replier {
-    sink: SlackSink,
+struct Args {
+    rate: u32,
+    secs: u32,
+    clients: u32,
+    url: Option<String>,
+    secret: String,
 }
 
-#[async_trait]
-impl Pipeline for Replier {
-    async fn take(
-        &self,
-        inbound: Inbound,
-        _groups: BoxFuture<'static, Vec<Subject>>,
-    ) -> Result<(), Refusal> {
-        if let Inbound::Command(inv) = inbound {
-            let sink = self.sink.clone();
-            tokio::spawn(async move {
-                let _ = sink
-                    .post(&inv.channel, &Reply::ok(format!("ran {}", inv.text)))
-                    .await;
-            });
+fn args() -> Args {
+    let mut a = Args {
+        rate: 500,
+        secs: 10,
+        clients: 32,
+        url: None,
+        secret: SECRET.to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--rate" => a.rate = value.parse().expect("--rate N"),
+            "--secs" => a.secs = value.parse().expect("--secs N"),
+            "--clients" => a.clients = value.parse().expect("--clients N"),
+            "--url" => a.url = Some(value.trim_end_matches('/').to_owned()),
+            "--secret" => a.secret = value,
+            other => panic!("unknown option {other}"),
         }
-        Ok(())
     }
-    async fn tell_refused(&self, _inbound: &Inbound, _refusal: Refusal) {}
-    async fn reject(&self, _platform: Platform, kind: RejectionKind, detail: &str) {
-        eprintln!("rejected ({}): {detail}", kind.as_str());
+    if let Some(url) = &a.url {
+        let loopback = [
+            "http://127.",
+            "http://localhost:",
+            "http://localhost/",
+            "http://[::1]",
+        ];
+        assert!(
+            loopback.iter().any(|p| url.starts_with(p)),
+            "--url must be a loopback address (http://127.0.0.1:PORT): this benchmark only loads this machine"
+        );
     }
+    a.rate = a.rate.clamp(1, 5000);
+    a.secs = a.secs.clamp(1, 60);
+    a.clients = a.clients.clamp(1, 512);
+    a
 }
 
-fn commands(
+struct Outcome {
+    ok: usize,
+    failed: usize,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// Fires `requests` at `base` at `rate` per second; each one's latency counts from its due time.
+async fn fire(
     http: &reqwest::Client,
     base: &str,
-    n: usize,
+    requests: Vec<SignedRequest>,
+    rate: u32,
+) -> Outcome {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (i, req) in requests.into_iter().enumerate() {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due).await;
+        let http = http.clone();
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                let res = req.send(&http, &base).await;
+                let status = res.status();
+                let _ = res.bytes().await;
+                status.is_success()
+            })
+            .await
+            .unwrap_or(false);
+            (ok, due.elapsed())
+        }));
+    }
+    let mut out = Outcome {
+        ok: 0,
+        failed: 0,
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for t in tasks {
+        let (ok, latency) = t.await.expect("request task");
+        if ok {
+            out.ok += 1;
+            out.latencies.push(latency);
+        } else {
+            out.failed += 1;
+        }
+    }
+    out.elapsed = start.elapsed();
+    out.latencies.sort();
+    out
+}
+
+/// Closed loop: `--clients` senders, each sending its next request when the last is answered,
+/// for `--secs`; prints what came back under `name` and returns the acks per second.
+async fn closed_loop(
+    http: &reqwest::Client,
+    name: &str,
+    base: &str,
     secret: &str,
     tag: &str,
-) -> Vec<reqwest::Request> {
+    args: &Args,
+) -> f64 {
+    let start = Instant::now();
+    let until = start + Duration::from_secs(u64::from(args.secs));
+    let senders: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let (http, base, secret, tag) = (
+                http.clone(),
+                base.to_owned(),
+                secret.to_owned(),
+                tag.to_owned(),
+            );
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0usize, 0usize);
+                let mut i = 0;
+                while Instant::now() < until {
+                    let req = commands(1, &secret, &format!("{tag}.{c}.{i}")).remove(0);
+                    i += 1;
+                    let res = tokio::time::timeout(Duration::from_secs(10), req.send(&http, &base));
+                    match res.await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            ok += 1;
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for s in senders {
+        let (o, f) = s.await.expect("sender task");
+        ok += o;
+        failed += f;
+    }
+    let rate = ok as f64 / start.elapsed().as_secs_f64();
+    println!("{name:<22} {ok:>8} ok {failed:>6} failed {rate:>10.1}/s");
+    rate
+}
+
+/// A `/proc/self/status` figure in MiB (`VmRSS`: now, `VmHWM`: the peak so far).
+fn memory_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn report(name: &str, rate: u32, o: &Outcome) {
+    println!(
+        "{:<22} {:>6}/s {:>7} {:>7} {:>12} {:>12} {:>12} {:>10.1}/s",
+        name,
+        rate,
+        o.ok,
+        o.failed,
+        ms(percentile(&o.latencies, 0.50)),
+        ms(percentile(&o.latencies, 0.99)),
+        ms(o.latencies.last().copied().unwrap_or_default()),
+        o.ok as f64 / o.elapsed.as_secs_f64(),
+    );
+}
+
+fn commands(n: usize, secret: &str, tag: &str) -> Vec<SignedRequest> {
     (0..n)
         .map(|i| {
             slack_fake::slash_command(
@@ -73,7 +224,6 @@ fn commands(
                 "C0BENCH",
                 &format!("bench.{tag}.{i}.{}", std::process::id()),
             )
-            .build(http, base)
         })
         .collect()
 }
@@ -100,20 +250,31 @@ async fn main() {
     let bare_base = serve(bare).await;
 
     let fake = SlackFake::start(TOKEN).await;
+    let mut in_process = None;
     let (slack_base, slack_name, secret) = match &args.url {
-        Some(url) => (
-            url.clone(),
-            "slack (running bot)",
-            args.secret.clone().unwrap_or_else(|| SECRET.to_owned()),
-        ),
+        Some(url) => (url.clone(), "slack (running bot)", args.secret.clone()),
         None => {
             let cfg = SlackConfig::new(TOKEN, SECRET).with_api_url(fake.api_url());
-            let sink = SlackSink::new(&cfg);
-            let pipeline = Arc::new(Replier { sink: sink.clone() });
-            let app = opsbot::slack::router_with(pipeline, sink.web().clone(), &cfg);
-            (serve(app).await, "slack /slack/commands", SECRET.to_owned())
+            let starting = Instant::now();
+            let bot = TestBot::start(Db::Sqlite, "slack_bench", POLICY, BotOptions::default())
+                .await
+                .expect("SQLite is never skipped");
+            println!(
+                "ready in {:.2} s (kubesim with its default seed, SQLite and its migrations, the engine)",
+                starting.elapsed().as_secs_f64()
+            );
+            let app = opsbot::server::base_router(bot.engine.clone())
+                .merge(opsbot::slack::router(bot.engine.clone(), &cfg));
+            // Kept alive (kubesim, the database directory) until the end of main.
+            in_process = Some(bot);
+            (
+                serve(app).await,
+                "opsbot /slack/commands",
+                SECRET.to_owned(),
+            )
         }
     };
+    let idle_rss = memory_mib("VmRSS:");
 
     println!(
         "Slack ack latency: {} signed slash commands per target at {} requests/s ({} s each), 2 worker threads",
@@ -122,13 +283,15 @@ async fn main() {
     // Warm up connections and caches (group lookup) on both.
     let _ = fire(
         &http,
-        commands(&http, &bare_base, 50, &secret, "warm-bare"),
+        &bare_base,
+        commands(50, &secret, "warm-bare"),
         args.rate,
     )
     .await;
     let _ = fire(
         &http,
-        commands(&http, &slack_base, 50, &secret, "warm-slack"),
+        &slack_base,
+        commands(50, &secret, "warm-slack"),
         args.rate,
     )
     .await;
@@ -138,23 +301,51 @@ async fn main() {
         "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
     );
     let started = Instant::now();
-    let bare_out = fire(
-        &http,
-        commands(&http, &bare_base, n, &secret, "bare"),
-        args.rate,
-    )
-    .await;
+    let bare_out = fire(&http, &bare_base, commands(n, &secret, "bare"), args.rate).await;
     report("bare axum handler", args.rate, &bare_out);
-    let slack_out = fire(
+    let slack_out = fire(&http, &slack_base, commands(n, &secret, "slack"), args.rate).await;
+    report(slack_name, args.rate, &slack_out);
+    println!(
+        "Closed loop, {} clients, {} s each: maximum throughput",
+        args.clients, args.secs
+    );
+    let bare_rate = closed_loop(
         &http,
-        commands(&http, &slack_base, n, &secret, "slack"),
-        args.rate,
+        "bare axum handler",
+        &bare_base,
+        &secret,
+        "bare-cl",
+        &args,
     )
     .await;
-    report(slack_name, args.rate, &slack_out);
+    let bot_rate = closed_loop(&http, slack_name, &slack_base, &secret, "slack-cl", &args).await;
+    println!(
+        "throughput ratio (bot / bare handler): {:.2}",
+        bot_rate / bare_rate.max(f64::MIN_POSITIVE)
+    );
+    if in_process.is_some() {
+        // Let the background pipeline runs finish before reading the memory figures.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "memory (whole process: bot, kubesim, fake Slack, load generator): idle {:.1} MiB, peak {:.1} MiB, after the runs {:.1} MiB",
+            idle_rss.unwrap_or(f64::NAN),
+            memory_mib("VmHWM:").unwrap_or(f64::NAN),
+            memory_mib("VmRSS:").unwrap_or(f64::NAN)
+        );
+    }
     println!(
         "(replies posted to the fake Slack Web API: {}; total run {:.1} s)",
         fake.calls_to("chat.postMessage").len(),
         started.elapsed().as_secs_f64()
     );
+    drop(in_process);
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
 }

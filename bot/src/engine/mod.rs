@@ -550,8 +550,8 @@ impl Engine {
         }
 
         let request = cmd.policy_request(&inv.user, &inv.groups, Some(&inv.channel));
-        let evaluation = policy.evaluate(&request);
-        let (decision, rule, reason) = match &evaluation.decision {
+        let verdict = policy.decide(&request);
+        let (decision, rule, reason) = match &verdict {
             Decision::Allow { rule } => ("allow", Some(rule.clone()), None),
             Decision::Approval { rule, .. } => ("approval", Some(rule.clone()), None),
             Decision::Deny { rule, reason } => ("deny", rule.clone(), Some(reason.clone())),
@@ -569,7 +569,7 @@ impl Engine {
             return "unrecorded";
         }
 
-        match evaluation.decision {
+        match verdict {
             Decision::Deny { rule, reason } => {
                 self.inner
                     .metrics
@@ -841,7 +841,7 @@ impl Engine {
             return self.fail_approval(&approval, &why).await;
         }
         let request = cmd.policy_request(&requester, &groups, Some(&approval.channel));
-        match self.inner.policy.current().evaluate(&request).decision {
+        match self.inner.policy.current().decide(&request) {
             Decision::Deny { reason, rule } => {
                 let why = match rule {
                     Some(rule) => format!("the policy now denies it (rule {rule}): {reason}"),

@@ -1,11 +1,19 @@
 //! The policy in force, and its hot reload: a changed file is loaded and swapped in; a broken one
-//! is refused and logged, and the old policy stays in force. Until the file loads again (or is
+//! is refused and logged, and the old policy stays in force.
+//!
+//! Readers never wait: the policy in force sits in an [`ArcSwap`], so [`PolicyFile::current`] is
+//! a lock-free load, however large the policy and however often the file changes. A reload
+//! reads and parses the file first (on a blocking thread when run by [`PolicyFile::watch`]),
+//! then swaps the new policy in with one atomic store. Only reloads take the mutex over the
+//! file hashes, and readers never touch it. Until the file loads again (or is
 //! back to the content in force), [`PolicyFile::refused`] says why it was refused (`/readyz`
 //! reports the bot as degraded).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use opsbot_policies::{Policy, PolicyErrors};
 use sha2::{Digest, Sha256};
@@ -15,11 +23,11 @@ pub struct PolicyFile {
     path: Option<PathBuf>,
     /// Expiry of approvals whose rule gives no `ttl` (configuration `approvals.default_ttl`).
     default_ttl: Duration,
-    state: RwLock<State>,
+    policy: ArcSwap<Policy>,
+    hashes: Mutex<Hashes>,
 }
 
-struct State {
-    policy: Arc<Policy>,
+struct Hashes {
     /// Hash of the file content the policy in force was loaded from.
     loaded: [u8; 32],
     /// Hash of what the last look found (content, or the read error), so an unchanged file, or
@@ -51,8 +59,8 @@ impl PolicyFile {
         Ok(PolicyFile {
             path: Some(path.to_owned()),
             default_ttl,
-            state: RwLock::new(State {
-                policy: Arc::new(policy),
+            policy: ArcSwap::from_pointee(policy),
+            hashes: Mutex::new(Hashes {
                 loaded: Sha256::digest(&bytes).into(),
                 seen: Sha256::digest(&bytes).into(),
                 refused: None,
@@ -65,8 +73,8 @@ impl PolicyFile {
         PolicyFile {
             path: None,
             default_ttl: opsbot_policies::DEFAULT_APPROVAL_TTL,
-            state: RwLock::new(State {
-                policy: Arc::new(policy),
+            policy: ArcSwap::from_pointee(policy),
+            hashes: Mutex::new(Hashes {
                 loaded: [0; 32],
                 seen: [0; 32],
                 refused: None,
@@ -76,28 +84,25 @@ impl PolicyFile {
 
     /// The policy in force now.
     pub fn current(&self) -> Arc<Policy> {
-        // A poisoned lock only means a reader panicked; the policy inside is still whole.
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .policy
-            .clone()
+        self.policy.load_full()
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    /// Why the file's current content was refused, while the previous policy stays in force.
+    /// Why the file's current content was refused, while the previous policy stays in force
+    /// (for `/readyz`; it waits for a reload in progress).
     pub fn refused(&self) -> Option<String> {
-        self.state
-            .read()
+        self.hashes
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
             .refused
             .clone()
     }
 
-    /// Loads the file again if its content changed since the last look.
+    /// Loads the file again if its content changed since the last look. Blocks on the file
+    /// and the parse (never on readers): call it off the async workers.
     pub fn reload(&self) -> Reload {
         let Some(path) = &self.path else {
             return Reload::Unchanged;
@@ -109,32 +114,34 @@ impl PolicyFile {
                 (Sha256::digest(error.as_bytes()).into(), Err(error))
             }
         };
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if state.seen == hash {
+        // Held across the parse so two reloads cannot swap in out of order; readers never
+        // take it. A poisoned lock only means a reload panicked; the hashes are still whole.
+        let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        if hashes.seen == hash {
             return Reload::Unchanged;
         }
-        state.seen = hash;
+        hashes.seen = hash;
         let bytes = match content {
             Ok(bytes) => bytes,
             Err(error) => {
-                state.refused = Some(error.clone());
+                hashes.refused = Some(error.clone());
                 return Reload::Refused(error);
             }
         };
-        if state.loaded == hash {
+        if hashes.loaded == hash {
             // Back to the content in force (e.g. after a broken edit was reverted).
-            state.refused = None;
+            hashes.refused = None;
             return Reload::Unchanged;
         }
         match parse(path, &bytes, self.default_ttl) {
             Ok(policy) => {
-                state.policy = Arc::new(policy);
-                state.loaded = hash;
-                state.refused = None;
+                self.policy.store(Arc::new(policy));
+                hashes.loaded = hash;
+                hashes.refused = None;
                 Reload::Loaded
             }
             Err(e) => {
-                state.refused = Some(e.to_string());
+                hashes.refused = Some(e.to_string());
                 Reload::Refused(e.to_string())
             }
         }
@@ -147,7 +154,15 @@ impl PolicyFile {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match self.reload() {
+            let this = self.clone();
+            let outcome = match tokio::task::spawn_blocking(move || this.reload()).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload did not finish");
+                    continue;
+                }
+            };
+            match outcome {
                 Reload::Unchanged => {}
                 Reload::Loaded => {
                     tracing::info!(path = ?self.path, summary = %self.current().summary(), "policy reloaded")

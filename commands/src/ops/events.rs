@@ -31,15 +31,25 @@ fn is_warning(e: &Event) -> bool {
     e.type_.as_deref() == Some("Warning")
 }
 
+/// Which events of the namespace to ask the API server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kinds {
+    All,
+    /// Only `type=Warning` (a field selector: the server filters, the namespace's other
+    /// events are never sent).
+    Warnings,
+}
+
 /// Events about `name` and the objects named after it (its ReplicaSets and pods:
 /// `name-…`), newest first, optionally only those seen within `since`.
 pub(crate) async fn related(
     ctx: &Ctx<'_>,
     name: &str,
     since: Option<Duration>,
+    kinds: Kinds,
 ) -> Result<Vec<Event>, OpError> {
     let prefix = format!("{name}-");
-    let mut evs: Vec<Event> = list(ctx, since)
+    let mut evs: Vec<Event> = list(ctx, since, kinds)
         .await?
         .into_iter()
         .filter(|e| {
@@ -51,9 +61,13 @@ pub(crate) async fn related(
     Ok(evs)
 }
 
-async fn list(ctx: &Ctx<'_>, since: Option<Duration>) -> Result<Vec<Event>, OpError> {
+async fn list(ctx: &Ctx<'_>, since: Option<Duration>, kinds: Kinds) -> Result<Vec<Event>, OpError> {
     let now = ctx.now();
-    let evs: Vec<Event> = ctx.list(Res::Events, &ListParams::default()).await?;
+    let params = match kinds {
+        Kinds::All => ListParams::default(),
+        Kinds::Warnings => ListParams::default().fields("type=Warning"),
+    };
+    let evs: Vec<Event> = ctx.list(Res::Events, &params).await?;
     Ok(match since {
         Some(since) => evs
             .into_iter()
@@ -121,9 +135,9 @@ pub(crate) async fn events(
     only_warnings: bool,
 ) -> Result<Reply, OpError> {
     let mut evs = match name {
-        Some(n) => related(ctx, n, since).await?,
+        Some(n) => related(ctx, n, since, Kinds::All).await?,
         None => {
-            let mut e = list(ctx, since).await?;
+            let mut e = list(ctx, since, Kinds::All).await?;
             sort_newest_first(&mut e);
             e
         }

@@ -368,13 +368,11 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
         );
     }
 
-    match events::related(ctx, &w.name, None).await {
+    // Only warnings are shown, so only warnings are fetched: a busy namespace's other events
+    // would cost every `status` time and memory, for nothing.
+    match events::related(ctx, &w.name, None, events::Kinds::Warnings).await {
         Ok(evs) => {
-            let warnings: Vec<_> = evs
-                .into_iter()
-                .filter(|e| e.type_.as_deref() == Some("Warning"))
-                .take(ctx.opts.status_warnings)
-                .collect();
+            let warnings: Vec<_> = evs.into_iter().take(ctx.opts.status_warnings).collect();
             if !warnings.is_empty() {
                 reply = reply.block(
                     Some("Recent warning events".into()),

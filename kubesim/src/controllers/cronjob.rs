@@ -20,6 +20,17 @@ pub(super) fn reconcile(ctx: &Ctx<'_>) {
     }
 }
 
+/// The first schedule time after `after`.
+fn next_run(schedule: &str, tz: Option<&str>, after: Timestamp) -> Option<Timestamp> {
+    let cron = Cron::from_str(schedule).ok()?;
+    let tz = tz
+        .and_then(|t| TimeZone::get(t).ok())
+        .unwrap_or(TimeZone::UTC);
+    cron.find_next_occurrence(&after.to_zoned(tz), false)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// The most recent schedule time in (after, now], if any.
 pub(crate) fn due(
     schedule: &str,
@@ -27,16 +38,13 @@ pub(crate) fn due(
     after: Timestamp,
     now: Timestamp,
 ) -> Option<Timestamp> {
+    if next_run(schedule, tz, after)? > now {
+        return None;
+    }
     let cron = Cron::from_str(schedule).ok()?;
     let tz = tz
         .and_then(|t| TimeZone::get(t).ok())
         .unwrap_or(TimeZone::UTC);
-    let next = cron
-        .find_next_occurrence(&after.to_zoned(tz.clone()), false)
-        .ok()?;
-    if next.timestamp() > now {
-        return None;
-    }
     let prev = cron
         .find_previous_occurrence(&now.to_zoned(tz), true)
         .ok()?;
@@ -140,6 +148,9 @@ fn reconcile_one(ctx: &Ctx<'_>, cj: Value) {
                 }
                 status["lastScheduleTime"] = json!(fmt_time(at));
             }
+        }
+        if let Some(next) = next_run(sched, cj["spec"]["timeZone"].as_str(), ctx.now) {
+            ctx.wake_at(next);
         }
     }
 

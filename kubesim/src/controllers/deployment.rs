@@ -212,6 +212,10 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
     }
     let complete =
         updated == desired && replicas == desired && available == desired && spec_total == desired;
+    if !complete {
+        // The progress deadline runs on the clock.
+        ctx.wake_soon();
+    }
     let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
     let prog = conds.iter().find(|c| c["type"] == "Progressing").cloned();
     if complete {

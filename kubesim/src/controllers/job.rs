@@ -87,6 +87,9 @@ fn reconcile_one(ctx: &Ctx<'_>, job: Value) {
         .checked_add(SignedDuration::from_secs(duration))
         .unwrap_or(jiff::Timestamp::MAX);
     if ctx.now < done_at {
+        if done_at < jiff::Timestamp::MAX {
+            ctx.wake_at(done_at);
+        }
         status["active"] = json!(owned.len());
         status["ready"] = json!(owned.iter().filter(|p| super::pod_ready(p)).count());
         status["terminating"] = json!(0);

@@ -48,16 +48,21 @@ pub(super) fn reconcile(ctx: &Ctx<'_>) {
         p["metadata"]["deletionTimestamp"].is_string()
     });
     for p in terminating {
-        if time_of(&p["metadata"]["deletionTimestamp"])
-            .is_some_and(|t| ctx.now.duration_since(t).as_secs() >= TERMINATE_AFTER)
-        {
+        let Some(since) = time_of(&p["metadata"]["deletionTimestamp"]) else {
+            continue;
+        };
+        if ctx.now.duration_since(since).as_secs() >= TERMINATE_AFTER {
             ctx.delete(pods(), &p);
+        } else {
+            ctx.wake_at(since + SignedDuration::from_secs(TERMINATE_AFTER));
         }
     }
     let (pending, _) = ctx.store.list_filtered(pods(), None, |p| {
         matches!(p["status"]["phase"].as_str(), Some("Pending") | None)
     });
     for pod in pending {
+        // A pending pod moves on with the clock (scheduled, started, ready).
+        ctx.wake_soon();
         reconcile_one(ctx, pod);
     }
 }

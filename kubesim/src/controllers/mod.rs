@@ -1,5 +1,12 @@
 //! Simulated controllers. Each pass reads the store, compares with the sim clock and writes back;
 //! a pass is idempotent, so passes can run as often as wanted.
+//!
+//! A pass also says when it must run again if nothing is written meanwhile ([`Settled::wake`]):
+//! every controller whose work depends on the clock alone (a pod getting ready, a job finishing,
+//! a rollout's deadline, a CronJob's next run, an event expiring) registers that instant with
+//! [`Ctx::wake_at`]. The background loop skips passes while the store, the faults and the clock
+//! give no reason to run (see `Shared::reconcile_if_due`), so an idle kubesim with thousands of
+//! objects costs nearly nothing.
 
 pub(crate) mod cronjob;
 mod deployment;
@@ -9,7 +16,9 @@ mod kubelet;
 mod replicaset;
 mod statefulset;
 
-use jiff::Timestamp;
+use std::cell::Cell;
+
+use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -23,17 +32,67 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Store,
     pub faults: &'a Faults,
     pub now: Timestamp,
+    /// The earliest instant a controller asked to be run again at.
+    wake: Cell<Option<Timestamp>>,
+}
+
+/// What a finished pass leaves for deciding whether the next one is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// The store's resourceVersion after the pass.
+    pub rv: u64,
+    /// The faults' generation the pass saw.
+    pub faults: u64,
+    /// When the clock alone will give a controller work; `None`: only a write will.
+    pub wake: Option<Timestamp>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(store: &'a Store, faults: &'a Faults, now: Timestamp) -> Self {
+        Ctx {
+            store,
+            faults,
+            now,
+            wake: Cell::new(None),
+        }
+    }
+
+    /// Run the controllers again at `at` even if nothing is written before.
+    pub fn wake_at(&self, at: Timestamp) {
+        let at = at.max(self.now);
+        if self.wake.get().is_none_or(|w| at < w) {
+            self.wake.set(Some(at));
+        }
+    }
+
+    /// Run the controllers again in a simulated second (for work that advances step by step).
+    pub fn wake_soon(&self) {
+        self.wake_at(self.now + SignedDuration::from_secs(1));
+    }
 }
 
 /// Run every controller until nothing changes (at most a few rounds), so one call settles what
 /// can be settled at this instant: a new deployment gets its ReplicaSet, pods and status at once.
-pub(crate) fn reconcile_all(ctx: &Ctx<'_>) {
+pub(crate) fn reconcile_all(ctx: &Ctx<'_>) -> Settled {
+    let faults = ctx.faults.generation();
+    let mut still_changing = true;
     for _ in 0..4 {
         let before = ctx.store.resource_version();
+        ctx.wake.set(None);
         reconcile_round(ctx);
         if ctx.store.resource_version() == before {
+            still_changing = false;
             break;
         }
+    }
+    if still_changing {
+        // Not settled within the rounds: the next pass is due at once.
+        ctx.wake_at(ctx.now);
+    }
+    Settled {
+        rv: ctx.store.resource_version(),
+        faults,
+        wake: ctx.wake.get(),
     }
 }
 
@@ -94,23 +153,16 @@ pub(crate) fn owner_ref(owner: &Value) -> Value {
     })
 }
 
-/// Whether `obj` is controlled by the object with this uid.
-pub(crate) fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-}
-
 pub(crate) fn uid_of(obj: &Value) -> &str {
     meta_str(obj, "uid")
 }
 
-/// Objects of `def` in `ns` owned by `owner`.
+/// Objects of `def` in `owner`'s namespace owned by `owner` (from the store's owner index).
 pub(crate) fn children(ctx: &Ctx<'_>, def: &ResourceDef, owner: &Value) -> Vec<Value> {
-    let uid = uid_of(owner).to_string();
-    ctx.store
-        .list_filtered(def, Some(ns_of(owner)), |o| owned_by(o, &uid))
-        .0
+    let ns = ns_of(owner);
+    let mut owned = ctx.store.owned_by(def, uid_of(owner));
+    owned.retain(|o| ns_of(o) == ns);
+    owned
 }
 
 pub(crate) fn pod_ready(pod: &Value) -> bool {
@@ -250,9 +302,14 @@ fn garbage_collect(ctx: &Ctx<'_>) {
             let _ = ctx.store.delete(def, &ns, &name, false);
         }
     }
-    let cutoff = ctx.now - jiff::SignedDuration::from_hours(1);
+    let keep_for = SignedDuration::from_hours(1);
+    let cutoff = ctx.now - keep_for;
     let (old, _) = ctx.store.list_filtered(resources::events(), None, |e| {
-        time_of(&e["lastTimestamp"]).is_some_and(|t| t < cutoff)
+        let seen = time_of(&e["lastTimestamp"]);
+        if let Some(t) = seen.filter(|t| *t >= cutoff) {
+            ctx.wake_at(t + keep_for);
+        }
+        seen.is_some_and(|t| t < cutoff)
     });
     for e in old {
         ctx.delete(resources::events(), &e);

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Every benchmark, one command: builds them optimised, runs each briefly, prints its own output,
+# then one table of figures with the reference each is compared with. Measured, never asserted.
+#
+#   scripts/bench.sh            about two minutes on two cores, after the build
+#   scripts/bench.sh --quick    shorter runs (Slack: 3 s per loop)
+#
+# The benchmarks (each can be run alone):
+#   cargo bench -p opsbot-policies --bench policy    policy load / decide / explain, 10-10,000 rules
+#   cargo bench -p opsbot-commands --bench status    `status` with 10 / 200 / 2,000 deployments
+#   cargo bench -p kubesim --bench scale              kubesim start-up and idle CPU, 200 / 2,000
+#   cargo bench -p opsbot --bench audit               audit appends vs raw SQLite, same transaction
+#   scripts/bench-slack.sh                            Slack ack latency, max throughput, memory
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+secs=5
+[[ "${1:-}" == "--quick" ]] && secs=3
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+run() { # name, command...
+    local name=$1
+    shift
+    echo "== $name"
+    "$@" | tee "$out/$name"
+}
+
+cargo bench -q --no-run -p opsbot-policies --bench policy -p opsbot-commands --bench status \
+    -p kubesim --bench scale -p opsbot --bench audit 2>/dev/null
+cargo build --profile bench -q -p opsbot-tests --example slack_bench
+target=${CARGO_TARGET_DIR:-target}
+
+run policy cargo bench -q -p opsbot-policies --bench policy
+run status cargo bench -q -p opsbot-commands --bench status
+run kubesim cargo bench -q -p kubesim --bench scale
+run audit cargo bench -q -p opsbot --bench audit
+run slack "$target/release/examples/slack_bench" --rate 500 --secs "$secs"
+
+# Pick a whitespace-separated field: file, line pattern, field number.
+field() { awk -v pat="$2" -v n="$3" '$0 ~ pat { print $n; exit }' "$out/$1"; }
+
+status10=$(field status '^ +10 ' 3)
+bare=$(awk '/^bare axum handler +[0-9]+ ok/ { sub("/s", "", $8); print $8; exit }' "$out/slack")
+bot=$(awk '/^opsbot \/slack\/commands +[0-9]+ ok/ { sub("/s", "", $7); print $7; exit }' "$out/slack")
+
+echo
+echo "| measure | figure | reference | ratio |"
+echo "|---|---|---|---|"
+printf '| Slack ack p99 at 500/s (open loop) | %s ms | bare axum %s ms | |\n' \
+    "$(awk '/^opsbot/ && / ms / { print $8; exit }' "$out/slack")" \
+    "$(awk '/^bare axum handler/ && / ms / { print $9; exit }' "$out/slack")"
+printf '| Slack max throughput (closed loop) | %s/s | bare axum %s/s | %s (target ≥ 0.5) |\n' \
+    "$bot" "$bare" "$(awk -v a="$bot" -v b="$bare" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+printf '| memory, whole bench process: idle / peak | %s / %s MiB | ≤ 64 MiB | |\n' \
+    "$(awk '/^memory/ { print $(NF-9); exit }' "$out/slack")" \
+    "$(awk '/^memory/ { print $(NF-6); exit }' "$out/slack")"
+for w in 1 8; do
+    printf '| audit appends, %s writer(s) | %s | raw sqlx %s | %s (target ≥ 0.5) |\n' "$w" \
+        "$(field audit "^ +$w " 2)" "$(field audit "^ +$w " 3)" "$(field audit "^ +$w " 4)"
+done
+for r in 10 1000 10000; do
+    printf '| policy decide, %s rules | %s %s | ≤ 50 µs at 1,000 | |\n' "$r" \
+        "$(field policy "^ +$r " 4)" "$(field policy "^ +$r " 5)"
+    printf '| policy load + explain, %s rules | %s %s + %s %s | ≤ 30 ms at 1,000 | |\n' "$r" \
+        "$(field policy "^ +$r " 2)" "$(field policy "^ +$r " 3)" \
+        "$(field policy "^ +$r " 8)" "$(field policy "^ +$r " 9)"
+done
+for n in 10 200 2000; do
+    mean=$(field status "^ +$n " 3)
+    printf '| status, %s deployments in the namespace | %s ms | %s ms at 10 | %s (target ≤ 2) |\n' \
+        "$n" "$mean" "$status10" \
+        "$(awk -v a="$mean" -v b="$status10" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+done
+for n in 200 2000; do
+    printf '| kubesim start, %s deployments | %s s | < 2 s | |\n' "$n" "$(field kubesim "^ +$n " 2)"
+    printf '| kubesim idle CPU, %s deployments | %s %% of a core | < 5 %% | |\n' "$n" \
+        "$(field kubesim "^ +$n " 5)"
+done
+printf '| start → ready (in-process: kubesim seed, SQLite migrations, engine) | %s | | |\n' \
+    "$(awk '/^ready in/ { print $3, $4; exit }' "$out/slack")"
