@@ -98,6 +98,18 @@ pub trait ChatSink: Send + Sync {
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError>;
     /// Replaces a message opsbot posted earlier.
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError>;
+    /// Replaces a message opsbot posted, on behalf of the request `origin` that changed it
+    /// (e.g. a click on that message's button: Slack hands each click a `response_url` that
+    /// replaces the message, also where the bot may not post). Without one, [`ChatSink::update`].
+    async fn update_for(
+        &self,
+        message: &MessageRef,
+        origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
+        let _ = origin;
+        self.update(message, reply).await
+    }
     /// Shows `reply` to `user` only, in `channel` (Slack `chat.postEphemeral`, a Discord
     /// ephemeral follow-up, the console's speaker). `origin` is the request's
     /// [`Invocation::origin`] / [`ApprovalClick::origin`], if any.

@@ -206,6 +206,23 @@ impl SlackFake {
         format!("http://{}/response/{id}", self.addr)
     }
 
+    /// A fresh response URL for the message `ts` in `channel`, as Slack hands one out with every
+    /// click on that message's buttons: `replace_original` replaces that message.
+    pub fn message_response_url(&self, channel: &str, ts: &str) -> String {
+        let mut inner = self.inner();
+        inner.next_response += 1;
+        let id = format!("r{}", inner.next_response);
+        inner.responses.insert(
+            id.clone(),
+            ResponseTarget {
+                channel: channel.to_owned(),
+                last_ts: Some(ts.to_owned()),
+                ..ResponseTarget::default()
+            },
+        );
+        format!("http://{}/response/{id}", self.addr)
+    }
+
     /// A signed slash command carrying a fresh response URL of this fake.
     pub fn slash_command(
         &self,
@@ -1044,6 +1061,29 @@ pub fn button_click(
     message_ts: &str,
     action_ts: &str,
 ) -> SignedRequest {
+    let response_url = "https://hooks.slack.com/actions/T0FAKE/1/abc";
+    button_click_with_response_url(
+        secret,
+        action_id,
+        value,
+        user,
+        (channel, message_ts),
+        action_ts,
+        response_url,
+    )
+}
+
+/// A signed button click on the message `(channel, ts)` whose `response_url` is `response_url`
+/// (e.g. one of [`SlackFake::message_response_url`]).
+pub fn button_click_with_response_url(
+    secret: &str,
+    action_id: &str,
+    value: &str,
+    user: &str,
+    (channel, message_ts): (&str, &str),
+    action_ts: &str,
+    response_url: &str,
+) -> SignedRequest {
     let payload = json!({
         "type": "block_actions",
         "user": {"id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": "T0FAKE"},
@@ -1054,7 +1094,7 @@ pub fn button_click(
         "team": {"id": "T0FAKE", "domain": "example"},
         "channel": {"id": channel, "name": "ops"},
         "message": {"type": "message", "ts": message_ts, "text": "approval"},
-        "response_url": "https://hooks.slack.com/actions/T0FAKE/1/abc",
+        "response_url": response_url,
         "actions": [{
             "action_id": action_id, "block_id": "b1", "type": "button", "value": value,
             "text": {"type": "plain_text", "text": action_id}, "action_ts": action_ts

@@ -739,9 +739,9 @@ impl Engine {
                             .outcome("denied"),
                     )
                     .await;
-                    self.refresh_card(&approval.id).await;
+                    self.refresh_card(&approval.id, ctx.origin).await;
                 }
-                Ok(false) => self.refresh_card(&approval.id).await,
+                Ok(false) => self.refresh_card(&approval.id, ctx.origin).await,
                 Err(e) => self.store_failed(&ctx, &e).await,
             }
             return;
@@ -779,7 +779,7 @@ impl Engine {
             .await;
         }
         if !vote.approval.has_enough_approvals() {
-            return self.refresh_card(&approval.id).await;
+            return self.refresh_card(&approval.id, ctx.origin).await;
         }
         match self
             .inner
@@ -792,7 +792,7 @@ impl Engine {
             .await
         {
             // Boxed: the operation's future is large, and clicks run on small stacks.
-            Ok(true) => Box::pin(self.run_approved(&approval.id)).await,
+            Ok(true) => Box::pin(self.run_approved(&approval.id, ctx.origin)).await,
             Ok(false) => {} // someone else's click completed it; they run it
             Err(e) => self.store_failed(&ctx, &e).await,
         }
@@ -800,7 +800,8 @@ impl Engine {
 
     /// Runs an approved request, if this caller wins the claim: the policy is evaluated again
     /// first, and a request it now denies fails with that reason.
-    async fn run_approved(&self, id: &str) {
+    /// `origin`: the click that approved it, if it runs now (not after a restart).
+    async fn run_approved(&self, id: &str, origin: Option<&str>) {
         let approval = match self.inner.store.get(id).await {
             Ok(Some(a)) if a.state == ApprovalState::Approved => a,
             Ok(_) => return,
@@ -868,7 +869,7 @@ impl Engine {
                 return;
             }
         }
-        self.refresh_card(id).await;
+        self.refresh_card(id, origin).await;
         let ctx = Ctx {
             platform: &approval.platform,
             channel: &approval.channel,
@@ -890,7 +891,7 @@ impl Engine {
             "approval",
             if ok { "ok" } else { "error" },
         );
-        self.refresh_card(id).await;
+        self.refresh_card(id, origin).await;
     }
 
     async fn fail_approval(&self, approval: &Approval, why: &str) {
@@ -925,7 +926,7 @@ impl Engine {
                         .detail(detail),
                 )
                 .await;
-                self.refresh_card(&approval.id).await;
+                self.refresh_card(&approval.id, None).await;
             }
             Ok(false) => {}
             Err(e) => {
@@ -1193,11 +1194,17 @@ impl Engine {
 
     /// Replaces a message opsbot posted; an undeliverable update is audited.
     async fn update(&self, msg: &MessageRef, reply: &Reply) {
+        self.update_for(msg, None, reply).await
+    }
+
+    /// [`Engine::update`] on behalf of the request `origin` that changed the message (see
+    /// [`ChatSink::update_for`]).
+    async fn update_for(&self, msg: &MessageRef, origin: Option<&str>, reply: &Reply) {
         let Some(sink) = self.sink(&msg.platform) else {
             return;
         };
         let reply = &mask_reply(reply.clone());
-        if let Err(e) = sink.update(msg, reply).await {
+        if let Err(e) = sink.update_for(msg, origin, reply).await {
             self.undelivered(&msg.platform, &msg.channel, reply, &e.to_string())
                 .await;
         }
@@ -1251,7 +1258,7 @@ impl Engine {
     }
 
     /// Re-renders an approval card from the database and updates it where it was posted.
-    async fn refresh_card(&self, id: &str) {
+    async fn refresh_card(&self, id: &str, origin: Option<&str>) {
         let approval = match self.inner.store.get(id).await {
             Ok(Some(a)) => a,
             Ok(None) => return,
@@ -1265,7 +1272,7 @@ impl Engine {
             return;
         };
         let reply = cards::approval_card(&approval, Timestamp::now());
-        self.update(card, &reply).await;
+        self.update_for(card, origin, &reply).await;
     }
 
     async fn expire(&self, approval: Approval) {
@@ -1300,7 +1307,7 @@ impl Engine {
             Ok(approved) => {
                 for a in approved {
                     let engine = self.clone();
-                    self.spawn(async move { engine.run_approved(&a.id).await });
+                    self.spawn(async move { engine.run_approved(&a.id, None).await });
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot look for approved requests"),

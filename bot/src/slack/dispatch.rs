@@ -64,8 +64,23 @@ pub struct Interaction {
     pub channel: Option<IdOnly>,
     pub container: Option<Container>,
     pub trigger_id: Option<String>,
+    /// Replaces the message the button was on (30 minutes, 5 uses), also where the bot may not
+    /// post. A capability: never logged (`Debug` masks it).
+    #[serde(default)]
+    pub response_url: Option<Capability>,
     #[serde(default)]
     pub actions: Vec<Action>,
+}
+
+/// A URL that lets whoever holds it post: shown as `***`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Capability(pub String);
+
+impl std::fmt::Debug for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +145,18 @@ impl Dispatcher {
         self
     }
 
+    /// Remembers a `response_url` Slack handed out in `channel` (if it looks like one): a
+    /// command's as the channel's newest, a click's for its message only. Returns its entry id.
+    fn remember_response_url(&self, channel: &str, url: &str, click: bool) -> Option<String> {
+        let urls = self.response_urls.as_ref()?;
+        let plausible =
+            (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2048;
+        plausible.then(|| match click {
+            true => urls.remember_for_message(channel, url),
+            false => urls.remember(channel, url),
+        })
+    }
+
     /// The lookup of `user_id`'s groups, to run after the ack.
     fn groups_of(&self, user_id: &str) -> BoxFuture<'static, Vec<Subject>> {
         let groups = self.groups.clone();
@@ -174,11 +201,8 @@ impl Dispatcher {
                 });
             }
         }
-        if let (Some(urls), Some(url)) = (&self.response_urls, cmd.response_url.as_deref())
-            && (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-        {
-            urls.remember(&cmd.channel_id, url);
+        if let Some(url) = cmd.response_url.as_deref() {
+            self.remember_response_url(&cmd.channel_id, url, false);
         }
         let invocation = Invocation {
             platform: PLATFORM,
@@ -225,6 +249,12 @@ impl Dispatcher {
             .or_else(|| ev.container.as_ref().and_then(|c| c.channel_id.clone()))
             .filter(|c| valid_id(c))
             .ok_or_else(|| Malformed("block_actions without a channel".into()))?;
+        // The click's own response_url replaces the card it was on (where the bot may not post,
+        // the only way to update it); the engine hands its entry back as the click's origin.
+        let origin = ev
+            .response_url
+            .as_ref()
+            .and_then(|url| self.remember_response_url(&channel, &url.0, true));
         for action in &ev.actions {
             if crate::alerts::render::ACTIONS.contains(&action.action_id.as_str()) {
                 self.alert_click(&user, &user_id, &channel, action, ev.trigger_id.as_deref());
@@ -255,7 +285,7 @@ impl Dispatcher {
                 approval_id,
                 approve,
                 delivery_id: Some(format!("slack:{user_id}:{}:{stamp}", action.action_id)),
-                origin: None,
+                origin: origin.clone(),
             });
             let groups = self.groups_of(&user_id);
             if let Err(refusal) = self.pipeline.take(click.clone(), groups).await

@@ -109,6 +109,16 @@ impl ResponseUrls {
     /// Remembers `url` as the newest for `channel`; returns its entry id. The same URL again
     /// keeps its entry (and its use count).
     pub fn remember(&self, channel: &str, url: &str) -> String {
+        self.insert(channel, url, true)
+    }
+
+    /// Remembers a click's `url`, which replaces the message the button was on: reachable by
+    /// its entry id only, never taken for new posts in the channel.
+    pub fn remember_for_message(&self, channel: &str, url: &str) -> String {
+        self.insert(channel, url, false)
+    }
+
+    fn insert(&self, channel: &str, url: &str, newest: bool) -> String {
         let mut inner = self.lock();
         let now = Instant::now() + inner.skew;
         self.prune(&mut inner, now);
@@ -135,7 +145,9 @@ impl ResponseUrls {
             },
         );
         inner.order.push_back(id.clone());
-        inner.latest.insert(channel.to_owned(), id.clone());
+        if newest {
+            inner.latest.insert(channel.to_owned(), id.clone());
+        }
         id
     }
 
@@ -153,14 +165,14 @@ impl ResponseUrls {
     }
 
     /// Whether an edit titled `title` of the message sent through entry `id` should be skipped
-    /// to keep the URL's last use: true when one use is left and the edit keeps the title of
-    /// what was last posted through it (a progress tick, not the outcome).
-    pub fn keep_last_use(&self, id: &str, title: &str) -> bool {
+    /// to keep the URL's few uses for what matters: true when the edit keeps the title of what
+    /// was last posted through it (a progress tick, not the outcome).
+    pub fn is_progress_tick(&self, id: &str, title: &str) -> bool {
         let inner = self.lock();
         inner
             .by_id
             .get(id)
-            .is_some_and(|e| e.uses + 1 == self.max_uses && e.last_title.as_deref() == Some(title))
+            .is_some_and(|e| e.last_title.as_deref() == Some(title))
     }
 
     fn take_locked(
@@ -251,8 +263,8 @@ mod tests {
         // The older URL is still there by its id, for edits of what went through it.
         assert_eq!(urls.take("C1", &a, "t").unwrap().uses_left, 1);
         assert!(urls.take("C2", &a, "t").is_none(), "another channel's id");
-        assert!(urls.keep_last_use(&a, "t"));
-        assert!(!urls.keep_last_use(&a, "outcome"));
+        assert!(urls.is_progress_tick(&a, "t"));
+        assert!(!urls.is_progress_tick(&a, "outcome"));
         assert_eq!(urls.take("C1", &a, "t").unwrap().uses_left, 0);
         assert!(urls.take("C1", &a, "t").is_none(), "used up");
         assert!(!format!("{urls:?}").contains("hooks.example"));

@@ -70,6 +70,29 @@ impl ChatSink for SlackSink {
             .await
     }
 
+    /// A message that went through a `response_url`, changed by a click on it: replaced through
+    /// the click's own `response_url` (entry `origin`), which Slack made for that message.
+    async fn update_for(
+        &self,
+        message: &MessageRef,
+        origin: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
+        if message.id.starts_with(ID_PREFIX)
+            && let Some(lease) = origin.and_then(|id| {
+                self.web
+                    .response_urls()
+                    .take(&message.channel, id, &reply.title)
+            })
+        {
+            return self
+                .web
+                .post_response_url(lease.url(), render(reply), true)
+                .await;
+        }
+        self.update(message, reply).await
+    }
+
     /// `chat.postEphemeral`; where the bot is not a member, the channel's latest slash command
     /// `response_url` with `response_type: ephemeral`.
     async fn post_private(
@@ -166,9 +189,10 @@ impl SlackSink {
         reply: &Reply,
     ) -> Result<(), DeliveryError> {
         let urls = self.web.response_urls();
-        if urls.keep_last_use(id, &reply.title) {
-            // A progress tick with one use left: the newer state (the outcome) gets the use.
-            tracing::debug!(channel = %message.channel, "edit skipped to keep the response_url's last use");
+        if urls.is_progress_tick(id, &reply.title) {
+            // Five uses are few: they go to what changes the message's meaning (the outcome),
+            // not to progress ticks.
+            tracing::debug!(channel = %message.channel, "progress edit skipped to keep the response_url's uses");
             return Ok(());
         }
         if let Some(lease) = urls.take(&message.channel, id, &reply.title) {
@@ -292,21 +316,20 @@ mod tests {
                     let hooks = hooks.lock().unwrap();
                     let replace: Vec<&Value> =
                         hooks.iter().map(|(_, b)| &b["replace_original"]).collect();
-                    assert_eq!(replace, [&json!(false), &json!(true), &json!(true)]);
+                    // The progress tick (same title) was not sent: the five uses are kept for
+                    // what changes the message's meaning.
+                    assert_eq!(replace, [&json!(false), &json!(true)]);
                     assert!(hooks.iter().all(|(id, b)| id == "ok-secret-1"
                         && b["response_type"] == "in_channel"
                         && b["blocks"][0]["type"] == "header"));
                 }
-                // Used twice more: the fourth use is a progress tick, the fifth is kept for
-                // the outcome.
                 sink.update(&msg, &Reply::ok("Done").text("x"))
                     .await
                     .unwrap();
-                sink.update(&msg, &Reply::ok("Done").text("y"))
-                    .await
-                    .unwrap();
-                assert_eq!(hooks.lock().unwrap().len(), 4);
-                sink.update(&msg, &Reply::danger("Failed")).await.unwrap();
+                assert_eq!(hooks.lock().unwrap().len(), 2, "a tick again");
+                for title in ["Failed", "Retried", "Done again"] {
+                    sink.update(&msg, &Reply::danger(title)).await.unwrap();
+                }
                 assert_eq!(hooks.lock().unwrap().len(), 5);
                 // Used up, no other URL: undelivered.
                 let e = sink.update(&msg, &Reply::ok("late")).await.unwrap_err();
