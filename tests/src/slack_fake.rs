@@ -193,22 +193,18 @@ impl SlackFake {
 
     /// A new response URL for a slash command in `channel` (as Slack puts in every command).
     pub fn response_url(&self, channel: &str) -> String {
-        let mut inner = self.inner();
-        inner.next_response += 1;
-        let id = format!("r{}", inner.next_response);
-        inner.responses.insert(
-            id.clone(),
-            ResponseTarget {
-                channel: channel.to_owned(),
-                ..ResponseTarget::default()
-            },
-        );
-        format!("http://{}/response/{id}", self.addr)
+        self.hand_out_response_url(channel, None)
     }
 
     /// A fresh response URL for the message `ts` in `channel`, as Slack hands one out with every
     /// click on that message's buttons: `replace_original` replaces that message.
     pub fn message_response_url(&self, channel: &str, ts: &str) -> String {
+        self.hand_out_response_url(channel, Some(ts))
+    }
+
+    /// A new response URL in `channel`, replacing the message `ts` (if any) when used with
+    /// `replace_original`.
+    fn hand_out_response_url(&self, channel: &str, ts: Option<&str>) -> String {
         let mut inner = self.inner();
         inner.next_response += 1;
         let id = format!("r{}", inner.next_response);
@@ -216,7 +212,7 @@ impl SlackFake {
             id.clone(),
             ResponseTarget {
                 channel: channel.to_owned(),
-                last_ts: Some(ts.to_owned()),
+                last_ts: ts.map(str::to_owned),
                 ..ResponseTarget::default()
             },
         );

@@ -223,6 +223,25 @@ async fn readyz_reports_a_refused_policy_a_full_backlog_and_an_unwritable_databa
     let (status, body) = readyz_until(&http, &base, |_, _| true).await;
     assert_eq!(status, 200, "writable again: {body}");
 
+    // Another process holds the database's write lock (an outage as opsbot sees it): not
+    // ready while it lasts, ready again as soon as it ends.
+    {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", db.display());
+        let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        let (status, body) = readyz_until(&http, &base, |status, _| status == 503).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["database"], false, "{body}");
+        sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+        locker.close().await.unwrap();
+    }
+    let (status, body) = readyz_until(&http, &base, |status, _| status == 200).await;
+    assert_eq!(status, 200, "the lock is gone: {body}");
+
     // The database file deleted under the running bot (its open handles still work).
     std::fs::remove_file(&db).unwrap();
     let (status, body) = readyz_until(&http, &base, |_, _| true).await;

@@ -158,6 +158,19 @@ impl Change {
     }
 }
 
+impl Change {
+    /// The progress shown once Kubernetes says the rollout is complete: a full bar (a replica
+    /// still terminating after a scale down no longer holds the change up).
+    fn completed(self, state: &RolloutState) -> Progress {
+        let mut p = self.progress(state);
+        if let Change::Scale { to, .. } = self {
+            p.text = format!("{to}/{to} ready");
+        }
+        p.done = p.total;
+        p
+    }
+}
+
 /// Follows the rollout of `w` after `change` until it completes, stalls or `rollout_timeout`
 /// passes, streaming progress (see [`Change::progress`]); the bar never goes back.
 pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload, change: Change) -> Followed {
@@ -178,7 +191,10 @@ pub(crate) async fn follow(ctx: &Ctx<'_>, w: &Workload, change: Change) -> Follo
             Ok(Ok(o)) => o,
         };
         let state = obj.state();
-        let mut progress = change.progress(&state);
+        let mut progress = match state.verdict {
+            Verdict::Complete => change.completed(&state),
+            _ => change.progress(&state),
+        };
         if let Some(prev) = &last_sent {
             progress.done = progress.done.max(prev.done.min(progress.total));
         }
