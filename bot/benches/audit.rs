@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opsbot::store::{AuditEntry, AuditKind, Store};
+use opsbot::store::{AuditEntry, AuditKey, AuditKind, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 const RUN: Duration = Duration::from_secs(3);
@@ -102,7 +102,8 @@ fn main() {
             let store = Arc::new(
                 Store::open(&format!("sqlite://{}", path.display()))
                     .await
-                    .expect("store"),
+                    .expect("store")
+                    .with_audit(Arc::new(AuditKey::generate()), None),
             );
             let store_rate = rate(writers, move || {
                 let store = store.clone();
