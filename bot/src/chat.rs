@@ -75,7 +75,41 @@ pub trait AlertActions: Send + Sync {
     async fn click(&self, click: AlertClick);
 }
 
-/// Why a message could not be delivered.
+/// A 📌 (or other) reaction someone added to a message, for incident timelines.
+#[derive(Debug, Clone)]
+pub struct Reaction {
+    pub platform: Platform,
+    pub user: Subject,
+    pub channel: String,
+    /// The platform's message id (Slack `ts`, Discord message id).
+    pub message_id: String,
+    /// The emoji's name without colons (`pushpin`, or the character `📌` on Discord).
+    pub emoji: String,
+    /// The message's text, where the adapter could read it.
+    pub text: Option<String>,
+    /// The message's author, where known.
+    pub author: Option<Subject>,
+    /// A link to the message, where the platform has one.
+    pub link: Option<String>,
+}
+
+/// Who hears about reactions (the incidents service, registered on the engine).
+#[async_trait]
+pub trait ReactionObserver: Send + Sync {
+    async fn reaction(&self, reaction: Reaction);
+}
+
+/// A channel opsbot created for an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRef {
+    pub platform: String,
+    /// The platform's channel id.
+    pub id: String,
+    /// Its name, without `#`.
+    pub name: String,
+}
+
+/// Why a message could not be delivered, or a channel action not done.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The platform said no for good (e.g. Slack `ok:false` with `channel_not_found`).
@@ -84,6 +118,28 @@ pub enum DeliveryError {
     /// Still failing after retries (network, 5xx, 429).
     #[error("{method} failed after retries: {error}")]
     Failed { method: String, error: String },
+    /// The bot lacks a scope (Slack) or permission (Discord); `grant` names it.
+    #[error("{method} needs {grant}, which the bot does not have")]
+    NotPermitted { method: String, grant: String },
+    /// A channel with this name exists already.
+    #[error("the channel name {name} is taken")]
+    NameTaken { name: String },
+    /// The platform adapter cannot do this (e.g. the console has no channel topics).
+    #[error("{what} is not supported here")]
+    Unsupported { what: String },
+}
+
+impl DeliveryError {
+    /// What an operator should do about a channel action that failed, when there is something
+    /// (grant a scope or permission).
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            DeliveryError::NotPermitted { grant, .. } => Some(format!(
+                "give the bot {grant} (and reinstall the app if it asks)"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// How the engine talks back to a platform.
@@ -130,5 +186,47 @@ pub trait ChatSink: Send + Sync {
     ) -> Result<MessageRef, DeliveryError> {
         let _ = origin;
         self.post(channel, reply).await
+    }
+
+    // Channel automation (incidents). The defaults say the adapter cannot do it.
+
+    /// Creates a public channel named `name`; [`DeliveryError::NameTaken`] if it exists.
+    async fn create_channel(&self, name: &str) -> Result<ChannelRef, DeliveryError> {
+        let _ = name;
+        Err(unsupported("creating channels"))
+    }
+    /// Sets the channel's topic.
+    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), DeliveryError> {
+        let _ = (channel, topic);
+        Err(unsupported("channel topics"))
+    }
+    /// Brings `who` into the channel: people, and groups or roles (everyone in them).
+    async fn invite(&self, channel: &str, who: &[Subject]) -> Result<(), DeliveryError> {
+        let _ = (channel, who);
+        Err(unsupported("inviting to channels"))
+    }
+    /// Pins a message opsbot posted.
+    async fn pin(&self, message: &MessageRef) -> Result<(), DeliveryError> {
+        let _ = message;
+        Err(unsupported("pinning messages"))
+    }
+    /// Archives the channel (Discord: moves it to the archive category, read-only).
+    async fn archive(&self, channel: &str) -> Result<(), DeliveryError> {
+        let _ = channel;
+        Err(unsupported("archiving channels"))
+    }
+    /// How `who` (a person, group or role) is written in a message so they are notified.
+    fn mention(&self, who: &Subject) -> String {
+        who.to_string()
+    }
+    /// How a link to a channel is written in a message.
+    fn channel_link(&self, channel: &ChannelRef) -> String {
+        format!("#{}", channel.name)
+    }
+}
+
+fn unsupported(what: &str) -> DeliveryError {
+    DeliveryError::Unsupported {
+        what: what.to_owned(),
     }
 }

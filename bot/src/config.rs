@@ -36,6 +36,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use opsbot_policies::{Severity, Subject};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Spanned};
 
@@ -224,6 +225,100 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub alerts: AlertsConfig,
     pub audit: AuditConfig,
+    pub incidents: IncidentsConfig,
+}
+
+/// Incidents (`bot/src/incidents`): where they are announced, how each severity escalates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentsConfig {
+    /// Where new incidents are announced with a link (the runbooks' `#incidents`).
+    pub announce_channel: Option<AlertChannel>,
+    /// The Discord category incident channels are created in.
+    pub discord_category: Option<String>,
+    /// The Discord category closed incidents' channels move to (read-only there).
+    pub discord_archive_category: Option<String>,
+    /// What each severity means and how it escalates; every severity has an entry.
+    pub severities: BTreeMap<Severity, SeverityPlan>,
+    /// PagerDuty Events API v2, for escalation steps that page.
+    pub pagerduty: Option<PagerDutyConfig>,
+    /// How often due escalations and reminders are looked for. Default 5 seconds.
+    pub sweep_interval: Duration,
+}
+
+/// One severity's response: who is brought in, how fast, and who is told next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeverityPlan {
+    /// What the severity means (runbook 001, 4.1), shown on the card and in the export.
+    pub description: String,
+    /// Invited to the channel and mentioned when the incident opens (groups, roles, people).
+    pub responders: Vec<Subject>,
+    /// Someone should take commander within this; after it the escalation runs.
+    pub ack_within: Duration,
+    /// Until someone takes commander: step by step, each after its delay since the previous
+    /// one (the first since the acknowledgement deadline).
+    pub escalation: Vec<EscalationStep>,
+    /// The commander is asked for a status update when none came for this long.
+    pub remind_every: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationStep {
+    pub after: Duration,
+    /// Mentioned in the incident channel and the announcement, and invited.
+    pub notify: Vec<Subject>,
+    /// Also sends a PagerDuty trigger (resolved when the incident closes).
+    pub page: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagerDutyConfig {
+    /// `https://events.pagerduty.com/v2/enqueue` unless set.
+    pub url: String,
+    pub routing_key: Secret,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            announce_channel: None,
+            discord_category: None,
+            discord_archive_category: None,
+            severities: Severity::ALL
+                .into_iter()
+                .map(|s| (s, SeverityPlan::default_for(s)))
+                .collect(),
+            pagerduty: None,
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SeverityPlan {
+    /// Runbook 001's meaning and response time of `severity`, with nobody to notify.
+    pub fn default_for(severity: Severity) -> SeverityPlan {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        let (description, ack, remind) = match severity {
+            Severity::P1 => ("The whole service is unavailable.", min(5), min(15)),
+            Severity::P2 => (
+                "A major function is unavailable or badly degraded.",
+                min(15),
+                min(30),
+            ),
+            Severity::P3 => (
+                "A part of a function is affected; there is a workaround.",
+                min(60),
+                min(120),
+            ),
+            Severity::P4 => ("No impact; planned work.", min(240), min(24 * 60)),
+        };
+        SeverityPlan {
+            description: description.to_owned(),
+            responders: Vec::new(),
+            ack_within: ack,
+            escalation: Vec::new(),
+            remind_every: remind,
+        }
+    }
 }
 
 /// Where the audit log's key and checkpoints live (`bot/src/store/anchor.rs`).
@@ -530,6 +625,48 @@ struct RawConfig {
     discord: RawDiscord,
     alerts: RawAlerts,
     audit: RawAudit,
+    incidents: RawIncidents,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawIncidents {
+    announce_channel: Option<Sp<String>>,
+    discord_category: Option<String>,
+    discord_archive_category: Option<String>,
+    severities: BTreeMap<String, Sp<RawSeverity>>,
+    pagerduty: Option<Sp<RawPagerDuty>>,
+    #[serde(deserialize_with = "de_duration")]
+    sweep_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSeverity {
+    description: Option<String>,
+    responders: Vec<Sp<String>>,
+    #[serde(deserialize_with = "de_duration")]
+    ack_within: Option<Duration>,
+    #[serde(deserialize_with = "de_duration")]
+    remind_every: Option<Duration>,
+    escalation: Vec<Sp<RawStep>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStep {
+    #[serde(deserialize_with = "de_duration")]
+    after: Option<Duration>,
+    notify: Vec<Sp<String>>,
+    page: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawPagerDuty {
+    url: Option<String>,
+    routing_key: Option<Secret>,
+    routing_key_file: Option<Sp<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1328,6 +1465,7 @@ impl Resolver<'_> {
             }),
         };
         let alerts = self.alerts(raw.alerts);
+        let incidents = self.incidents(raw.incidents);
 
         Config {
             source: source.map(Path::to_path_buf),
@@ -1344,7 +1482,101 @@ impl Resolver<'_> {
             discord,
             alerts,
             audit,
+            incidents,
         }
+    }
+
+    fn subjects(&mut self, key: &str, raw: &[Sp<String>]) -> Vec<Subject> {
+        let mut out = Vec::new();
+        for s in raw {
+            match Subject::parse(s.value.trim()) {
+                Ok(subject) => out.push(subject),
+                Err(e) => self.at(&s.referenced, format!("{key}: {e}")),
+            }
+        }
+        out
+    }
+
+    fn incidents(&mut self, raw: RawIncidents) -> IncidentsConfig {
+        let mut config = IncidentsConfig::default();
+        config.announce_channel = raw.announce_channel.as_ref().and_then(|c| {
+            AlertChannel::parse(&c.value)
+                .map_err(|e| self.at(&c.referenced, format!("incidents.announce_channel: {e}")))
+                .ok()
+        });
+        config.discord_category = raw.discord_category;
+        config.discord_archive_category = raw.discord_archive_category;
+        if let Some(every) = raw.sweep_interval {
+            config.sweep_interval = every;
+        }
+        for (name, plan) in raw.severities {
+            let Some(severity) = Severity::parse(&name) else {
+                self.at(
+                    &plan.referenced,
+                    format!("incidents.severities: unknown severity {name:?} (P1, P2, P3 or P4)"),
+                );
+                continue;
+            };
+            let key = format!("incidents.severities.{severity}");
+            let raw = plan.value;
+            let defaults = SeverityPlan::default_for(severity);
+            let mut escalation = Vec::new();
+            for step in raw.escalation {
+                let step = step.value;
+                escalation.push(EscalationStep {
+                    after: step.after.unwrap_or_default(),
+                    notify: self.subjects(&format!("{key}.escalation.notify"), &step.notify),
+                    page: step.page,
+                });
+            }
+            let plan = SeverityPlan {
+                description: raw.description.unwrap_or(defaults.description),
+                responders: self.subjects(&format!("{key}.responders"), &raw.responders),
+                ack_within: raw.ack_within.unwrap_or(defaults.ack_within),
+                escalation,
+                remind_every: raw.remind_every.unwrap_or(defaults.remind_every),
+            };
+            config.severities.insert(severity, plan);
+        }
+        if let Some(pd) = raw.pagerduty {
+            let (at, pd) = (pd.referenced, pd.value);
+            let key = self.secret(
+                "incidents.pagerduty.routing_key",
+                pd.routing_key,
+                pd.routing_key_file,
+                "OPSBOT_PAGERDUTY_ROUTING_KEY",
+            );
+            match key {
+                Some(routing_key) => {
+                    config.pagerduty = Some(PagerDutyConfig {
+                        url: pd
+                            .url
+                            .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
+                        routing_key,
+                    })
+                }
+                None => self.at(
+                    &at,
+                    "incidents.pagerduty needs routing_key or routing_key_file",
+                ),
+            }
+        }
+        let pages = config
+            .severities
+            .values()
+            .any(|p| p.escalation.iter().any(|s| s.page));
+        if pages && config.pagerduty.is_none() {
+            self.errors.push(ConfigError {
+                origin: Origin::File {
+                    file: self.file.clone(),
+                    line: 0,
+                    column: 0,
+                },
+                message: "incidents: an escalation step has `page: true` but incidents.pagerduty                           is not configured"
+                    .to_owned(),
+            });
+        }
+        config
     }
 
     fn basic_auth(&mut self, key: &str, raw: Option<Sp<RawBasicAuth>>) -> Option<BasicAuth> {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use opsbot_policies::{Action, Request, Subject};
+use opsbot_policies::{Action, Request, Severity, Subject};
+
+use crate::incident::{IncidentCmd, IncidentOp};
 
 /// A parsed command: where it applies and what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum PodSelector {
     Labels(String),
 }
 
-/// What a command does. Incident commands join here in a later issue.
+/// What a command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Status {
@@ -104,6 +106,8 @@ pub enum Op {
         command: Option<String>,
     },
     Whoami,
+    /// `incident …`: kept by the bot, not the cluster.
+    Incident(IncidentCmd),
 }
 
 impl Command {
@@ -127,6 +131,37 @@ impl Command {
             Op::BackupRun { .. } => Action::BackupRun,
             Op::Help { .. } => Action::Help,
             Op::Whoami => Action::Whoami,
+            Op::Incident(i) => match i.op {
+                IncidentOp::Open { .. } => Action::IncidentOpen,
+                IncidentOp::Status { .. }
+                | IncidentOp::Sev { .. }
+                | IncidentOp::Assign { .. }
+                | IncidentOp::Note { .. }
+                | IncidentOp::Ack => Action::IncidentUpdate,
+                IncidentOp::Close { .. } | IncidentOp::Reopen => Action::IncidentClose,
+                IncidentOp::List { .. }
+                | IncidentOp::Show
+                | IncidentOp::Timeline
+                | IncidentOp::Export
+                | IncidentOp::Stats { .. } => Action::IncidentShow,
+            },
+        }
+    }
+
+    /// Whether the command acts on a cluster (so its `--cluster` must be one opsbot knows).
+    pub fn needs_cluster(&self) -> bool {
+        !matches!(self.op, Op::Help { .. } | Op::Whoami | Op::Incident(_))
+    }
+
+    /// The incident severity the command itself names (`incident open P1`, `incident sev P2`);
+    /// for other incident commands the bot supplies the incident's.
+    pub fn severity(&self) -> Option<Severity> {
+        match &self.op {
+            Op::Incident(IncidentCmd {
+                op: IncidentOp::Open { severity, .. } | IncidentOp::Sev { severity },
+                ..
+            }) => Some(*severity),
+            _ => None,
         }
     }
 
@@ -162,7 +197,11 @@ impl Command {
     }
 
     /// Fills in the namespace and cluster when the user did not give them.
+    /// Incident commands act on no cluster: they get no defaults.
     pub fn with_defaults(mut self, cluster: Option<&str>, namespace: Option<&str>) -> Self {
+        if matches!(self.op, Op::Incident(_)) {
+            return self;
+        }
         if self.cluster.is_none() {
             self.cluster = cluster.map(str::to_owned);
         }
@@ -194,7 +233,7 @@ impl Command {
             resource: self.resource(),
             replicas,
             tail_lines,
-            severity: None,
+            severity: self.severity(),
         }
     }
 }

@@ -210,9 +210,17 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
                         .with_suggestion(suggestion),
                 ));
             };
-            let raw =
-                take_value(ty, placeholder, flag, inline, &tokens, &mut i).map_err(with_usage)?;
-            let value = parse_value(ty, placeholder, raw).map_err(with_usage)?;
+            let mut raw = take_value(ty, placeholder, flag, inline, &tokens, &mut i)
+                .map_err(with_usage)?
+                .to_owned();
+            if let ValueType::Words { .. } = ty {
+                while let Some(next) = tokens.get(i).filter(|t| !is_flag(t)) {
+                    raw.push(' ');
+                    raw.push_str(next);
+                    i += 1;
+                }
+            }
+            let value = parse_value(ty, placeholder, &raw).map_err(with_usage)?;
             if let Some((_, first)) = given.iter().find(|(n, _)| *n == name) {
                 return Err(with_usage(
                     ParseError::new(format!(
@@ -281,6 +289,14 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             let mut words = vec![tok];
             words.extend(rest.by_ref());
             let value = parse_topic(&words).map_err(|e| e.with_usage(usage.clone()))?;
+            matches.insert(a.name, value);
+            continue;
+        }
+        if let ValueType::Words { .. } = a.ty {
+            let mut words = vec![tok];
+            words.extend(rest.by_ref());
+            let value = parse_value(a.ty, a.placeholder, &words.join(" "))
+                .map_err(|e| e.with_usage(usage.clone()))?;
             matches.insert(a.name, value);
             continue;
         }
@@ -484,8 +500,18 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             }
             Ok(Value::Duration(d))
         }
-        ValueType::Text { max_chars } => {
-            if raw.is_empty() {
+        ValueType::Person => crate::incident::parse_person(raw)
+            .map(Value::Str)
+            .ok_or_else(|| {
+                err(format!(
+                    "`{raw}` is not a person: mention them (@name), or write `me`"
+                ))
+            }),
+        ValueType::IncidentId => crate::incident::parse_incident_id(raw)
+            .map(Value::Int)
+            .ok_or_else(|| err(format!("`{raw}` is not an incident: write e.g. INC-42"))),
+        ValueType::Text { max_chars } | ValueType::Words { max_chars } => {
+            if raw.trim().is_empty() {
                 return Err(err(format!("{what} is empty")));
             }
             if raw.chars().any(char::is_control) {

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod grammar;
 pub mod help;
+pub mod incident;
 pub mod ops;
 pub mod reply;
 pub mod spec;
@@ -13,6 +14,7 @@ pub mod spec;
 pub use command::{Command, DEFAULT_TAIL, Op, PodSelector, Workload, WorkloadKind};
 pub use grammar::{ParseError, parse, parse_tokens};
 pub use help::{help_reply, reference_markdown};
+pub use incident::{IncidentCmd, IncidentOp, IncidentStatus, Role};
 pub use ops::{Clusters, OpError, Operator};
 pub use reply::{
     Button, ButtonStyle, Field, Limits, Monospace, Progress, ProgressReceiver, ProgressSender,

@@ -61,6 +61,11 @@ pub struct Reply {
     pub blocks: Vec<Monospace>,
     pub buttons: Vec<Button>,
     pub footer: Option<String>,
+    /// Whom the message is meant to notify (subjects such as `slack-group:S0ONCALL`,
+    /// `discord-role:42`), mentioned in its text. Platforms that suppress mentions by default
+    /// (Discord's `allowed_mentions`) allow exactly these; everything else echoed stays silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 impl Reply {
@@ -122,6 +127,12 @@ impl Reply {
             style,
             value: value.into(),
         });
+        self
+    }
+
+    /// Adds `who` (a subject) to [`Reply::notify`].
+    pub fn notify(mut self, who: impl Into<String>) -> Self {
+        self.notify.push(who.into());
         self
     }
 

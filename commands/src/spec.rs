@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Op, PodSelector, Workload};
 use crate::grammar::ParseError;
+use crate::incident::{IncidentCmd, IncidentOp, IncidentStatus, Role};
+use opsbot_policies::Severity;
 
 /// How much a command can hurt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,6 +63,13 @@ pub enum ValueType {
     Duration { max_secs: u64 },
     /// One line of free text, at most `max_chars` characters.
     Text { max_chars: usize },
+    /// Free text of several words, at most `max_chars` characters: as a positional argument the
+    /// rest of the line, as a flag's value every word up to the next flag.
+    Words { max_chars: usize },
+    /// A person: a chat mention (`<@U123>`, `<@123>`), a console `@name`, or `me`.
+    Person,
+    /// An incident: `INC-42` or `42`.
+    IncidentId,
     /// A Kubernetes label selector such as `app=web,tier!=cache`.
     Selector,
     /// One of a fixed set of words (case-insensitive), e.g. an incident severity.
@@ -343,11 +352,18 @@ pub static GLOBAL_FLAGS: &[FlagSpec] = &[
 ];
 
 /// Command groups (commands whose name has two words).
-pub static GROUPS: &[Group] = &[Group {
-    name: "backup",
-    aliases: &["backups"],
-    summary: "Backup CronJobs: show their health or run one now.",
-}];
+pub static GROUPS: &[Group] = &[
+    Group {
+        name: "backup",
+        aliases: &["backups"],
+        summary: "Backup CronJobs: show their health or run one now.",
+    },
+    Group {
+        name: "incident",
+        aliases: &["incidents", "inc"],
+        summary: "Incidents: open, update and close them, with a channel and a timeline each.",
+    },
+];
 
 const POD_PREFIXES: &[&str] = &[
     "pod",
@@ -1018,6 +1034,549 @@ pub static COMMANDS: &[CommandSpec] = &[
             _ => None,
         },
     },
+    // ---- incidents (kept by the bot: `bot/src/incidents`) ----
+    CommandSpec {
+        name: "incident open",
+        aliases: &["new", "declare"],
+        actions: &[Action::IncidentOpen],
+        risk: Risk::Change,
+        args: &[
+            SEVERITY_ARG,
+            ArgSpec {
+                name: "title",
+                placeholder: "TITLE…",
+                ty: ValueType::Words {
+                    max_chars: TITLE_MAX,
+                },
+                required: true,
+                flag: None,
+                help: "What is wrong, in a few words (the rest of the line).",
+            },
+        ],
+        flags: &[
+            FlagSpec {
+                name: "service",
+                short: None,
+                aliases: &[],
+                placeholder: "NAME",
+                ty: ValueType::Text { max_chars: 63 },
+                default: None,
+                help: "The service that is affected.",
+            },
+            FlagSpec {
+                name: "commander",
+                short: None,
+                aliases: &[],
+                placeholder: "@PERSON",
+                ty: ValueType::Person,
+                default: Some("nobody until someone takes it (the escalation runs until then)"),
+                help: "Who leads the response (`me` for yourself).",
+            },
+        ],
+        usage: None,
+        summary: "Open an incident: a channel, a pinned card, responders paged by severity.",
+        description: "Records the incident (numbered INC-1, INC-2, …), creates its channel \
+            `inc-<n>-<title>`, invites you, the commander and the severity's responders, pins \
+            a card that follows every change, announces it in the incidents channel and starts \
+            the severity's escalation until someone takes commander (`incident ack`).",
+        examples: &[Example {
+            text: "incident open P1 checkout returns 500 --service conea-api",
+            explains: "a P1 for the checkout outage",
+        }],
+        build: |m| {
+            Ok(incident(
+                None,
+                IncidentOp::Open {
+                    severity: severity(m)?,
+                    title: m.string("title").ok_or_else(|| missing("TITLE"))?,
+                    service: m.string("service"),
+                    commander: m.string("commander"),
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (
+                _,
+                IncidentOp::Open {
+                    severity,
+                    title,
+                    service,
+                    commander,
+                },
+            ) => {
+                let mut v = vec![
+                    ("severity", Value::Str(severity.to_string())),
+                    ("title", Value::Str(title.clone())),
+                ];
+                if let Some(s) = service {
+                    v.push(("service", Value::Str(s.clone())));
+                }
+                if let Some(c) = commander {
+                    v.push(("commander", Value::Str(c.clone())));
+                }
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident status",
+        aliases: &["update"],
+        actions: &[Action::IncidentUpdate],
+        risk: Risk::Change,
+        args: &[
+            ArgSpec {
+                name: "status",
+                placeholder: "STATUS",
+                ty: ValueType::Choice(IncidentStatus::WORDS),
+                required: true,
+                flag: None,
+                help: "investigating, identified, monitoring or resolved.",
+            },
+            ArgSpec {
+                name: "message",
+                placeholder: "MESSAGE…",
+                ty: ValueType::Words {
+                    max_chars: NOTE_MAX,
+                },
+                required: false,
+                flag: None,
+                help: "What changed (the rest of the line).",
+            },
+        ],
+        flags: &[ID_FLAG],
+        usage: None,
+        summary: "Report where the response stands: investigating → identified → monitoring → resolved.",
+        description: "Sets the status, posts it in the channel, and resets the status-update \
+            reminder. `resolved` stops the clock for time to resolve; the incident stays open \
+            until `incident close`.",
+        examples: &[Example {
+            text: "incident status identified connection pool exhausted after the deploy",
+            explains: "the cause is known",
+        }],
+        build: |m| {
+            let status = m
+                .string("status")
+                .and_then(|s| IncidentStatus::parse(&s))
+                .ok_or_else(|| missing("STATUS"))?;
+            Ok(incident(
+                id(m),
+                IncidentOp::Status {
+                    status,
+                    message: m.string("message"),
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Status { status, message }) => {
+                let mut v = vec![("status", Value::Str(status.as_str().to_owned()))];
+                if let Some(msg) = message {
+                    v.push(("message", Value::Str(msg.clone())));
+                }
+                Some(with_id(v, id))
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident sev",
+        aliases: &["severity"],
+        actions: &[Action::IncidentUpdate],
+        risk: Risk::Change,
+        args: &[SEVERITY_ARG],
+        flags: &[ID_FLAG],
+        usage: None,
+        summary: "Change an incident's severity (and its escalation).",
+        description: "Sets the severity, invites the new severity's responders, and restarts \
+            the escalation with the new severity's chain if nobody has taken commander yet.",
+        examples: &[Example {
+            text: "incident sev P2",
+            explains: "downgrade to P2",
+        }],
+        build: |m| {
+            Ok(incident(
+                id(m),
+                IncidentOp::Sev {
+                    severity: severity(m)?,
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Sev { severity }) => Some(with_id(
+                vec![("severity", Value::Str(severity.to_string()))],
+                id,
+            )),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident assign",
+        aliases: &[],
+        actions: &[Action::IncidentUpdate],
+        risk: Risk::Change,
+        args: &[
+            ArgSpec {
+                name: "role",
+                placeholder: "ROLE",
+                ty: ValueType::Choice(Role::WORDS),
+                required: true,
+                flag: None,
+                help: "commander, scribe or comms.",
+            },
+            ArgSpec {
+                name: "person",
+                placeholder: "@PERSON",
+                ty: ValueType::Person,
+                required: true,
+                flag: None,
+                help: "Who takes the role (`me` for yourself).",
+            },
+        ],
+        flags: &[ID_FLAG],
+        usage: None,
+        summary: "Give someone a role: commander, scribe or comms.",
+        description: "Assigns the role and invites the person to the channel. A commander \
+            acknowledges the incident: the escalation stops.",
+        examples: &[Example {
+            text: "incident assign commander @alice",
+            explains: "alice leads the response",
+        }],
+        build: |m| {
+            let role = m
+                .string("role")
+                .and_then(|s| Role::parse(&s))
+                .ok_or_else(|| missing("ROLE"))?;
+            Ok(incident(
+                id(m),
+                IncidentOp::Assign {
+                    role,
+                    person: m.string("person").ok_or_else(|| missing("@PERSON"))?,
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Assign { role, person }) => Some(with_id(
+                vec![
+                    ("role", Value::Str(role.as_str().to_owned())),
+                    ("person", Value::Str(person.clone())),
+                ],
+                id,
+            )),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident note",
+        aliases: &[],
+        actions: &[Action::IncidentUpdate],
+        risk: Risk::Read,
+        args: &[ArgSpec {
+            name: "text",
+            placeholder: "TEXT…",
+            ty: ValueType::Words {
+                max_chars: NOTE_MAX,
+            },
+            required: true,
+            flag: None,
+            help: "The note (the rest of the line).",
+        }],
+        flags: &[
+            FlagSpec {
+                name: "follow-up",
+                short: None,
+                aliases: &["followup", "todo"],
+                placeholder: "",
+                ty: ValueType::Bool,
+                default: None,
+                help: "Something to do after the incident: listed under follow-ups in the export.",
+            },
+            ID_FLAG,
+        ],
+        usage: None,
+        summary: "Add a note to the timeline.",
+        description: "Adds the note to the incident's timeline, with your name and the time.",
+        examples: &[Example {
+            text: "incident note rolled back conea-api to revision 41",
+            explains: "what was done",
+        }],
+        build: |m| {
+            Ok(incident(
+                id(m),
+                IncidentOp::Note {
+                    text: m.string("text").ok_or_else(|| missing("TEXT"))?,
+                    follow_up: m.flag("follow-up"),
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Note { text, follow_up }) => {
+                let mut v = vec![("text", Value::Str(text.clone()))];
+                if *follow_up {
+                    v.push(("follow-up", Value::Bool(true)));
+                }
+                Some(with_id(v, id))
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident ack",
+        aliases: &["acknowledge"],
+        actions: &[Action::IncidentUpdate],
+        risk: Risk::Change,
+        args: &[],
+        flags: &[ID_FLAG],
+        usage: None,
+        summary: "Acknowledge: take commander if nobody has it, and stop the escalation.",
+        description: "Records the acknowledgement (time to acknowledge counts to it), stops \
+            the escalation, and makes you commander if the incident has none.",
+        examples: &[Example {
+            text: "incident ack",
+            explains: "you are on it",
+        }],
+        build: |m| Ok(incident(id(m), IncidentOp::Ack)),
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Ack) => Some(with_id(Vec::new(), id)),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident list",
+        aliases: &["ls"],
+        actions: &[Action::IncidentShow],
+        risk: Risk::Read,
+        args: &[],
+        flags: &[
+            FlagSpec {
+                name: "open",
+                short: None,
+                aliases: &[],
+                placeholder: "",
+                ty: ValueType::Bool,
+                default: None,
+                help: "Only incidents not closed.",
+            },
+            FlagSpec {
+                name: "sev",
+                short: None,
+                aliases: &["severity"],
+                placeholder: "P1..P4",
+                ty: ValueType::Choice(SEVERITIES),
+                default: None,
+                help: "Only incidents of this severity.",
+            },
+        ],
+        usage: None,
+        summary: "The latest incidents, newest first.",
+        description: "Lists incidents with severity, status, commander, age and channel.",
+        examples: &[Example {
+            text: "incident list --open --sev P1",
+            explains: "open P1 incidents",
+        }],
+        build: |m| {
+            let sev = match m.string("sev") {
+                Some(s) => {
+                    Some(Severity::parse(&s).ok_or_else(|| missing("a severity (P1 to P4)"))?)
+                }
+                None => None,
+            };
+            Ok(incident(
+                None,
+                IncidentOp::List {
+                    open: m.flag("open"),
+                    sev,
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (_, IncidentOp::List { open, sev }) => {
+                let mut v = Vec::new();
+                if *open {
+                    v.push(("open", Value::Bool(true)));
+                }
+                if let Some(s) = sev {
+                    v.push(("sev", Value::Str(s.to_string())));
+                }
+                Some(v)
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident show",
+        aliases: &["info"],
+        actions: &[Action::IncidentShow],
+        risk: Risk::Read,
+        args: &[ID_ARG],
+        flags: &[],
+        usage: None,
+        summary: "One incident: severity, status, roles, times, channel.",
+        description: "Shows the incident's card.",
+        examples: &[Example {
+            text: "incident show INC-42",
+            explains: "incident 42",
+        }],
+        build: |m| Ok(incident(id(m), IncidentOp::Show)),
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Show) => Some(id_arg(id)),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident timeline",
+        aliases: &["tl"],
+        actions: &[Action::IncidentShow],
+        risk: Risk::Read,
+        args: &[ID_ARG],
+        flags: &[],
+        usage: None,
+        summary: "Everything that happened in an incident, in order.",
+        description: "The timeline: opened, severity, status and role changes, notes, \
+            escalations and pages, commands run in the channel, approvals, linked alerts, \
+            pinned messages, closed and reopened; each with time and who.",
+        examples: &[Example {
+            text: "incident timeline",
+            explains: "the timeline of this channel's incident",
+        }],
+        build: |m| Ok(incident(id(m), IncidentOp::Timeline)),
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Timeline) => Some(id_arg(id)),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident close",
+        aliases: &[],
+        actions: &[Action::IncidentClose],
+        risk: Risk::Change,
+        args: &[],
+        flags: &[
+            FlagSpec {
+                name: "resolution",
+                short: None,
+                aliases: &[],
+                placeholder: "TEXT…",
+                ty: ValueType::Words {
+                    max_chars: NOTE_MAX,
+                },
+                default: None,
+                help: "How it was resolved (every word up to the next flag).",
+            },
+            ID_FLAG,
+        ],
+        usage: None,
+        summary: "Close an incident: summary posted, channel archived, pages resolved.",
+        description: "Closes the incident, stops its timers, resolves its pages, posts the \
+            summary and how to get the postmortem draft, updates the announcement, and archives \
+            the channel.",
+        examples: &[Example {
+            text: "incident close --resolution rolled back the bad deploy",
+            explains: "close with a resolution",
+        }],
+        build: |m| {
+            Ok(incident(
+                id(m),
+                IncidentOp::Close {
+                    resolution: m.string("resolution"),
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Close { resolution }) => {
+                let mut v = Vec::new();
+                if let Some(r) = resolution {
+                    v.push(("resolution", Value::Str(r.clone())));
+                }
+                Some(with_id(v, id))
+            }
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident reopen",
+        aliases: &[],
+        actions: &[Action::IncidentClose],
+        risk: Risk::Change,
+        args: &[ID_ARG],
+        flags: &[],
+        usage: None,
+        summary: "Reopen a closed incident.",
+        description: "Reopens the incident; its timeline goes on where it stopped.",
+        examples: &[Example {
+            text: "incident reopen INC-42",
+            explains: "it is back",
+        }],
+        build: |m| Ok(incident(id(m), IncidentOp::Reopen)),
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Reopen) => Some(id_arg(id)),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident export",
+        aliases: &["postmortem"],
+        actions: &[Action::IncidentShow],
+        risk: Risk::Read,
+        args: &[ID_ARG],
+        flags: &[],
+        usage: None,
+        summary: "A Markdown postmortem draft of an incident.",
+        description: "Summary, severity history, impact, people and roles, the timeline, \
+            every opsbot command run with its outcome, approvals, linked alerts and open \
+            follow-ups, as Markdown to paste into the postmortem.",
+        examples: &[Example {
+            text: "incident export INC-42",
+            explains: "the draft for incident 42",
+        }],
+        build: |m| Ok(incident(id(m), IncidentOp::Export)),
+        render: |op| match incident_op(op)? {
+            (id, IncidentOp::Export) => Some(id_arg(id)),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "incident stats",
+        aliases: &[],
+        actions: &[Action::IncidentShow],
+        risk: Risk::Read,
+        args: &[],
+        flags: &[FlagSpec {
+            name: "since",
+            short: None,
+            aliases: &[],
+            placeholder: "DURATION",
+            ty: ValueType::Duration {
+                max_secs: 366 * 24 * 3600,
+            },
+            default: Some("30d"),
+            help: "Incidents opened within this long, e.g. `7d`, `30d`.",
+        }],
+        usage: None,
+        summary: "Counts, time to acknowledge and time to resolve, per severity.",
+        description: "For incidents opened within `--since`: how many per severity, mean time \
+            to acknowledge (MTTA) and mean time to resolve (MTTR).",
+        examples: &[Example {
+            text: "incident stats --since 7d",
+            explains: "the last week",
+        }],
+        build: |m| {
+            Ok(incident(
+                None,
+                IncidentOp::Stats {
+                    since: m.duration("since"),
+                },
+            ))
+        },
+        render: |op| match incident_op(op)? {
+            (_, IncidentOp::Stats { since }) => Some(
+                since
+                    .iter()
+                    .map(|d| ("since", Value::Duration(*d)))
+                    .collect(),
+            ),
+            _ => None,
+        },
+    },
     CommandSpec {
         name: "help",
         aliases: &["?"],
@@ -1077,6 +1636,74 @@ pub static COMMANDS: &[CommandSpec] = &[
         },
     },
 ];
+
+// ---- incident declarations' parts ----
+
+/// Longest incident title, in characters (Slack channel names take a slug of it).
+pub const TITLE_MAX: usize = 200;
+/// Longest note, status message or resolution, in characters.
+pub const NOTE_MAX: usize = 2000;
+const SEVERITIES: &[&str] = &["P1", "P2", "P3", "P4"];
+
+const SEVERITY_ARG: ArgSpec = ArgSpec {
+    name: "severity",
+    placeholder: "P1..P4",
+    ty: ValueType::Choice(SEVERITIES),
+    required: true,
+    flag: None,
+    help: "P1 (everything down) to P4 (planned, no impact).",
+};
+
+const ID_FLAG: FlagSpec = FlagSpec {
+    name: "id",
+    short: None,
+    aliases: &[],
+    placeholder: "INC-N",
+    ty: ValueType::IncidentId,
+    default: Some("the incident of the channel it is typed in"),
+    help: "The incident, e.g. INC-42.",
+};
+
+const ID_ARG: ArgSpec = ArgSpec {
+    name: "id",
+    placeholder: "INC-N",
+    ty: ValueType::IncidentId,
+    required: false,
+    flag: Some("id"),
+    help: "The incident, e.g. INC-42; in an incident's channel, that one.",
+};
+
+fn incident(id: Option<u64>, op: IncidentOp) -> Op {
+    Op::Incident(IncidentCmd { id, op })
+}
+
+fn incident_op(op: &Op) -> Option<(Option<u64>, &IncidentOp)> {
+    match op {
+        Op::Incident(c) => Some((c.id, &c.op)),
+        _ => None,
+    }
+}
+
+fn id(m: &Matches) -> Option<u64> {
+    m.int("id")
+}
+
+fn severity(m: &mut Matches) -> Result<Severity, ParseError> {
+    m.string("severity")
+        .and_then(|s| Severity::parse(&s))
+        .ok_or_else(|| missing("P1..P4"))
+}
+
+fn with_id(mut v: Rendered, id: Option<u64>) -> Rendered {
+    if let Some(n) = id {
+        v.push(("id", Value::Int(n)));
+    }
+    v
+}
+
+fn id_arg(id: Option<u64>) -> Rendered {
+    id.map(|n| ("id", Value::Int(n))).into_iter().collect()
+}
 
 /// The declaration of the command named `name` (its full name, e.g. `backup run`).
 pub fn find(name: &str) -> Option<&'static CommandSpec> {
@@ -1212,7 +1839,9 @@ fn app_option(name: &str, help: &str, ty: ValueType, required: bool) -> AppOptio
         | ValueType::Workload
         | ValueType::LogSource
         | ValueType::Cluster => Some(253 + 20),
-        ValueType::Text { max_chars } => Some(max_chars),
+        ValueType::Text { max_chars } | ValueType::Words { max_chars } => Some(max_chars),
+        ValueType::Person => Some(80),
+        ValueType::IncidentId => Some(24),
         ValueType::Selector => Some(SELECTOR_MAX),
         ValueType::Duration { .. } => Some(20),
         _ => None,

@@ -1218,6 +1218,118 @@ fn help_replies_come_from_the_declarations() {
 }
 
 #[test]
+fn incident_commands_parse_and_print_back() {
+    use opsbot_commands::{IncidentCmd, IncidentOp, IncidentStatus, Role};
+    use opsbot_policies::{Action, Severity};
+    let inc = |text: &str| match parse(text) {
+        Ok(Command {
+            op: Op::Incident(c),
+            ..
+        }) => c,
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(
+        inc(
+            "incident open p1 checkout returns 500 --service conea-api --commander <@U0ALICE|alice>"
+        ),
+        IncidentCmd {
+            id: None,
+            op: IncidentOp::Open {
+                severity: Severity::P1,
+                title: "checkout returns 500".into(),
+                service: Some("conea-api".into()),
+                commander: Some("<@U0ALICE>".into()),
+            }
+        }
+    );
+    assert_eq!(
+        inc("inc status identified pool exhausted --id INC-7").op,
+        IncidentOp::Status {
+            status: IncidentStatus::Identified,
+            message: Some("pool exhausted".into())
+        }
+    );
+    assert_eq!(inc("incident status monitoring --id 7").id, Some(7));
+    assert_eq!(
+        inc("incident assign scribe me").op,
+        IncidentOp::Assign {
+            role: Role::Scribe,
+            person: "me".into()
+        }
+    );
+    assert_eq!(
+        inc("incident close --resolution rolled back the deploy --id INC-3"),
+        IncidentCmd {
+            id: Some(3),
+            op: IncidentOp::Close {
+                resolution: Some("rolled back the deploy".into())
+            }
+        }
+    );
+    assert_eq!(
+        inc("incident note --follow-up add an alert on pool size").op,
+        IncidentOp::Note {
+            text: "add an alert on pool size".into(),
+            follow_up: true
+        }
+    );
+    assert_eq!(inc("incident show INC-42").id, Some(42));
+    assert_eq!(inc("incidents timeline").op, IncidentOp::Timeline);
+    // Policy actions and the severity the policy sees.
+    let open = parse("incident open P1 db down").unwrap();
+    assert_eq!(open.action(), Action::IncidentOpen);
+    assert_eq!(open.severity(), Some(Severity::P1));
+    assert_eq!(
+        parse("incident sev P3").unwrap().severity(),
+        Some(Severity::P3)
+    );
+    assert_eq!(
+        parse("incident note x").unwrap().action(),
+        Action::IncidentUpdate
+    );
+    assert_eq!(
+        parse("incident reopen 4").unwrap().action(),
+        Action::IncidentClose
+    );
+    assert_eq!(
+        parse("incident export").unwrap().action(),
+        Action::IncidentShow
+    );
+    assert!(!open.needs_cluster());
+    // Canonical text parses back to the same command.
+    for text in [
+        "incident open P2 'it''s slow' --service api",
+        "incident open P1 db down --commander me",
+        "incident status resolved all good now --id 9",
+        "incident close --resolution fixed it",
+        "incident list --open --sev P1",
+        "incident stats --since 7d",
+        "incident note --follow-up add a runbook",
+        "incident assign comms @bob --id 12",
+    ] {
+        let cmd = parse(text).unwrap();
+        assert_eq!(
+            parse(&cmd.to_text()).unwrap(),
+            cmd,
+            "{text} → {}",
+            cmd.to_text()
+        );
+    }
+    // Bad input: clear errors.
+    for (text, says) in [
+        ("incident open P5 x", "not a valid P1..P4"),
+        ("incident open P1", "missing TITLE"),
+        ("incident assign commander bob", "not a person"),
+        ("incident status fixed", "not a valid STATUS"),
+        ("incident show INC-x", "not an incident"),
+        ("incident frobnicate", "unknown command"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains(says), "{text}: {}", e.message);
+    }
+}
+
+#[test]
 fn schema_describes_every_command() {
     let root = app_commands();
     assert_eq!(root.name, "ops");
@@ -1226,7 +1338,7 @@ fn schema_describes_every_command() {
         names,
         [
             "status", "pods", "logs", "events", "scale", "restart", "rollback", "hpa", "backup",
-            "help", "whoami"
+            "incident", "help", "whoami"
         ]
     );
     let backup = root

@@ -13,6 +13,7 @@
 //!   [`ChatSink`].
 
 pub mod cards;
+pub mod desk;
 pub mod policy_file;
 pub mod ratelimit;
 
@@ -39,6 +40,7 @@ use crate::store::{
     Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, InboxEntry, InboxKind,
     InboxState, NewApproval, NewInboxEntry, Receipt, Store,
 };
+pub use desk::{Caller, Desk, Observation, Observed};
 pub use policy_file::{PolicyFile, Reload};
 pub use ratelimit::RateLimiter;
 
@@ -127,6 +129,8 @@ struct Inner {
     sinks: RwLock<HashMap<String, Arc<dyn ChatSink>>>,
     /// Handles clicks on alert messages, when alert intake runs.
     alert_actions: RwLock<Option<Arc<dyn AlertActions>>>,
+    /// Executes incident commands and keeps timelines, when the incidents service runs.
+    desk: RwLock<Option<Arc<dyn Desk>>>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
 }
@@ -236,6 +240,7 @@ impl Engine {
                 limiter,
                 sinks: RwLock::new(HashMap::new()),
                 alert_actions: RwLock::new(None),
+                desk: RwLock::new(None),
                 metrics,
                 tasks: TaskTracker::new(),
             }),
@@ -292,6 +297,34 @@ impl Engine {
             .alert_actions
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(actions);
+    }
+
+    /// Registers the incidents service: it executes `incident …` commands and hears what
+    /// happens in channels (see [`desk`]).
+    pub fn register_desk(&self, desk: Arc<dyn Desk>) {
+        *self.inner.desk.write().unwrap_or_else(|e| e.into_inner()) = Some(desk);
+    }
+
+    fn desk(&self) -> Option<Arc<dyn Desk>> {
+        self.inner
+            .desk
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Tells the incidents service what happened in a channel (nothing when it is not running).
+    async fn observe(&self, seen: Observation) {
+        if let Some(desk) = self.desk() {
+            desk.observe(seen).await;
+        }
+    }
+
+    /// A reaction someone added to a message (adapters that receive them call this).
+    pub async fn reaction(&self, reaction: crate::chat::Reaction) {
+        if let Some(desk) = self.desk() {
+            desk.reaction(reaction).await;
+        }
     }
 
     /// A click on an alert message's button, handed to the alerts service; ignored (logged)
@@ -535,7 +568,7 @@ impl Engine {
         let action = cmd.action();
         let policy = self.inner.policy.current();
 
-        if !matches!(cmd.op, Op::Help { .. } | Op::Whoami)
+        if cmd.needs_cluster()
             && let Err(e) = self.inner.operator.check_cluster(&cmd)
         {
             self.audit(
@@ -549,7 +582,26 @@ impl Engine {
             return "refused";
         }
 
-        let request = cmd.policy_request(&inv.user, &inv.groups, Some(&inv.channel));
+        let caller = Caller {
+            platform: inv.platform,
+            channel: inv.channel.clone(),
+            user: inv.user.clone(),
+            groups: inv.groups.clone(),
+        };
+        let request = match self.policy_request(&caller, &cmd).await {
+            Ok(request) => request,
+            Err(reply) => {
+                self.audit(
+                    self.entry(&ctx, AuditKind::Rejection)
+                        .command(cmd.to_text())
+                        .outcome("not_applicable")
+                        .detail(json!({ "error": reply.text })),
+                )
+                .await;
+                self.say(&ctx, &reply).await;
+                return "refused";
+            }
+        };
         let verdict = policy.decide(&request);
         let (decision, rule, reason) = match &verdict {
             Decision::Allow { rule } => ("allow", Some(rule.clone()), None),
@@ -580,6 +632,8 @@ impl Engine {
                 }
                 reply = reply.field("Command", format!("`{}`", cmd.to_text()));
                 self.say(&ctx, &reply).await;
+                self.observe_command(&ctx, &cmd, "denied", reply.text.clone())
+                    .await;
             }
             Decision::Approval { rule, requirement } => {
                 self.inner.metrics.count_request(
@@ -619,13 +673,16 @@ impl Engine {
                 if let Err(e) = self
                     .inner
                     .store
-                    .mark(ticket.inbox, InboxState::Running, cmd.is_mutating(), None)
+                    .mark(ticket.inbox, InboxState::Running, changes_state(&cmd), None)
                     .await
                 {
                     self.store_failed(&ctx, &e).await;
                     return "unrecorded";
                 }
-                let (ok, _) = self.execute(&ctx, &cmd, None).await;
+                let (ok, summary) = self.execute(&ctx, &cmd, None).await;
+                let outcome = if ok { "ok" } else { "error" };
+                self.observe_command(&ctx, &cmd, outcome, Some(summary))
+                    .await;
                 self.inner.metrics.count_request(
                     inv.platform,
                     action.as_str(),
@@ -638,6 +695,63 @@ impl Engine {
             .metrics
             .observe_duration(action.as_str(), started.elapsed().as_secs_f64());
         "answered"
+    }
+
+    /// The policy request for `cmd` by `caller`; incident commands carry their incident's
+    /// severity (asked of the incidents service). `Err`: the answer for the caller alone.
+    async fn policy_request(
+        &self,
+        caller: &Caller,
+        cmd: &Command,
+    ) -> Result<opsbot_policies::Request, Reply> {
+        let mut request = cmd.policy_request(&caller.user, &caller.groups, Some(&caller.channel));
+        if let Op::Incident(inc) = &cmd.op {
+            let Some(desk) = self.desk() else {
+                return Err(Reply::warning("Incidents are not enabled")
+                    .text("This opsbot does not keep incidents (the incidents service is off)."));
+            };
+            let severity = desk.prepare(caller, inc).await?;
+            request.severity = request.severity.or(severity);
+        }
+        Ok(request)
+    }
+
+    /// Tells the incidents service a command was decided (and run) in the context's channel.
+    /// Incident commands write their own timeline entries; help and whoami are nobody's business.
+    async fn observe_command(
+        &self,
+        ctx: &Ctx<'_>,
+        cmd: &Command,
+        outcome: &str,
+        summary: Option<String>,
+    ) {
+        if matches!(cmd.op, Op::Incident(_) | Op::Help { .. } | Op::Whoami) {
+            return;
+        }
+        self.observe(Observation {
+            platform: ctx.platform.to_owned(),
+            channel: ctx.channel.to_owned(),
+            actor: ctx.user.as_str().to_owned(),
+            kind: Observed::Command,
+            command: cmd.to_text(),
+            outcome: outcome.to_owned(),
+            summary,
+        })
+        .await;
+    }
+
+    /// Tells the incidents service about a step of `approval`, taken by `actor`.
+    async fn observe_approval(&self, approval: &Approval, actor: &str, outcome: &str) {
+        self.observe(Observation {
+            platform: approval.platform.clone(),
+            channel: approval.channel.clone(),
+            actor: actor.to_owned(),
+            kind: Observed::Approval,
+            command: approval.command.clone(),
+            outcome: outcome.to_owned(),
+            summary: Some(approval.id.clone()),
+        })
+        .await;
     }
 
     /// Whether a command that may change the cluster, taken at `since`, may still start; if
@@ -739,6 +853,8 @@ impl Engine {
                             .outcome("denied"),
                     )
                     .await;
+                    self.observe_approval(&approval, click.user.as_str(), "denied")
+                        .await;
                     self.refresh_card(&approval.id, ctx.origin).await;
                 }
                 Ok(false) => self.refresh_card(&approval.id, ctx.origin).await,
@@ -777,6 +893,8 @@ impl Engine {
                     })),
             )
             .await;
+            self.observe_approval(&vote.approval, click.user.as_str(), "approved_by")
+                .await;
         }
         if !vote.approval.has_enough_approvals() {
             return self.refresh_card(&approval.id, ctx.origin).await;
@@ -841,7 +959,19 @@ impl Engine {
             );
             return self.fail_approval(&approval, &why).await;
         }
-        let request = cmd.policy_request(&requester, &groups, Some(&approval.channel));
+        let caller = Caller {
+            platform: platform_name(&approval.platform),
+            channel: approval.channel.clone(),
+            user: requester.clone(),
+            groups: groups.clone(),
+        };
+        let request = match self.policy_request(&caller, &cmd).await {
+            Ok(r) => r,
+            Err(reply) => {
+                let why = reply.text.unwrap_or(reply.title);
+                return self.fail_approval(&approval, &why).await;
+            }
+        };
         match self.inner.policy.current().decide(&request) {
             Decision::Deny { reason, rule } => {
                 let why = match rule {
@@ -885,6 +1015,9 @@ impl Engine {
         if let Err(e) = self.inner.store.finish(id, to, &summary).await {
             tracing::error!(approval = id, error = %e, "cannot record the end of an execution");
         }
+        let outcome = if ok { "executed" } else { "failed" };
+        self.observe_approval(&approval, &approval.requester, outcome)
+            .await;
         self.inner.metrics.count_request(
             &approval.platform,
             cmd.action().as_str(),
@@ -926,6 +1059,7 @@ impl Engine {
                         .detail(detail),
                 )
                 .await;
+                self.observe_approval(approval, "opsbot", outcome).await;
                 self.refresh_card(&approval.id, None).await;
             }
             Ok(false) => {}
@@ -973,6 +1107,8 @@ impl Engine {
         )
         .await;
         self.update_pending_gauge().await;
+        self.observe_approval(&approval, inv.user.as_str(), "requested")
+            .await;
         let card = cards::approval_card(&approval, now);
         if let Some(msg) = self.post(ctx, &card).await
             && let Err(e) = self.inner.store.set_card(&approval.id, &msg).await
@@ -1012,7 +1148,15 @@ impl Engine {
             tokio::spawn(async move { engine.forward_progress(msg, title, asked, rx).await })
         });
         // Boxed: Kubernetes operations make large futures; keep callers' frames small.
-        let result = Box::pin(self.inner.operator.execute(cmd, tx)).await;
+        let result = match &cmd.op {
+            Op::Incident(inc) => {
+                drop(tx);
+                self.execute_incident(ctx, inc).await
+            }
+            _ => Box::pin(self.inner.operator.execute(cmd, tx))
+                .await
+                .map_err(|e| (e.to_reply(), e.to_string())),
+        };
         if let Some(f) = forwarder {
             let _ = f.await;
         }
@@ -1021,7 +1165,7 @@ impl Engine {
                 let summary = reply.title.clone();
                 (true, reply, summary)
             }
-            Err(e) => (false, e.to_reply(), e.to_string()),
+            Err((reply, summary)) => (false, reply, summary),
         };
         let reply = with_footer(reply, &asked);
         let mut entry = self
@@ -1041,6 +1185,28 @@ impl Engine {
             }
         }
         (ok, summary)
+    }
+
+    /// Runs an incident command through the incidents service; `Err` is (reply, summary).
+    async fn execute_incident(
+        &self,
+        ctx: &Ctx<'_>,
+        inc: &opsbot_commands::IncidentCmd,
+    ) -> Result<Reply, (Reply, String)> {
+        let Some(desk) = self.desk() else {
+            let reply = Reply::warning("Incidents are not enabled");
+            return Err((reply, "incidents are not enabled".to_owned()));
+        };
+        let caller = Caller {
+            platform: platform_name(ctx.platform),
+            channel: ctx.channel.to_owned(),
+            user: ctx.user.clone(),
+            groups: Vec::new(),
+        };
+        desk.execute(&caller, inc).await.map_err(|reply| {
+            let summary = reply.text.clone().unwrap_or_else(|| reply.title.clone());
+            (reply, summary)
+        })
     }
 
     /// Turns progress into message edits, at most one per `progress_interval`; the newest
@@ -1465,6 +1631,24 @@ impl Engine {
 }
 
 /// The footer of every public result: who asked for it.
+/// Whether running `cmd` changes anything (the cluster, or an incident): such a request left
+/// running by a crash has an unknown outcome.
+fn changes_state(cmd: &Command) -> bool {
+    cmd.is_mutating()
+        || matches!(cmd.op, Op::Incident(_))
+            && cmd.action() != opsbot_policies::Action::IncidentShow
+}
+
+/// The static name of a platform stored as text (approvals keep theirs in the database).
+fn platform_name(platform: &str) -> Platform {
+    match platform {
+        "slack" => "slack",
+        "discord" => "discord",
+        "console" => "console",
+        _ => "unknown",
+    }
+}
+
 fn requested_by(user: &Subject) -> String {
     format!("requested by {user}")
 }

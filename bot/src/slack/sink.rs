@@ -228,6 +228,7 @@ fn with_fallback_error(refused: DeliveryError, fallback: &DeliveryError) -> Deli
             method,
             error: format!("{error}; fallback: {fallback}"),
         },
+        other => other,
     }
 }
 

@@ -339,6 +339,7 @@ impl Operator {
         match &cmd.op {
             Op::Help { command } => return Ok(help_reply(command.as_deref())),
             Op::Whoami => return Err(OpError::NotAnOperation("whoami".into())),
+            Op::Incident(_) => return Err(OpError::NotAnOperation("incident".into())),
             _ => {}
         }
         let ctx = self.ctx(cmd, progress)?;
@@ -382,7 +383,9 @@ impl Operator {
             Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
             Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
             Op::BackupRun { cronjob } => backup::run(ctx, cronjob).await,
-            Op::Help { .. } | Op::Whoami => unreachable!("handled above"),
+            Op::Help { .. } | Op::Whoami | Op::Incident(_) => {
+                Err(OpError::NotAnOperation(cmd.to_text()))
+            }
         }
     }
 
