@@ -13,6 +13,7 @@ use tokio::io::BufReader;
 use crate::config::{ClusterSource, Config, Quota, RateLimits};
 use crate::console::{self, ConsoleSink};
 use crate::engine::{Engine, EngineOptions, PolicyFile};
+use crate::incidents::{Clock, Incidents};
 use crate::metrics::Metrics;
 use crate::server::{self, RunningServer};
 use crate::store::anchor::AnchorOptions;
@@ -185,6 +186,8 @@ pub struct Bot {
     socket: Option<tokio::task::JoinHandle<()>>,
     /// Alertmanager intake, when `alerts:` has webhook credentials.
     pub alerts: Option<crate::alerts::Alerts>,
+    /// Incidents: their commands, channels, timelines and escalations.
+    pub incidents: Incidents,
     discord_gateway: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -237,6 +240,8 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         alerts.resume();
         router = router.merge(crate::alerts::http::router(alerts.clone()));
     }
+    let incidents = Incidents::new(engine.clone(), config.incidents.clone(), Clock::real());
+    incidents.start();
     if let Some(channel) = &config.audit.channel {
         announce_checkpoints(&engine, channel.clone());
     }
@@ -251,6 +256,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         stop_socket,
         socket,
         alerts,
+        incidents,
         discord_gateway,
     })
 }
@@ -269,6 +275,7 @@ impl Bot {
         if let Some(alerts) = &self.alerts {
             alerts.stop();
         }
+        self.incidents.stop();
         self.engine.shutdown().await;
         finish_audit(self.engine.store()).await;
         self.engine.store().close().await;
@@ -295,8 +302,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn console(config: Config, speaker: &str) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let engine = engine(&config, metrics).await?;
+    let incidents = Incidents::new(engine.clone(), config.incidents.clone(), Clock::real());
+    incidents.start();
     engine.start_background(Some(POLICY_POLL));
-    run_console(&engine, speaker).await
+    let result = run_console(&engine, speaker).await;
+    incidents.stop();
+    result
 }
 
 async fn run_console(engine: &Engine, speaker: &str) -> anyhow::Result<()> {
@@ -362,9 +373,12 @@ pub async fn demo(speaker: &str, keep: Option<&Path>) -> anyhow::Result<()> {
         },
         Arc::new(Metrics::new()),
     );
+    let incidents = Incidents::new(engine.clone(), demo_incidents(), Clock::sped_up(DEMO_SPEED));
+    incidents.start();
     engine.start_background(None);
     println!("{}", demo_intro(speaker, &sim.url(), dir));
     run_console(&engine, speaker).await?;
+    incidents.stop();
     engine.store().close().await;
     if keep.is_some() {
         println!(
@@ -374,6 +388,61 @@ pub async fn demo(speaker: &str, keep: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How much faster than real time incidents escalate in the demo: a five-minute deadline
+/// passes in five seconds.
+pub const DEMO_SPEED: u32 = 60;
+
+/// The demo's incidents: runbook 001's escalation path, with console people (olive is on
+/// call, alice the ops lead, dana the dev lead, carol the CTO).
+pub fn demo_incidents() -> crate::config::IncidentsConfig {
+    use crate::config::{AlertChannel, EscalationStep, IncidentsConfig, SeverityPlan};
+    use opsbot_policies::{Severity, Subject};
+    let who = |names: &[&str]| -> Vec<Subject> {
+        names
+            .iter()
+            .filter_map(|n| Subject::parse(&format!("console:{n}")).ok())
+            .collect()
+    };
+    let min = |m: u64| Duration::from_secs(60 * m);
+    let mut config = IncidentsConfig {
+        announce_channel: Some(AlertChannel {
+            platform: "console".into(),
+            channel: console::CHANNEL.into(),
+        }),
+        ..IncidentsConfig::default()
+    };
+    let chains: [(Severity, Vec<Vec<&str>>); 4] = [
+        (
+            Severity::P1,
+            vec![vec!["olive"], vec!["alice", "dana"], vec!["carol"]],
+        ),
+        (
+            Severity::P2,
+            vec![vec!["olive"], vec!["alice"], vec!["dana"]],
+        ),
+        (
+            Severity::P3,
+            vec![vec!["olive"], vec!["bob"], vec!["alice"]],
+        ),
+        (Severity::P4, vec![vec!["bob"]]),
+    ];
+    for (severity, chain) in chains {
+        let mut plan = SeverityPlan::default_for(severity);
+        plan.responders = who(&chain[0]);
+        plan.escalation = chain
+            .iter()
+            .enumerate()
+            .map(|(i, names)| EscalationStep {
+                after: if i == 0 { Duration::ZERO } else { min(5) },
+                notify: who(names),
+                page: false,
+            })
+            .collect();
+        config.severities.insert(severity, plan);
+    }
+    config
 }
 
 /// Makes `dir` a place `opsbot --config DIR/opsbot.yaml audit …` can read: the directory, an

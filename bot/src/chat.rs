@@ -215,6 +215,16 @@ pub trait ChatSink: Send + Sync {
         let _ = channel;
         Err(unsupported("archiving channels"))
     }
+    /// The text of a message in `channel` (for a message marked for a timeline), where the
+    /// platform lets the bot read it.
+    async fn message_text(
+        &self,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        let _ = (channel, message_id);
+        Ok(None)
+    }
     /// How `who` (a person, group or role) is written in a message so they are notified.
     fn mention(&self, who: &Subject) -> String {
         who.to_string()

@@ -1498,14 +1498,17 @@ impl Resolver<'_> {
     }
 
     fn incidents(&mut self, raw: RawIncidents) -> IncidentsConfig {
-        let mut config = IncidentsConfig::default();
-        config.announce_channel = raw.announce_channel.as_ref().and_then(|c| {
+        let announce_channel = raw.announce_channel.as_ref().and_then(|c| {
             AlertChannel::parse(&c.value)
                 .map_err(|e| self.at(&c.referenced, format!("incidents.announce_channel: {e}")))
                 .ok()
         });
-        config.discord_category = raw.discord_category;
-        config.discord_archive_category = raw.discord_archive_category;
+        let mut config = IncidentsConfig {
+            announce_channel,
+            discord_category: raw.discord_category,
+            discord_archive_category: raw.discord_archive_category,
+            ..IncidentsConfig::default()
+        };
         if let Some(every) = raw.sweep_interval {
             config.sweep_interval = every;
         }

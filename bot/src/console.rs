@@ -4,8 +4,10 @@
 //! `as NAME` switches the speaker (so one person can play requester and approver),
 //! `approve ID` / `deny ID` click a button on an approval card (`approve` alone approves the
 //! one pending request the speaker may approve, and lists them when there are none or several),
-//! and `quit` ends the session. A `#` starting a word starts a comment. Replies render as text;
-//! buttons render as the command to type.
+//! `switch #CHANNEL` moves the speaker into another channel (an incident's), and `quit` ends
+//! the session. A `#` starting a word starts a comment. Replies render as text; buttons render
+//! as the command to type; channel actions (incidents) as `# created #inc-3-db-down` lines, and
+//! messages in a channel other than `console` carry its name.
 //!
 //! [`run`] reads the next line as soon as the previous one is *answered* (its first reply,
 //! e.g. an approval card or the `Running …` message of a long operation), so a long operation
@@ -14,6 +16,7 @@
 //! on an earlier one's answer (`approve` after `scale`) sees it. At the end of input `run` waits
 //! for every line still running.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::chat::{ApprovalClick, ChatSink, DeliveryError, Invocation, MessageRef};
+use crate::chat::{ApprovalClick, ChannelRef, ChatSink, DeliveryError, Invocation, MessageRef};
 use crate::engine::Engine;
 use crate::store::{Approval, StoreError};
 
@@ -89,6 +92,8 @@ pub struct ConsoleSink<W> {
     next_id: AtomicU64,
     /// The highest line number answered so far (see [`LINE`]).
     answered: watch::Sender<u64>,
+    /// Channels created in this session (besides `console`).
+    channels: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl<W: AsyncWrite + Unpin + Send> ConsoleSink<W> {
@@ -97,7 +102,17 @@ impl<W: AsyncWrite + Unpin + Send> ConsoleSink<W> {
             out: Mutex::new(out),
             next_id: AtomicU64::new(1),
             answered: watch::Sender::new(0),
+            channels: std::sync::Mutex::new(BTreeSet::new()),
         }
+    }
+
+    fn has_channel(&self, name: &str) -> bool {
+        name == CHANNEL
+            || self
+                .channels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(name)
     }
 
     /// Notes that the line whose task writes now has been answered.
@@ -131,7 +146,8 @@ impl<W: AsyncWrite + Unpin + Send> ConsoleSink<W> {
 impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
     async fn post(&self, channel: &str, reply: &Reply) -> Result<MessageRef, DeliveryError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-        self.write(&format!("#{id} {}", render(reply))).await?;
+        self.write(&format!("#{id}{} {}", place(channel), render(reply)))
+            .await?;
         self.mark_answered();
         Ok(MessageRef {
             platform: PLATFORM.into(),
@@ -141,21 +157,87 @@ impl<W: AsyncWrite + Unpin + Send> ChatSink for ConsoleSink<W> {
     }
 
     async fn update(&self, message: &MessageRef, reply: &Reply) -> Result<(), DeliveryError> {
-        self.write(&format!("#{} (updated) {}", message.id, render(reply)))
-            .await?;
+        self.write(&format!(
+            "#{}{} (updated) {}",
+            message.id,
+            place(&message.channel),
+            render(reply)
+        ))
+        .await?;
         self.mark_answered();
         Ok(())
     }
 
     async fn post_private(
         &self,
-        _channel: &str,
+        channel: &str,
         user: &Subject,
         _origin: Option<&str>,
         reply: &Reply,
     ) -> Result<(), DeliveryError> {
-        self.write(&format!("(only {user}) {}", render(reply)))
+        self.write(&format!(
+            "(only {user}){} {}",
+            place(channel),
+            render(reply)
+        ))
+        .await
+    }
+
+    async fn create_channel(&self, name: &str) -> Result<ChannelRef, DeliveryError> {
+        let created = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        if !created || name == CHANNEL {
+            return Err(DeliveryError::NameTaken {
+                name: name.to_owned(),
+            });
+        }
+        self.write(&format!("# created #{name}\n")).await?;
+        Ok(ChannelRef {
+            platform: PLATFORM.into(),
+            id: name.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), DeliveryError> {
+        self.write(&format!("# #{channel} topic: {topic}\n")).await
+    }
+
+    async fn invite(&self, channel: &str, who: &[Subject]) -> Result<(), DeliveryError> {
+        let names: Vec<String> = who.iter().map(|w| self.mention(w)).collect();
+        self.write(&format!("# invited {} to #{channel}\n", names.join(" ")))
             .await
+    }
+
+    async fn pin(&self, message: &MessageRef) -> Result<(), DeliveryError> {
+        self.write(&format!(
+            "# pinned #{} in #{}\n",
+            message.id, message.channel
+        ))
+        .await
+    }
+
+    async fn archive(&self, channel: &str) -> Result<(), DeliveryError> {
+        self.write(&format!("# archived #{channel}\n")).await
+    }
+
+    fn mention(&self, who: &Subject) -> String {
+        match who.kind() {
+            "console" => format!("@{}", who.id()),
+            _ => who.to_string(),
+        }
+    }
+}
+
+/// ` [#inc-3-db-down]` for a message outside the console's own channel.
+fn place(channel: &str) -> String {
+    if channel == CHANNEL {
+        String::new()
+    } else {
+        format!(" [#{channel}]")
     }
 }
 
@@ -175,6 +257,8 @@ pub struct Session<W> {
     engine: Engine,
     sink: Arc<ConsoleSink<W>>,
     speaker: Subject,
+    /// The channel the speaker is in (`switch #NAME`).
+    channel: String,
     /// Lines started so far (numbers lines for [`LINE`]).
     started: u64,
     /// Lines whose work may still be running.
@@ -203,6 +287,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
             engine,
             sink,
             speaker: console_subject(speaker)?,
+            channel: CHANNEL.to_owned(),
             started: 0,
             running: Vec::new(),
         })
@@ -251,6 +336,18 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
 
     /// What `line` asks for: done at once (`Ok`), or engine work to run (`Err`).
     async fn parse(&mut self, line: &str) -> Result<Result<Flow, Work>, DeliveryError> {
+        // Before comments are cut: the channel's `#` is not one.
+        if let Some(to) = line.trim().strip_prefix("switch ") {
+            let name = to.trim().trim_start_matches('#');
+            let note = if self.sink.has_channel(name) {
+                self.channel = name.to_owned();
+                format!("(now in #{name})\n")
+            } else {
+                format!("there is no channel #{name} in this session\n")
+            };
+            self.sink.write(&note).await?;
+            return Ok(Ok(Flow::Continue));
+        }
         let line = without_comment(line).trim();
         if line.is_empty() {
             return Ok(Ok(Flow::Continue));
@@ -271,9 +368,14 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                 }
                 return Ok(Ok(Flow::Continue));
             }
-            ["approve"] => Box::pin(approve_the_one(engine, self.sink.clone(), user)),
+            ["approve"] => Box::pin(approve_the_one(
+                engine,
+                self.sink.clone(),
+                user,
+                self.channel.clone(),
+            )),
             [verb @ ("approve" | "deny"), id] => {
-                let click = click(user, id, *verb == "approve");
+                let click = click(user, &self.channel, id, *verb == "approve");
                 Box::pin(async move { engine.click(click).await })
             }
             _ => {
@@ -281,7 +383,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                     platform: PLATFORM,
                     user,
                     groups: Vec::new(),
-                    channel: CHANNEL.into(),
+                    channel: self.channel.clone(),
                     text: line.trim_start_matches("/ops").trim().to_owned(),
                     delivery_id: None,
                     origin: None,
@@ -293,12 +395,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
     }
 }
 
-fn click(user: Subject, approval_id: &str, approve: bool) -> ApprovalClick {
+fn click(user: Subject, channel: &str, approval_id: &str, approve: bool) -> ApprovalClick {
     ApprovalClick {
         platform: PLATFORM,
         user,
         groups: Vec::new(),
-        channel: CHANNEL.into(),
+        channel: channel.into(),
         approval_id: approval_id.to_owned(),
         approve,
         delivery_id: None,
@@ -361,11 +463,12 @@ async fn approve_the_one<W: AsyncWrite + Unpin + Send + 'static>(
     engine: Engine,
     sink: Arc<ConsoleSink<W>>,
     speaker: Subject,
+    channel: String,
 ) {
     let reply = match pending_for(&engine, &speaker).await {
         Ok((mut may, _)) if may.len() == 1 => {
             let one = may.remove(0);
-            return engine.click(click(speaker, &one.id, true)).await;
+            return engine.click(click(speaker, &channel, &one.id, true)).await;
         }
         Ok((may, may_not)) if may.is_empty() => {
             let mut reply = Reply::info("Nothing to approve").text(format!(
@@ -398,7 +501,7 @@ async fn approve_the_one<W: AsyncWrite + Unpin + Send + 'static>(
         }
         Err(e) => Reply::danger("Cannot read the pending approvals").text(e.to_string()),
     };
-    if let Err(e) = sink.post(CHANNEL, &reply).await {
+    if let Err(e) = sink.post(&channel, &reply).await {
         tracing::error!(error = %e, "cannot write to the console");
     }
 }

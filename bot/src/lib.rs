@@ -12,6 +12,7 @@ pub mod console;
 pub mod discord;
 pub mod engine;
 pub mod inbound;
+pub mod incidents;
 #[cfg(test)]
 pub(crate) mod log_capture;
 pub mod metrics;

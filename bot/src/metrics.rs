@@ -26,6 +26,11 @@ pub struct RejectionLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
 /// Every metric opsbot exports.
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +40,9 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub rejections: Family<RejectionLabels, Counter>,
     pub undelivered: Counter,
+    pub open_incidents: Family<SeverityLabels, Gauge>,
+    pub time_to_ack: Family<SeverityLabels, Histogram>,
+    pub time_to_resolve: Family<SeverityLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -72,6 +80,30 @@ impl Metrics {
             "Requests refused by a rate limit",
             rate_limited.clone(),
         );
+        let open_incidents = Family::<SeverityLabels, Gauge>::default();
+        registry.register(
+            "open_incidents",
+            "Incidents not closed, by severity",
+            open_incidents.clone(),
+        );
+        // 30 s to ~34 h.
+        let incident_buckets = || Histogram::new(exponential_buckets(30.0, 2.0, 13));
+        let time_to_ack = Family::<SeverityLabels, Histogram>::new_with_constructor(
+            incident_buckets as fn() -> Histogram,
+        );
+        registry.register(
+            "incident_time_to_ack_seconds",
+            "From opening an incident to its acknowledgement, by severity",
+            time_to_ack.clone(),
+        );
+        let time_to_resolve = Family::<SeverityLabels, Histogram>::new_with_constructor(
+            incident_buckets as fn() -> Histogram,
+        );
+        registry.register(
+            "incident_time_to_resolve_seconds",
+            "From opening an incident to its resolution, by severity",
+            time_to_resolve.clone(),
+        );
         let rejections = Family::<RejectionLabels, Counter>::default();
         registry.register(
             "rejections",
@@ -92,6 +124,9 @@ impl Metrics {
             rate_limited,
             rejections,
             undelivered,
+            open_incidents,
+            time_to_ack,
+            time_to_resolve,
         }
     }
 

@@ -273,6 +273,11 @@ impl Engine {
             .insert(platform.to_owned(), sink);
     }
 
+    /// The sink registered for `platform` (for features that act on channels: incidents).
+    pub fn chat(&self, platform: &str) -> Option<Arc<dyn ChatSink>> {
+        self.sink(platform)
+    }
+
     fn sink(&self, platform: &str) -> Option<Arc<dyn ChatSink>> {
         self.inner
             .sinks

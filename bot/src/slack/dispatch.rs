@@ -126,9 +126,6 @@ pub struct Dispatcher {
     response_urls: Option<ResponseUrls>,
 }
 
-/// The answer to `/incident` until the incidents work lands.
-pub const INCIDENT_NOT_YET: &str = "🚧 `/incident` is not yet available: incident management is coming in a later opsbot release. `/ops help` lists what works today.";
-
 impl Dispatcher {
     pub fn new(pipeline: Arc<dyn Pipeline>, groups: Arc<dyn GroupSource>, ttl: Duration) -> Self {
         Dispatcher {
@@ -184,14 +181,10 @@ impl Dispatcher {
         if cmd.trigger_id.is_empty() || cmd.trigger_id.len() > 200 {
             return Err(Malformed("slash command without a valid trigger_id".into()));
         }
-        let text = cmd.text.trim().to_owned();
-        match cmd.command.as_str() {
-            "/ops" => {}
-            "/incident" => {
-                return Ok(Ack {
-                    text: INCIDENT_NOT_YET.to_owned(),
-                });
-            }
+        let text = match cmd.command.as_str() {
+            "/ops" => cmd.text.trim().to_owned(),
+            // `/incident …` is `/ops incident …`.
+            "/incident" => format!("incident {}", cmd.text.trim()).trim().to_owned(),
             other => {
                 return Ok(Ack {
                     text: format!(
@@ -200,7 +193,7 @@ impl Dispatcher {
                     ),
                 });
             }
-        }
+        };
         if let Some(url) = cmd.response_url.as_deref() {
             self.remember_response_url(&cmd.channel_id, url, false);
         }
@@ -260,6 +253,11 @@ impl Dispatcher {
                 self.alert_click(&user, &user_id, &channel, action, ev.trigger_id.as_deref());
                 continue;
             }
+            if action.action_id == crate::incidents::render::COMMAND_BUTTON {
+                self.command_button(&user, &user_id, &channel, action, ev.trigger_id.as_deref())
+                    .await;
+                continue;
+            }
             let approve = match action.action_id.as_str() {
                 "approve" => true,
                 "deny" => false,
@@ -302,6 +300,80 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// A button that runs a command (an incident card's "Take command"): the command is the
+    /// button's action id and value (`incident` + `ack --id INC-7`), run as if the clicker
+    /// typed it, through the whole pipeline. A click not taken is told why, privately.
+    async fn command_button(
+        &self,
+        user: &Subject,
+        user_id: &str,
+        channel: &str,
+        action: &Action,
+        trigger: Option<&str>,
+    ) {
+        let Some(value) = action.value.as_deref().filter(|v| v.len() <= 200) else {
+            return;
+        };
+        let stamp = action
+            .action_ts
+            .clone()
+            .or_else(|| trigger.map(str::to_owned))
+            .unwrap_or_default();
+        let inbound = Inbound::Command(Invocation {
+            platform: PLATFORM,
+            user: user.clone(),
+            groups: Vec::new(),
+            channel: channel.to_owned(),
+            text: format!("{} {value}", action.action_id),
+            delivery_id: Some(format!("slack:{user_id}:{}:{stamp}", action.action_id)),
+            origin: None,
+        });
+        let groups = self.groups_of(user_id);
+        if let Err(refusal) = self.pipeline.take(inbound.clone(), groups).await
+            && refusal != Refusal::Duplicate
+        {
+            let pipeline = self.pipeline.clone();
+            self.pipeline.spawn(Box::pin(async move {
+                pipeline.tell_refused(&inbound, refusal).await
+            }));
+        }
+    }
+
+    /// An Events API event (`event_callback`): a `reaction_added` on a message goes to the
+    /// pipeline (a 📌 marks the message for an incident's timeline); other events are ignored.
+    pub fn event(&self, body: &serde_json::Value) {
+        if body["type"] != "event_callback" || body["event"]["type"] != "reaction_added" {
+            return;
+        }
+        let ev = &body["event"];
+        let (Some(user), Some(channel), Some(ts), Some(emoji)) = (
+            ev["user"].as_str().and_then(|u| slack_subject("slack", u)),
+            ev["item"]["channel"].as_str().filter(|c| valid_id(c)),
+            ev["item"]["ts"].as_str().filter(|t| t.len() <= 40),
+            ev["reaction"].as_str().filter(|r| r.len() <= 100),
+        ) else {
+            return;
+        };
+        if ev["item"]["type"] != "message" {
+            return;
+        }
+        let reaction = crate::chat::Reaction {
+            platform: PLATFORM,
+            user,
+            channel: channel.to_owned(),
+            message_id: ts.to_owned(),
+            emoji: emoji.to_owned(),
+            text: None,
+            author: ev["item_user"]
+                .as_str()
+                .and_then(|u| slack_subject("slack", u)),
+            link: None,
+        };
+        let pipeline = self.pipeline.clone();
+        self.pipeline
+            .spawn(Box::pin(async move { pipeline.reaction(reaction).await }));
+    }
+
     /// A Silence / Ack / Expire click on an alert message: to the alerts service in the
     /// background, once per delivery.
     fn alert_click(
@@ -512,17 +584,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn incident_is_not_yet_available_and_runs_nothing() {
+    async fn incident_is_an_alias_of_ops_incident_and_unknown_commands_run_nothing() {
         let (d, mut rx) = dispatcher();
         let ack = d
-            .command(cmd("/incident", "open db down", "T.2"))
+            .command(cmd("/incident", " open P1 db down ", "T.2"))
             .await
             .unwrap();
-        assert_eq!(ack.text, INCIDENT_NOT_YET);
+        assert!(
+            ack.text.contains("incident open P1 db down"),
+            "{}",
+            ack.text
+        );
+        match rx.recv().await.unwrap() {
+            Seen::Handle(i) => assert_eq!(i.text, "incident open P1 db down"),
+            other => panic!("{other:?}"),
+        }
         let ack = d.command(cmd("/other", "x", "T.3")).await.unwrap();
         assert!(ack.text.contains("/ops help"));
         tokio::task::yield_now().await;
         assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_button_runs_its_command_as_the_clicker() {
+        let (d, mut rx) = dispatcher();
+        let mut click = click_payload("incident", "U2", "9.9");
+        click.actions[0].value = Some("ack --id INC-7".into());
+        d.interaction(click).await.unwrap();
+        match rx.recv().await.unwrap() {
+            Seen::Handle(i) => {
+                assert_eq!(i.text, "incident ack --id INC-7");
+                assert_eq!(i.user.as_str(), "slack:U2");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

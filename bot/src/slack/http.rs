@@ -122,10 +122,13 @@ async fn events(State(s): State<Shared>, req: Request) -> Response {
             axum::Json(serde_json::json!({ "challenge": challenge })).into_response()
         }
         _ => {
-            // opsbot subscribes to no events yet; acknowledge (also Slack's retries, marked by
-            // X-Slack-Retry-Num) so Slack does not keep retrying.
+            // Retries (X-Slack-Retry-Num) are acknowledged and not handled again: the first
+            // delivery was handled (opsbot acknowledges at once), so a retry would record a
+            // reaction twice.
             if let Some(n) = headers.get("x-slack-retry-num") {
                 tracing::debug!(retry = ?n, "Slack event retry acknowledged");
+            } else if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
+                s.dispatcher.event(&body);
             }
             StatusCode::OK.into_response()
         }

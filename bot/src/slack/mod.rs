@@ -204,6 +204,10 @@ pub trait Pipeline: Send + Sync + 'static {
     async fn alert_click(&self, click: AlertClick) {
         tracing::warn!(action = %click.action, "alert button clicked but not handled here");
     }
+    /// A reaction added to a message (see [`Engine::reaction`]).
+    async fn reaction(&self, reaction: crate::chat::Reaction) {
+        let _ = reaction;
+    }
     /// Runs background work (the engine tracks it, so a graceful shutdown waits for it).
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         tokio::spawn(work);
@@ -227,6 +231,9 @@ impl Pipeline for Engine {
     }
     async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal) {
         Engine::tell_refused(self, inbound, refusal).await
+    }
+    async fn reaction(&self, reaction: crate::chat::Reaction) {
+        Engine::reaction(self, reaction).await
     }
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await

@@ -22,7 +22,7 @@ use super::render::render;
 use super::response_url::ID_PREFIX;
 use super::web::SlackWeb;
 use super::{PLATFORM, SlackConfig};
-use crate::chat::{ChatSink, DeliveryError, MessageRef};
+use crate::chat::{ChannelRef, ChatSink, DeliveryError, MessageRef};
 use crate::pacing::EditPacer;
 
 /// Posts and updates opsbot's messages in Slack.
@@ -95,6 +95,110 @@ impl ChatSink for SlackSink {
 
     /// `chat.postEphemeral`; where the bot is not a member, the channel's latest slash command
     /// `response_url` with `response_type: ephemeral`.
+    async fn create_channel(&self, name: &str) -> Result<ChannelRef, DeliveryError> {
+        let body = serde_json::json!({ "name": name, "is_private": false });
+        match self.web.api("conversations.create", body).await {
+            Ok(res) => {
+                let id = res["channel"]["id"].as_str().unwrap_or_default();
+                if id.is_empty() {
+                    return Err(DeliveryError::Refused {
+                        method: "conversations.create".into(),
+                        error: "the answer has no channel id".into(),
+                    });
+                }
+                Ok(ChannelRef {
+                    platform: PLATFORM.to_owned(),
+                    id: id.to_owned(),
+                    name: res["channel"]["name"].as_str().unwrap_or(name).to_owned(),
+                })
+            }
+            Err(DeliveryError::Refused { error, .. }) if error == "name_taken" => {
+                Err(DeliveryError::NameTaken {
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), DeliveryError> {
+        let body = serde_json::json!({ "channel": channel, "topic": topic });
+        self.web
+            .api("conversations.setTopic", body)
+            .await
+            .map(|_| ())
+    }
+
+    /// People are invited by id; a user group (`slack-group:S…`) by its members.
+    async fn invite(&self, channel: &str, who: &[Subject]) -> Result<(), DeliveryError> {
+        let mut users: Vec<String> = Vec::new();
+        for w in who {
+            match w.kind() {
+                "slack" => users.push(w.id().to_owned()),
+                "slack-group" => users.extend(self.web.group_members(w.id()).await?),
+                _ => {}
+            }
+        }
+        users.sort();
+        users.dedup();
+        if users.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::json!({ "channel": channel, "users": users.join(",") });
+        match self.web.api("conversations.invite", body).await {
+            Ok(_) => Ok(()),
+            // Everyone named is there already (the creator is, from the start).
+            Err(DeliveryError::Refused { error, .. })
+                if error == "already_in_channel" || error == "cant_invite_self" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn pin(&self, message: &MessageRef) -> Result<(), DeliveryError> {
+        let body = serde_json::json!({ "channel": message.channel, "timestamp": message.id });
+        match self.web.api("pins.add", body).await {
+            Ok(_) => Ok(()),
+            Err(DeliveryError::Refused { error, .. }) if error == "already_pinned" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn archive(&self, channel: &str) -> Result<(), DeliveryError> {
+        let body = serde_json::json!({ "channel": channel });
+        match self.web.api("conversations.archive", body).await {
+            Ok(_) => Ok(()),
+            Err(DeliveryError::Refused { error, .. }) if error == "already_archived" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `reactions.get`: the message a reaction was added to, with its text.
+    async fn message_text(
+        &self,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        let body =
+            serde_json::json!({ "channel": channel, "timestamp": message_id, "full": false });
+        let res = self.web.api("reactions.get", body).await?;
+        Ok(res["message"]["text"].as_str().map(str::to_owned))
+    }
+
+    fn mention(&self, who: &Subject) -> String {
+        match who.kind() {
+            "slack" => format!("<@{}>", who.id()),
+            "slack-group" => format!("<!subteam^{}>", who.id()),
+            _ => who.to_string(),
+        }
+    }
+
+    fn channel_link(&self, channel: &ChannelRef) -> String {
+        format!("<#{}>", channel.id)
+    }
+
     async fn post_private(
         &self,
         channel: &str,

@@ -126,11 +126,14 @@ async fn on_interaction(
 }
 
 async fn on_push_event(
-    _ev: SlackPushEventCallback,
+    ev: SlackPushEventCallback,
     _client: Arc<Client>,
-    _state: SlackClientEventsUserState,
+    state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    // opsbot subscribes to no events yet.
+    // The same JSON as the Events API's HTTP delivery.
+    if let (Some(d), Ok(body)) = (dispatcher(&state).await, serde_json::to_value(&ev)) {
+        d.event(&body);
+    }
     Ok(())
 }
 

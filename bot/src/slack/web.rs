@@ -103,6 +103,8 @@ fn is_set(v: &serde_json::Value) -> bool {
 enum Attempt<T> {
     Done(T),
     Refused(String),
+    /// `missing_scope`: the scope Slack says is needed.
+    MissingScope(String),
     Retry {
         error: String,
         after: Option<Duration>,
@@ -300,6 +302,52 @@ impl SlackWeb {
             .collect())
     }
 
+    /// Any Web API method with a JSON body, answered as JSON (channel automation).
+    pub async fn api(
+        &self,
+        method: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, DeliveryError> {
+        let method_name = method.to_owned();
+        self.call(method, |client, token| {
+            let (body, method) = (body.clone(), method_name.clone());
+            async move {
+                client
+                    .open_session(&token)
+                    .http_session_api
+                    .http_post(&method, &body, None)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// The members of a user group (`usergroups.users.list`).
+    pub async fn group_members(&self, group: &str) -> Result<Vec<String>, DeliveryError> {
+        let group = group.to_owned();
+        let res: serde_json::Value = self
+            .call("usergroups.users.list", |client, token| {
+                let group = group.clone();
+                async move {
+                    let params = vec![("usergroup", Some(group.as_str()))];
+                    client
+                        .open_session(&token)
+                        .http_session_api
+                        .http_get("usergroups.users.list", &params, None)
+                        .await
+                }
+            })
+            .await?;
+        Ok(res["users"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Runs one Web API method with the retry policy.
     async fn call<T, F, Fut>(&self, method: &str, f: F) -> Result<T, DeliveryError>
     where
@@ -317,6 +365,13 @@ impl SlackWeb {
                     return Err(DeliveryError::Refused {
                         method: method.to_owned(),
                         error,
+                    });
+                }
+                Attempt::MissingScope(needed) => {
+                    tracing::warn!(method, needed = %needed, "the Slack app lacks a scope");
+                    return Err(DeliveryError::NotPermitted {
+                        method: method.to_owned(),
+                        grant: format!("the Slack scope `{needed}`"),
                     });
                 }
                 Attempt::Retry { error, after } => {
@@ -343,7 +398,15 @@ fn classify<T>(result: ClientResult<T>) -> Attempt<T> {
     match result {
         Ok(v) => Attempt::Done(v),
         Err(SlackClientError::ApiError(e)) => {
-            if TRANSIENT_API_ERRORS.contains(&e.code.as_str()) {
+            if e.code == "missing_scope" {
+                let needed = e
+                    .http_response_body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                    .and_then(|b| b.get("needed").and_then(|n| n.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| "a scope it lacks".to_owned());
+                Attempt::MissingScope(needed)
+            } else if TRANSIENT_API_ERRORS.contains(&e.code.as_str()) {
                 Attempt::Retry {
                     error: e.code,
                     after: None,

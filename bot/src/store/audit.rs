@@ -55,16 +55,19 @@ pub enum AuditKind {
     Rejection,
     /// A reply could not be delivered to the platform.
     Delivery,
+    /// An incident's timeline entry (`bot/src/incidents`).
+    Incident,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 7] = [
         AuditKind::Request,
         AuditKind::Decision,
         AuditKind::Approval,
         AuditKind::Execution,
         AuditKind::Rejection,
         AuditKind::Delivery,
+        AuditKind::Incident,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl AuditKind {
             AuditKind::Execution => "execution",
             AuditKind::Rejection => "rejection",
             AuditKind::Delivery => "delivery",
+            AuditKind::Incident => "incident",
         }
     }
 

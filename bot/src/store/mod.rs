@@ -26,6 +26,7 @@ pub mod anchor;
 mod approvals;
 mod audit;
 mod inbox;
+mod incidents;
 pub mod testing;
 mod writer;
 
@@ -46,6 +47,7 @@ pub use approvals::{
 };
 pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, Problem, VerifyReport};
 pub use inbox::{InboxEntry, InboxKind, InboxState, NewInboxEntry, Receipt};
+pub use incidents::{Incident, NewIncident, TimelineEntry, Timer, TimerKind};
 pub use writer::{Write, Written};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
