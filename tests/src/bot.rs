@@ -217,6 +217,19 @@ impl TestBot {
         .await
     }
 
+    /// A second engine on the same database, policy and cluster: another replica.
+    pub async fn replica(&self) -> Engine {
+        Self::engine_on(
+            self.sim.clone(),
+            self.dir.clone(),
+            self.db_url.clone(),
+            self.policy_path.clone(),
+            self.options.clone(),
+        )
+        .await
+        .engine
+    }
+
     /// Runs one SQL statement on the bot's database behind its back (to age or tamper with rows).
     pub async fn raw_sql(&self, sql: &str) {
         use sqlx::Connection as _;

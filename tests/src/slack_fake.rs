@@ -135,6 +135,21 @@ struct Inner {
     refused_channels: HashMap<String, String>,
     responses: HashMap<String, ResponseTarget>,
     next_response: u64,
+    /// Channels created through `conversations.create`.
+    channels: Vec<Channel>,
+    /// Methods answered with `missing_scope`, with the scope Slack says is `needed`.
+    denied_scopes: HashMap<String, String>,
+}
+
+/// A channel created in the fake (`conversations.create`) and what was done to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Channel {
+    pub id: String,
+    pub name: String,
+    pub topic: String,
+    pub members: Vec<String>,
+    pub pins: Vec<String>,
+    pub archived: bool,
 }
 
 struct Shared {
@@ -241,9 +256,32 @@ impl SlackFake {
             .insert(channel.to_owned(), error.to_owned());
     }
 
+    /// `method` answers `missing_scope` (needing `needed`) until [`SlackFake::clear_failures`].
+    pub fn deny_scope(&self, method: &str, needed: &str) {
+        self.inner()
+            .denied_scopes
+            .insert(method.to_owned(), needed.to_owned());
+    }
+
+    /// A channel that exists already (so creating one of that name is `name_taken`).
+    pub fn add_channel(&self, id: &str, name: &str) {
+        self.inner().channels.push(Channel {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            ..Channel::default()
+        });
+    }
+
+    /// The channels created so far, oldest first.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.inner().channels.clone()
+    }
+
     /// Forgets every scripted failure: calls succeed again.
     pub fn clear_failures(&self) {
-        self.inner().failures.clear();
+        let mut inner = self.inner();
+        inner.failures.clear();
+        inner.denied_scopes.clear();
     }
 
     /// The next call of `method` fails as scripted (queued: call several times for several).
@@ -354,6 +392,21 @@ impl SlackFake {
     }
 
     /// The messages in the fake's channels, in posting order, as they stand now.
+    /// A message a person wrote in `channel` (so it can be reacted to); returns its `ts`.
+    pub fn human_message(&self, channel: &str, user: &str, text: &str) -> String {
+        let mut inner = self.inner();
+        inner.next_ts += 1;
+        let ts = format!("1700000000.{:06}", inner.next_ts);
+        inner.messages.push(Message {
+            channel: channel.to_owned(),
+            ts: ts.clone(),
+            params: json!({ "channel": channel, "text": text, "user": user }),
+            updates: 0,
+            response_id: None,
+        });
+        ts
+    }
+
     pub fn messages(&self) -> Vec<Message> {
         self.inner().messages.clone()
     }
@@ -582,6 +635,18 @@ async fn api(
         None => {}
     }
 
+    let denied = {
+        let inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.denied_scopes.get(&method).cloned()
+    };
+    if let Some(needed) = denied {
+        record(&shared, &method, token, params, 200, Some("missing_scope"));
+        return axum::Json(json!({
+            "ok": false, "error": "missing_scope", "needed": needed,
+            "provided": "commands,chat:write,usergroups:read"
+        }))
+        .into_response();
+    }
     let answer = {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
         answer(&mut inner, &method, &params)
@@ -797,6 +862,94 @@ fn answer(
                 })
                 .collect();
             Ok(json!({"ok": true, "usergroups": groups}))
+        }
+        "conversations.create" => {
+            let name = str_param("name").ok_or("invalid_name_required")?;
+            let valid = !name.is_empty()
+                && name.len() <= 80
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c));
+            if !valid {
+                return Err("invalid_name_specials");
+            }
+            if inner.channels.iter().any(|c| c.name == name) {
+                return Err("name_taken");
+            }
+            let id = format!("C0INC{:04}", inner.channels.len() + 1);
+            inner.channels.push(Channel {
+                id: id.clone(),
+                name: name.clone(),
+                members: vec!["UBOT".to_owned()],
+                ..Channel::default()
+            });
+            Ok(json!({"ok": true, "channel": {
+                "id": id, "name": name, "is_channel": true, "is_private": false,
+                "is_archived": false, "creator": "UBOT", "created": 1_700_000_000,
+                "topic": {"value": "", "creator": "", "last_set": 0},
+                "purpose": {"value": "", "creator": "", "last_set": 0}
+            }}))
+        }
+        "conversations.setTopic"
+        | "conversations.invite"
+        | "conversations.archive"
+        | "pins.add" => {
+            let channel_id = str_param("channel").ok_or("channel_not_found")?;
+            let channel = inner
+                .channels
+                .iter_mut()
+                .find(|c| c.id == channel_id)
+                .ok_or("channel_not_found")?;
+            if channel.archived {
+                return Err("is_archived");
+            }
+            match method {
+                "conversations.setTopic" => {
+                    let topic = str_param("topic").unwrap_or_default();
+                    if topic.chars().count() > 250 {
+                        return Err("too_long");
+                    }
+                    channel.topic = topic;
+                }
+                "conversations.invite" => {
+                    let users = str_param("users").ok_or("no_user")?;
+                    let mut added = false;
+                    for u in users.split(',').filter(|u| !u.is_empty()) {
+                        if !channel.members.iter().any(|m| m == u) {
+                            channel.members.push(u.to_owned());
+                            added = true;
+                        }
+                    }
+                    if !added {
+                        return Err("already_in_channel");
+                    }
+                }
+                "conversations.archive" => channel.archived = true,
+                _ => {
+                    let ts = str_param("timestamp").ok_or("no_item_specified")?;
+                    if channel.pins.contains(&ts) {
+                        return Err("already_pinned");
+                    }
+                    channel.pins.push(ts);
+                }
+            }
+            Ok(json!({"ok": true}))
+        }
+        "reactions.get" => {
+            let channel = str_param("channel").ok_or("channel_not_found")?;
+            let ts = str_param("timestamp").ok_or("no_item_specified")?;
+            let msg = inner
+                .messages
+                .iter()
+                .find(|m| m.channel == channel && m.ts == ts)
+                .ok_or("message_not_found")?;
+            let text = msg.params.get("text").cloned().unwrap_or(json!(""));
+            Ok(
+                json!({"ok": true, "type": "message", "channel": channel, "message": {
+                    "type": "message", "ts": ts, "text": text,
+                    "reactions": [{"name": "pushpin", "count": 1, "users": ["U0ALICE"]}]
+                }}),
+            )
         }
         "usergroups.users.list" => {
             let id = str_param("usergroup").ok_or("no_such_subteam")?;
@@ -1103,6 +1256,32 @@ pub fn button_click_with_response_url(
 /// A signed Events API `url_verification` request.
 pub fn url_verification(secret: &str, challenge: &str) -> SignedRequest {
     let body = json!({"token": "x", "challenge": challenge, "type": "url_verification"});
+    SignedRequest::new(
+        "/slack/events",
+        "application/json",
+        body.to_string().into_bytes(),
+        secret,
+    )
+}
+
+/// An Events API `reaction_added` delivery, signed: `user` reacted with `reaction` to the
+/// message `ts` in `channel`.
+pub fn reaction_added(
+    secret: &str,
+    user: &str,
+    channel: &str,
+    ts: &str,
+    reaction: &str,
+) -> SignedRequest {
+    let body = json!({
+        "token": "x", "team_id": "T0FAKE", "api_app_id": "A0FAKE", "type": "event_callback",
+        "event_id": format!("Ev{}", ts.replace('.', "")), "event_time": now_secs(),
+        "event": {
+            "type": "reaction_added", "user": user, "reaction": reaction, "item_user": "U0BOB",
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": format!("{}.000100", now_secs()),
+        }
+    });
     SignedRequest::new(
         "/slack/events",
         "application/json",

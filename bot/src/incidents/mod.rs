@@ -205,10 +205,20 @@ impl Incidents {
         if let Some(msg) = &inc.announcement {
             let link = self.link(&inc);
             let announce_who = self.who(&msg.platform);
-            let reply = render::announcement(&inc, &link, &[], &announce_who);
+            let notify = self.responders_on(&plan, &msg.platform);
+            let reply = render::announcement(&inc, &link, &notify, &announce_who);
             let _ = self.inner.engine.edit(msg, &reply).await;
         }
         self.update_gauge().await;
+    }
+
+    /// The severity's responders who are on `platform`.
+    fn responders_on(&self, plan: &SeverityPlan, platform: &str) -> Vec<String> {
+        plan.responders
+            .iter()
+            .filter(|s| platform_of(s) == platform)
+            .map(|s| s.as_str().to_owned())
+            .collect()
     }
 
     /// How to get to the incident's channel from elsewhere.
@@ -349,15 +359,20 @@ impl Incidents {
                 }
                 Err(e) => problems.push(problem("post the incident card", &e)),
             }
-            if !plan.responders.is_empty() {
-                let names: Vec<String> = plan.responders.iter().map(|s| who(s.as_str())).collect();
+            let here: Vec<&Subject> = plan
+                .responders
+                .iter()
+                .filter(|s| platform_of(s) == inc.platform)
+                .collect();
+            if !here.is_empty() {
+                let names: Vec<String> = here.iter().map(|s| who(s.as_str())).collect();
                 let mut hello = Reply::warning(format!("{} responders", inc.id())).text(format!(
                     "{} — {} opened by {}. Take command with `incident ack`.",
                     names.join(" "),
                     inc.severity,
                     who(caller.user.as_str())
                 ));
-                for r in &plan.responders {
+                for r in here {
                     hello = hello.notify(r.as_str());
                 }
                 self.post_in_channel(&inc, &hello).await;
@@ -367,12 +382,7 @@ impl Incidents {
         // The announcement, with a link to the channel.
         if let Some(place) = &self.inner.config.announce_channel {
             let who = self.who(&place.platform);
-            let notify: Vec<String> = plan
-                .responders
-                .iter()
-                .filter(|s| platform_of(s) == place.platform)
-                .map(|s| s.as_str().to_owned())
-                .collect();
+            let notify = self.responders_on(&plan, &place.platform);
             let reply = render::announcement(&inc, &self.link(&inc), &notify, &who);
             match self
                 .inner

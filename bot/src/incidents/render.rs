@@ -308,12 +308,24 @@ pub fn export(
             e.text.replace('|', "\\|")
         );
     }
-    section(
-        &mut md,
-        "opsbot commands run in the incident channel",
-        entries,
-        "command",
-    );
+    // Commands run: typed and allowed at once, or run once approved.
+    let ran = |e: &TimelineEntry| {
+        e.kind == "command"
+            || e.kind == "approval"
+                && matches!(
+                    e.detail.get("outcome").and_then(|o| o.as_str()),
+                    Some("executed" | "failed")
+                )
+    };
+    let _ = writeln!(md, "\n## opsbot commands run in the incident channel\n");
+    let mut any = false;
+    for e in entries.iter().filter(|e| ran(e)) {
+        any = true;
+        let _ = writeln!(md, "- {} {}: {}", at_second(e.at), e.actor, e.text);
+    }
+    if !any {
+        let _ = writeln!(md, "- none");
+    }
     section(&mut md, "Approvals", entries, "approval");
     section(&mut md, "Linked alerts", entries, "alert");
     section(&mut md, "Pinned messages", entries, "pinned");

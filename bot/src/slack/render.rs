@@ -69,40 +69,68 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Escapes `s` for mrkdwn and turns Slack user subjects (`slack:U123ABC`) into mentions
-/// (`<@U123ABC>`), which Slack shows as the person's name. Nothing else becomes markup.
+/// (`<@U123ABC>`), which Slack shows as the person's name, and channel references
+/// (`slack-channel:C123`) into channel links. Nothing else becomes markup.
 pub fn mrkdwn(s: &str) -> String {
+    mrkdwn_notifying(s, &[])
+}
+
+/// [`mrkdwn`], and user groups named in `notify` (`slack-group:S123`, from [`Reply::notify`])
+/// become group mentions (`<!subteam^S123>`) that notify them. Other group subjects stay text,
+/// so echoed text can never ping a group.
+pub fn mrkdwn_notifying(s: &str, notify: &[String]) -> String {
     let escaped = escape(s);
     let mut out = String::with_capacity(escaped.len());
     let mut rest = escaped.as_str();
-    while let Some(pos) = rest.find("slack:") {
+    while let Some(pos) = rest.find("slack") {
         let (before, after) = rest.split_at(pos);
         out.push_str(before);
-        let after_prefix = &after["slack:".len()..];
+        let boundary_before = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
+        let kinds = [
+            ("slack:", "user"),
+            ("slack-group:", "group"),
+            ("slack-channel:", "channel"),
+        ];
+        let found = kinds.iter().find(|(p, _)| after.starts_with(p));
+        let Some((prefix, kind)) = found.filter(|_| boundary_before) else {
+            out.push_str("slack");
+            rest = &after["slack".len()..];
+            continue;
+        };
+        let after_prefix = &after[prefix.len()..];
         let id_len = after_prefix
             .bytes()
             .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
             .count();
         let id = &after_prefix[..id_len];
-        let boundary_before = before
-            .chars()
-            .next_back()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
         let boundary_after = after_prefix[id_len..]
             .chars()
             .next()
             .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-        if boundary_before
-            && boundary_after
-            && id.len() >= 3
-            && (id.starts_with('U') || id.starts_with('W'))
-        {
-            out.push_str("<@");
-            out.push_str(id);
-            out.push('>');
-            rest = &after_prefix[id_len..];
-        } else {
-            out.push_str("slack:");
-            rest = after_prefix;
+        let markup = match *kind {
+            _ if !boundary_after || id.len() < 3 => None,
+            "user" if id.starts_with('U') || id.starts_with('W') => Some(format!("<@{id}>")),
+            "channel" if id.starts_with('C') || id.starts_with('G') => Some(format!("<#{id}>")),
+            "group"
+                if id.starts_with('S')
+                    && notify.iter().any(|n| n == &format!("slack-group:{id}")) =>
+            {
+                Some(format!("<!subteam^{id}>"))
+            }
+            _ => None,
+        };
+        match markup {
+            Some(m) => {
+                out.push_str(&m);
+                rest = &after_prefix[id_len..];
+            }
+            None => {
+                out.push_str(prefix);
+                rest = after_prefix;
+            }
         }
     }
     out.push_str(rest);
@@ -126,14 +154,21 @@ pub fn render(reply: &Reply) -> SlackMessageContent {
     blocks.push(SlackHeaderBlock::new(cut(&header, HEADER_CHARS).into()).into());
 
     if let Some(text) = reply.text.as_deref().filter(|t| !t.trim().is_empty()) {
-        blocks.push(section(&cut(&mrkdwn(text), TEXT_OBJECT_CHARS)));
+        blocks.push(section(&cut(
+            &mrkdwn_notifying(text, &reply.notify),
+            TEXT_OBJECT_CHARS,
+        )));
     }
 
     for chunk in reply.fields.chunks(FIELDS_PER_SECTION) {
         let fields = chunk
             .iter()
             .map(|f| {
-                let text = format!("*{}*\n{}", escape(&f.name), mrkdwn(&f.value));
+                let text = format!(
+                    "*{}*\n{}",
+                    escape(&f.name),
+                    mrkdwn_notifying(&f.value, &reply.notify)
+                );
                 SlackBlockText::from(SlackBlockMarkDownText::new(cut(&text, FIELD_CHARS)))
             })
             .collect();
@@ -221,7 +256,7 @@ pub fn fallback_text(reply: &Reply) -> String {
         s.push_str(": ");
         s.push_str(text);
     }
-    cut(&escape(&s), FALLBACK_CHARS)
+    cut(&mrkdwn(&s), FALLBACK_CHARS)
 }
 
 /// Keeps a message within Slack's 50 blocks (one kept free for the footer): the header and the

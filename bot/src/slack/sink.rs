@@ -187,16 +187,15 @@ impl ChatSink for SlackSink {
         Ok(res["message"]["text"].as_str().map(str::to_owned))
     }
 
+    /// The subject itself: the renderer turns `slack:U…` into a mention, and `slack-group:S…`
+    /// into a group mention where the reply means to notify the group ([`Reply::notify`]).
     fn mention(&self, who: &Subject) -> String {
-        match who.kind() {
-            "slack" => format!("<@{}>", who.id()),
-            "slack-group" => format!("<!subteam^{}>", who.id()),
-            _ => who.to_string(),
-        }
+        who.to_string()
     }
 
+    /// `slack-channel:C…`, which the renderer turns into a channel link.
     fn channel_link(&self, channel: &ChannelRef) -> String {
-        format!("<#{}>", channel.id)
+        format!("slack-channel:{}", channel.id)
     }
 
     async fn post_private(
