@@ -338,7 +338,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
     async fn parse(&mut self, line: &str) -> Result<Result<Flow, Work>, DeliveryError> {
         // Before comments are cut: the channel's `#` is not one.
         if let Some(to) = line.trim().strip_prefix("switch ") {
-            let name = to.trim().trim_start_matches('#');
+            let name = to
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('#');
             let note = if self.sink.has_channel(name) {
                 self.channel = name.to_owned();
                 format!("(now in #{name})\n")

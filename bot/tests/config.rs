@@ -551,3 +551,54 @@ fn discord_mode_and_guilds_from_the_file_or_the_environment() {
     let errs = errors("discord:\n  mode: websocket\n");
     assert!(errs[0].contains("conf/opsbot.yaml:2:"), "{errs:?}");
 }
+
+#[test]
+fn the_incidents_section_has_runbook_defaults_and_checks_its_values() {
+    use opsbot_policies::Severity;
+    let c = parse("data_dir: state\n").unwrap();
+    let p1 = &c.incidents.severities[&Severity::P1];
+    assert_eq!(p1.ack_within, Duration::from_secs(300));
+    assert!(p1.responders.is_empty() && p1.escalation.is_empty());
+    assert_eq!(c.incidents.severities.len(), 4);
+    assert_eq!(c.incidents.announce_channel, None);
+
+    let c = parse(
+        "incidents:\n  announce_channel: slack:C0INC\n  severities:\n    P2:\n      \
+         responders: [slack-group:S0ONCALL]\n      ack_within: 10m\n      escalation:\n        \
+         - notify: [slack-group:S0ONCALL]\n          page: true\n        - after: 30m\n          \
+         notify: [slack:U0LEAD]\n  pagerduty:\n    routing_key: R0KEY\n",
+    )
+    .unwrap();
+    let p2 = &c.incidents.severities[&Severity::P2];
+    assert_eq!(p2.ack_within, Duration::from_secs(600));
+    assert_eq!(p2.escalation.len(), 2);
+    assert_eq!(p2.escalation[0].after, Duration::ZERO);
+    assert!(p2.escalation[0].page);
+    assert_eq!(p2.escalation[1].after, Duration::from_secs(1800));
+    assert_eq!(p2.escalation[1].notify[0].as_str(), "slack:U0LEAD");
+    // Untouched severities keep their defaults.
+    assert_eq!(
+        c.incidents.severities[&Severity::P4].remind_every,
+        Duration::from_secs(24 * 3600)
+    );
+    let pd = c.incidents.pagerduty.as_ref().unwrap();
+    assert_eq!(pd.url, "https://events.pagerduty.com/v2/enqueue");
+    assert!(!format!("{c:?}").contains("R0KEY"), "the routing key never prints");
+
+    for (yaml, says) in [
+        ("incidents:\n  severities:\n    P9: {}\n", "unknown severity"),
+        (
+            "incidents:\n  severities:\n    P1:\n      responders: [oncall]\n",
+            "responders",
+        ),
+        (
+            "incidents:\n  severities:\n    P1:\n      escalation:\n        - page: true\n",
+            "pagerduty",
+        ),
+        ("incidents:\n  announce_channel: C0INC\n", "announce_channel"),
+        ("incidents:\n  severities:\n    P1:\n      ack_within: soon\n", "invalid duration"),
+    ] {
+        let e = parse(yaml).unwrap_err().to_string();
+        assert!(e.contains(says), "{yaml}: {e}");
+    }
+}

@@ -189,3 +189,33 @@ fn demo_refuses_a_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not read opsbot.yaml"), "{err}");
 }
+
+/// The incident script in README.md's "Incidents" section, as written there.
+#[test]
+fn the_readme_incident_script_works_as_written() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Incidents").expect("an Incidents section")..];
+    let script = section
+        .split("```")
+        .nth(1)
+        .expect("the Incidents script")
+        .trim_start_matches('\n');
+    assert!(script.starts_with("as olive"), "{script}");
+    let out = demo(script);
+    for needle in [
+        "INC-1 opened · P1",
+        "# created #inc-1-checkout-returns-500",
+        "(now in #inc-1-checkout-returns-500)",
+        "[#inc-1-checkout-returns-500]",
+        "Timeline of INC-1",
+        "pool exhausted since the 10:02 deploy",
+        "status deployment/conea-api",
+        "acknowledged",
+        "INC-1 closed · P1",
+        "# archived #inc-1-checkout-returns-500",
+        "Postmortem draft · INC-1",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing: {out}");
+    }
+    assert!(!out.contains("Not allowed"), "{out}");
+}

@@ -443,12 +443,17 @@ mod manifest_tests {
     const SOCKET: &str = include_str!("../../../deploy/slack-app-manifest.socket-mode.yaml");
     /// The Web API methods opsbot calls need exactly these (plus `commands` for the slash
     /// commands): chat.postMessage / chat.update → chat:write (+ .public for channels the bot
-    /// has not joined), usergroups.list → usergroups:read.
-    const SCOPES: [&str; 4] = [
+    /// has not joined), usergroups.list / usergroups.users.list → usergroups:read; incidents:
+    /// conversations.create / setTopic / invite / archive → channels:manage, pins.add →
+    /// pins:write, reaction_added and reactions.get → reactions:read.
+    const SCOPES: [&str; 7] = [
         "commands",
         "chat:write",
         "chat:write.public",
         "usergroups:read",
+        "channels:manage",
+        "pins:write",
+        "reactions:read",
     ];
 
     fn parse(yaml: &str) -> Value {
@@ -472,6 +477,13 @@ mod manifest_tests {
         assert_eq!(scopes, SCOPES);
         assert!(m["oauth_config"]["scopes"]["user"].is_null());
         assert_eq!(m["settings"]["interactivity"]["is_enabled"], true);
+        assert_eq!(
+            m["settings"]["event_subscriptions"]["bot_events"],
+            serde_json::json!(["reaction_added"])
+        );
+        for c in m["features"]["slash_commands"].as_array().unwrap() {
+            assert_eq!(c["should_escape"], true, "mentions arrive as <@U…>");
+        }
     }
 
     #[test]
