@@ -583,10 +583,16 @@ fn the_incidents_section_has_runbook_defaults_and_checks_its_values() {
     );
     let pd = c.incidents.pagerduty.as_ref().unwrap();
     assert_eq!(pd.url, "https://events.pagerduty.com/v2/enqueue");
-    assert!(!format!("{c:?}").contains("R0KEY"), "the routing key never prints");
+    assert!(
+        !format!("{c:?}").contains("R0KEY"),
+        "the routing key never prints"
+    );
 
     for (yaml, says) in [
-        ("incidents:\n  severities:\n    P9: {}\n", "unknown severity"),
+        (
+            "incidents:\n  severities:\n    P9: {}\n",
+            "unknown severity",
+        ),
         (
             "incidents:\n  severities:\n    P1:\n      responders: [oncall]\n",
             "responders",
@@ -595,8 +601,14 @@ fn the_incidents_section_has_runbook_defaults_and_checks_its_values() {
             "incidents:\n  severities:\n    P1:\n      escalation:\n        - page: true\n",
             "pagerduty",
         ),
-        ("incidents:\n  announce_channel: C0INC\n", "announce_channel"),
-        ("incidents:\n  severities:\n    P1:\n      ack_within: soon\n", "invalid duration"),
+        (
+            "incidents:\n  announce_channel: C0INC\n",
+            "announce_channel",
+        ),
+        (
+            "incidents:\n  severities:\n    P1:\n      ack_within: soon\n",
+            "invalid duration",
+        ),
     ] {
         let e = parse(yaml).unwrap_err().to_string();
         assert!(e.contains(says), "{yaml}: {e}");

@@ -22,6 +22,8 @@ pub enum IncidentOp {
         service: Option<String>,
         /// A mention as typed (`<@U123>`, `<@123>`, `@alice`) or `me`.
         commander: Option<String>,
+        /// The alert group (its short id) the incident is opened from, linked into the timeline.
+        alert: Option<String>,
     },
     Status {
         status: IncidentStatus,

@@ -1072,6 +1072,15 @@ pub static COMMANDS: &[CommandSpec] = &[
                 default: Some("nobody until someone takes it (the escalation runs until then)"),
                 help: "Who leads the response (`me` for yourself).",
             },
+            FlagSpec {
+                name: "alert",
+                short: None,
+                aliases: &[],
+                placeholder: "GROUP",
+                ty: ValueType::Name { prefixes: &[] },
+                default: None,
+                help: "The alert group it comes from (the alert message's Open incident button).",
+            },
         ],
         usage: None,
         summary: "Open an incident: a channel, a pinned card, responders paged by severity.",
@@ -1091,6 +1100,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                     title: m.string("title").ok_or_else(|| missing("TITLE"))?,
                     service: m.string("service"),
                     commander: m.string("commander"),
+                    alert: m.string("alert"),
                 },
             ))
         },
@@ -1102,6 +1112,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                     title,
                     service,
                     commander,
+                    alert,
                 },
             ) => {
                 let mut v = vec![
@@ -1113,6 +1124,9 @@ pub static COMMANDS: &[CommandSpec] = &[
                 }
                 if let Some(c) = commander {
                     v.push(("commander", Value::Str(c.clone())));
+                }
+                if let Some(a) = alert {
+                    v.push(("alert", Value::Str(a.clone())));
                 }
                 Some(v)
             }

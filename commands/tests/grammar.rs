@@ -1239,6 +1239,7 @@ fn incident_commands_parse_and_print_back() {
                 title: "checkout returns 500".into(),
                 service: Some("conea-api".into()),
                 commander: Some("<@U0ALICE>".into()),
+                alert: None,
             }
         }
     );
@@ -1300,6 +1301,7 @@ fn incident_commands_parse_and_print_back() {
     for text in [
         "incident open P2 'it''s slow' --service api",
         "incident open P1 db down --commander me",
+        "incident open P2 KubePodCrashLooping --alert 3fa2b1c4d5e6",
         "incident status resolved all good now --id 9",
         "incident close --resolution fixed it",
         "incident list --open --sev P1",

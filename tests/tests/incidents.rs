@@ -782,3 +782,69 @@ both_databases!(
 fn serde_yaml_secret(value: &str) -> opsbot::config::Secret {
     serde_json::from_value(Value::String(value.to_owned())).unwrap()
 }
+
+both_databases!(
+    open_incident_from_an_alert_links_the_group,
+    |db, test| async move {
+        let Some(bot) = Bot::start(db, test, config(None)).await else {
+            return;
+        };
+        let body = serde_json::json!({
+            "version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "status": "firing",
+            "receiver": "opsbot", "groupLabels": {"alertname": "KubePodCrashLooping"},
+            "commonLabels": {"alertname": "KubePodCrashLooping", "severity": "critical",
+                             "namespace": "production"},
+            "commonAnnotations": {"summary": "conea-api restarts"}, "externalURL": "http://am",
+            "alerts": [{"status": "firing", "labels": {"alertname": "KubePodCrashLooping",
+                "severity": "critical", "namespace": "production", "pod": "conea-api-1"},
+                "annotations": {}, "startsAt": "2026-12-04T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom", "fingerprint": "f1"}]
+        });
+        let n = opsbot::alerts::payload::Notification::parse(body.to_string().as_bytes()).unwrap();
+        let store = bot.engine().store();
+        store
+            .record_notification(
+                &n,
+                &["slack:C0ALERTS".to_owned()],
+                Duration::from_secs(6 * 3600),
+                jiff::Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        let group = store
+            .alert_group(&n.group_key, "slack:C0ALERTS")
+            .await
+            .unwrap()
+            .unwrap();
+        // The button on the alert's message, clicked by the on-call engineer.
+        let command = opsbot::alerts::render::open_incident_command(&group);
+        assert!(
+            command.starts_with("open P1 KubePodCrashLooping"),
+            "{command}"
+        );
+        let click = slack_fake::button_click(
+            SECRET,
+            "incident",
+            &command,
+            "U0OLIVE",
+            "C0ALERTS",
+            "1700000000.000042",
+            "1700000200.000001",
+        );
+        assert_eq!(bot.send(&click).await.status(), 200);
+        bot.wait_message("C0ALERTS", "INC-1 opened").await;
+        bot.wait_timeline(
+            1,
+            "alert",
+            "KubePodCrashLooping (1 firing, severity critical)",
+        )
+        .await;
+        let inc = store.incident(1).await.unwrap().unwrap();
+        assert_eq!(inc.severity, Severity::P1);
+        assert_eq!(inc.title, "KubePodCrashLooping");
+        // The same click delivered again opens nothing more.
+        assert_eq!(bot.send(&click).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.incident(2).await.unwrap().is_none());
+    }
+);

@@ -50,6 +50,33 @@ fn pairs(labels: &Labels) -> String {
         .join(" ")
 }
 
+/// The command the Open incident button runs as the person who clicks it (through the whole
+/// pipeline: policy `incident.open` with this severity): the severity from the `severity`
+/// label (critical → P1, error → P2, warning → P3, else P4), the alertname as the title, the
+/// group linked.
+pub fn open_incident_command(g: &AlertGroup) -> String {
+    let n = &g.notification;
+    let severity = match super::payload::severity_rank(n.severity().unwrap_or("")) {
+        4 => "P1",
+        3 => "P2",
+        2 => "P3",
+        _ => "P4",
+    };
+    let title: String = n
+        .common("alertname")
+        .unwrap_or("alert")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
+        .take(80)
+        .collect();
+    let title = if title.is_empty() {
+        "alert".to_owned()
+    } else {
+        title
+    };
+    format!("open {severity} {title} --alert {}", g.group_id)
+}
+
 /// The message of one group in one channel. `silences` says whether Alertmanagers are
 /// configured (else there are no silence buttons).
 pub fn group_reply(g: &AlertGroup, silences: bool) -> Reply {
@@ -129,6 +156,12 @@ pub fn group_reply(g: &AlertGroup, silences: bool) -> Reply {
         if g.acked_by.is_none() {
             reply = reply.button(ACK, "Ack", ButtonStyle::Primary, &g.group_id);
         }
+        reply = reply.button(
+            crate::incidents::render::COMMAND_BUTTON,
+            "Open incident",
+            ButtonStyle::Danger,
+            open_incident_command(g),
+        );
     }
     if silences && g.silence_id.is_some() {
         reply = reply.button(EXPIRE, "Expire silence", ButtonStyle::Danger, &g.group_id);
@@ -303,15 +336,26 @@ mod tests {
     #[test]
     fn buttons_follow_the_state_and_rendering_is_stable() {
         let firing = group_reply(&group(Status::Firing, false, false), true);
-        assert_eq!(actions(&firing), [SILENCE_1H, SILENCE_4H, ACK]);
-        assert!(firing.buttons.iter().all(|b| b.value == "abc123"));
+        let incident = crate::incidents::render::COMMAND_BUTTON;
+        assert_eq!(actions(&firing), [SILENCE_1H, SILENCE_4H, ACK, incident]);
+        assert!(firing.buttons[..3].iter().all(|b| b.value == "abc123"));
+        // Open incident runs `incident open …` as the clicker, linking this group.
+        let open = &firing.buttons[3].value;
+        let cmd = opsbot_commands::parse(&format!("{incident} {open}")).unwrap();
+        match cmd.op {
+            opsbot_commands::Op::Incident(opsbot_commands::IncidentCmd {
+                op: opsbot_commands::IncidentOp::Open { alert, .. },
+                ..
+            }) => assert_eq!(alert.as_deref(), Some("abc123")),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(firing.tone, Tone::Danger);
         assert_eq!(
             reply_hash(&firing),
             reply_hash(&group_reply(&group(Status::Firing, false, false), true))
         );
         let handled = group_reply(&group(Status::Firing, true, true), true);
-        assert_eq!(actions(&handled), [EXPIRE]);
+        assert_eq!(actions(&handled), [incident, EXPIRE]);
         assert_ne!(reply_hash(&firing), reply_hash(&handled));
         let shown: Vec<String> = handled
             .fields
@@ -330,7 +374,7 @@ mod tests {
         let no_am = group_reply(&group(Status::Firing, false, false), false);
         assert_eq!(
             actions(&no_am),
-            [ACK],
+            [ACK, incident],
             "no silence buttons without Alertmanagers"
         );
         let resolved = group_reply(&group(Status::Resolved, false, false), true);

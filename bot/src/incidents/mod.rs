@@ -301,6 +301,10 @@ impl Incidents {
         let plan = self.plan(inc.severity);
         let mut problems = Problems::new();
         let mut inc = inc;
+        if let Some(group) = &op.alert {
+            self.link_alert_group(&inc, caller.user.as_str(), group, &mut problems)
+                .await;
+        }
 
         // The channel: created, topic set, people invited, the card posted and pinned.
         if let Some(sink) = self.sink(&inc.platform) {
@@ -510,6 +514,7 @@ impl Incidents {
                 title,
                 service,
                 commander,
+                alert,
             } => {
                 self.open(
                     caller,
@@ -518,6 +523,7 @@ impl Incidents {
                         title: title.clone(),
                         service: service.clone(),
                         commander: commander.clone(),
+                        alert: alert.clone(),
                     },
                 )
                 .await
@@ -784,11 +790,39 @@ impl Incidents {
             .observe(secs);
     }
 
-    /// Links an alert group to an incident's timeline (the alerts' Open incident button).
-    pub async fn link_alert(&self, number: u64, actor: &str, text: &str, detail: Value) {
-        if let Ok(Some(inc)) = self.store().incident(number).await {
-            self.record(&inc, actor, "alert", text, detail).await;
-        }
+    /// Links the alert group `group` (its short id) into the incident's timeline.
+    async fn link_alert_group(
+        &self,
+        inc: &Incident,
+        actor: &str,
+        group: &str,
+        problems: &mut Problems,
+    ) {
+        let groups = match self.store().alert_groups_by_id(group).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the alert group");
+                Vec::new()
+            }
+        };
+        let Some(g) = groups.first() else {
+            problems.push(format!(
+                "link alert group {group}: there is no such alert group"
+            ));
+            return;
+        };
+        let n = &g.notification;
+        let alertname = n.common("alertname").unwrap_or("alerts");
+        let text = format!(
+            "alert group {group}: {alertname} ({} firing, severity {})",
+            n.alerts
+                .iter()
+                .filter(|a| a.status == crate::alerts::payload::Status::Firing)
+                .count(),
+            n.severity().unwrap_or("none"),
+        );
+        let detail = json!({ "group": group, "group_key": g.group_key, "labels": n.common_labels });
+        self.record(inc, actor, "alert", &text, detail).await;
     }
 }
 
@@ -797,6 +831,7 @@ struct OpenArgs {
     title: String,
     service: Option<String>,
     commander: Option<String>,
+    alert: Option<String>,
 }
 
 #[async_trait]
