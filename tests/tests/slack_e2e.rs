@@ -543,8 +543,10 @@ async fn replies_slack_will_not_take_are_audited_as_undelivered() {
     assert!(metrics.contains("opsbot_undelivered_total 2"), "{metrics}");
 }
 
+/// `/incident` is `/ops incident`, through the pipeline. This harness runs no incidents service
+/// (`tests/incidents.rs` does): the engineer is told so privately, and it is audited as refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incident_command_is_not_yet_available() {
+async fn incident_command_without_the_incidents_service_is_refused_privately() {
     let bot = Bot::start().await;
     let req = slack_fake::slash_command(
         SECRET,
@@ -557,8 +559,31 @@ async fn incident_command_is_not_yet_available() {
     let res = bot.send(&req).await;
     assert_eq!(res.status(), 200);
     let ack: serde_json::Value = res.json().await.unwrap();
-    assert!(ack["text"].as_str().unwrap().contains("not yet available"));
-    assert!(bot.audit().await.iter().all(|(k, _)| k != "request"));
+    assert!(
+        ack["text"].as_str().unwrap().contains("Working on"),
+        "{ack}"
+    );
+    let audit = bot
+        .wait_audit(|a| {
+            a.iter()
+                .any(|(k, o)| k == "rejection" && o == "not_applicable")
+        })
+        .await;
+    assert!(
+        audit
+            .iter()
+            .any(|(k, o)| k == "rejection" && o == "not_applicable"),
+        "{audit:?}"
+    );
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "chat.postEphemeral" && c.all_text().contains("not enabled"))
+        })
+        .await;
+    assert!(ok_calls(&calls, "chat.postMessage").is_empty());
 }
 
 /// What concerns one person goes to that person only: 100 clicks at once on one card give one

@@ -281,15 +281,28 @@ async fn approve_and_deny_clicks_reach_the_pipeline_once() {
 }
 
 #[tokio::test]
-async fn incident_is_not_yet_available() {
+async fn incident_is_ops_incident() {
     let mut bot = Bot::start().await;
-    let req =
-        slack_fake::slash_command(SECRET, "/incident", "open db is down", "U1", "C1", "t.inc");
+    let req = slack_fake::slash_command(
+        SECRET,
+        "/incident",
+        "open P2 db is down",
+        "U1",
+        "C1",
+        "t.inc",
+    );
     let res = bot.send(&req).await;
     assert_eq!(res.status(), 200);
     let ack: serde_json::Value = res.json().await.unwrap();
     assert_eq!(ack["response_type"], "ephemeral");
-    assert!(ack["text"].as_str().unwrap().contains("not yet available"));
+    assert!(
+        ack["text"].as_str().unwrap().contains("Working on"),
+        "{ack}"
+    );
+    match bot.next().await {
+        Seen::Handle(inv) => assert_eq!(inv.text, "incident open P2 db is down"),
+        other => panic!("{other:?}"),
+    }
     bot.assert_nothing_else().await;
 }
 

@@ -120,8 +120,13 @@ async fn socket_mode_feeds_the_same_handlers() {
         ack["payload"]["text"]
             .as_str()
             .unwrap()
-            .contains("not yet available")
+            .contains("Working on"),
+        "{ack}"
     );
+    match next(&mut seen).await {
+        Seen::Handle(inv) => assert_eq!(inv.text, "incident open P1"),
+        other => panic!("{other:?}"),
+    }
 
     // An Approve click.
     let env = fake.socket_send(
