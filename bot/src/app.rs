@@ -177,6 +177,12 @@ pub fn engine_options(config: &Config) -> EngineOptions {
     }
 }
 
+/// `alerts` and `silence …` (stored alerts; silences in `alerts.alertmanagers`).
+fn register_alert_commands(engine: &Engine, config: &Config) {
+    let desk = crate::alerts::commands::AlertCommands::new(engine.store().clone(), &config.alerts);
+    engine.register_desk(crate::engine::DeskFor::Alerts, Arc::new(desk));
+}
+
 /// A running bot: HTTP server, adapters and background duties.
 pub struct Bot {
     pub addr: std::net::SocketAddr,
@@ -240,6 +246,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
         alerts.resume();
         router = router.merge(crate::alerts::http::router(alerts.clone()));
     }
+    register_alert_commands(&engine, config);
     let incidents = Incidents::new(engine.clone(), config.incidents.clone(), Clock::real());
     incidents.start();
     if let Some(channel) = &config.audit.channel {
@@ -302,6 +309,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn console(config: Config, speaker: &str) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let engine = engine(&config, metrics).await?;
+    register_alert_commands(&engine, &config);
     let incidents = Incidents::new(engine.clone(), config.incidents.clone(), Clock::real());
     incidents.start();
     engine.start_background(Some(POLICY_POLL));
@@ -373,6 +381,11 @@ pub async fn demo(speaker: &str, keep: Option<&Path>) -> anyhow::Result<()> {
         },
         Arc::new(Metrics::new()),
     );
+    let alerts = crate::alerts::commands::AlertCommands::new(
+        engine.store().clone(),
+        &crate::config::AlertsConfig::default(),
+    );
+    engine.register_desk(crate::engine::DeskFor::Alerts, Arc::new(alerts));
     let incidents = Incidents::new(engine.clone(), demo_incidents(), Clock::sped_up(DEMO_SPEED));
     incidents.start();
     engine.start_background(None);

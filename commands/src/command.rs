@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use opsbot_policies::{Action, Request, Severity, Subject};
 
+use crate::alert::AlertCmd;
 use crate::incident::{IncidentCmd, IncidentOp};
 
 /// A parsed command: where it applies and what it does.
@@ -108,6 +109,8 @@ pub enum Op {
     Whoami,
     /// `incident …`: kept by the bot, not the cluster.
     Incident(IncidentCmd),
+    /// `alerts`, `silence …`: the bot's stored alerts and Alertmanager's silences.
+    Alert(AlertCmd),
 }
 
 impl Command {
@@ -145,12 +148,19 @@ impl Command {
                 | IncidentOp::Export
                 | IncidentOp::Stats { .. } => Action::IncidentShow,
             },
+            Op::Alert(AlertCmd::List { .. } | AlertCmd::SilenceList) => Action::AlertShow,
+            Op::Alert(AlertCmd::SilenceAdd { .. } | AlertCmd::SilenceExpire { .. }) => {
+                Action::AlertSilence
+            }
         }
     }
 
     /// Whether the command acts on a cluster (so its `--cluster` must be one opsbot knows).
     pub fn needs_cluster(&self) -> bool {
-        !matches!(self.op, Op::Help { .. } | Op::Whoami | Op::Incident(_))
+        !matches!(
+            self.op,
+            Op::Help { .. } | Op::Whoami | Op::Incident(_) | Op::Alert(_)
+        )
     }
 
     /// The incident severity the command itself names (`incident open P1`, `incident sev P2`);
@@ -197,9 +207,10 @@ impl Command {
     }
 
     /// Fills in the namespace and cluster when the user did not give them.
-    /// Incident commands act on no cluster: they get no defaults.
+    /// Incident and alert commands act on no cluster: they get no defaults (`alerts -n X`
+    /// filters by namespace only when asked).
     pub fn with_defaults(mut self, cluster: Option<&str>, namespace: Option<&str>) -> Self {
-        if matches!(self.op, Op::Incident(_)) {
+        if matches!(self.op, Op::Incident(_) | Op::Alert(_)) {
             return self;
         }
         if self.cluster.is_none() {

@@ -3,6 +3,7 @@
 //! This crate knows no Slack or Discord JSON: chat adapters translate [`Reply`] and
 //! [`Progress`] into their own formats.
 
+pub mod alert;
 pub mod command;
 pub mod grammar;
 pub mod help;
@@ -11,6 +12,7 @@ pub mod ops;
 pub mod reply;
 pub mod spec;
 
+pub use alert::AlertCmd;
 pub use command::{Command, DEFAULT_TAIL, Op, PodSelector, Workload, WorkloadKind};
 pub use grammar::{ParseError, parse, parse_tokens};
 pub use help::{help_reply, reference_markdown};

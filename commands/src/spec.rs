@@ -16,6 +16,7 @@ use std::time::Duration;
 use opsbot_policies::Action;
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertCmd;
 use crate::command::{Op, PodSelector, Workload};
 use crate::grammar::ParseError;
 use crate::incident::{IncidentCmd, IncidentOp, IncidentStatus, Role};
@@ -357,6 +358,11 @@ pub static GROUPS: &[Group] = &[
         name: "backup",
         aliases: &["backups"],
         summary: "Backup CronJobs: show their health or run one now.",
+    },
+    Group {
+        name: "silence",
+        aliases: &["silences"],
+        summary: "Alertmanager silences: list, add, expire.",
     },
     Group {
         name: "incident",
@@ -1031,6 +1037,165 @@ pub static COMMANDS: &[CommandSpec] = &[
         },
         render: |op| match op {
             Op::BackupRun { cronjob } => Some(vec![("cronjob", Value::Str(cronjob.clone()))]),
+            _ => None,
+        },
+    },
+    // ---- alerts (kept by the bot: `bot/src/alerts`; silences in Alertmanager) ----
+    CommandSpec {
+        name: "alerts",
+        aliases: &["alert"],
+        actions: &[Action::AlertShow],
+        risk: Risk::Read,
+        args: &[],
+        flags: &[FlagSpec {
+            name: "severity",
+            short: None,
+            aliases: &[],
+            placeholder: "SEVERITY",
+            ty: ValueType::DnsLabel,
+            default: None,
+            help: "Only alerts with this `severity` label, e.g. `critical`.",
+        }],
+        usage: None,
+        summary: "Alerts Alertmanager sent, firing first; `-n` for one namespace.",
+        description: "Every alert opsbot received (also those shown only in a digest), firing \
+            first, then the newest: status, severity, alertname, namespace, since when, and \
+            the alert group. `-n NAMESPACE` and `--severity` filter.",
+        examples: &[Example {
+            text: "alerts --severity critical -n production",
+            explains: "critical alerts in production",
+        }],
+        build: |m| {
+            Ok(Op::Alert(AlertCmd::List {
+                severity: m.string("severity"),
+            }))
+        },
+        render: |op| match op {
+            Op::Alert(AlertCmd::List { severity }) => Some(
+                severity
+                    .iter()
+                    .map(|s| ("severity", Value::Str(s.clone())))
+                    .collect(),
+            ),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "silence list",
+        aliases: &["ls"],
+        actions: &[Action::AlertShow],
+        risk: Risk::Read,
+        args: &[],
+        flags: &[],
+        usage: None,
+        summary: "Active and pending Alertmanager silences.",
+        description: "Asks the configured Alertmanagers (`alerts.alertmanagers`) for their \
+            silences and lists the active and pending ones: id, matchers, who, until when, why.",
+        examples: &[Example {
+            text: "silence list",
+            explains: "what is silenced now",
+        }],
+        build: |_| Ok(Op::Alert(AlertCmd::SilenceList)),
+        render: |op| match op {
+            Op::Alert(AlertCmd::SilenceList) => Some(Vec::new()),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "silence add",
+        aliases: &["create", "new"],
+        actions: &[Action::AlertSilence],
+        risk: Risk::Change,
+        args: &[ArgSpec {
+            name: "matchers",
+            placeholder: "MATCHERS…",
+            ty: ValueType::Words { max_chars: 1000 },
+            required: true,
+            flag: None,
+            help: "Alertmanager matchers, e.g. `alertname=\"X\", namespace=\"prod\"` (`=`, `!=`, `=~`, `!~`).",
+        }],
+        flags: &[
+            FlagSpec {
+                name: "for",
+                short: None,
+                aliases: &["duration"],
+                placeholder: "DURATION",
+                ty: ValueType::Duration {
+                    max_secs: 30 * 24 * 3600,
+                },
+                default: None,
+                help: "How long, e.g. `2h` (at most 30d). Required.",
+            },
+            FlagSpec {
+                name: "comment",
+                short: None,
+                aliases: &[],
+                placeholder: "TEXT…",
+                ty: ValueType::Words { max_chars: 500 },
+                default: None,
+                help: "Why (every word up to the next flag). Required.",
+            },
+        ],
+        usage: None,
+        summary: "Silence alerts in Alertmanager for a while.",
+        description: "Creates an Alertmanager silence with these matchers, created by you, with \
+            your comment. The policy action is `alert.silence`, in the namespace of a \
+            `namespace=` matcher.",
+        examples: &[Example {
+            text: "silence add alertname=KubePodCrashLooping, namespace=production --for 2h --comment deploy in progress",
+            explains: "silence a crash-loop alert for two hours",
+        }],
+        build: |m| {
+            Ok(Op::Alert(AlertCmd::SilenceAdd {
+                matchers: m.string("matchers").ok_or_else(|| missing("MATCHERS"))?,
+                duration: m.duration("for").ok_or_else(|| missing("--for DURATION"))?,
+                comment: m
+                    .string("comment")
+                    .ok_or_else(|| missing("--comment TEXT"))?,
+            }))
+        },
+        render: |op| match op {
+            Op::Alert(AlertCmd::SilenceAdd {
+                matchers,
+                duration,
+                comment,
+            }) => Some(vec![
+                ("matchers", Value::Str(matchers.clone())),
+                ("for", Value::Duration(*duration)),
+                ("comment", Value::Str(comment.clone())),
+            ]),
+            _ => None,
+        },
+    },
+    CommandSpec {
+        name: "silence expire",
+        aliases: &["rm", "delete"],
+        actions: &[Action::AlertSilence],
+        risk: Risk::Change,
+        args: &[ArgSpec {
+            name: "id",
+            placeholder: "ID",
+            ty: ValueType::Text { max_chars: 64 },
+            required: true,
+            flag: None,
+            help: "The silence's id (`silence list` shows them).",
+        }],
+        flags: &[],
+        usage: None,
+        summary: "End a silence now.",
+        description: "Expires the Alertmanager silence. The policy action is `alert.silence`, \
+            in the namespace of the silence's `namespace=` matcher.",
+        examples: &[Example {
+            text: "silence expire 7d1c0e52-5a38-4ad3-9f58-2a1f0c3f9f4e",
+            explains: "end that silence",
+        }],
+        build: |m| {
+            Ok(Op::Alert(AlertCmd::SilenceExpire {
+                id: m.string("id").ok_or_else(|| missing("ID"))?,
+            }))
+        },
+        render: |op| match op {
+            Op::Alert(AlertCmd::SilenceExpire { id }) => Some(vec![("id", Value::Str(id.clone()))]),
             _ => None,
         },
     },

@@ -1340,7 +1340,7 @@ fn schema_describes_every_command() {
         names,
         [
             "status", "pods", "logs", "events", "scale", "restart", "rollback", "hpa", "backup",
-            "incident", "help", "whoami"
+            "alerts", "silence", "incident", "help", "whoami"
         ]
     );
     let backup = root

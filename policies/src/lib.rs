@@ -127,12 +127,13 @@ pub enum Action {
     IncidentShow,
     AlertSilence,
     AlertAck,
+    AlertShow,
     Help,
     Whoami,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Status,
         Action::Pods,
         Action::Logs,
@@ -150,6 +151,7 @@ impl Action {
         Action::IncidentShow,
         Action::AlertSilence,
         Action::AlertAck,
+        Action::AlertShow,
         Action::Help,
         Action::Whoami,
     ];
@@ -173,6 +175,7 @@ impl Action {
             Action::IncidentShow => "incident.show",
             Action::AlertSilence => "alert.silence",
             Action::AlertAck => "alert.ack",
+            Action::AlertShow => "alert.show",
             Action::Help => "help",
             Action::Whoami => "whoami",
         }

@@ -646,3 +646,116 @@ async fn a_restart_posts_what_was_stored_but_never_shown() {
     let b = start_with(dir, fake, "", None).await;
     wait_for(&b.fake, ALERTS, &["Orphan", "pod=a"]).await;
 }
+
+/// `alerts` and `silence list|add|expire` through Slack, against the real Alertmanager: the
+/// policy decides (`alert.show` for everyone, `alert.silence` for the SRE lead), silences are
+/// Alertmanager's, created by the person who asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_and_silence_commands_work_against_the_real_alertmanager() {
+    let am_port = free_port();
+    let s = start(&format!(
+        "  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n"
+    ))
+    .await;
+    let Some(am) = Alertmanager::start_on(
+        "alert_and_silence_commands_work_against_the_real_alertmanager",
+        am_port,
+        &format!("{}/alertmanager", s.base),
+        WEBHOOK_TOKEN,
+    )
+    .await
+    else {
+        return;
+    };
+    am.post_alerts(&json!([alert(
+        &[
+            ("alertname", "KubePodCrashLooping"),
+            ("severity", "critical"),
+            ("namespace", "production"),
+            ("pod", "api-1"),
+        ],
+        "Pod is crash looping",
+        None,
+    )]))
+    .await;
+    wait_for(&s.fake, EMERGENCY, &["FIRING 1", "KubePodCrashLooping"]).await;
+
+    let http = reqwest::Client::new();
+    let slash = |user: &str, text: &str, trigger: &str| {
+        let req = slack_fake::slash_command(SECRET, "/ops", text, user, "C0OPS", trigger);
+        let http = http.clone();
+        let base = s.base.clone();
+        async move {
+            let res = req.send(&http, &base).await;
+            assert_eq!(res.status(), 200);
+        }
+    };
+    slash(
+        "U0NOBODY",
+        "alerts --severity critical -n production",
+        "cmd.1",
+    )
+    .await;
+    wait_for(
+        &s.fake,
+        "C0OPS",
+        &["Alerts: 1 firing", "KubePodCrashLooping", "production"],
+    )
+    .await;
+
+    // Someone without alert.silence: told privately, nothing silenced.
+    slash(
+        "U0NOBODY",
+        "silence add alertname=KubePodCrashLooping namespace=production --for 2h --comment x",
+        "cmd.2",
+    )
+    .await;
+    s.fake
+        .wait_until(PATIENCE, |calls| {
+            calls.iter().any(|c| {
+                c.method == "chat.postEphemeral"
+                    && c.all_text().contains("Not allowed")
+                    && c.all_text().contains("alert.silence")
+            })
+        })
+        .await;
+    assert!(am.silences().await.is_empty());
+
+    slash(
+        "U01SRELEAD",
+        "silence add alertname=KubePodCrashLooping, namespace=\"production\" --for 2h --comment deploy in progress",
+        "cmd.3",
+    )
+    .await;
+    wait_for(&s.fake, "C0OPS", &["Silenced until", "deploy in progress"]).await;
+    let silences = am.silences().await;
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(silences[0]["createdBy"], "slack:U01SRELEAD");
+    assert_eq!(silences[0]["comment"], "deploy in progress");
+    assert_eq!(silences[0]["status"]["state"], "active");
+    let id = silences[0]["id"].as_str().unwrap().to_owned();
+
+    slash("U0NOBODY", "silence list", "cmd.4").await;
+    wait_for(
+        &s.fake,
+        "C0OPS",
+        &["Silences (1)", &id, "alertname=\\\"KubePodCrashLooping\\\""],
+    )
+    .await;
+
+    slash("U01SRELEAD", &format!("silence expire {id}"), "cmd.5").await;
+    wait_for(&s.fake, "C0OPS", &[&format!("Silence {id} expired")]).await;
+    let silences = am.silences().await;
+    assert_eq!(silences[0]["status"]["state"], "expired");
+
+    // A malformed id never reaches Alertmanager's URL.
+    slash("U01SRELEAD", "silence expire ../silences", "cmd.6").await;
+    s.fake
+        .wait_until(PATIENCE, |calls| {
+            calls.iter().any(|c| {
+                c.method == "chat.postEphemeral" && c.all_text().contains("is not a silence id")
+            })
+        })
+        .await;
+    s.bot.stop().await.unwrap();
+}

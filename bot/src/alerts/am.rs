@@ -30,6 +30,28 @@ pub struct AmClient {
     http: reqwest::Client,
 }
 
+/// A silence as Alertmanager's API v2 lists it (`gettableSilence`); unknown fields ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<ApiMatcher>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    #[serde(rename = "endsAt")]
+    pub ends_at: String,
+    #[serde(rename = "createdBy", default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub comment: String,
+    pub status: SilenceStatus,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SilenceStatus {
+    /// `active`, `pending` or `expired`.
+    pub state: String,
+}
+
 #[derive(Deserialize)]
 struct Created {
     #[serde(rename = "silenceID")]
@@ -115,6 +137,27 @@ impl AmClient {
             .await
             .map_err(|e| AmError::Refused(format!("unexpected answer: {e}")))?;
         Ok(created.silence_id)
+    }
+
+    /// Every silence Alertmanager knows (`GET /api/v2/silences`), also expired ones.
+    pub async fn silences(&self) -> Result<Vec<Silence>, AmError> {
+        let r = self
+            .first_answer(|api| self.request(api, reqwest::Method::GET, "/api/v2/silences"))
+            .await?;
+        r.json()
+            .await
+            .map_err(|e| AmError::Refused(format!("unexpected answer: {e}")))
+    }
+
+    /// One silence (`GET /api/v2/silence/{id}`).
+    pub async fn silence(&self, id: &str) -> Result<Silence, AmError> {
+        let path = format!("/api/v2/silence/{id}");
+        let r = self
+            .first_answer(|api| self.request(api, reqwest::Method::GET, &path))
+            .await?;
+        r.json()
+            .await
+            .map_err(|e| AmError::Refused(format!("unexpected answer: {e}")))
     }
 
     /// Expires a silence.

@@ -53,15 +53,32 @@ impl fmt::Display for Matcher {
     }
 }
 
-/// A matcher as Alertmanager's API v2 takes it (silences).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A matcher as Alertmanager's API v2 takes and gives it (silences).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ApiMatcher {
     pub name: String,
     pub value: String,
     #[serde(rename = "isRegex")]
     pub is_regex: bool,
-    #[serde(rename = "isEqual")]
+    /// Absent in answers of old Alertmanagers: then it is an equality.
+    #[serde(rename = "isEqual", default = "yes")]
     pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl fmt::Display for ApiMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match (self.is_equal, self.is_regex) {
+            (true, false) => "=",
+            (false, false) => "!=",
+            (true, true) => "=~",
+            (false, true) => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
 }
 
 /// Why a matcher list could not be read; `at` is the character offset.

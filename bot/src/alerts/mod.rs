@@ -18,6 +18,7 @@
 
 mod actions;
 pub mod am;
+pub mod commands;
 pub mod http;
 pub mod matcher;
 pub mod payload;

@@ -1,13 +1,15 @@
-//! The seam between the pipeline and the incidents service (`crate::incidents`).
+//! The seam between the pipeline and the features that keep their own state: incidents
+//! (`crate::incidents`) and alerts (`crate::alerts`).
 //!
-//! Incident commands pass the pipeline like every other command (inbox, rate limit, parse,
-//! policy, approval, audit); only their execution is the incidents service's, which keeps its
-//! state in the database instead of a cluster. The pipeline also tells the service what happens
-//! in channels ([`Observation`]), so an incident's timeline records the commands run and the
-//! approvals given in its channel without the pipeline knowing what an incident is.
+//! Their commands (`incident …`, `alerts`, `silence …`) pass the pipeline like every other
+//! command (inbox, rate limit, parse, policy, approval, audit); only their execution is the
+//! feature's, which keeps its state in the database (or Alertmanager) instead of a cluster. The
+//! pipeline also tells desks what happens in channels ([`Observation`]), so an incident's
+//! timeline records the commands run and the approvals given in its channel without the
+//! pipeline knowing what an incident is.
 
 use async_trait::async_trait;
-use opsbot_commands::{IncidentCmd, Reply};
+use opsbot_commands::{Command, Reply};
 use opsbot_policies::{Severity, Subject};
 
 use crate::chat::{Platform, Reaction};
@@ -45,17 +47,39 @@ pub enum Observed {
     Approval,
 }
 
-/// The incidents service, as the pipeline uses it.
+/// What a desk adds to a command's policy request: what the command does not say itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The incident's severity (for `when: {severity: …}`).
+    pub severity: Option<Severity>,
+    /// The namespace acted in (a silence's `namespace=` matcher).
+    pub namespace: Option<String>,
+}
+
+/// Which commands a desk answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeskFor {
+    /// `incident …`
+    Incidents,
+    /// `alerts`, `silence …`
+    Alerts,
+}
+
+/// A feature, as the pipeline uses it.
 #[async_trait]
 pub trait Desk: Send + Sync {
-    /// Before the policy: finds the incident the command is about (`--id`, else the channel's)
-    /// and returns its severity for the policy (`None` for commands about no one incident).
-    /// `Err` is the answer for the caller alone (no such incident, not in an incident channel).
-    async fn prepare(&self, caller: &Caller, cmd: &IncidentCmd) -> Result<Option<Severity>, Reply>;
+    /// Before the policy: what the request needs that the command does not say (the incident's
+    /// severity; the namespace). `Err` is the answer for the caller alone (no such incident,
+    /// not in an incident channel, a malformed matcher).
+    async fn prepare(&self, caller: &Caller, cmd: &Command) -> Result<Facts, Reply>;
     /// Executes an allowed command; `Err` is a failure to report like a failed operation.
-    async fn execute(&self, caller: &Caller, cmd: &IncidentCmd) -> Result<Reply, Reply>;
-    /// Something happened in a channel: recorded if the channel is an incident's.
-    async fn observe(&self, seen: Observation);
-    /// A reaction was added to a message (📌 marks it for the timeline).
-    async fn reaction(&self, reaction: Reaction);
+    async fn execute(&self, caller: &Caller, cmd: &Command) -> Result<Reply, Reply>;
+    /// Something happened in a channel (every desk hears it; incidents record it).
+    async fn observe(&self, seen: Observation) {
+        let _ = seen;
+    }
+    /// A reaction was added to a message (📌 marks it for an incident's timeline).
+    async fn reaction(&self, reaction: Reaction) {
+        let _ = reaction;
+    }
 }

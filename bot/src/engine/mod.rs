@@ -40,7 +40,7 @@ use crate::store::{
     Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, InboxEntry, InboxKind,
     InboxState, NewApproval, NewInboxEntry, Receipt, Store,
 };
-pub use desk::{Caller, Desk, Observation, Observed};
+pub use desk::{Caller, Desk, DeskFor, Facts, Observation, Observed};
 pub use policy_file::{PolicyFile, Reload};
 pub use ratelimit::RateLimiter;
 
@@ -129,8 +129,8 @@ struct Inner {
     sinks: RwLock<HashMap<String, Arc<dyn ChatSink>>>,
     /// Handles clicks on alert messages, when alert intake runs.
     alert_actions: RwLock<Option<Arc<dyn AlertActions>>>,
-    /// Executes incident commands and keeps timelines, when the incidents service runs.
-    desk: RwLock<Option<Arc<dyn Desk>>>,
+    /// The features that execute their own commands (incidents, alerts), when they run.
+    desks: RwLock<Vec<(DeskFor, Arc<dyn Desk>)>>,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
 }
@@ -240,7 +240,7 @@ impl Engine {
                 limiter,
                 sinks: RwLock::new(HashMap::new()),
                 alert_actions: RwLock::new(None),
-                desk: RwLock::new(None),
+                desks: RwLock::new(Vec::new()),
                 metrics,
                 tasks: TaskTracker::new(),
             }),
@@ -304,31 +304,50 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner()) = Some(actions);
     }
 
-    /// Registers the incidents service: it executes `incident …` commands and hears what
-    /// happens in channels (see [`desk`]).
-    pub fn register_desk(&self, desk: Arc<dyn Desk>) {
-        *self.inner.desk.write().unwrap_or_else(|e| e.into_inner()) = Some(desk);
+    /// Registers a feature's desk: it executes its commands and hears what happens in
+    /// channels (see [`desk`]). A second registration for the same commands replaces the first.
+    pub fn register_desk(&self, what: DeskFor, desk: Arc<dyn Desk>) {
+        let mut desks = self.inner.desks.write().unwrap_or_else(|e| e.into_inner());
+        desks.retain(|(w, _)| *w != what);
+        desks.push((what, desk));
     }
 
-    fn desk(&self) -> Option<Arc<dyn Desk>> {
-        self.inner
-            .desk
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn desks(&self) -> Vec<Arc<dyn Desk>> {
+        let desks = self.inner.desks.read().unwrap_or_else(|e| e.into_inner());
+        desks.iter().map(|(_, d)| d.clone()).collect()
     }
 
-    /// Tells the incidents service what happened in a channel (nothing when it is not running).
+    /// The desk that answers `cmd`, if `cmd` is a feature's and the feature runs: `Err` when it
+    /// does not run (the answer for the caller), `Ok(None)` for cluster commands.
+    fn desk_for(&self, cmd: &Command) -> Result<Option<Arc<dyn Desk>>, Box<Reply>> {
+        let (what, name) = match cmd.op {
+            Op::Incident(_) => (DeskFor::Incidents, "Incidents are"),
+            Op::Alert(_) => (DeskFor::Alerts, "Alerts are"),
+            _ => return Ok(None),
+        };
+        let desks = self.inner.desks.read().unwrap_or_else(|e| e.into_inner());
+        match desks.iter().find(|(w, _)| *w == what) {
+            Some((_, d)) => Ok(Some(d.clone())),
+            None => Err(Box::new(
+                Reply::warning(format!("{name} not enabled")).text(format!(
+                    "This opsbot does not run that feature, so `{}` cannot be done here.",
+                    cmd.to_text()
+                )),
+            )),
+        }
+    }
+
+    /// Tells every desk what happened in a channel.
     async fn observe(&self, seen: Observation) {
-        if let Some(desk) = self.desk() {
-            desk.observe(seen).await;
+        for desk in self.desks() {
+            desk.observe(seen.clone()).await;
         }
     }
 
     /// A reaction someone added to a message (adapters that receive them call this).
     pub async fn reaction(&self, reaction: crate::chat::Reaction) {
-        if let Some(desk) = self.desk() {
-            desk.reaction(reaction).await;
+        for desk in self.desks() {
+            desk.reaction(reaction.clone()).await;
         }
     }
 
@@ -710,13 +729,10 @@ impl Engine {
         cmd: &Command,
     ) -> Result<opsbot_policies::Request, Reply> {
         let mut request = cmd.policy_request(&caller.user, &caller.groups, Some(&caller.channel));
-        if let Op::Incident(inc) = &cmd.op {
-            let Some(desk) = self.desk() else {
-                return Err(Reply::warning("Incidents are not enabled")
-                    .text("This opsbot does not keep incidents (the incidents service is off)."));
-            };
-            let severity = desk.prepare(caller, inc).await?;
-            request.severity = request.severity.or(severity);
+        if let Some(desk) = self.desk_for(cmd).map_err(|r| *r)? {
+            let facts = desk.prepare(caller, cmd).await?;
+            request.severity = request.severity.or(facts.severity);
+            request.namespace = request.namespace.or(facts.namespace);
         }
         Ok(request)
     }
@@ -730,7 +746,10 @@ impl Engine {
         outcome: &str,
         summary: Option<String>,
     ) {
-        if matches!(cmd.op, Op::Incident(_) | Op::Help { .. } | Op::Whoami) {
+        if matches!(
+            cmd.op,
+            Op::Incident(_) | Op::Alert(_) | Op::Help { .. } | Op::Whoami
+        ) {
             return;
         }
         self.observe(Observation {
@@ -1153,14 +1172,18 @@ impl Engine {
             tokio::spawn(async move { engine.forward_progress(msg, title, asked, rx).await })
         });
         // Boxed: Kubernetes operations make large futures; keep callers' frames small.
-        let result = match &cmd.op {
-            Op::Incident(inc) => {
+        let result = match self.desk_for(cmd) {
+            Ok(Some(desk)) => {
                 drop(tx);
-                self.execute_incident(ctx, inc).await
+                self.execute_on_desk(ctx, desk.as_ref(), cmd).await
             }
-            _ => Box::pin(self.inner.operator.execute(cmd, tx))
+            Ok(None) => Box::pin(self.inner.operator.execute(cmd, tx))
                 .await
                 .map_err(|e| (e.to_reply(), e.to_string())),
+            Err(reply) => {
+                let summary = reply.title.clone();
+                Err((*reply, summary))
+            }
         };
         if let Some(f) = forwarder {
             let _ = f.await;
@@ -1192,23 +1215,20 @@ impl Engine {
         (ok, summary)
     }
 
-    /// Runs an incident command through the incidents service; `Err` is (reply, summary).
-    async fn execute_incident(
+    /// Runs a feature's command on its desk; `Err` is (reply, summary).
+    async fn execute_on_desk(
         &self,
         ctx: &Ctx<'_>,
-        inc: &opsbot_commands::IncidentCmd,
+        desk: &dyn Desk,
+        cmd: &Command,
     ) -> Result<Reply, (Reply, String)> {
-        let Some(desk) = self.desk() else {
-            let reply = Reply::warning("Incidents are not enabled");
-            return Err((reply, "incidents are not enabled".to_owned()));
-        };
         let caller = Caller {
             platform: platform_name(ctx.platform),
             channel: ctx.channel.to_owned(),
             user: ctx.user.clone(),
             groups: Vec::new(),
         };
-        desk.execute(&caller, inc).await.map_err(|reply| {
+        desk.execute(&caller, cmd).await.map_err(|reply| {
             let summary = reply.text.clone().unwrap_or_else(|| reply.title.clone());
             (reply, summary)
         })
@@ -1639,9 +1659,10 @@ impl Engine {
 /// Whether running `cmd` changes anything (the cluster, or an incident): such a request left
 /// running by a crash has an unknown outcome.
 fn changes_state(cmd: &Command) -> bool {
+    use opsbot_policies::Action;
     cmd.is_mutating()
-        || matches!(cmd.op, Op::Incident(_))
-            && cmd.action() != opsbot_policies::Action::IncidentShow
+        || matches!(cmd.op, Op::Incident(_) | Op::Alert(_))
+            && !matches!(cmd.action(), Action::IncidentShow | Action::AlertShow)
 }
 
 /// The static name of a platform stored as text (approvals keep theirs in the database).

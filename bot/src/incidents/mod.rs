@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use opsbot_commands::incident::incident_id;
 use opsbot_commands::ops::mask_secrets;
-use opsbot_commands::{IncidentCmd, IncidentOp, IncidentStatus, Reply, Role};
+use opsbot_commands::{Command, IncidentCmd, IncidentOp, IncidentStatus, Op, Reply, Role};
 use opsbot_policies::{Severity, Subject};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,7 @@ pub use clock::Clock;
 
 use crate::chat::{ChannelRef, ChatSink, DeliveryError, Reaction};
 use crate::config::{IncidentsConfig, SeverityPlan};
-use crate::engine::{Caller, Desk, Engine, Observation, Observed};
+use crate::engine::{Caller, Desk, DeskFor, Engine, Facts, Observation, Observed};
 use crate::store::{AuditEntry, AuditKind, Incident, NewIncident, Store, TimerKind};
 
 /// Timeline entries shown by `incident list` and the like, at most.
@@ -80,7 +80,9 @@ impl Incidents {
 
     /// Registers with the engine and starts the timer sweep (until [`Incidents::stop`]).
     pub fn start(&self) {
-        self.inner.engine.register_desk(Arc::new(self.clone()));
+        self.inner
+            .engine
+            .register_desk(DeskFor::Incidents, Arc::new(self.clone()));
         let me = self.clone();
         tokio::spawn(async move { me.sweep_forever().await });
     }
@@ -836,16 +838,25 @@ struct OpenArgs {
 
 #[async_trait]
 impl Desk for Incidents {
-    async fn prepare(&self, caller: &Caller, cmd: &IncidentCmd) -> Result<Option<Severity>, Reply> {
+    async fn prepare(&self, caller: &Caller, cmd: &Command) -> Result<Facts, Reply> {
+        let Op::Incident(cmd) = &cmd.op else {
+            return Ok(Facts::default());
+        };
         if !cmd.op.names_one() {
-            return Ok(None);
+            return Ok(Facts::default());
         }
         let inc = self.target(caller, cmd.id).await?;
-        Ok(Some(inc.severity))
+        Ok(Facts {
+            severity: Some(inc.severity),
+            namespace: None,
+        })
     }
 
-    async fn execute(&self, caller: &Caller, cmd: &IncidentCmd) -> Result<Reply, Reply> {
-        self.run(caller, cmd).await
+    async fn execute(&self, caller: &Caller, cmd: &Command) -> Result<Reply, Reply> {
+        match &cmd.op {
+            Op::Incident(inc) => self.run(caller, inc).await,
+            _ => Err(Reply::warning("Not an incident command")),
+        }
     }
 
     async fn observe(&self, seen: Observation) {

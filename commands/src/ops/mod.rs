@@ -339,7 +339,9 @@ impl Operator {
         match &cmd.op {
             Op::Help { command } => return Ok(help_reply(command.as_deref())),
             Op::Whoami => return Err(OpError::NotAnOperation("whoami".into())),
-            Op::Incident(_) => return Err(OpError::NotAnOperation("incident".into())),
+            Op::Incident(_) | Op::Alert(_) => {
+                return Err(OpError::NotAnOperation(cmd.to_text()));
+            }
             _ => {}
         }
         let ctx = self.ctx(cmd, progress)?;
@@ -383,7 +385,7 @@ impl Operator {
             Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
             Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
             Op::BackupRun { cronjob } => backup::run(ctx, cronjob).await,
-            Op::Help { .. } | Op::Whoami | Op::Incident(_) => {
+            Op::Help { .. } | Op::Whoami | Op::Incident(_) | Op::Alert(_) => {
                 Err(OpError::NotAnOperation(cmd.to_text()))
             }
         }
