@@ -221,6 +221,10 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
     }
     let mut discord_gateway = None;
     if let Some(discord) = crate::discord::DiscordConfig::from_config(&config.discord) {
+        let discord = discord.with_incidents(
+            config.incidents.discord_category.clone(),
+            config.incidents.discord_archive_category.clone(),
+        );
         discord.validate()?;
         match discord.mode {
             crate::discord::Mode::Http => {

@@ -9,6 +9,14 @@
 //! `X-RateLimit-*` bucket headers on every answer, and 429s with `retry_after` on demand.
 //! Interactions the test sends are registered here first (as Discord would know them), so
 //! their tokens work on the webhook routes.
+//!
+//! Servers and their channels (incident automation): `GET`/`POST /guilds/{guild}/channels`
+//! (text channel names kept in lower case, duplicates allowed as on Discord),
+//! `GET`/`PATCH /channels/{id}`, `PUT /channels/{id}/permissions/{overwrite}`,
+//! `PUT /channels/{id}/messages/pins/{message}` and `GET /users/@me`, answering with Discord's
+//! channel objects; a permission taken away with [`DiscordFake::deny`] makes the calls that need
+//! it fail as Discord does (403 `{"message": "Missing Permissions", "code": 50013}`), a server
+//! the bot is not in or a channel it cannot see answers 403 `50001 Missing Access`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,7 +35,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct Call {
     /// A name for the route: `callback`, `edit_original`, `delete_original`, `followup`,
-    /// `edit_webhook_message`, `create_message`, `edit_message`, `get_commands`, `put_commands`.
+    /// `edit_webhook_message`, `create_message`, `edit_message`, `get_commands`, `put_commands`,
+    /// `get_guild_channels`, `create_channel`, `get_channel`, `modify_channel`,
+    /// `edit_permissions`, `pin`, `get_current_user`.
     pub route: &'static str,
     pub method: String,
     pub path: String,
@@ -98,6 +108,64 @@ struct Interaction {
     expired: bool,
 }
 
+/// A Discord permission the bot can be denied in the fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Create channels, change their topic or category.
+    ManageChannels,
+    /// Permission overwrites (Manage Permissions on a channel).
+    ManageRoles,
+    /// Pin messages.
+    PinMessages,
+}
+
+/// A permission overwrite as Discord returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overwrite {
+    /// 0 role, 1 member.
+    pub kind: u8,
+    pub allow: u64,
+    pub deny: u64,
+}
+
+/// A guild channel as Discord holds it.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub id: String,
+    pub guild: String,
+    pub name: String,
+    /// 0 text, 4 category.
+    pub kind: u64,
+    pub parent: Option<String>,
+    pub topic: Option<String>,
+    /// Overwrite id (user or role) → overwrite.
+    pub overwrites: BTreeMap<String, Overwrite>,
+    /// Pinned message ids, newest last.
+    pub pins: Vec<String>,
+}
+
+impl Channel {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "type": self.kind,
+            "guild_id": self.guild,
+            "name": self.name,
+            "position": 0,
+            "permission_overwrites": self.overwrites.iter().map(|(id, o)| json!({
+                "id": id, "type": o.kind,
+                "allow": o.allow.to_string(), "deny": o.deny.to_string(),
+            })).collect::<Vec<_>>(),
+            "parent_id": self.parent,
+            "topic": self.topic,
+            "nsfw": false,
+            "rate_limit_per_user": 0,
+            "last_message_id": null,
+            "flags": 0,
+        })
+    }
+}
+
 /// A failure to answer the next call to a route with.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -123,6 +191,9 @@ struct Inner {
     refused_channels: HashSet<String>,
     failures: HashMap<&'static str, Vec<Failure>>,
     commands: HashMap<String, Value>,
+    guilds: HashSet<String>,
+    channels: BTreeMap<String, Channel>,
+    denied: HashSet<Permission>,
     /// Routes whose next successful answer says the bucket is empty, and for how long.
     exhausted: HashMap<&'static str, f64>,
     next_id: u64,
@@ -195,6 +266,17 @@ impl DiscordFake {
                 "/api/v10/channels/{channel}/messages/{message}",
                 any(edit_message),
             )
+            .route("/api/v10/guilds/{guild}/channels", any(guild_channels))
+            .route("/api/v10/channels/{channel}", any(channel))
+            .route(
+                "/api/v10/channels/{channel}/permissions/{overwrite}",
+                any(edit_permissions),
+            )
+            .route(
+                "/api/v10/channels/{channel}/messages/pins/{message}",
+                any(pin),
+            )
+            .route("/api/v10/users/@me", axum::routing::get(me))
             .route("/api/v10/applications/{app}/commands", any(commands))
             .route(
                 "/api/v10/applications/{app}/guilds/{guild}/commands",
@@ -306,7 +388,52 @@ impl DiscordFake {
         }
     }
 
-    /// Bot messages in `channel` are refused with 50001 Missing Access.
+    /// The bot is a member of `guild` (its channel routes answer; others say Missing Access).
+    pub fn add_guild(&self, guild: &str) {
+        self.inner().guilds.insert(guild.to_owned());
+    }
+
+    /// A channel that exists already (`kind` 0 text, 4 category); returns its id.
+    pub fn add_channel(&self, guild: &str, name: &str, kind: u64, parent: Option<&str>) -> String {
+        let mut inner = self.inner();
+        inner.guilds.insert(guild.to_owned());
+        inner.next_id += 1;
+        let id = inner.next_id.to_string();
+        inner.channels.insert(
+            id.clone(),
+            Channel {
+                id: id.clone(),
+                guild: guild.to_owned(),
+                name: name.to_owned(),
+                kind,
+                parent: parent.map(str::to_owned),
+                topic: None,
+                overwrites: BTreeMap::new(),
+                pins: Vec::new(),
+            },
+        );
+        id
+    }
+
+    pub fn channel(&self, id: &str) -> Option<Channel> {
+        self.inner().channels.get(id).cloned()
+    }
+
+    pub fn channels(&self) -> Vec<Channel> {
+        self.inner().channels.values().cloned().collect()
+    }
+
+    /// Takes `permission` away from the bot: calls that need it fail with 403 50013.
+    pub fn deny(&self, permission: Permission) {
+        self.inner().denied.insert(permission);
+    }
+
+    /// Gives `permission` back.
+    pub fn grant(&self, permission: Permission) {
+        self.inner().denied.remove(&permission);
+    }
+
+    /// Bot messages in `channel` (and its channel routes) are refused with 50001 Missing Access.
     pub fn refuse_channel(&self, channel: &str) {
         self.inner().refused_channels.insert(channel.to_owned());
     }
@@ -486,6 +613,317 @@ impl Shared {
         m.edits += 1;
         Some(m.clone())
     }
+}
+
+/// Discord keeps text channel names in lower case, with dashes for spaces.
+fn channel_name(name: &str) -> String {
+    name.trim().to_lowercase().replace(' ', "-")
+}
+
+fn missing_permissions() -> Response {
+    error(StatusCode::FORBIDDEN, 50013, "Missing Permissions")
+}
+
+fn missing_access() -> Response {
+    error(StatusCode::FORBIDDEN, 50001, "Missing Access")
+}
+
+fn invalid_form(what: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({
+            "code": 50035,
+            "message": "Invalid Form Body",
+            "errors": { what: { "_errors": [{ "code": "BASE_TYPE_INVALID", "message": "Invalid value" }] } },
+        })),
+    )
+        .into_response()
+}
+
+impl Shared {
+    /// Records a call to a channel route and answers it: 401 without the bot token, an
+    /// injected failure, or what `handle` says (with bucket headers when it succeeded).
+    fn channel_call(
+        &self,
+        route: &'static str,
+        method: &Method,
+        path: String,
+        headers: &HeaderMap,
+        body: &Value,
+        handle: impl FnOnce(&mut Inner) -> Response,
+    ) -> Response {
+        let res = if !self.bot_authorised(headers) {
+            error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized")
+        } else if let Some(r) = self.injected(route) {
+            r
+        } else {
+            let res = handle(&mut self.inner());
+            if res.status().is_success() {
+                self.with_bucket(route, res)
+            } else {
+                res
+            }
+        };
+        self.record(route, method, path, body, res.status(), None);
+        res
+    }
+}
+
+impl Inner {
+    fn denies(&self, p: Permission) -> bool {
+        self.denied.contains(&p)
+    }
+
+    /// Discord's refusal when the bot cannot see the channel (or it does not exist).
+    fn invisible(&self, id: &str) -> Option<Response> {
+        if self.refused_channels.contains(id) {
+            return Some(missing_access());
+        }
+        (!self.channels.contains_key(id))
+            .then(|| error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"))
+    }
+
+    /// `parent_id` must be a category of the same guild (or null).
+    fn check_parent(&self, guild: &str, parent: &Value) -> Result<Option<String>, Box<Response>> {
+        match parent {
+            Value::Null => Ok(None),
+            Value::String(p) => match self.channels.get(p) {
+                Some(c) if c.kind == 4 && c.guild == guild => Ok(Some(p.clone())),
+                _ => Err(Box::new(invalid_form("parent_id"))),
+            },
+            _ => Err(Box::new(invalid_form("parent_id"))),
+        }
+    }
+}
+
+async fn guild_channels(
+    State(s): State<Shared>,
+    Path(guild): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse(&body);
+    let route = if method == Method::POST {
+        "create_channel"
+    } else {
+        "get_guild_channels"
+    };
+    let path = format!("/guilds/{guild}/channels");
+    s.channel_call(route, &method, path, &headers, &body, |inner| {
+        if !inner.guilds.contains(&guild) {
+            return missing_access();
+        }
+        match method {
+            Method::GET => {
+                let list: Vec<Value> = inner
+                    .channels
+                    .values()
+                    .filter(|c| c.guild == guild)
+                    .map(Channel::json)
+                    .collect();
+                axum::Json(json!(list)).into_response()
+            }
+            Method::POST => {
+                if inner.denies(Permission::ManageChannels) {
+                    return missing_permissions();
+                }
+                let kind = body["type"].as_u64().unwrap_or(0);
+                let name = match body["name"].as_str() {
+                    Some(n) if (1..=100).contains(&n.chars().count()) => n,
+                    _ => return invalid_form("name"),
+                };
+                let name = if kind == 0 {
+                    channel_name(name)
+                } else {
+                    name.to_owned()
+                };
+                let parent = match inner.check_parent(&guild, &body["parent_id"]) {
+                    Ok(p) => p,
+                    Err(r) => return *r,
+                };
+                inner.next_id += 1;
+                let id = inner.next_id.to_string();
+                let c = Channel {
+                    id: id.clone(),
+                    guild: guild.clone(),
+                    name,
+                    kind,
+                    parent,
+                    topic: body["topic"].as_str().map(str::to_owned),
+                    overwrites: BTreeMap::new(),
+                    pins: Vec::new(),
+                };
+                let answer = c.json();
+                inner.channels.insert(id, c);
+                (StatusCode::CREATED, axum::Json(answer)).into_response()
+            }
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed"),
+        }
+    })
+}
+
+async fn channel(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse(&body);
+    let route = if method == Method::PATCH {
+        "modify_channel"
+    } else {
+        "get_channel"
+    };
+    let path = format!("/channels/{id}");
+    s.channel_call(route, &method, path, &headers, &body, |inner| {
+        if let Some(r) = inner.invisible(&id) {
+            return r;
+        }
+        match method {
+            Method::GET => axum::Json(inner.channels[&id].json()).into_response(),
+            Method::PATCH => {
+                let Some(fields) = body.as_object() else {
+                    return invalid_form("body");
+                };
+                if inner.denies(Permission::ManageChannels)
+                    || (fields.contains_key("permission_overwrites")
+                        && inner.denies(Permission::ManageRoles))
+                {
+                    return missing_permissions();
+                }
+                let guild = inner.channels[&id].guild.clone();
+                let parent = match fields.get("parent_id") {
+                    Some(p) => match inner.check_parent(&guild, p) {
+                        Ok(p) => Some(p),
+                        Err(r) => return *r,
+                    },
+                    None => None,
+                };
+                let c = inner.channels.get_mut(&id).unwrap();
+                if let Some(p) = parent {
+                    c.parent = p;
+                }
+                if let Some(t) = fields.get("topic") {
+                    match t {
+                        Value::Null => c.topic = None,
+                        Value::String(t) if t.chars().count() <= 1024 => c.topic = Some(t.clone()),
+                        _ => return invalid_form("topic"),
+                    }
+                }
+                if let Some(n) = fields.get("name").and_then(Value::as_str) {
+                    c.name = channel_name(n);
+                }
+                axum::Json(c.json()).into_response()
+            }
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed"),
+        }
+    })
+}
+
+async fn edit_permissions(
+    State(s): State<Shared>,
+    Path((id, overwrite)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse(&body);
+    let path = format!("/channels/{id}/permissions/{overwrite}");
+    s.channel_call(
+        "edit_permissions",
+        &method,
+        path,
+        &headers,
+        &body,
+        |inner| {
+            if method != Method::PUT {
+                return error(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed");
+            }
+            if let Some(r) = inner.invisible(&id) {
+                return r;
+            }
+            if inner.denies(Permission::ManageRoles) {
+                return missing_permissions();
+            }
+            let kind = match body["type"].as_u64() {
+                Some(k @ (0 | 1)) => k as u8,
+                _ => return invalid_form("type"),
+            };
+            let bits = |k: &str| match &body[k] {
+                Value::Null => Some(0),
+                Value::String(v) => v.parse::<u64>().ok(),
+                _ => None,
+            };
+            let (Some(allow), Some(deny)) = (bits("allow"), bits("deny")) else {
+                return invalid_form("allow");
+            };
+            let c = inner.channels.get_mut(&id).unwrap();
+            c.overwrites
+                .insert(overwrite.clone(), Overwrite { kind, allow, deny });
+            StatusCode::NO_CONTENT.into_response()
+        },
+    )
+}
+
+async fn pin(
+    State(s): State<Shared>,
+    Path((id, message)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse(&body);
+    let path = format!("/channels/{id}/messages/pins/{message}");
+    s.channel_call("pin", &method, path, &headers, &body, |inner| {
+        if method != Method::PUT {
+            return error(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed");
+        }
+        if let Some(r) = inner.invisible(&id) {
+            return r;
+        }
+        if inner.denies(Permission::PinMessages) {
+            return missing_permissions();
+        }
+        let exists = inner
+            .messages
+            .get(&message)
+            .is_some_and(|m| m.channel == id && !m.deleted);
+        if !exists {
+            return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+        }
+        let c = inner.channels.get_mut(&id).unwrap();
+        if !c.pins.contains(&message) {
+            if c.pins.len() >= 250 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    30003,
+                    "Maximum number of pins reached (250)",
+                );
+            }
+            c.pins.push(message.clone());
+        }
+        StatusCode::NO_CONTENT.into_response()
+    })
+}
+
+async fn me(State(s): State<Shared>, method: Method, headers: HeaderMap) -> Response {
+    let app = s.app.clone();
+    s.channel_call(
+        "get_current_user",
+        &method,
+        "/users/@me".into(),
+        &headers,
+        &Value::Null,
+        |_| {
+            axum::Json(json!({
+                "id": app, "username": "opsbot", "discriminator": "0",
+                "global_name": null, "avatar": null, "bot": true,
+            }))
+            .into_response()
+        },
+    )
 }
 
 fn message_json(m: &Message) -> Value {

@@ -262,11 +262,14 @@ fn register_is_idempotent_and_the_invite_asks_only_for_what_is_used() {
     .unwrap_err();
     assert!(err.to_string().contains("not a guild id"), "{err}");
 
+    // View Channel, Send Messages, Embed Links; Manage Channels, Manage Roles and Pin
+    // Messages for incident channels. Nothing else (no Administrator, no Manage Messages).
     let url = execute(Some(&file), DiscordCmd::InviteUrl).unwrap();
+    let permissions: u64 = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 4) | (1 << 28) | (1 << 51);
     assert_eq!(
         url,
         [format!(
-            "https://discord.com/oauth2/authorize?client_id={APP}&scope=bot%20applications.commands&permissions=19456"
+            "https://discord.com/oauth2/authorize?client_id={APP}&scope=bot%20applications.commands&permissions={permissions}"
         )]
     );
     drop(rt);

@@ -21,6 +21,7 @@ use opsbot_commands::spec::{self, AppCommand, AppOption, OptionKind, OptionValue
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::channels::bits as channels;
 use super::rest::{Auth, Call, DiscordRest};
 use crate::chat::DeliveryError;
 
@@ -33,8 +34,20 @@ pub const RUN_OPTION: &str = "command";
 pub const MAX_CHOICES: usize = 25;
 /// Largest integer Discord accepts as an option bound.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-/// The bot's permissions: View Channel, Send Messages, Embed Links — all the REST calls need.
-pub const PERMISSIONS: u64 = (1 << 10) | (1 << 11) | (1 << 14);
+/// The bot's permissions, exactly what the REST calls need:
+/// - View Channel, Send Messages, Embed Links: answers, approval cards, progress (embeds);
+/// - Manage Channels: incident channels — create them, set their topic, move them to the
+///   archive category (`discord::channels`);
+/// - Manage Roles (Manage Permissions on a channel): invite responders to an incident channel
+///   and make it read-only when it is archived (permission overwrites);
+/// - Pin Messages: pin the incident card (since February 2026 Manage Messages no longer lets
+///   a bot pin, and opsbot deletes nobody's messages, so it does not ask for Manage Messages).
+pub const PERMISSIONS: u64 = channels::VIEW_CHANNEL
+    | channels::SEND_MESSAGES
+    | channels::EMBED_LINKS
+    | channels::MANAGE_CHANNELS
+    | channels::MANAGE_ROLES
+    | channels::PIN_MESSAGES;
 
 /// What a name option is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -596,6 +609,7 @@ mod tests {
         let url = invite_url("1100");
         assert!(url.contains("client_id=1100"));
         assert!(url.contains("scope=bot%20applications.commands"));
-        assert!(url.ends_with("permissions=19456"), "{url}");
+        // View Channel, Send Messages, Embed Links, Manage Channels, Manage Roles, Pin Messages.
+        assert!(url.ends_with("permissions=2251800082140176"), "{url}");
     }
 }

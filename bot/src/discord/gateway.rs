@@ -1,9 +1,12 @@
 //! Gateway mode: interactions over Discord's WebSocket gateway, so no public URL is needed.
 //!
-//! One connection with the `GUILDS` intent only (no privileged intents): Hello → Identify (or
+//! One connection with the `GUILDS` intent (no privileged intents): Hello → Identify (or
 //! Resume) → heartbeats at the interval Discord asks for; `INTERACTION_CREATE` dispatches go
 //! through the same [`Dispatcher`] as HTTP interactions, and its answer is sent back with
-//! `POST /interactions/{id}/{token}/callback`. A dropped connection, a missed heartbeat ACK or
+//! `POST /interactions/{id}/{token}/callback`. When incidents are in use on Discord
+//! ([`DiscordConfig::reactions`]) it also asks for `GUILD_MESSAGE_REACTIONS` (not privileged)
+//! and hands each `MESSAGE_REACTION_ADD` in a served guild (not opsbot's own) to the engine, in
+//! the order they came, without holding up the read loop. A dropped connection, a missed heartbeat ACK or
 //! a Reconnect (op 7) resumes the session (`resume_gateway_url`, session id, last sequence);
 //! an Invalid Session that cannot be resumed identifies afresh. Closes that retrying cannot fix
 //! (authentication failed, intents not allowed) end the loop with an error.
@@ -22,10 +25,50 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::dispatch::{Dispatcher, Interaction};
 use super::rest::{Auth, Call};
-use super::{DiscordConfig, DiscordError, DiscordSink};
+use super::{DiscordConfig, DiscordError, DiscordSink, PLATFORM};
+use crate::chat::{Reaction, ReactionObserver};
 
-/// `GUILDS`: the only intent opsbot asks for (interactions need none).
+/// `GUILDS`: the intent opsbot always asks for (interactions need none).
 pub const INTENTS: u64 = 1;
+/// `GUILD_MESSAGE_REACTIONS`: reactions in guild channels, for incident timelines.
+pub const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
+/// Reactions waiting for the engine at most; more are dropped (and logged).
+const REACTION_QUEUE: usize = 1024;
+
+/// The intents to identify with.
+pub fn intents(reactions: bool) -> u64 {
+    if reactions {
+        INTENTS | GUILD_MESSAGE_REACTIONS
+    } else {
+        INTENTS
+    }
+}
+
+/// A `MESSAGE_REACTION_ADD` as the engine hears it; `None` outside the served `guilds` (DMs
+/// included) and for reactions by opsbot itself (`me`).
+pub fn reaction(d: &Value, guilds: &[String], me: Option<&str>) -> Option<Reaction> {
+    let guild = d["guild_id"]
+        .as_str()
+        .filter(|g| guilds.iter().any(|s| s == g))?;
+    let user = d["user_id"].as_str().filter(|u| super::is_snowflake(u))?;
+    if Some(user) == me {
+        return None;
+    }
+    let channel = d["channel_id"].as_str()?;
+    let message = d["message_id"].as_str()?;
+    Some(Reaction {
+        platform: PLATFORM,
+        user: opsbot_policies::Subject::parse(&format!("discord:{user}")).ok()?,
+        channel: channel.to_owned(),
+        message_id: message.to_owned(),
+        emoji: d["emoji"]["name"].as_str()?.to_owned(),
+        text: None,
+        author: None,
+        link: Some(format!(
+            "https://discord.com/channels/{guild}/{channel}/{message}"
+        )),
+    })
+}
 const API_VERSION: &str = "v=10&encoding=json";
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -36,6 +79,8 @@ struct Session {
     id: Option<String>,
     resume_url: Option<String>,
     seq: Option<u64>,
+    /// opsbot's own user id, from READY.
+    me: Option<String>,
 }
 
 /// Why one connection ended.
@@ -48,14 +93,31 @@ enum Ended {
     Fatal(String),
 }
 
-/// Runs the gateway until `stop` resolves (or a fatal close).
+/// Runs the gateway until `stop` resolves (or a fatal close). With `cfg.reactions`, reactions
+/// go to `reactions` (without an observer they are not asked for).
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
     sink: DiscordSink,
-    cfg: DiscordConfig,
+    mut cfg: DiscordConfig,
+    reactions: Option<Arc<dyn ReactionObserver>>,
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), DiscordError> {
     tokio::pin!(stop);
+    let reactions = match reactions.filter(|_| cfg.reactions) {
+        Some(observer) => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Reaction>(REACTION_QUEUE);
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    observer.reaction(r).await;
+                }
+            });
+            Some(tx)
+        }
+        None => {
+            cfg.reactions = false;
+            None
+        }
+    };
     let mut session = Session::default();
     let mut failures = 0u32;
     loop {
@@ -78,7 +140,16 @@ pub async fn run(
                 }
             }
         };
-        let ended = connection(&url, &mut session, &dispatcher, &sink, &cfg, &mut stop).await;
+        let ended = connection(
+            &url,
+            &mut session,
+            &dispatcher,
+            &sink,
+            &cfg,
+            reactions.as_ref(),
+            &mut stop,
+        )
+        .await;
         match ended {
             Ended::Stopped => return Ok(()),
             Ended::Fatal(why) => return Err(DiscordError::Gateway(why)),
@@ -138,6 +209,7 @@ async fn connection(
     dispatcher: &Arc<Dispatcher>,
     sink: &DiscordSink,
     cfg: &DiscordConfig,
+    reactions: Option<&tokio::sync::mpsc::Sender<Reaction>>,
     stop: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> Ended {
     let address = format!("{}/?{API_VERSION}", url.trim_end_matches('/'));
@@ -210,7 +282,7 @@ async fn connection(
                         "token": cfg.token, "session_id": id, "seq": seq}}),
                     _ => json!({"op": 2, "d": {
                         "token": cfg.token,
-                        "intents": INTENTS,
+                        "intents": intents(cfg.reactions),
                         "properties": {"os": std::env::consts::OS, "browser": "opsbot", "device": "opsbot"},
                     }}),
                 };
@@ -235,10 +307,19 @@ async fn connection(
                 Some("READY") => {
                     session.id = msg["d"]["session_id"].as_str().map(str::to_owned);
                     session.resume_url = msg["d"]["resume_gateway_url"].as_str().map(str::to_owned);
+                    session.me = msg["d"]["user"]["id"].as_str().map(str::to_owned);
                     tracing::info!("Discord gateway ready");
                 }
                 Some("RESUMED") => tracing::info!("Discord gateway session resumed"),
                 Some("INTERACTION_CREATE") => interaction(dispatcher, sink, &msg["d"]),
+                Some("MESSAGE_REACTION_ADD") => {
+                    let seen = reaction(&msg["d"], &cfg.guilds, session.me.as_deref());
+                    if let (Some(tx), Some(r)) = (reactions, seen)
+                        && tx.try_send(r).is_err()
+                    {
+                        tracing::warn!("too many reactions waiting for the engine: one dropped");
+                    }
+                }
                 _ => {}
             },
             _ => {}
@@ -288,4 +369,45 @@ fn interaction(dispatcher: &Arc<Dispatcher>, sink: &DiscordSink, d: &Value) {
             Err(e) => dispatcher.reject(crate::engine::RejectionKind::Malformed, e.to_string()),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(guild: Option<&str>, user: &str) -> Value {
+        let mut d = json!({
+            "user_id": user, "channel_id": "30", "message_id": "40",
+            "emoji": {"id": null, "name": "📌"}, "burst": false, "type": 0,
+            "message_author_id": "50",
+        });
+        if let Some(g) = guild {
+            d["guild_id"] = g.into();
+        }
+        d
+    }
+
+    #[test]
+    fn reactions_in_served_guilds_by_others_reach_the_engine() {
+        let guilds = vec!["20".to_owned()];
+        let r = reaction(&add(Some("20"), "10"), &guilds, Some("99")).unwrap();
+        assert_eq!(r.platform, "discord");
+        assert_eq!(r.user.to_string(), "discord:10");
+        assert_eq!((r.channel.as_str(), r.message_id.as_str()), ("30", "40"));
+        assert_eq!(r.emoji, "📌");
+        assert_eq!(
+            r.link.as_deref(),
+            Some("https://discord.com/channels/20/30/40")
+        );
+        assert!(r.text.is_none() && r.author.is_none());
+        assert!(reaction(&add(Some("21"), "10"), &guilds, None).is_none());
+        assert!(reaction(&add(None, "10"), &guilds, None).is_none());
+        assert!(reaction(&add(Some("20"), "99"), &guilds, Some("99")).is_none());
+    }
+
+    #[test]
+    fn the_reactions_intent_only_when_asked() {
+        assert_eq!(intents(false), 1);
+        assert_eq!(intents(true), 1025);
+    }
 }

@@ -8,11 +8,13 @@
 //! - [`commands`]: the `/ops` application command generated from the command declarations,
 //!   its registration, the install URL, and autocomplete from the clusters.
 //! - [`render`]: `Reply` → embeds and buttons; [`rest`]: the REST API with Discord's rate
-//!   limits; [`sink`]: [`DiscordSink`] (deferred responses, ephemeral follow-ups, edits).
+//!   limits; [`sink`]: [`DiscordSink`] (deferred responses, ephemeral follow-ups, edits);
+//!   [`channels`]: incident channels (create, topic, invite, pin, archive) and mentions.
 //!
 //! Wiring for `opsbot serve`: `discord::router(engine, &cfg)` merged into the server's router
 //! (HTTP mode; also registers the sink), or `discord::run_gateway(engine, cfg, stop)`.
 
+pub mod channels;
 pub mod commands;
 pub mod dispatch;
 pub mod gateway;
@@ -69,6 +71,13 @@ pub struct DiscordConfig {
     pub interaction_lifetime: Duration,
     /// How long autocomplete waits for the cluster (Discord allows 3 s for the whole answer).
     pub autocomplete_timeout: Duration,
+    /// The category incident channels are created in (`incidents.discord_category`).
+    pub incident_category: Option<String>,
+    /// The category closed incidents' channels move to (`incidents.discord_archive_category`).
+    pub archive_category: Option<String>,
+    /// Gateway mode: also ask for the `GUILD_MESSAGE_REACTIONS` intent and hand reactions in
+    /// served guilds to the engine (incident timelines). Set by [`DiscordConfig::with_incidents`].
+    pub reactions: bool,
 }
 
 impl DiscordConfig {
@@ -89,7 +98,24 @@ impl DiscordConfig {
             update_interval: Duration::from_secs(1),
             interaction_lifetime: sink::TOKEN_LIFETIME,
             autocomplete_timeout: Duration::from_millis(1500),
+            incident_category: None,
+            archive_category: None,
+            reactions: false,
         }
+    }
+
+    /// Incidents on Discord: channels are created in `category` and archived into
+    /// `archive_category`. Incidents are in use on Discord when `category` is set: then the
+    /// gateway also receives reactions (📌 marks a message for the timeline).
+    pub fn with_incidents(
+        mut self,
+        category: Option<String>,
+        archive_category: Option<String>,
+    ) -> Self {
+        self.reactions = category.is_some();
+        self.incident_category = category;
+        self.archive_category = archive_category;
+        self
     }
 
     /// From the `discord:` section of `opsbot.yaml`; `None` when Discord is not configured.
@@ -142,6 +168,14 @@ impl DiscordConfig {
         if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
             return Err(DiscordError::BadApiUrl(self.api_url.clone()));
         }
+        for (key, id) in [
+            ("incidents.discord_category", &self.incident_category),
+            ("incidents.discord_archive_category", &self.archive_category),
+        ] {
+            if let Some(id) = id.as_ref().filter(|id| !is_snowflake(id)) {
+                return Err(DiscordError::BadCategory(key, id.clone()));
+            }
+        }
         Ok(())
     }
 }
@@ -160,6 +194,9 @@ impl std::fmt::Debug for DiscordConfig {
             .field("update_interval", &self.update_interval)
             .field("interaction_lifetime", &self.interaction_lifetime)
             .field("autocomplete_timeout", &self.autocomplete_timeout)
+            .field("incident_category", &self.incident_category)
+            .field("archive_category", &self.archive_category)
+            .field("reactions", &self.reactions)
             .finish()
     }
 }
@@ -180,6 +217,8 @@ pub enum DiscordError {
     BadGuild(String),
     #[error("discord.api_url must be an http(s) URL, not {0:?}")]
     BadApiUrl(String),
+    #[error("{0}: {1:?} is not a Discord category id (a number)")]
+    BadCategory(&'static str, String),
     #[error("Discord gateway: {0}")]
     Gateway(String),
 }
@@ -209,8 +248,20 @@ pub async fn run_gateway(
         engine.operator().clone(),
         cfg.autocomplete_timeout,
     ));
+    let reactions: Arc<dyn crate::chat::ReactionObserver> =
+        Arc::new(EngineReactions(engine.clone()));
     let dispatcher = Dispatcher::new(Arc::new(engine), sink.clone(), &cfg.guilds, names);
-    gateway::run(Arc::new(dispatcher), sink, cfg, stop).await
+    gateway::run(Arc::new(dispatcher), sink, cfg, Some(reactions), stop).await
+}
+
+/// Reactions from the gateway, for the engine (which hands them to the incidents service).
+struct EngineReactions(Engine);
+
+#[async_trait::async_trait]
+impl crate::chat::ReactionObserver for EngineReactions {
+    async fn reaction(&self, reaction: crate::chat::Reaction) {
+        self.0.reaction(reaction).await;
+    }
 }
 
 /// The route on any [`Pipeline`] and name source; `sink` must be the one the pipeline answers
@@ -265,6 +316,29 @@ mod tests {
         assert!(matches!(c.validate(), Err(DiscordError::BadGuild(_))));
         let c = valid().with_api_url("discord.com/api");
         assert!(matches!(c.validate(), Err(DiscordError::BadApiUrl(_))));
+        let c = valid().with_incidents(Some("Incidents".into()), None);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "incidents.discord_category: \"Incidents\" is not a Discord category id (a number)"
+        );
+        let c = valid().with_incidents(Some("7".into()), Some("#archive".into()));
+        assert!(matches!(
+            c.validate(),
+            Err(DiscordError::BadCategory(
+                "incidents.discord_archive_category",
+                _
+            ))
+        ));
+    }
+
+    #[test]
+    fn incidents_in_a_category_turn_reactions_on() {
+        assert!(!valid().reactions);
+        let c = valid().with_incidents(None, Some("8".into()));
+        assert!(!c.reactions && c.archive_category.as_deref() == Some("8"));
+        let c = valid().with_incidents(Some("7".into()), Some("8".into()));
+        assert!(c.reactions && c.validate().is_ok());
+        assert_eq!(c.incident_category.as_deref(), Some("7"));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! 256/1,024, 6,000 characters per embed, 5 rows of 5 buttons, `custom_id` ≤ 100) are kept by
 //! cutting, and the footer says what was cut. Code fences are always closed, and a fence inside
 //! the output cannot end the block early. `allowed_mentions` is empty on every message, so
-//! text echoed from users or logs can never ping anyone (`@everyone` included).
+//! text echoed from users or logs can never ping anyone (`@everyone` included) — except the
+//! people and roles the reply names in [`Reply::notify`]: they are mentioned in the message's
+//! `content` (Discord notifies for mentions there, never in embeds) and are the only ids in
+//! `allowed_mentions.users` / `.roles`.
 
 use opsbot_commands::reply::{ButtonStyle, Limits, Reply, Tone, cut_chars, cut_lines};
 use serde_json::{Value, json};
@@ -97,6 +100,47 @@ fn code_block(caption: Option<&str>, body: &str) -> String {
     }
 }
 
+/// Discord's cap on `allowed_mentions.users` and `.roles`.
+pub const MAX_ALLOWED_MENTIONS: usize = 100;
+/// A message's `content`.
+pub const CONTENT_CHARS: usize = 2000;
+
+/// The message `content` that pings the Discord people and roles of `notify` (subjects of
+/// other platforms are left out), and the `allowed_mentions` that lets exactly those ping.
+pub fn notifications(notify: &[String]) -> (String, Value) {
+    let (mut users, mut roles): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut content = String::new();
+    for who in notify {
+        let Some((kind, id)) = who.split_once(':') else {
+            continue;
+        };
+        let (list, mention) = match kind {
+            "discord" if super::is_snowflake(id) => (&mut users, format!("<@{id}>")),
+            "discord-role" if super::is_snowflake(id) => (&mut roles, format!("<@&{id}>")),
+            _ => continue,
+        };
+        if list.contains(&id) || list.len() >= MAX_ALLOWED_MENTIONS {
+            continue;
+        }
+        if content.chars().count() + mention.chars().count() + 1 > CONTENT_CHARS {
+            break;
+        }
+        if !content.is_empty() {
+            content.push(' ');
+        }
+        content.push_str(&mention);
+        list.push(id);
+    }
+    let mut allowed = json!({ "parse": [] });
+    if !users.is_empty() {
+        allowed["users"] = json!(users);
+    }
+    if !roles.is_empty() {
+        allowed["roles"] = json!(roles);
+    }
+    (content, allowed)
+}
+
 /// The message body (`content`, `embeds`, `components`, `allowed_mentions`) for `reply`.
 pub fn render(reply: &Reply) -> Value {
     let mut r = reply.truncated(&limits());
@@ -180,11 +224,12 @@ pub fn render(reply: &Reply) -> Value {
     if let Some(footer) = footer {
         embed["footer"] = json!({ "text": footer });
     }
+    let (content, allowed_mentions) = notifications(&r.notify);
     json!({
-        "content": "",
+        "content": content,
         "embeds": [embed],
         "components": components,
-        "allowed_mentions": { "parse": [] },
+        "allowed_mentions": allowed_mentions,
     })
 }
 
@@ -309,6 +354,43 @@ mod tests {
                 assert!(b["custom_id"].as_str().unwrap().len() <= CUSTOM_ID_CHARS);
             }
         }
+    }
+
+    #[test]
+    fn only_the_notified_may_ping_and_they_are_in_the_content() {
+        let reply = Reply::danger("P1 opened")
+            .text("@everyone discord:7 discord-role:8")
+            .notify("discord-role:42")
+            .notify("discord:123")
+            .notify("slack-group:S0ONCALL")
+            .notify("discord:123")
+            .notify("discord-role:abc");
+        let m = render(&reply);
+        assert_eq!(
+            m["allowed_mentions"],
+            json!({"parse": [], "users": ["123"], "roles": ["42"]})
+        );
+        assert_eq!(m["content"], "<@&42> <@123>");
+        let only_roles = render(&Reply::info("x").notify("discord-role:1"));
+        assert_eq!(
+            only_roles["allowed_mentions"],
+            json!({"parse": [], "roles": ["1"]})
+        );
+        // Nobody to notify (or nobody on Discord): nothing may ping.
+        for r in [Reply::info("x"), Reply::info("x").notify("slack:U1")] {
+            let m = render(&r);
+            assert_eq!(m["allowed_mentions"], json!({"parse": []}));
+            assert_eq!(m["content"], "");
+        }
+        // Discord's caps: 100 ids per list, 2,000 characters of content.
+        let many: Vec<String> = (0..300)
+            .map(|i| format!("discord:{}", 100_000_000_000_000_000u64 + i))
+            .collect();
+        let (content, allowed) = notifications(&many);
+        let users = allowed["users"].as_array().unwrap();
+        assert!(content.chars().count() <= CONTENT_CHARS);
+        assert!(users.len() <= MAX_ALLOWED_MENTIONS && users.len() > 50);
+        assert_eq!(content.matches("<@").count(), users.len());
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - **Transient failures** (network, timeouts, 5xx) are retried with exponential backoff.
 //! - Anything else is a refusal carrying Discord's JSON error code (`10062 Unknown
 //!   interaction`, `50001 Missing Access`), logged with the call's name — never its path, which
-//!   may hold an interaction token.
+//!   may hold an interaction token. A call made with [`DiscordRest::call_needing`] turns a 403
+//!   `50013 Missing Permissions` into [`DeliveryError::NotPermitted`] naming the permission it
+//!   needs, and `50001 Missing Access` into one naming View Channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,10 +155,21 @@ fn seconds(v: &str) -> Option<Duration> {
     (s.is_finite() && (0.0..1e7).contains(&s)).then(|| Duration::from_secs_f64(s))
 }
 
+/// Discord's JSON error code for a permission the bot lacks.
+pub const MISSING_PERMISSIONS: u64 = 50013;
+/// Discord's JSON error code for a channel or server the bot cannot see.
+pub const MISSING_ACCESS: u64 = 50001;
+/// What a 403 `50001 Missing Access` asks for.
+pub const VIEW_CHANNEL_GRANT: &str = "the View Channel permission";
+
 /// What one attempt turned into.
 enum Attempt {
     Done(Value),
-    Refused(String),
+    Refused {
+        status: StatusCode,
+        code: Option<u64>,
+        error: String,
+    },
     Retry {
         error: String,
         after: Option<Duration>,
@@ -189,6 +202,18 @@ impl DiscordRest {
     /// Makes `call`, waiting for its bucket and retrying as the module docs say. Answers with
     /// no body (204) come back as `Value::Null`.
     pub async fn call(&self, call: &Call) -> Result<Value, DeliveryError> {
+        self.run(call, None).await
+    }
+
+    /// As [`DiscordRest::call`], for a call that needs a permission: Discord's 403 `50013
+    /// Missing Permissions` comes back as [`DeliveryError::NotPermitted`] with `grant` (e.g.
+    /// "the Manage Channels permission"), and 403 `50001 Missing Access` as one naming View
+    /// Channel.
+    pub async fn call_needing(&self, call: &Call, grant: &str) -> Result<Value, DeliveryError> {
+        self.run(call, Some(grant)).await
+    }
+
+    async fn run(&self, call: &Call, grant: Option<&str>) -> Result<Value, DeliveryError> {
         let mut last_error = String::new();
         for attempt in 0..self.retry.max_attempts.max(1) {
             loop {
@@ -203,11 +228,27 @@ impl DiscordRest {
             }
             match self.attempt(call).await {
                 Attempt::Done(v) => return Ok(v),
-                Attempt::Refused(error) => {
+                Attempt::Refused {
+                    status,
+                    code,
+                    error,
+                } => {
                     tracing::warn!(call = call.name, error = %error, "Discord refused a call");
-                    return Err(DeliveryError::Refused {
-                        method: call.name.to_owned(),
-                        error,
+                    let method = call.name.to_owned();
+                    return Err(match (grant, status, code) {
+                        (Some(grant), StatusCode::FORBIDDEN, Some(MISSING_PERMISSIONS)) => {
+                            DeliveryError::NotPermitted {
+                                method,
+                                grant: grant.to_owned(),
+                            }
+                        }
+                        (Some(_), StatusCode::FORBIDDEN, Some(MISSING_ACCESS)) => {
+                            DeliveryError::NotPermitted {
+                                method,
+                                grant: VIEW_CHANNEL_GRANT.to_owned(),
+                            }
+                        }
+                        _ => DeliveryError::Refused { method, error },
                     });
                 }
                 Attempt::Retry { error, after } => {
@@ -253,7 +294,11 @@ impl DiscordRest {
             req = req.header(http::header::AUTHORIZATION, format!("Bot {}", self.token));
         }
         let Ok(req) = req.body(Full::new(body)) else {
-            return Attempt::Refused("the request could not be built".to_owned());
+            return Attempt::Refused {
+                status: StatusCode::BAD_REQUEST,
+                code: None,
+                error: "the request could not be built".to_owned(),
+            };
         };
         let res = match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
             Ok(Ok(res)) => res,
@@ -324,7 +369,11 @@ impl DiscordRest {
             };
         }
         if !status.is_success() {
-            return Attempt::Refused(describe_error(status, &json));
+            return Attempt::Refused {
+                status,
+                code: json["code"].as_u64(),
+                error: describe_error(status, &json),
+            };
         }
         Attempt::Done(json)
     }

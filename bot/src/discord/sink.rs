@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::render::{render, render_private};
 use super::rest::{Auth, Call, DiscordRest};
 use super::{DiscordConfig, PLATFORM};
-use crate::chat::{ChatSink, DeliveryError, MessageRef};
+use crate::chat::{ChannelRef, ChatSink, DeliveryError, MessageRef};
 use crate::pacing::EditPacer;
 
 /// How long Discord accepts an interaction token.
@@ -182,13 +182,20 @@ impl Interactions {
     }
 }
 
-/// Posts, answers and edits opsbot's messages on Discord.
+/// Posts, answers and edits opsbot's messages on Discord; creates, archives and manages
+/// incident channels ([`super::channels`]).
 #[derive(Clone, Debug)]
 pub struct DiscordSink {
     rest: DiscordRest,
     application_id: String,
     interactions: Interactions,
     pacer: EditPacer,
+    /// The server incident channels are created in: the first of `discord.guilds`.
+    guild: Option<String>,
+    incident_category: Option<String>,
+    archive_category: Option<String>,
+    /// The bot's user id, once asked for.
+    me: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl DiscordSink {
@@ -198,7 +205,27 @@ impl DiscordSink {
             application_id: cfg.application_id.clone(),
             interactions,
             pacer: EditPacer::new(cfg.update_interval),
+            guild: cfg.guilds.first().cloned(),
+            incident_category: cfg.incident_category.clone(),
+            archive_category: cfg.archive_category.clone(),
+            me: Arc::default(),
         }
+    }
+
+    pub(super) fn guild(&self) -> Option<&str> {
+        self.guild.as_deref()
+    }
+
+    pub(super) fn incident_category(&self) -> Option<&str> {
+        self.incident_category.as_deref()
+    }
+
+    pub(super) fn archive_category(&self) -> Option<&str> {
+        self.archive_category.as_deref()
+    }
+
+    pub(super) fn me_cell(&self) -> &tokio::sync::OnceCell<String> {
+        &self.me
     }
 
     pub fn interactions(&self) -> &Interactions {
@@ -451,5 +478,33 @@ impl ChatSink for DiscordSink {
         // Filling the deferred response was this message's first edit: pace the next from it.
         self.pacer.written(&format!("{channel}/{id}"));
         Ok(message_ref(channel, id))
+    }
+
+    async fn create_channel(&self, name: &str) -> Result<ChannelRef, DeliveryError> {
+        self.create_incident_channel(name).await
+    }
+
+    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), DeliveryError> {
+        self.set_channel_topic(channel, topic).await
+    }
+
+    async fn invite(&self, channel: &str, who: &[Subject]) -> Result<(), DeliveryError> {
+        self.invite_to_channel(channel, who).await
+    }
+
+    async fn pin(&self, message: &MessageRef) -> Result<(), DeliveryError> {
+        self.pin_message(message).await
+    }
+
+    async fn archive(&self, channel: &str) -> Result<(), DeliveryError> {
+        self.archive_channel(channel).await
+    }
+
+    fn mention(&self, who: &Subject) -> String {
+        super::channels::mention(who)
+    }
+
+    fn channel_link(&self, channel: &ChannelRef) -> String {
+        super::channels::channel_link(channel)
     }
 }
