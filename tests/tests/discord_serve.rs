@@ -554,3 +554,84 @@ async fn progress_edits_are_paced_and_undeliverable_replies_are_audited() {
     assert_eq!(undelivered[0].entry.channel.as_deref(), Some(other));
     s.bot.stop().await.unwrap();
 }
+
+/// An incident on Discord: opened with `/ops run`, its channel created and its card posted
+/// there; the card's Take command button runs `incident ack` as the clicker (a new deferred
+/// answer, not an edit of the card).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_opens_a_channel_and_its_card_button_acknowledges() {
+    let s = setup().await;
+    s.fake.add_guild(GUILD);
+    s.fake.expect_command("tok-i1", CHANNEL);
+    let open = discord_fake::run(
+        "5000000000000000101",
+        "tok-i1",
+        GUILD,
+        CHANNEL,
+        &engineer(),
+        "incident open P2 checkout slow",
+    );
+    assert_eq!(
+        json_of(deliver(&s.http, &s.base, &open).await).await.1,
+        json!({"type": 5})
+    );
+    let card = s
+        .fake
+        .wait_for_text(PATIENCE, "INC-1 · P2 · investigating")
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the incident card: {:#?} {:#?}",
+                s.fake
+                    .messages()
+                    .iter()
+                    .map(|m| m.text())
+                    .collect::<Vec<_>>(),
+                s.fake.channels()
+            )
+        });
+    let channel = s
+        .fake
+        .channels()
+        .into_iter()
+        .find(|c| c.name == "inc-1-checkout-slow")
+        .expect("the incident channel");
+    assert_eq!(card.channel, channel.id);
+    let take = card
+        .custom_ids()
+        .into_iter()
+        .find(|c| c.starts_with("incident:"))
+        .expect("a Take command button");
+    assert_eq!(take, "incident:ack --id INC-1");
+
+    s.fake.expect_command("tok-i2", &channel.id);
+    let click = discord_fake::click(
+        "5000000000000000102",
+        "tok-i2",
+        GUILD,
+        &channel.id,
+        &engineer(),
+        &card.id,
+        &take,
+    );
+    assert_eq!(
+        json_of(deliver(&s.http, &s.base, &click).await).await.1,
+        json!({"type": 5})
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let inc = s.bot.engine.store().incident(1).await.unwrap().unwrap();
+        if inc.acked_by.as_deref() == Some("discord:4000000000000000001") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not acknowledged: {inc:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.fake
+        .wait_for_text(PATIENCE, "INC-1 acknowledged")
+        .await
+        .expect("the answer to the click");
+}

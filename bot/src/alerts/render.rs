@@ -67,7 +67,8 @@ pub fn open_incident_command(g: &AlertGroup) -> String {
         .unwrap_or("alert")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
-        .take(80)
+        // Discord's custom_id holds 100 characters: `incident:open P1 ` + this + ` --alert …`.
+        .take(50)
         .collect();
     let title = if title.is_empty() {
         "alert".to_owned()

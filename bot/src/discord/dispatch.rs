@@ -262,6 +262,11 @@ impl Dispatcher {
         let Some((action, approval_id)) = custom_id.and_then(|c| c.split_once(':')) else {
             return Ok(json!({ "type": 6 }));
         };
+        if action == crate::incidents::render::COMMAND_BUTTON {
+            return Ok(self
+                .command_button(&i, actor, custom_id.unwrap_or_default())
+                .await);
+        }
         let approve = match action {
             APPROVE => true,
             DENY => false,
@@ -297,6 +302,35 @@ impl Dispatcher {
             }));
         }
         Ok(json!({ "type": 6 }))
+    }
+
+    /// A button that runs a command (an incident card's "Take command", an alert's "Open
+    /// incident"): its custom id `incident:ack --id INC-7` is the command, run as if the clicker
+    /// typed it. Deferred like a typed command (type 5), so the answer is a new message, not an
+    /// edit of the message the button is on.
+    async fn command_button(&self, i: &Interaction, actor: Actor, custom_id: &str) -> Value {
+        self.sink.interactions().deferred(&i.id, &i.token);
+        let invocation = Invocation {
+            platform: PLATFORM,
+            user: actor.user,
+            groups: Vec::new(),
+            channel: actor.channel,
+            text: custom_id.replacen(':', " ", 1),
+            delivery_id: Some(format!("discord:{}", i.id)),
+            origin: Some(i.id.clone()),
+        };
+        let groups = Box::pin(std::future::ready(actor.groups));
+        match self
+            .pipeline
+            .take(Inbound::Command(invocation), groups)
+            .await
+        {
+            Ok(()) => json!({ "type": 5 }),
+            Err(refusal) => {
+                self.sink.interactions().mark_settled(&i.id);
+                ephemeral(&refusal.message())
+            }
+        }
     }
 
     /// Choices for the focused option, from the cluster (bounded by the name source's timeout;
