@@ -2026,7 +2026,13 @@ fn app_option(name: &str, help: &str, ty: ValueType, required: bool) -> AppOptio
         _ => None,
     };
     let choices = match ty {
-        ValueType::Topic => COMMANDS.iter().map(|c| c.name.to_owned()).collect(),
+        // Commands and groups (a group's help lists its commands): within Discord's 25.
+        ValueType::Topic => COMMANDS
+            .iter()
+            .filter(|c| c.group().is_none())
+            .map(|c| c.name.to_owned())
+            .chain(GROUPS.iter().map(|g| g.name.to_owned()))
+            .collect(),
         ValueType::Choice(words) => words.iter().map(|w| (*w).to_owned()).collect(),
         _ => Vec::new(),
     };
