@@ -2,28 +2,21 @@
 //! included, side by side with a bare axum handler measured in the same run. Run it through
 //! `scripts/bench-discord.sh`.
 //!
-//! Every request is a distinct `/ops run` interaction signed with the test key before the clock
-//! starts, so each one passes verification, is deferred (type 5), and starts background work
-//! that edits the deferred response through the real sink and REST client on a fake Discord
-//! in the same process — competing for the same two cores as the ack path, as in production.
+//! The bot is the real pipeline: the engine with its durable inbox on SQLite (an interaction is
+//! acknowledged only once it is on disk), the policy, kubesim with its default seed, and the
+//! real sink and REST client editing each deferred response on a fake Discord in the same
+//! process, competing for the same two cores as the ack path, as in production. Every request is
+//! a distinct `/ops run` interaction signed with the test key before the clock starts.
 //! Options: see [`opsbot_tests::bench::args`] (`--secret` is unused: interactions are signed
 //! with the test key, so a running bot must be configured with its public key).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::routing::post;
-use futures::future::BoxFuture;
-use opsbot::chat::{ChatSink, Platform};
-use opsbot::discord::commands::{NameKind, NameSource};
-use opsbot::discord::{DiscordConfig, DiscordSink, Interactions};
-use opsbot::engine::{Inbound, Refusal, RejectionKind};
-use opsbot::slack::Pipeline;
-use opsbot_commands::reply::Reply;
-use opsbot_policies::Subject;
+use opsbot::discord::DiscordConfig;
 use opsbot_tests::bench::{args, fire, report, serve};
+use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::discord_fake::{self, DiscordFake, Member, signer};
 
 const TOKEN: &str = "discord-bench-token";
@@ -31,48 +24,14 @@ const APP: &str = "1000000000000000001";
 const GUILD: &str = "2000000000000000001";
 const CHANNEL: &str = "3000000000000000001";
 
-/// Stands in for the engine: answers each command by filling its deferred response.
-struct Replier {
-    sink: DiscordSink,
-}
-
-#[async_trait]
-impl Pipeline for Replier {
-    async fn take(
-        &self,
-        inbound: Inbound,
-        _groups: BoxFuture<'static, Vec<Subject>>,
-    ) -> Result<(), Refusal> {
-        if let Inbound::Command(inv) = inbound {
-            let sink = self.sink.clone();
-            tokio::spawn(async move {
-                let reply = Reply::ok(format!("ran {}", inv.text));
-                let _ = sink
-                    .answer(&inv.channel, inv.origin.as_deref(), &reply)
-                    .await;
-            });
-        }
-        Ok(())
-    }
-    async fn tell_refused(&self, _inbound: &Inbound, _refusal: Refusal) {}
-    async fn reject(&self, _platform: Platform, kind: RejectionKind, detail: &str) {
-        eprintln!("rejected ({}): {detail}", kind.as_str());
-    }
-}
-
-struct NoNames;
-
-#[async_trait]
-impl NameSource for NoNames {
-    async fn names(
-        &self,
-        _kind: NameKind,
-        _cluster: Option<&str>,
-        _namespace: Option<&str>,
-    ) -> Result<Vec<String>, String> {
-        Ok(Vec::new())
-    }
-}
+/// Everyone may read; the bench runs `status`.
+const POLICY: &str = r#"
+version: 1
+rules:
+  - name: read
+    roles: ["*"]
+    actions: [status]
+"#;
 
 /// `n` signed interactions for `base`, their tokens registered with the fake.
 fn interactions(
@@ -130,17 +89,22 @@ async fn main() {
     let bare_base = serve(bare).await;
 
     let fake = DiscordFake::start(TOKEN, APP).await;
+    let mut in_process = None;
     let (bot_base, bot_name) = match &args.url {
         Some(url) => (url.clone(), "discord (running bot)"),
         None => {
             let mut cfg = DiscordConfig::new(TOKEN, signer().public_key_hex(), APP)
                 .with_api_url(&fake.api_url());
             cfg.guilds = vec![GUILD.to_owned()];
-            let sink = DiscordSink::new(&cfg, Interactions::new(cfg.interaction_lifetime));
-            let pipeline = Arc::new(Replier { sink: sink.clone() });
-            let app = opsbot::discord::router_with(pipeline, sink, Arc::new(NoNames), &cfg)
-                .expect("valid configuration");
-            (serve(app).await, "discord /discord/interactions")
+            let bot = TestBot::start(Db::Sqlite, "discord_bench", POLICY, BotOptions::default())
+                .await
+                .expect("SQLite is never skipped");
+            let app = opsbot::server::base_router(bot.engine.clone()).merge(
+                opsbot::discord::router(bot.engine.clone(), &cfg).expect("valid configuration"),
+            );
+            // Kept alive (kubesim, the database directory) until the end of main.
+            in_process = Some(bot);
+            (serve(app).await, "opsbot /discord/interactions")
         }
     };
 
@@ -189,4 +153,7 @@ async fn main() {
         "(deferred responses filled on the fake Discord: {answered}; total run {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    if let Some(bot) = in_process {
+        bot.engine.shutdown().await;
+    }
 }
