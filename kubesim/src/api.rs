@@ -333,15 +333,38 @@ impl Req<'_> {
         Ok((ls, fs))
     }
 
+    /// The stored objects in the request's namespace (or all) matching both selectors, sorted
+    /// by (namespace, name), and the list resourceVersion. A field selector's `path=value` term
+    /// on an indexed field is answered from the index.
+    fn select(&self, ls: &LabelSelector, fs: &FieldSelector) -> (Vec<Value>, u64) {
+        let def = self.t.def;
+        // Field selectors see the served view of an object; only the stored one is indexed.
+        let same_view = def.group != "events.k8s.io";
+        let keep = |o: &Value| {
+            ls.matches(o)
+                && (fs.is_empty_sel()
+                    || if same_view {
+                        fs.matches(o)
+                    } else {
+                        fs.matches(&to_view(def, o.clone()))
+                    })
+        };
+        let store = &self.shared.store;
+        let ns = self.t.ns.as_deref();
+        let indexed = fs
+            .equalities()
+            .filter(|_| same_view)
+            .find_map(|(path, value)| store.list_by_field(self.sdef(), ns, path, value, keep));
+        match indexed {
+            Some(found) => found,
+            None => store.list_filtered(self.sdef(), ns, keep),
+        }
+    }
+
     fn list(&self) -> Result<Response, ApiError> {
         let (ls, fs) = self.selectors()?;
         let def = self.t.def;
-        let (items, rv) = self
-            .shared
-            .store
-            .list_filtered(self.sdef(), self.t.ns.as_deref(), |o| {
-                ls.matches(o) && (fs.is_empty_sel() || fs.matches(&to_view(def, o.clone())))
-            });
+        let (items, rv) = self.select(&ls, &fs);
         let mut items: Vec<Value> = items.into_iter().map(|o| to_view(def, o)).collect();
         let start = match self.q.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => {
@@ -841,12 +864,7 @@ impl Req<'_> {
     fn delete_collection(&self) -> Result<Response, ApiError> {
         let (ls, fs) = self.selectors()?;
         let def = self.t.def;
-        let (items, rv) = self
-            .shared
-            .store
-            .list_filtered(self.sdef(), self.t.ns.as_deref(), |o| {
-                ls.matches(o) && (fs.is_empty_sel() || fs.matches(&to_view(def, o.clone())))
-            });
+        let (items, rv) = self.select(&ls, &fs);
         let mut out = Vec::new();
         for o in items {
             if let Ok(g) =

@@ -54,13 +54,14 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Wakes the controllers after a write.
     pub kick: tokio::sync::Notify,
-    /// One controller pass at a time; what the last pass left (`None` before the first).
-    pub reconciling: Mutex<Option<controllers::Settled>>,
+    /// One controller pass at a time; the controllers' work queue and what the last pass left.
+    pub reconciling: Mutex<controllers::Queue>,
 }
 
-/// The background loop runs a pass at least this often (real time), whatever the last pass said:
-/// a safety net should a controller ever miss registering a wake-up.
-const FULL_PASS_EVERY: Duration = Duration::from_secs(10);
+/// The background loop runs a full pass (every object looked at, like an informer's resync) at
+/// least this often (real time), whatever the queue says: a safety net should a controller ever
+/// miss registering a wake-up.
+const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
 
 impl Shared {
     async fn advance(&self, by: Duration) {
@@ -73,23 +74,28 @@ impl Shared {
         while !left.is_zero() {
             let s = step.min(left);
             self.clock.advance(s);
-            self.reconcile();
+            self.reconcile(false);
             left -= s;
             tokio::task::yield_now().await;
         }
     }
 
-    /// Runs a controller pass now.
-    fn reconcile(&self) {
-        let mut settled = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+    /// Runs a controller pass now: over what changed and what is due, or (`full`) everything.
+    fn reconcile(&self, full: bool) {
+        let mut queue = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         let ctx = controllers::Ctx::new(&self.store, &self.faults, self.clock.now());
-        *settled = Some(controllers::reconcile_all(&ctx));
+        controllers::reconcile_all(&ctx, &mut queue, full);
     }
 
     /// Runs a controller pass unless the last one left nothing to do: no write since, no
     /// change of faults, and no wake-up due on the sim clock. Returns whether it ran.
     fn reconcile_if_due(&self) -> bool {
-        let due = match *self.reconciling.lock().unwrap_or_else(|e| e.into_inner()) {
+        let due = match self
+            .reconciling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settled
+        {
             None => true,
             Some(s) => {
                 s.rv != self.store.resource_version()
@@ -98,7 +104,7 @@ impl Shared {
             }
         };
         if due {
-            self.reconcile();
+            self.reconcile(false);
         }
         due
     }
@@ -170,8 +176,9 @@ impl KubeSim {
             faults: Faults::default(),
             addr,
             kick: tokio::sync::Notify::new(),
-            reconciling: Mutex::new(None),
+            reconciling: Mutex::new(controllers::Queue::default()),
         });
+        shared.store.track_changes();
         // Namespaces first, then everything else in seed order.
         let mut objs = seed.objects;
         for ns in ["default", "kube-system", "kube-public"] {
@@ -199,7 +206,7 @@ impl KubeSim {
             shared.clock.advance(step.unsigned_abs());
             shared.reconcile_if_due();
         }
-        shared.reconcile();
+        shared.reconcile_if_due();
         shared.clock.resume();
 
         let mut tasks = Vec::new();
@@ -227,7 +234,7 @@ impl KubeSim {
                 let full = last_pass.elapsed() >= FULL_PASS_EVERY;
                 let ran = tokio::task::spawn_blocking(move || {
                     if full {
-                        s2.reconcile();
+                        s2.reconcile(true);
                         true
                     } else {
                         s2.reconcile_if_due()
@@ -270,9 +277,9 @@ impl KubeSim {
         &self.shared.store
     }
 
-    /// Run every controller once, now.
+    /// Run every controller once, now, on every object (a resync).
     pub fn reconcile(&self) {
-        self.shared.reconcile();
+        self.shared.reconcile(true);
     }
 
     /// Move simulated time forward in small steps, running the controllers after each, so rollouts,

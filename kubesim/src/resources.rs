@@ -35,6 +35,14 @@ impl ResourceDef {
         }
     }
 
+    /// Whether this resource's apiVersion is `api_version` (without building the string).
+    pub fn is_api_version(&self, api_version: &str) -> bool {
+        match api_version.split_once('/') {
+            Some((group, version)) => self.group == group && self.version == version,
+            None => self.group.is_empty() && self.version == api_version,
+        }
+    }
+
     pub fn has(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }
@@ -211,7 +219,7 @@ pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resou
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
-        .find(|r| r.api_version() == api_version && r.kind == kind)
+        .find(|r| r.kind == kind && r.is_api_version(api_version))
 }
 
 /// The def that owns a storage key natively (the first one listed).

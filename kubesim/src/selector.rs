@@ -195,19 +195,18 @@ impl FieldSelector {
             .map(|(_, _, v)| v.as_str())
     }
 
+    /// The `path=value` terms.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter(|(_, eq, _)| *eq)
+            .map(|(k, _, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
-            let mut cur = obj;
-            for seg in path.split('.') {
-                cur = cur.get(seg).unwrap_or(&Value::Null);
-            }
-            let got = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (got == *want) == *eq
-        })
+        self.0
+            .iter()
+            .all(|(path, eq, want)| (crate::store::field_value(obj, path) == want.as_str()) == *eq)
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::fmt_time;
 use crate::error::ApiError;
-use crate::resources::ResourceDef;
+use crate::resources::{self, ResourceDef};
 
 /// How many past events a watch can resume from.
 const HISTORY: usize = 20_000;
@@ -28,16 +28,26 @@ pub struct WatchEvent {
 }
 
 /// Where an object is stored: (storage key, namespace, name).
-type Key = (&'static str, String, String);
+pub(crate) type Key = (&'static str, String, String);
+
+/// An entry of the field index: (storage, dotted path, value).
+type FieldKey = (&'static str, &'static str, String);
 
 #[derive(Default)]
 struct Inner {
     rv: u64,
-    objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
+    /// Shared with the watch history: a write copies nothing for its watchers.
+    objects: HashMap<&'static str, BTreeMap<(String, String), Arc<Value>>>,
     history: VecDeque<WatchEvent>,
     /// Owner uid → the objects whose ownerReferences name it. Kept in step with `objects` on
     /// every write, so controllers find an object's children without scanning its namespace.
     owned: HashMap<String, BTreeSet<Key>>,
+    /// (storage, field, value) → the objects holding that value in that field, for the fields
+    /// of [`INDEXED_FIELDS`]: a list with a field selector on one of them costs what it returns.
+    fields: HashMap<FieldKey, BTreeSet<(String, String)>>,
+    /// What was written since the controllers last looked (see [`Store::take_changes`]); `None`
+    /// while nobody asked for it.
+    changed: Option<BTreeSet<Key>>,
 }
 
 /// The uids an object's ownerReferences name.
@@ -49,9 +59,93 @@ fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
         .filter_map(|r| r["uid"].as_str())
 }
 
+/// The fields field selectors are answered from an index for: (storage, dotted path). Those
+/// clients select on in a busy namespace (`status` asks for the `Warning` events, `kubectl
+/// describe` for an object's events); every write of such an object keeps them up to date.
+const INDEXED_FIELDS: &[(&str, &str)] = &[("events", "type"), ("events", "involvedObject.name")];
+
+/// Whether field selectors on `path` of objects stored under `storage` use an index.
+pub fn field_indexed(storage: &str, path: &str) -> bool {
+    INDEXED_FIELDS
+        .iter()
+        .any(|(s, p)| *s == storage && *p == path)
+}
+
+/// A field's value as field selectors compare it: a string as is, nothing as `""`, anything else
+/// as JSON.
+pub fn field_value<'a>(obj: &'a Value, path: &str) -> std::borrow::Cow<'a, str> {
+    let mut cur = obj;
+    for seg in path.split('.') {
+        cur = cur.get(seg).unwrap_or(&Value::Null);
+    }
+    match cur {
+        Value::String(s) => std::borrow::Cow::Borrowed(s),
+        Value::Null => std::borrow::Cow::Borrowed(""),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
+/// Where the owners an object's ownerReferences name are stored (same namespace as the object
+/// for a namespaced owner kind).
+fn owner_keys<'a>(ns: &'a str, obj: &'a Value) -> impl Iterator<Item = Key> + 'a {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(move |r| {
+            let def = resources::by_kind(r["apiVersion"].as_str()?, r["kind"].as_str()?)?;
+            let ns = if def.namespaced { ns } else { "" };
+            Some((def.storage, ns.to_owned(), r["name"].as_str()?.to_owned()))
+        })
+}
+
 impl Inner {
+    /// Notes a write of the object at `key` (before: `old`, after: `new`) for the controllers:
+    /// the object changed, and so did what its owners see of their children.
+    fn note_change(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        let Some(changed) = self.changed.as_mut() else {
+            return;
+        };
+        changed.insert(key.clone());
+        for obj in old.into_iter().chain(new) {
+            changed.extend(owner_keys(&key.1, obj));
+        }
+    }
+
+    /// Keeps the field indexes in step with a write.
+    fn reindex_fields(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        for (storage, path) in INDEXED_FIELDS {
+            if *storage != key.0 {
+                continue;
+            }
+            let before = old.map(|o| field_value(o, path));
+            let after = new.map(|o| field_value(o, path));
+            if before == after {
+                continue;
+            }
+            let at = (key.1.clone(), key.2.clone());
+            if let Some(v) = before {
+                let ix = (key.0, *path, v.into_owned());
+                if let Some(set) = self.fields.get_mut(&ix) {
+                    set.remove(&at);
+                    if set.is_empty() {
+                        self.fields.remove(&ix);
+                    }
+                }
+            }
+            if let Some(v) = after {
+                self.fields
+                    .entry((key.0, *path, v.into_owned()))
+                    .or_default()
+                    .insert(at);
+            }
+        }
+    }
+
     /// Records that the object at `key` changed from `old` to `new` (either may be absent).
     fn reindex_owners(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        self.note_change(key, old, new);
+        self.reindex_fields(key, old, new);
         for uid in old.into_iter().flat_map(owner_uids) {
             if let Some(set) = self.owned.get_mut(uid) {
                 set.remove(key);
@@ -104,14 +198,34 @@ pub fn rv_of(obj: &Value) -> &str {
     meta_str(obj, "resourceVersion")
 }
 
-/// Everything but metadata and status: a change here is a spec change.
-fn spec_part(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
+/// Whether two objects are equal in all top-level fields but those in `skip` (compared in place,
+/// without copies: objects are large and written often).
+fn eq_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &'_ serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .count()
+            };
+            kept(a) == kept(b)
+                && a.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
     }
-    o
+}
+
+/// Whether a change from `old` to `new` changes anything but metadata and status: a spec change.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    !eq_except(old, new, &["metadata", "status"])
+}
+
+/// Whether `new` equals `old` but for `metadata.resourceVersion`.
+fn same_but_rv(old: &Value, new: &Value) -> bool {
+    eq_except(old, new, &["metadata"])
+        && eq_except(&old["metadata"], &new["metadata"], &["resourceVersion"])
 }
 
 impl Store {
@@ -133,6 +247,46 @@ impl Store {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// From now on, note every write for [`Store::take_changes`] (the controllers' work queue).
+    pub(crate) fn track_changes(&self) {
+        let mut inner = self.write();
+        if inner.changed.is_none() {
+            inner.changed = Some(BTreeSet::new());
+        }
+    }
+
+    /// (storage, namespace, name) of every object written since the last call, and of the owners
+    /// its ownerReferences name (before and after the write), sorted; deleted ones included.
+    pub(crate) fn take_changes(&self) -> BTreeSet<Key> {
+        let mut inner = self.write();
+        match inner.changed.as_mut() {
+            Some(c) if !c.is_empty() => std::mem::take(c),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// Drops the noted change of the object at `key` if the object is still at resourceVersion
+    /// `rv` (the controllers' own write, which they need not look at again); the changes it
+    /// noted for the object's owners stay. Returns whether it was dropped.
+    pub(crate) fn forget_change(&self, key: &Key, rv: u64) -> bool {
+        let mut inner = self.write();
+        let current = inner
+            .objects
+            .get(key.0)
+            .and_then(|m| m.get(&(key.1.clone(), key.2.clone())))
+            .is_some_and(|o| rv_of(o).parse() == Ok(rv));
+        current && inner.changed.as_mut().is_some_and(|c| c.remove(key))
+    }
+
+    /// (namespace, name) of every object of a resource.
+    pub(crate) fn keys(&self, def: &ResourceDef) -> Vec<(String, String)> {
+        self.read()
+            .objects
+            .get(def.storage)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The current resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.read().rv
@@ -151,7 +305,29 @@ impl Store {
             .objects
             .get(def.storage)
             .and_then(|m| m.get(&key))
-            .cloned()
+            .map(|v| Value::clone(v))
+    }
+
+    /// An object, shared with the store (no copy; a later write replaces it, never changes it).
+    pub fn get_shared(&self, def: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
+        let ns = if def.namespaced { ns } else { "" };
+        let inner = self.read();
+        let m = inner.objects.get(def.storage)?;
+        m.get(&(ns.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Reads an object in place (no copy): `f`'s answer, `None` when there is no such object.
+    pub fn read_with<R>(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&Value) -> R,
+    ) -> Option<R> {
+        let ns = if def.namespaced { ns } else { "" };
+        let inner = self.read();
+        let m = inner.objects.get(def.storage)?;
+        m.get(&(ns.to_owned(), name.to_owned())).map(|v| f(v))
     }
 
     /// Objects of a resource, in one namespace or all, sorted by (namespace, name), plus the list resourceVersion.
@@ -174,17 +350,68 @@ impl Store {
                     .take_while(|((n, _), _)| n == ns)
                     .map(|(_, v)| v)
                     .filter(|v| keep(v))
-                    .cloned()
+                    .map(|v| Value::clone(v))
                     .collect(),
-                None => m.values().filter(|v| keep(v)).cloned().collect(),
+                None => m
+                    .values()
+                    .filter(|v| keep(v))
+                    .map(|v| Value::clone(v))
+                    .collect(),
             },
         };
         (items, inner.rv)
     }
 
+    /// [`Store::list_filtered`] of the objects whose field `path` (see [`field_indexed`]) holds
+    /// `value`, from the index: costs what matches, not what the namespace holds. `None` when
+    /// the field has no index.
+    pub fn list_by_field(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        path: &str,
+        value: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Option<(Vec<Value>, u64)> {
+        let (storage, path) = INDEXED_FIELDS
+            .iter()
+            .find(|(s, p)| *s == def.storage && *p == path)?;
+        let inner = self.read();
+        let objects = inner.objects.get(storage);
+        let keys = inner.fields.get(&(*storage, *path, value.to_owned()));
+        let items = match (objects, keys) {
+            (Some(objects), Some(keys)) => {
+                let at = |k: &(String, String)| objects.get(k).filter(|v| keep(v));
+                match ns.filter(|_| def.namespaced) {
+                    Some(ns) => keys
+                        .range((ns.to_owned(), String::new())..)
+                        .take_while(|(n, _)| n == ns)
+                        .filter_map(at)
+                        .map(|v| Value::clone(v))
+                        .collect(),
+                    None => keys
+                        .iter()
+                        .filter_map(at)
+                        .map(|v| Value::clone(v))
+                        .collect(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        Some((items, inner.rv))
+    }
+
     /// Objects of `def` whose ownerReferences name the owner with uid `owner`, sorted by
     /// (namespace, name). Costs what it returns, not what the namespace holds.
     pub fn owned_by(&self, def: &ResourceDef, owner: &str) -> Vec<Value> {
+        self.owned_by_shared(def, owner)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
+    }
+
+    /// [`Store::owned_by`], shared with the store (no copies).
+    pub fn owned_by_shared(&self, def: &ResourceDef, owner: &str) -> Vec<Arc<Value>> {
         let inner = self.read();
         let Some(keys) = inner.owned.get(owner) else {
             return Vec::new();
@@ -194,7 +421,8 @@ impl Store {
         };
         keys.iter()
             .filter(|(storage, _, _)| *storage == def.storage)
-            .filter_map(|(_, ns, name)| objects.get(&(ns.clone(), name.clone())).cloned())
+            .filter_map(|(_, ns, name)| objects.get(&(ns.clone(), name.clone())))
+            .cloned()
             .collect()
     }
 
@@ -211,16 +439,16 @@ impl Store {
         inner: &mut Inner,
         storage: &'static str,
         event_type: &'static str,
-        object: Value,
+        object: Arc<Value>,
         rv: u64,
-        prev: Option<Value>,
+        prev: Option<Arc<Value>>,
     ) {
         let ev = WatchEvent {
             storage,
             event_type,
-            object: Arc::new(object),
+            object,
             rv,
-            prev: prev.map(Arc::new),
+            prev,
         };
         inner.history.push_back(ev.clone());
         if inner.history.len() > HISTORY {
@@ -233,10 +461,22 @@ impl Store {
     pub fn create(
         &self,
         def: &'static ResourceDef,
-        mut obj: Value,
+        obj: Value,
         now: Timestamp,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        self.create_shared(def, obj, now, dry_run)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Store::create`], answering the stored object shared with the store (no copy).
+    pub fn create_shared(
+        &self,
+        def: &'static ResourceDef,
+        mut obj: Value,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let name = name_of(&obj).to_string();
         let ns = if def.namespaced {
             ns_of(&obj).to_string()
@@ -292,14 +532,16 @@ impl Store {
         if !dry_run {
             inner.rv = rv;
             inner.reindex_owners(&(def.storage, ns.clone(), name.clone()), None, Some(&obj));
+            let shared = Arc::new(obj);
             inner
                 .objects
                 .entry(def.storage)
                 .or_default()
-                .insert((ns, name), obj.clone());
-            self.emit(&mut inner, def.storage, "ADDED", obj.clone(), rv, None);
+                .insert((ns, name), shared.clone());
+            self.emit(&mut inner, def.storage, "ADDED", shared.clone(), rv, None);
+            return Ok(shared);
         }
-        Ok(obj)
+        Ok(Arc::new(obj))
     }
 
     /// Replace an object. With `check_rv`, a resourceVersion in `obj` that is not the current one is a 409.
@@ -307,10 +549,22 @@ impl Store {
     pub fn update(
         &self,
         def: &'static ResourceDef,
-        mut obj: Value,
+        obj: Value,
         check_rv: bool,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        self.update_shared(def, obj, check_rv, dry_run)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Store::update`], answering the stored object shared with the store (no copy).
+    pub fn update_shared(
+        &self,
+        def: &'static ResourceDef,
+        mut obj: Value,
+        check_rv: bool,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let name = name_of(&obj).to_string();
         let ns = if def.namespaced {
             ns_of(&obj).to_string()
@@ -327,8 +581,8 @@ impl Store {
         if check_rv && !sent_rv.is_empty() && sent_rv != rv_of(old) {
             return Err(ApiError::conflict(def, &name));
         }
-        if obj == *old {
-            return Ok(obj);
+        if obj == **old {
+            return Ok(Arc::new(obj));
         }
         let rv = inner.rv + 1;
         {
@@ -346,34 +600,38 @@ impl Store {
         }
         if def.has_generation() {
             let gen_old = old["metadata"]["generation"].as_i64().unwrap_or(1);
-            let gen_new = if spec_part(&obj) != spec_part(old) {
+            let gen_new = if spec_changed(old, &obj) {
                 gen_old + 1
             } else {
                 gen_old
             };
             obj["metadata"]["generation"] = json!(gen_new);
         }
-        let unchanged_but_rv = {
-            let mut a = obj.clone();
-            a["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-            a == *old
-        };
-        if unchanged_but_rv {
+        if same_but_rv(old, &obj) {
             return Ok(old.clone());
         }
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if !dry_run {
             inner.rv = rv;
             let key = (def.storage, ns.clone(), name.clone());
+            let shared = Arc::new(obj);
             let prev = inner
                 .objects
                 .entry(def.storage)
                 .or_default()
-                .insert((ns, name), obj.clone());
-            inner.reindex_owners(&key, prev.as_ref(), Some(&obj));
-            self.emit(&mut inner, def.storage, "MODIFIED", obj.clone(), rv, prev);
+                .insert((ns, name), shared.clone());
+            inner.reindex_owners(&key, prev.as_deref(), Some(&shared));
+            self.emit(
+                &mut inner,
+                def.storage,
+                "MODIFIED",
+                shared.clone(),
+                rv,
+                prev,
+            );
+            return Ok(shared);
         }
-        Ok(obj)
+        Ok(Arc::new(obj))
     }
 
     /// Delete an object and return it as it was last seen (with a new resourceVersion).
@@ -401,19 +659,22 @@ impl Store {
             return Err(ApiError::not_found(def, name));
         }
         if dry_run {
-            return Ok(inner.objects[def.storage][&key].clone());
+            return Ok(Value::clone(&inner.objects[def.storage][&key]));
         }
         let mut obj = inner
             .objects
             .get_mut(def.storage)
             .and_then(|m| m.remove(&key))
+            .map(Arc::unwrap_or_clone)
             .unwrap_or(Value::Null);
         inner.reindex_owners(&(def.storage, key.0, key.1), Some(&obj), None);
         self.deletes.fetch_add(1, Ordering::Relaxed);
         inner.rv += 1;
         let rv = inner.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let obj = Arc::new(obj);
         self.emit(&mut inner, def.storage, "DELETED", obj.clone(), rv, None);
+        let obj = Arc::unwrap_or_clone(obj);
         Ok(obj)
     }
 
@@ -461,7 +722,7 @@ impl Store {
             Some(m) => m
                 .iter()
                 .filter(|((n, _), _)| ns.is_none_or(|ns| !def.namespaced || n == ns))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| Value::clone(v))
                 .collect(),
         };
         (items, inner.rv, rx)
@@ -559,5 +820,54 @@ mod owner_index_tests {
         store.delete(pods, "ns", "a", false).unwrap();
         assert!(names(&store, "u1").is_empty());
         assert_eq!(names(&store, "u2"), ["b", "c"]);
+    }
+
+    #[test]
+    fn the_field_index_follows_writes_and_answers_like_a_scan() {
+        let store = Store::new();
+        let now = Timestamp::now();
+        let events = resources::events();
+        let ev = |ns: &str, name: &str, ty: &str| json!({"metadata": {"name": name, "namespace": ns}, "type": ty, "involvedObject": {"name": "web"}});
+        store
+            .create(events, ev("a", "e2", "Warning"), now, false)
+            .unwrap();
+        store
+            .create(events, ev("a", "e1", "Warning"), now, false)
+            .unwrap();
+        store
+            .create(events, ev("a", "e3", "Normal"), now, false)
+            .unwrap();
+        store
+            .create(events, ev("b", "e1", "Warning"), now, false)
+            .unwrap();
+        store
+            .create(events, ev("a", "e9", "Warning"), now, true)
+            .unwrap(); // dry run
+        let by_type = |ns: Option<&str>, ty: &str| -> Vec<String> {
+            let (items, _) = store
+                .list_by_field(events, ns, "type", ty, |_| true)
+                .expect("indexed");
+            let (scan, _) = store.list_filtered(events, ns, |e| e["type"] == ty);
+            assert_eq!(items, scan);
+            items
+                .iter()
+                .map(|e| format!("{}/{}", ns_of(e), name_of(e)))
+                .collect()
+        };
+        assert_eq!(by_type(Some("a"), "Warning"), ["a/e1", "a/e2"]);
+        assert_eq!(by_type(None, "Warning"), ["a/e1", "a/e2", "b/e1"]);
+        assert!(by_type(Some("c"), "Warning").is_empty());
+
+        let mut e1 = store.get(events, "a", "e1").unwrap();
+        e1["type"] = json!("Normal");
+        store.update(events, e1, false, false).unwrap();
+        store.delete(events, "a", "e2", false).unwrap();
+        assert!(by_type(Some("a"), "Warning").is_empty());
+        assert_eq!(by_type(Some("a"), "Normal"), ["a/e1", "a/e3"]);
+        assert!(
+            store
+                .list_by_field(events, None, "reason", "x", |_| true)
+                .is_none()
+        );
     }
 }

@@ -13,9 +13,8 @@ use crate::clock::fmt_time;
 use crate::resources::{cronjobs, jobs};
 use crate::store::{meta_str, name_of, ns_of};
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (cjs, _) = ctx.store.list(cronjobs(), None);
-    for cj in cjs {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    for cj in ctx.objects(cronjobs(), &keys) {
         reconcile_one(ctx, cj);
     }
 }
@@ -144,13 +143,13 @@ fn reconcile_one(ctx: &Ctx<'_>, cj: Value) {
                         &format!("Created job {}", name_of(&j)),
                         "cronjob-controller",
                     );
-                    owned.push(j);
+                    owned.push(Value::clone(&j));
                 }
                 status["lastScheduleTime"] = json!(fmt_time(at));
             }
         }
         if let Some(next) = next_run(sched, cj["spec"]["timeZone"].as_str(), ctx.now) {
-            ctx.wake_at(next);
+            ctx.wake_at(&cj, next);
         }
     }
 

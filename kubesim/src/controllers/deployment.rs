@@ -1,8 +1,10 @@
 //! The deployment controller: ReplicaSets per template, revisions, rolling updates, status and conditions.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{Ctx, children, int, owner_ref, set_condition, stable_hash, time_of};
+use super::{Ctx, children_shared, int, owner_ref, set_condition, stable_hash, time_of};
 use crate::resources::{deployments, replicasets};
 use crate::store::{name_of, ns_of};
 
@@ -13,6 +15,28 @@ fn revision(rs: &Value) -> i64 {
         .as_str()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether two pod templates are the same but for the label the controller adds (compared in
+/// place: this runs for every ReplicaSet of every deployment looked at).
+fn same_template(a: &Value, b: &Value) -> bool {
+    /// `None`: not both mappings; `Some(None)`: they differ outside `key`; else what `key` holds.
+    type Rest<'a> = Option<Option<(&'a Value, &'a Value)>>;
+    fn eq_but<'a>(a: &'a Value, b: &'a Value, key: &str) -> Rest<'a> {
+        let (a, b) = (a.as_object()?, b.as_object()?);
+        let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != key).count();
+        let same = kept(a) == kept(b) && a.iter().all(|(k, v)| k == key || b.get(k) == Some(v));
+        let null = &Value::Null;
+        Some(same.then(|| (a.get(key).unwrap_or(null), b.get(key).unwrap_or(null))))
+    }
+    let fast = eq_but(a, b, "metadata").and_then(|rest| match rest {
+        None => Some(false),
+        Some((ma, mb)) => eq_but(ma, mb, "labels").and_then(|rest| match rest {
+            None => Some(false),
+            Some((la, lb)) => eq_but(la, lb, "pod-template-hash").map(|r| r.is_some()),
+        }),
+    });
+    fast.unwrap_or_else(|| bare_template(a) == bare_template(b))
 }
 
 /// The template without the label the controller adds, for comparing.
@@ -44,19 +68,18 @@ fn resolve(v: &Value, total: i64, round_up: bool, default_pct: i64) -> i64 {
     }
 }
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (deploys, _) = ctx.store.list(deployments(), None);
-    for d in deploys {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    for d in ctx.shared_objects(deployments(), &keys) {
         reconcile_one(ctx, d);
     }
 }
 
-fn scale_rs(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64) -> bool {
+fn scale_rs(ctx: &Ctx<'_>, d: &Value, rs: &mut Arc<Value>, to: i64) -> bool {
     let from = int(&rs["spec"]["replicas"]);
     if from == to {
         return false;
     }
-    let mut new = rs.clone();
+    let mut new = Value::clone(rs);
     new["spec"]["replicas"] = json!(to);
     new["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
         json!(int(&d["spec"]["replicas"]).to_string());
@@ -80,24 +103,24 @@ fn scale_rs(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64) -> bool {
     }
 }
 
-fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
+fn reconcile_one(ctx: &Ctx<'_>, d: Arc<Value>) {
     let ns = ns_of(&d).to_string();
     let name = name_of(&d).to_string();
-    let mut rss = children(ctx, replicasets(), &d);
-    let template = bare_template(&d["spec"]["template"]);
-    let max_rev = rss.iter().map(revision).max().unwrap_or(0);
+    let mut rss = children_shared(ctx, replicasets(), &d);
+    let template = &d["spec"]["template"];
+    let max_rev = rss.iter().map(|rs| revision(rs)).max().unwrap_or(0);
     let mut progressed = false;
     let mut created_new = false;
 
     // Find or create the ReplicaSet for the current template.
     let new_idx = match rss
         .iter()
-        .position(|rs| bare_template(&rs["spec"]["template"]) == template)
+        .position(|rs| same_template(&rs["spec"]["template"], template))
     {
         Some(i) => {
             if revision(&rss[i]) < max_rev {
                 // A rollback to an old template: the old ReplicaSet becomes the newest revision.
-                let mut rs = rss[i].clone();
+                let mut rs = Value::clone(&rss[i]);
                 let old_rev = revision(&rs);
                 rs["metadata"]["annotations"][REVISION] = json!((max_rev + 1).to_string());
                 rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] =
@@ -111,6 +134,7 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
             i
         }
         None => {
+            let template = bare_template(template);
             let hash = stable_hash(&template);
             let mut tpl = template.clone();
             tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
@@ -151,7 +175,7 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
     // Keep the deployment's revision annotation in step.
     let mut d = d;
     if d["metadata"]["annotations"][REVISION].as_str() != Some(new_rev.to_string().as_str()) {
-        let mut nd = d.clone();
+        let mut nd = Value::clone(&d);
         if !nd["metadata"]["annotations"].is_object() {
             nd["metadata"]["annotations"] = json!({});
         }
@@ -170,7 +194,7 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
     cleanup_history(ctx, &d, &rss, new_idx);
 
     // Status.
-    let sum = |f: &dyn Fn(&Value) -> i64| rss.iter().map(f).sum::<i64>();
+    let sum = |f: &dyn Fn(&Value) -> i64| rss.iter().map(|r| f(r)).sum::<i64>();
     let replicas = sum(&|r| int(&r["status"]["replicas"]));
     let ready = sum(&|r| int(&r["status"]["readyReplicas"]));
     let available = sum(&|r| int(&r["status"]["availableReplicas"]));
@@ -214,7 +238,7 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
         updated == desired && replicas == desired && available == desired && spec_total == desired;
     if !complete {
         // The progress deadline runs on the clock.
-        ctx.wake_soon();
+        ctx.wake_soon(&d);
     }
     let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
     let prog = conds.iter().find(|c| c["type"] == "Progressing").cloned();
@@ -298,15 +322,16 @@ fn reconcile_one(ctx: &Ctx<'_>, d: Value) {
             ) && v == 0)
         });
     }
-    if let Some(cur) = ctx.store.get(deployments(), &ns, &name)
-        && cur["metadata"]["resourceVersion"] == d["metadata"]["resourceVersion"]
-    {
-        ctx.set_status(deployments(), &cur, status);
+    let unchanged = ctx.store.read_with(deployments(), &ns, &name, |cur| {
+        cur["metadata"]["resourceVersion"] == d["metadata"]["resourceVersion"]
+    });
+    if unchanged == Some(true) {
+        ctx.set_status(deployments(), &d, status);
     }
 }
 
 /// Move replicas from old ReplicaSets to the new one. Returns whether anything was scaled.
-fn roll(ctx: &Ctx<'_>, d: &Value, rss: &mut [Value], new_idx: usize, desired: i64) -> bool {
+fn roll(ctx: &Ctx<'_>, d: &Value, rss: &mut [Arc<Value>], new_idx: usize, desired: i64) -> bool {
     let mut changed = false;
     let strategy = d["spec"]["strategy"]["type"]
         .as_str()
@@ -384,7 +409,7 @@ fn roll(ctx: &Ctx<'_>, d: &Value, rss: &mut [Value], new_idx: usize, desired: i6
 }
 
 /// Delete the oldest unused ReplicaSets beyond revisionHistoryLimit.
-fn cleanup_history(ctx: &Ctx<'_>, d: &Value, rss: &[Value], new_idx: usize) {
+fn cleanup_history(ctx: &Ctx<'_>, d: &Value, rss: &[Arc<Value>], new_idx: usize) {
     let limit = d["spec"]["revisionHistoryLimit"]
         .as_i64()
         .unwrap_or(10)
@@ -395,7 +420,7 @@ fn cleanup_history(ctx: &Ctx<'_>, d: &Value, rss: &[Value], new_idx: usize) {
         .filter(|(i, r)| {
             *i != new_idx && int(&r["spec"]["replicas"]) == 0 && int(&r["status"]["replicas"]) == 0
         })
-        .map(|(_, r)| r)
+        .map(|(_, r)| &**r)
         .collect();
     if idle.len() <= limit {
         return;

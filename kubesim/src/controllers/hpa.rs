@@ -6,9 +6,8 @@ use super::{Ctx, int, set_condition, stable_hash};
 use crate::resources::{self, hpas};
 use crate::store::name_of;
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (list, _) = ctx.store.list(hpas(), None);
-    for h in list {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    for h in ctx.objects(hpas(), &keys) {
         reconcile_one(ctx, h);
     }
 }

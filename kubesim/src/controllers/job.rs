@@ -28,8 +28,8 @@ pub(crate) fn succeeded(job: &Value) -> bool {
     })
 }
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (js, _) = ctx.store.list_filtered(jobs(), None, |j| {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    let js = ctx.objects_where(jobs(), &keys, |j| {
         !finished(j) && j["spec"]["suspend"] != true
     });
     for j in js {
@@ -74,7 +74,7 @@ fn reconcile_one(ctx: &Ctx<'_>, job: Value) {
                 &format!("Created pod: {pname}"),
                 "job-controller",
             );
-            owned.push(p);
+            owned.push(Value::clone(&p));
         }
     }
     let duration = annotation(&job, "kubesim.io/duration-seconds")
@@ -88,7 +88,7 @@ fn reconcile_one(ctx: &Ctx<'_>, job: Value) {
         .unwrap_or(jiff::Timestamp::MAX);
     if ctx.now < done_at {
         if done_at < jiff::Timestamp::MAX {
-            ctx.wake_at(done_at);
+            ctx.wake_at(&job, done_at);
         }
         status["active"] = json!(owned.len());
         status["ready"] = json!(owned.iter().filter(|p| super::pod_ready(p)).count());

@@ -43,8 +43,8 @@ pub(super) fn terminate(ctx: &Ctx<'_>, pod: &Value) {
     ctx.update(pods(), p);
 }
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (terminating, _) = ctx.store.list_filtered(pods(), None, |p| {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    let terminating = ctx.objects_where(pods(), &keys, |p| {
         p["metadata"]["deletionTimestamp"].is_string()
     });
     for p in terminating {
@@ -54,15 +54,15 @@ pub(super) fn reconcile(ctx: &Ctx<'_>) {
         if ctx.now.duration_since(since).as_secs() >= TERMINATE_AFTER {
             ctx.delete(pods(), &p);
         } else {
-            ctx.wake_at(since + SignedDuration::from_secs(TERMINATE_AFTER));
+            ctx.wake_at(&p, since + SignedDuration::from_secs(TERMINATE_AFTER));
         }
     }
-    let (pending, _) = ctx.store.list_filtered(pods(), None, |p| {
+    let pending = ctx.objects_where(pods(), &keys, |p| {
         matches!(p["status"]["phase"].as_str(), Some("Pending") | None)
     });
     for pod in pending {
         // A pending pod moves on with the clock (scheduled, started, ready).
-        ctx.wake_soon();
+        ctx.wake_soon(&pod);
         reconcile_one(ctx, pod);
     }
 }

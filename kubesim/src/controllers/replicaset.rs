@@ -1,14 +1,15 @@
 //! The ReplicaSet controller: keeps the number of pods and the status counts.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{Ctx, children, int, owner_ref, pod_ready, random_suffix};
+use super::{Ctx, children_shared, int, owner_ref, pod_ready, random_suffix};
 use crate::resources::{pods, replicasets};
 use crate::store::{meta_str, name_of, ns_of};
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (rss, _) = ctx.store.list(replicasets(), None);
-    for rs in rss {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    for rs in ctx.shared_objects(replicasets(), &keys) {
         reconcile_one(ctx, rs);
     }
 }
@@ -41,8 +42,8 @@ pub(crate) fn pod_from_template(
     json!({ "apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"], "status": {"phase": "Pending", "qosClass": "BestEffort"} })
 }
 
-fn reconcile_one(ctx: &Ctx<'_>, rs: Value) {
-    let mut owned = children(ctx, pods(), &rs);
+fn reconcile_one(ctx: &Ctx<'_>, rs: Arc<Value>) {
+    let mut owned = children_shared(ctx, pods(), &rs);
     let want = int(&rs["spec"]["replicas"]);
     let have = owned.len() as i64;
     if have < want {

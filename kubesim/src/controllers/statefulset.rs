@@ -7,9 +7,8 @@ use super::{Ctx, children, int, pod_ready, stable_hash};
 use crate::resources::{pods, statefulsets};
 use crate::store::name_of;
 
-pub(super) fn reconcile(ctx: &Ctx<'_>) {
-    let (sets, _) = ctx.store.list(statefulsets(), None);
-    for s in sets {
+pub(super) fn reconcile(ctx: &Ctx<'_>, keys: Vec<(String, String)>) {
+    for s in ctx.objects(statefulsets(), &keys) {
         reconcile_one(ctx, s);
     }
 }
