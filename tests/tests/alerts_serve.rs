@@ -76,6 +76,24 @@ async fn start_with(
     }
 }
 
+/// A bot whose silences go to a real Alertmanager that delivers to the bot's webhook; `None`
+/// when the Alertmanager binary is missing outside CI (the test is skipped, loudly).
+async fn with_alertmanager(test: &str) -> Option<(Setup, Alertmanager)> {
+    let am_port = free_port();
+    let s = start(&format!(
+        "  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n"
+    ))
+    .await;
+    let am = Alertmanager::start_on(
+        test,
+        am_port,
+        &format!("{}/alertmanager", s.base),
+        WEBHOOK_TOKEN,
+    )
+    .await?;
+    Some((s, am))
+}
+
 fn text(m: &Message) -> String {
     let mut out = vec![m.params.to_string()];
     if let Some(t) = m.params.get("text").and_then(Value::as_str) {
@@ -125,18 +143,8 @@ async fn wait_for(fake: &SlackFake, channel: &str, needles: &[&str]) -> Vec<Mess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_groups_become_one_message_each_edited_in_place() {
-    let am_port = free_port();
-    let s = start(&format!(
-        "  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n"
-    ))
-    .await;
-    let Some(am) = Alertmanager::start_on(
-        "alertmanager_groups_become_one_message_each_edited_in_place",
-        am_port,
-        &format!("{}/alertmanager", s.base),
-        WEBHOOK_TOKEN,
-    )
-    .await
+    let Some((s, am)) =
+        with_alertmanager("alertmanager_groups_become_one_message_each_edited_in_place").await
     else {
         return;
     };
@@ -652,18 +660,8 @@ async fn a_restart_posts_what_was_stored_but_never_shown() {
 /// Alertmanager's, created by the person who asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_and_silence_commands_work_against_the_real_alertmanager() {
-    let am_port = free_port();
-    let s = start(&format!(
-        "  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n"
-    ))
-    .await;
-    let Some(am) = Alertmanager::start_on(
-        "alert_and_silence_commands_work_against_the_real_alertmanager",
-        am_port,
-        &format!("{}/alertmanager", s.base),
-        WEBHOOK_TOKEN,
-    )
-    .await
+    let Some((s, am)) =
+        with_alertmanager("alert_and_silence_commands_work_against_the_real_alertmanager").await
     else {
         return;
     };

@@ -38,27 +38,6 @@ async fn start(db: Db, test: &str, options: BotOptions) -> Option<TestBot> {
     Some(bot)
 }
 
-/// Runs `$body` (an async fn taking a `Db`) on SQLite and on PostgreSQL.
-macro_rules! both_databases {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let body = $body;
-                body(Db::Sqlite, concat!(stringify!($name), "_sqlite")).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let body = $body;
-                body(Db::Postgres, stringify!($name)).await;
-            }
-        }
-    };
-}
-
 fn command(user: &str, text: &str, delivery: &str) -> Inbound {
     Inbound::Command(Invocation {
         platform: "console",
@@ -71,7 +50,8 @@ fn command(user: &str, text: &str, delivery: &str) -> Inbound {
     })
 }
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "",
     a_request_is_on_disk_before_it_is_answered,
     |db, test| async move {
         let Some(bot) = start(db, test, BotOptions::default()).await else {
@@ -110,7 +90,7 @@ both_databases!(
     }
 );
 
-both_databases!(work_in_flight_is_bounded, |db, test| async move {
+opsbot_tests::both_databases!("", work_in_flight_is_bounded, |db, test| async move {
     let options = BotOptions {
         max_in_flight: 2,
         ..BotOptions::default()
@@ -149,7 +129,8 @@ both_databases!(work_in_flight_is_bounded, |db, test| async move {
     assert!(out.contains("busy"), "{out}");
 });
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "",
     a_change_that_waited_too_long_is_refused,
     |db, test| async move {
         let options = BotOptions {
@@ -227,7 +208,8 @@ both_databases!(
     }
 );
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "",
     requests_of_a_stopped_process_get_a_final_answer,
     |db, test| async move {
         let Some(bot) = start(db, test, BotOptions::default()).await else {
@@ -301,7 +283,8 @@ both_databases!(
     }
 );
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "",
     what_concerns_one_person_is_told_to_that_person_only,
     |db, test| async move {
         let Some(bot) = start(db, test, BotOptions::default()).await else {

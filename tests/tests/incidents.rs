@@ -53,27 +53,6 @@ rules:
     approval: { roles: [lead], count: 1, ttl: 15m }
 "#;
 
-/// Runs `$body` (an async fn taking a `Db` and a test name) on SQLite and on PostgreSQL.
-macro_rules! both_databases {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let body = $body;
-                body(Db::Sqlite, concat!(stringify!($name), "_sqlite")).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let body = $body;
-                body(Db::Postgres, concat!("inc_", stringify!($name))).await;
-            }
-        }
-    };
-}
-
 fn subjects(list: &[&str]) -> Vec<Subject> {
     list.iter().map(|s| Subject::parse(s).unwrap()).collect()
 }
@@ -256,7 +235,8 @@ fn console(user: &str, channel: &str, text: &str) -> Invocation {
     }
 }
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     open_to_close_in_slack_with_every_step_on_the_timeline,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {
@@ -469,38 +449,43 @@ both_databases!(
     }
 );
 
-both_databases!(the_policy_sees_the_severity, |db, test| async move {
-    let Some(bot) = Bot::start(db, test, config(None)).await else {
-        return;
-    };
-    // An engineer may open a P3 but not a P1.
-    bot.slash(
-        "/ops",
-        "U0BOB",
-        "C0OPS",
-        "incident open P1 all down",
-        "pol.1",
-    )
-    .await;
-    let denied = bot.wait_private("U0BOB", "Not allowed").await;
-    assert!(denied.contains("incident.open"), "{denied}");
-    assert!(bot.engine().store().incident(1).await.unwrap().is_none());
-    bot.slash(
-        "/ops",
-        "U0BOB",
-        "C0OPS",
-        "incident open P3 slow search",
-        "pol.2",
-    )
-    .await;
-    bot.wait_message("C0OPS", "INC-1 opened").await;
-    // Not in an incident channel and no --id: told privately which.
-    bot.slash("/ops", "U0BOB", "C0OPS", "incident timeline", "pol.3")
+opsbot_tests::both_databases!(
+    "inc_",
+    the_policy_sees_the_severity,
+    |db, test| async move {
+        let Some(bot) = Bot::start(db, test, config(None)).await else {
+            return;
+        };
+        // An engineer may open a P3 but not a P1.
+        bot.slash(
+            "/ops",
+            "U0BOB",
+            "C0OPS",
+            "incident open P1 all down",
+            "pol.1",
+        )
         .await;
-    bot.wait_private("U0BOB", "--id INC-N").await;
-});
+        let denied = bot.wait_private("U0BOB", "Not allowed").await;
+        assert!(denied.contains("incident.open"), "{denied}");
+        assert!(bot.engine().store().incident(1).await.unwrap().is_none());
+        bot.slash(
+            "/ops",
+            "U0BOB",
+            "C0OPS",
+            "incident open P3 slow search",
+            "pol.2",
+        )
+        .await;
+        bot.wait_message("C0OPS", "INC-1 opened").await;
+        // Not in an incident channel and no --id: told privately which.
+        bot.slash("/ops", "U0BOB", "C0OPS", "incident timeline", "pol.3")
+            .await;
+        bot.wait_private("U0BOB", "--id INC-N").await;
+    }
+);
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     a_missing_scope_still_records_the_incident,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {
@@ -557,7 +542,8 @@ both_databases!(
     }
 );
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     a_pushpin_reaction_lands_on_the_timeline,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {
@@ -614,7 +600,8 @@ async fn pagerduty() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     escalation_fires_on_the_clock_and_stops_with_a_commander,
     |db, test| async move {
         let (url, paged) = pagerduty().await;
@@ -692,7 +679,8 @@ both_databases!(
     }
 );
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     a_restart_in_the_middle_of_an_escalation_goes_on,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {
@@ -733,7 +721,8 @@ both_databases!(
     }
 );
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     two_replicas_open_at_once_and_fire_each_timer_once,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {
@@ -783,7 +772,8 @@ fn serde_yaml_secret(value: &str) -> opsbot::config::Secret {
     serde_json::from_value(Value::String(value.to_owned())).unwrap()
 }
 
-both_databases!(
+opsbot_tests::both_databases!(
+    "inc_",
     open_incident_from_an_alert_links_the_group,
     |db, test| async move {
         let Some(bot) = Bot::start(db, test, config(None)).await else {

@@ -230,6 +230,12 @@ impl Dispatcher {
             return Ok(ephemeral("opsbot only knows `/ops`; try `/ops help`."));
         }
         let text = commands::invocation_text(data.map_or(&[][..], |d| &d.options));
+        Ok(self.take_command(&i, actor, text).await)
+    }
+
+    /// Takes `text` as a command typed by `actor` in interaction `i`, durably, then defers
+    /// (type 5); a command not taken is answered at once, privately, with why.
+    async fn take_command(&self, i: &Interaction, actor: Actor, text: String) -> Value {
         self.sink.interactions().deferred(&i.id, &i.token);
         let invocation = Invocation {
             platform: PLATFORM,
@@ -247,10 +253,10 @@ impl Dispatcher {
             .take(Inbound::Command(invocation), groups)
             .await
         {
-            Ok(()) => Ok(json!({ "type": 5 })),
+            Ok(()) => json!({ "type": 5 }),
             Err(refusal) => {
                 self.sink.interactions().mark_settled(&i.id);
-                Ok(ephemeral(&refusal.message()))
+                ephemeral(&refusal.message())
             }
         }
     }
@@ -309,28 +315,8 @@ impl Dispatcher {
     /// typed it. Deferred like a typed command (type 5), so the answer is a new message, not an
     /// edit of the message the button is on.
     async fn command_button(&self, i: &Interaction, actor: Actor, custom_id: &str) -> Value {
-        self.sink.interactions().deferred(&i.id, &i.token);
-        let invocation = Invocation {
-            platform: PLATFORM,
-            user: actor.user,
-            groups: Vec::new(),
-            channel: actor.channel,
-            text: custom_id.replacen(':', " ", 1),
-            delivery_id: Some(format!("discord:{}", i.id)),
-            origin: Some(i.id.clone()),
-        };
-        let groups = Box::pin(std::future::ready(actor.groups));
-        match self
-            .pipeline
-            .take(Inbound::Command(invocation), groups)
+        self.take_command(i, actor, custom_id.replacen(':', " ", 1))
             .await
-        {
-            Ok(()) => json!({ "type": 5 }),
-            Err(refusal) => {
-                self.sink.interactions().mark_settled(&i.id);
-                ephemeral(&refusal.message())
-            }
-        }
     }
 
     /// Choices for the focused option, from the cluster (bounded by the name source's timeout;
