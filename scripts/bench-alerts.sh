@@ -13,5 +13,5 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --release -q -p opsbot-tests --example alerts_bench
+cargo build --profile bench -q -p opsbot-tests --example alerts_bench
 exec "${CARGO_TARGET_DIR:-target}/release/examples/alerts_bench" "$@"
