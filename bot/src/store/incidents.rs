@@ -381,10 +381,11 @@ impl Store {
 
     /// Sets the incident's channel (once it is created).
     pub async fn set_incident_channel(&self, number: u64, channel: &ChannelRef) -> Result<()> {
-        self.set_incident_text(number, "channel_id", Some(&channel.id))
-            .await?;
-        self.set_incident_text(number, "channel_name", Some(&channel.name))
-            .await
+        let values = [
+            ("channel_id", Some(channel.id.as_str())),
+            ("channel_name", Some(channel.name.as_str())),
+        ];
+        self.set_incident_texts(number, values).await
     }
 
     pub async fn set_incident_card(&self, number: u64, card: &MessageRef) -> Result<()> {
@@ -394,10 +395,11 @@ impl Store {
 
     pub async fn set_incident_announcement(&self, number: u64, msg: &MessageRef) -> Result<()> {
         let place = format!("{}:{}", msg.platform, msg.channel);
-        self.set_incident_text(number, "announce_channel", Some(&place))
-            .await?;
-        self.set_incident_text(number, "announce_id", Some(&msg.id))
-            .await
+        let values = [
+            ("announce_channel", Some(place.as_str())),
+            ("announce_id", Some(msg.id.as_str())),
+        ];
+        self.set_incident_texts(number, values).await
     }
 
     pub async fn set_incident_severity(&self, number: u64, severity: Severity) -> Result<()> {
@@ -517,16 +519,34 @@ impl Store {
         column: &'static str,
         value: Option<&str>,
     ) -> Result<()> {
-        // `column` is one of this module's constants, never input.
-        let sql = format!("UPDATE incidents SET {column} = $1, updated_ms = $2 WHERE number = $3");
+        self.set_incident_texts(number, [(column, value)]).await
+    }
+
+    /// Sets text columns of one incident in one statement (so a reader never sees half of a
+    /// pair such as a channel's id without its name).
+    async fn set_incident_texts<const N: usize>(
+        &self,
+        number: u64,
+        values: [(&'static str, Option<&str>); N],
+    ) -> Result<()> {
+        // The columns are this module's constants, never input.
+        let sets: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| format!("{column} = ${}", i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE incidents SET {}, updated_ms = $1 WHERE number = $2",
+            sets.join(", ")
+        );
         on_pool!(self, |pool| {
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(value)
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(Timestamp::now().as_millisecond())
-                .bind(num(number))
-                .execute(pool)
-                .await
-                .map(|_| ())?
+                .bind(num(number));
+            for (_, value) in values {
+                q = q.bind(value);
+            }
+            q.execute(pool).await.map(|_| ())?
         });
         Ok(())
     }
