@@ -1231,6 +1231,39 @@ async fn sqlite_file_store_uses_wal() {
     assert_eq!(mode, "wal");
 }
 
+/// Commits do not checkpoint the WAL (that stalled the acks); the writer's checkpoint task does,
+/// beside them: every page committed reaches the database file itself while the store runs.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_beside_the_commits() {
+    let db = Db::sqlite().await;
+    let file = db.dir.path().join("nested/opsbot.db");
+    for i in 0..600 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    let mut reader = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let needed = (pages * page_size) as u64;
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < needed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file has {} of its {needed} bytes: the WAL is not checkpointed",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report = db.store.verify().await.unwrap();
+    assert_eq!((report.count, report.problems.len()), (600, 0));
+}
+
 /// Store futures can be spawned (they are `Send + 'static` when their inputs are owned).
 #[test]
 fn store_futures_are_send() {

@@ -15,7 +15,8 @@
 //! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
 //!   ([`inbox`]); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
 //! - Audit and inbox writes go through one batching writer ([`writer`]): group commits, the
-//!   audit head read once per batch.
+//!   audit head read once per batch. On SQLite the WAL is checkpointed beside the commits, never
+//!   inside one.
 //!
 //! Every query is written once with `$N` placeholders, which both backends accept, and run on
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
@@ -254,7 +255,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            // Commits never checkpoint: the writer's checkpoint task does, beside them.
+            .pragma("wal_autocheckpoint", "0");
         // An in-memory database exists once per connection: keep exactly one.
         let pool = pool_options::<sqlx::Sqlite>(if in_memory { 1 } else { 4 })
             .connect_with(options)
