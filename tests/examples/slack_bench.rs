@@ -22,112 +22,13 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use opsbot::slack::SlackConfig;
+use opsbot_tests::bench::{Args, args, fire, report, serve};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
 const SECRET: &str = "bench-signing-secret";
 const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], actions: [status] }\n";
-
-struct Args {
-    rate: u32,
-    secs: u32,
-    clients: u32,
-    url: Option<String>,
-    secret: String,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        rate: 500,
-        secs: 10,
-        clients: 32,
-        url: None,
-        secret: SECRET.to_owned(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_default();
-        match flag.as_str() {
-            "--rate" => a.rate = value.parse().expect("--rate N"),
-            "--secs" => a.secs = value.parse().expect("--secs N"),
-            "--clients" => a.clients = value.parse().expect("--clients N"),
-            "--url" => a.url = Some(value.trim_end_matches('/').to_owned()),
-            "--secret" => a.secret = value,
-            other => panic!("unknown option {other}"),
-        }
-    }
-    if let Some(url) = &a.url {
-        let loopback = [
-            "http://127.",
-            "http://localhost:",
-            "http://localhost/",
-            "http://[::1]",
-        ];
-        assert!(
-            loopback.iter().any(|p| url.starts_with(p)),
-            "--url must be a loopback address (http://127.0.0.1:PORT): this benchmark only loads this machine"
-        );
-    }
-    a.rate = a.rate.clamp(1, 5000);
-    a.secs = a.secs.clamp(1, 60);
-    a.clients = a.clients.clamp(1, 512);
-    a
-}
-
-struct Outcome {
-    ok: usize,
-    failed: usize,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-/// Fires `requests` at `base` at `rate` per second; each one's latency counts from its due time.
-async fn fire(
-    http: &reqwest::Client,
-    base: &str,
-    requests: Vec<SignedRequest>,
-    rate: u32,
-) -> Outcome {
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(requests.len());
-    for (i, req) in requests.into_iter().enumerate() {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due).await;
-        let http = http.clone();
-        let base = base.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let ok = tokio::time::timeout(Duration::from_secs(10), async {
-                let res = req.send(&http, &base).await;
-                let status = res.status();
-                let _ = res.bytes().await;
-                status.is_success()
-            })
-            .await
-            .unwrap_or(false);
-            (ok, due.elapsed())
-        }));
-    }
-    let mut out = Outcome {
-        ok: 0,
-        failed: 0,
-        latencies: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
-    for t in tasks {
-        let (ok, latency) = t.await.expect("request task");
-        if ok {
-            out.ok += 1;
-            out.latencies.push(latency);
-        } else {
-            out.failed += 1;
-        }
-    }
-    out.elapsed = start.elapsed();
-    out.latencies.sort();
-    out
-}
 
 /// Closed loop: `--clients` senders, each sending its next request when the last is answered,
 /// for `--secs`; prints what came back under `name` and returns the acks per second.
@@ -153,11 +54,11 @@ async fn closed_loop(
                 let (mut ok, mut failed) = (0usize, 0usize);
                 let mut i = 0;
                 while Instant::now() < until {
-                    let req = commands(1, &secret, &format!("{tag}.{c}.{i}")).remove(0);
+                    let req = command(&secret, &format!("{tag}.{c}.{i}")).build(&http, &base);
                     i += 1;
-                    let res = tokio::time::timeout(Duration::from_secs(10), req.send(&http, &base));
+                    let res = tokio::time::timeout(Duration::from_secs(10), http.execute(req));
                     match res.await {
-                        Ok(r) if r.status().is_success() => {
+                        Ok(Ok(r)) if r.status().is_success() => {
                             let _ = r.bytes().await;
                             ok += 1;
                         }
@@ -187,44 +88,28 @@ fn memory_mib(field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
+/// A signed `/ops status` slash command, distinct by `tag`.
+fn command(secret: &str, tag: &str) -> SignedRequest {
+    slack_fake::slash_command(
+        secret,
+        "/ops",
+        "status rust-webapi -n api",
+        "UBENCH",
+        "C0BENCH",
+        &format!("bench.{tag}.{}", std::process::id()),
+    )
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn report(name: &str, rate: u32, o: &Outcome) {
-    println!(
-        "{:<22} {:>6}/s {:>7} {:>7} {:>12} {:>12} {:>12} {:>10.1}/s",
-        name,
-        rate,
-        o.ok,
-        o.failed,
-        ms(percentile(&o.latencies, 0.50)),
-        ms(percentile(&o.latencies, 0.99)),
-        ms(o.latencies.last().copied().unwrap_or_default()),
-        o.ok as f64 / o.elapsed.as_secs_f64(),
-    );
-}
-
-fn commands(n: usize, secret: &str, tag: &str) -> Vec<SignedRequest> {
+/// `n` of them, ready to send to `base`.
+fn commands(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+    secret: &str,
+    tag: &str,
+) -> Vec<reqwest::Request> {
     (0..n)
-        .map(|i| {
-            slack_fake::slash_command(
-                secret,
-                "/ops",
-                "status rust-webapi -n api",
-                "UBENCH",
-                "C0BENCH",
-                &format!("bench.{tag}.{i}.{}", std::process::id()),
-            )
-        })
+        .map(|i| command(secret, &format!("{tag}.{i}")).build(http, base))
         .collect()
 }
 
@@ -250,9 +135,15 @@ async fn main() {
     let bare_base = serve(bare).await;
 
     let fake = SlackFake::start(TOKEN).await;
+    // Only the bot's memory should grow with the requests, not the fake's record of them.
+    fake.keep_recent(64);
     let mut in_process = None;
     let (slack_base, slack_name, secret) = match &args.url {
-        Some(url) => (url.clone(), "slack (running bot)", args.secret.clone()),
+        Some(url) => (
+            url.clone(),
+            "slack (running bot)",
+            args.secret.clone().unwrap_or_else(|| SECRET.to_owned()),
+        ),
         None => {
             let cfg = SlackConfig::new(TOKEN, SECRET).with_api_url(fake.api_url());
             let starting = Instant::now();
@@ -283,15 +174,13 @@ async fn main() {
     // Warm up connections and caches (group lookup) on both.
     let _ = fire(
         &http,
-        &bare_base,
-        commands(50, &secret, "warm-bare"),
+        commands(&http, &bare_base, 50, &secret, "warm-bare"),
         args.rate,
     )
     .await;
     let _ = fire(
         &http,
-        &slack_base,
-        commands(50, &secret, "warm-slack"),
+        commands(&http, &slack_base, 50, &secret, "warm-slack"),
         args.rate,
     )
     .await;
@@ -301,9 +190,19 @@ async fn main() {
         "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
     );
     let started = Instant::now();
-    let bare_out = fire(&http, &bare_base, commands(n, &secret, "bare"), args.rate).await;
+    let bare_out = fire(
+        &http,
+        commands(&http, &bare_base, n, &secret, "bare"),
+        args.rate,
+    )
+    .await;
     report("bare axum handler", args.rate, &bare_out);
-    let slack_out = fire(&http, &slack_base, commands(n, &secret, "slack"), args.rate).await;
+    let slack_out = fire(
+        &http,
+        commands(&http, &slack_base, n, &secret, "slack"),
+        args.rate,
+    )
+    .await;
     report(slack_name, args.rate, &slack_out);
     println!(
         "Closed loop, {} clients, {} s each: maximum throughput",
@@ -327,7 +226,7 @@ async fn main() {
         // Let the background pipeline runs finish before reading the memory figures.
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
-            "memory (whole process: bot, kubesim, fake Slack, load generator): idle {:.1} MiB, peak {:.1} MiB, after the runs {:.1} MiB",
+            "memory (whole process: bot, kubesim, fake Slack keeping its latest 64 calls, load generator): idle {:.1} MiB, peak {:.1} MiB, after the runs {:.1} MiB",
             idle_rss.unwrap_or(f64::NAN),
             memory_mib("VmHWM:").unwrap_or(f64::NAN),
             memory_mib("VmRSS:").unwrap_or(f64::NAN)
@@ -335,17 +234,8 @@ async fn main() {
     }
     println!(
         "(replies posted to the fake Slack Web API: {}; total run {:.1} s)",
-        fake.calls_to("chat.postMessage").len(),
+        fake.count_of("chat.postMessage"),
         started.elapsed().as_secs_f64()
     );
     drop(in_process);
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
 }

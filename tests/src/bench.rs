@@ -9,10 +9,12 @@ use std::time::Duration;
 use axum::Router;
 
 /// Common options: `--rate N` (requests per second, default 500), `--secs N` (per target,
-/// default 10), `--url URL` and `--secret S` (fire at an already running bot on loopback).
+/// default 10), `--clients N` (closed loops, default 32), `--url URL` and `--secret S` (fire at
+/// an already running bot on loopback).
 pub struct Args {
     pub rate: u32,
     pub secs: u32,
+    pub clients: u32,
     pub url: Option<String>,
     pub secret: Option<String>,
 }
@@ -22,6 +24,7 @@ pub fn args() -> Args {
     let mut a = Args {
         rate: 500,
         secs: 10,
+        clients: 32,
         url: None,
         secret: None,
     };
@@ -31,6 +34,7 @@ pub fn args() -> Args {
         match flag.as_str() {
             "--rate" => a.rate = value.parse().expect("--rate N"),
             "--secs" => a.secs = value.parse().expect("--secs N"),
+            "--clients" => a.clients = value.parse().expect("--clients N"),
             "--url" => a.url = Some(value.trim_end_matches('/').to_owned()),
             "--secret" => a.secret = Some(value),
             other => panic!("unknown option {other}"),
@@ -50,6 +54,7 @@ pub fn args() -> Args {
     }
     a.rate = a.rate.clamp(1, 5000);
     a.secs = a.secs.clamp(1, 60);
+    a.clients = a.clients.clamp(1, 512);
     a
 }
 
@@ -60,16 +65,26 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Fires `requests` at `rate` per second; each one's latency counts from its due time.
+/// Fires `requests` at `rate` per second; each one's latency counts from its due time. Answered
+/// requests are reaped as the run goes, so the generator's memory does not grow with the run.
 pub async fn fire(http: &reqwest::Client, requests: Vec<reqwest::Request>, rate: u32) -> Outcome {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(requests.len());
+    let mut out = Outcome {
+        ok: 0,
+        failed: 0,
+        latencies: Vec::with_capacity(requests.len()),
+        elapsed: Duration::ZERO,
+    };
+    let mut running = tokio::task::JoinSet::new();
     for (i, req) in requests.into_iter().enumerate() {
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due).await;
+        while let Some(done) = running.try_join_next() {
+            out.count(done.expect("request task"));
+        }
         let http = http.clone();
-        tasks.push(tokio::spawn(async move {
+        running.spawn(async move {
             let ok = tokio::time::timeout(Duration::from_secs(10), async {
                 let Ok(res) = http.execute(req).await else {
                     return false;
@@ -81,26 +96,25 @@ pub async fn fire(http: &reqwest::Client, requests: Vec<reqwest::Request>, rate:
             .await
             .unwrap_or(false);
             (ok, due.elapsed())
-        }));
+        });
     }
-    let mut out = Outcome {
-        ok: 0,
-        failed: 0,
-        latencies: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
-    for t in tasks {
-        let (ok, latency) = t.await.expect("request task");
-        if ok {
-            out.ok += 1;
-            out.latencies.push(latency);
-        } else {
-            out.failed += 1;
-        }
+    while let Some(done) = running.join_next().await {
+        out.count(done.expect("request task"));
     }
     out.elapsed = start.elapsed();
     out.latencies.sort();
     out
+}
+
+impl Outcome {
+    fn count(&mut self, (ok, latency): (bool, Duration)) {
+        if ok {
+            self.ok += 1;
+            self.latencies.push(latency);
+        } else {
+            self.failed += 1;
+        }
+    }
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {

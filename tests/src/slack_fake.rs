@@ -125,6 +125,10 @@ struct Inner {
     acks: HashMap<String, Value>,
     next_envelope: u64,
     calls: Vec<Call>,
+    /// Calls per method, however many the history keeps.
+    counts: HashMap<String, usize>,
+    /// At most this many recent calls and messages are kept (see [`SlackFake::keep_recent`]).
+    keep: Option<usize>,
     failures: HashMap<String, VecDeque<Failure>>,
     messages: Vec<Message>,
     groups: Vec<(String, Vec<String>)>,
@@ -139,6 +143,22 @@ struct Inner {
     channels: Vec<Channel>,
     /// Methods answered with `missing_scope`, with the scope Slack says is `needed`.
     denied_scopes: HashMap<String, String>,
+}
+
+impl Inner {
+    /// Records `call`, and forgets the oldest calls and messages beyond what is kept.
+    fn push_call(&mut self, call: Call) {
+        *self.counts.entry(call.method.clone()).or_default() += 1;
+        self.calls.push(call);
+        if let Some(keep) = self.keep {
+            if self.calls.len() > 2 * keep {
+                self.calls.drain(..self.calls.len() - keep);
+            }
+            if self.messages.len() > 2 * keep {
+                self.messages.drain(..self.messages.len() - keep);
+            }
+        }
+    }
 }
 
 /// A channel created in the fake (`conversations.create`) and what was done to it.
@@ -374,6 +394,18 @@ impl SlackFake {
             .iter()
             .map(|(g, users)| (g.to_string(), users.iter().map(|u| u.to_string()).collect()))
             .collect();
+    }
+
+    /// For benchmarks: keeps only the latest `n` calls and messages (and a count of every call,
+    /// [`SlackFake::count_of`]), so the fake's memory stays flat however many requests a run
+    /// sends, and the process's memory is the bot's.
+    pub fn keep_recent(&self, n: usize) {
+        self.inner().keep = Some(n.max(1));
+    }
+
+    /// How many calls of `method` there were, also those no longer kept.
+    pub fn count_of(&self, method: &str) -> usize {
+        self.inner().counts.get(method).copied().unwrap_or(0)
     }
 
     /// Every call so far.
@@ -690,7 +722,7 @@ async fn response_url(
     };
     {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.calls.push(Call {
+        inner.push_call(Call {
             method: "response_url".to_owned(),
             token,
             params: Value::Object(params),
@@ -975,7 +1007,7 @@ fn record(
 ) -> Response {
     {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.calls.push(Call {
+        inner.push_call(Call {
             method: method.to_owned(),
             token,
             params: Value::Object(params),
