@@ -143,6 +143,11 @@ impl Store {
         let status = n.status.as_str();
         let severity = n.severity();
         let gid = group_id(&n.group_key);
+        // The alerts' multi-row inserts take anonymous `?` parameters on SQLite: sqlx asks
+        // SQLite for the name of every parameter it binds, and SQLite finds a name by a linear
+        // scan, so `$N` parameters cost O(n²) per statement (with 4,800 in a chunk, binding was
+        // 43 % of the intake's CPU). PostgreSQL has no anonymous parameters.
+        let anonymous = self.backend() == super::Backend::Sqlite;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let mut changes = Vec::with_capacity(channels.len());
@@ -248,7 +253,11 @@ impl Store {
                         if k > 1 {
                             sql.push_str(", ");
                         }
-                        sql.push_str(&format!("${}", b + k));
+                        if anonymous {
+                            sql.push('?');
+                        } else {
+                            sql.push_str(&format!("${}", b + k));
+                        }
                     }
                     sql.push(')');
                 }
