@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::anchor::AuditKey;
@@ -107,11 +107,19 @@ impl Writer {
 /// every few hundred commits one took about 5 ms, and every acknowledgement waiting for that
 /// batch waited too; that was the ack latency's p99. So the connections have it off
 /// (`wal_autocheckpoint = 0`, set where the store opens) and this task runs a passive
-/// checkpoint, which never blocks a commit, beside them. An in-memory database has no WAL.
+/// checkpoint, which never blocks a commit, beside them. It keeps a connection of its own,
+/// opened without `create_if_missing`, so it never takes one from the pool and never creates
+/// a database file that was removed. An in-memory database has no WAL.
 async fn checkpoint(pool: SqlitePool, writer: mpsc::WeakSender<Call>) {
-    if super::in_memory(pool.connect_options().get_filename()) {
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .create_if_missing(false);
+    if super::in_memory(options.get_filename()) {
         return;
     }
+    let mut connection: Option<SqliteConnection> = None;
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -119,11 +127,22 @@ async fn checkpoint(pool: SqlitePool, writer: mpsc::WeakSender<Call>) {
         if writer.upgrade().is_none() || pool.is_closed() {
             return;
         }
+        let c = match connection.as_mut() {
+            Some(c) => c,
+            None => match SqliteConnection::connect_with(&options).await {
+                Ok(c) => connection.insert(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot open the database to checkpoint it");
+                    continue;
+                }
+            },
+        };
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+            .execute(&mut *c)
             .await
         {
             tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
+            connection = None;
         }
     }
 }
