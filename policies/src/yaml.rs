@@ -11,6 +11,7 @@
 //! (`yes`, `on`, …); quoted and block scalars are strings. Aliases are expanded and merge keys
 //! (`<<`) applied, within a budget of nodes, so a small hostile file cannot grow large.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use granit_parser::{
@@ -236,8 +237,7 @@ impl<'a> Reader<'a> {
             }
             Event::SequenceStart(_, anchor, _) => {
                 let items = self.collection(pos, depth, |r, event, span| {
-                    let item = r.node(event, span, depth + 1)?;
-                    Ok(vec![item])
+                    r.node(event, span, depth + 1).map(Some)
                 })?;
                 (Value::Seq(items), anchor)
             }
@@ -268,12 +268,12 @@ impl<'a> Reader<'a> {
     }
 
     /// The entries of a sequence or mapping opened at `pos`, up to its end event; `item`
-    /// reads one entry starting with the event it is given.
+    /// reads one entry starting with the event it is given (`None`: nothing to keep).
     fn collection<T>(
         &mut self,
         pos: Pos,
         depth: usize,
-        mut item: impl FnMut(&mut Self, Event<'a>, Span) -> Result<Vec<T>, SyntaxError>,
+        mut item: impl FnMut(&mut Self, Event<'a>, Span) -> Result<Option<T>, SyntaxError>,
     ) -> Result<Vec<T>, SyntaxError> {
         if depth + 1 > MAX_DEPTH {
             return Err(SyntaxError::too_deep(pos));
@@ -318,14 +318,14 @@ impl<'a> Reader<'a> {
                         ));
                     }
                 }
-                return Ok(Vec::new());
+                return Ok(None);
             }
-            Ok(vec![(key, value)])
+            Ok(Some((key, value)))
         })?;
-        let mut seen: HashSet<String> = HashSet::with_capacity(entries.len());
+        let mut seen: HashSet<Cow<str>> = HashSet::with_capacity(entries.len());
         for (key, _) in &entries {
             if let Some(text) = key_text(key)
-                && !seen.insert(text.clone())
+                && let Some(text) = seen.replace(text)
             {
                 return Err(SyntaxError::invalid(
                     key.pos,
@@ -333,11 +333,11 @@ impl<'a> Reader<'a> {
                 ));
             }
         }
-        for (key, value) in merged {
-            if key_text(&key).is_none_or(|text| seen.insert(text)) {
-                entries.push((key, value));
-            }
-        }
+        let merged: Vec<(Node, Node)> = merged
+            .into_iter()
+            .filter(|(key, _)| key_text(key).is_none_or(|text| !seen.contains(&text)))
+            .collect();
+        entries.extend(merged);
         Ok(entries)
     }
 
@@ -355,13 +355,13 @@ impl<'a> Reader<'a> {
 }
 
 /// The text a scalar key is compared by for duplicates.
-fn key_text(key: &Node) -> Option<String> {
+fn key_text(key: &Node) -> Option<Cow<'_, str>> {
     match &key.value {
-        Value::Null => Some("null".to_owned()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Str(s) => Some(s.clone()),
+        Value::Null => Some(Cow::Borrowed("null")),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Int(i) => Some(Cow::Owned(i.to_string())),
+        Value::Float(f) => Some(Cow::Owned(f.to_string())),
+        Value::Str(s) => Some(Cow::Borrowed(s)),
         Value::Seq(_) | Value::Map(_) => None,
     }
 }
