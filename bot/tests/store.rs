@@ -1241,15 +1241,13 @@ async fn sqlite_wal_is_checkpointed_beside_the_commits() {
         db.store.append(entry(i)).await.unwrap();
     }
     let mut reader = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-    let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
-        .fetch_one(&mut reader)
-        .await
-        .unwrap();
-    let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size")
-        .fetch_one(&mut reader)
-        .await
-        .unwrap();
-    let needed = (pages * page_size) as u64;
+    let (needed,): (i64,) = sqlx::query_as(
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+    )
+    .fetch_one(&mut reader)
+    .await
+    .unwrap();
+    let needed = needed as u64;
     let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while size() < needed {
