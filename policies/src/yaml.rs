@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use granit_parser::{
-    ErrorKind, Event, Options, Parser, ScalarStyle, ScanError, Span, StrInput, Tag,
+    ErrorKind, Event, Marker, Options, Parser, ScalarStyle, ScanError, Span, StrInput, Tag,
 };
 
 /// 1-based line and column of a node; `0:0` when unknown.
@@ -29,9 +29,13 @@ impl Pos {
     pub const START: Pos = Pos { line: 1, column: 1 };
 
     fn at(span: &Span) -> Pos {
+        Pos::of(&span.start)
+    }
+
+    fn of(mark: &Marker) -> Pos {
         Pos {
-            line: span.start.line(),
-            column: span.start.col() + 1,
+            line: mark.line().max(1),
+            column: mark.col() + 1,
         }
     }
 }
@@ -127,10 +131,7 @@ impl SyntaxError {
 
 impl From<ScanError> for SyntaxError {
     fn from(e: ScanError) -> SyntaxError {
-        let pos = Pos {
-            line: e.marker().line().max(1),
-            column: e.marker().col() + 1,
-        };
+        let pos = Pos::of(e.marker());
         if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
             return SyntaxError::too_deep(pos);
         }
@@ -217,14 +218,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        Ok(if root.pos.line == 0 {
-            Node {
-                pos: Pos::START,
-                ..root
-            }
-        } else {
-            root
-        })
+        Ok(root)
     }
 
     /// The node that starts with `event`, `depth` collections deep.
@@ -369,23 +363,12 @@ fn key_text(key: &Node) -> Option<Cow<'_, str>> {
 /// A scalar's value: quoted and block scalars are strings, plain ones resolve to null, a
 /// boolean, an integer or a float when they spell one; `!!str` and friends decide alone.
 fn scalar(text: String, style: ScalarStyle, tag: Option<&Tag>) -> Value {
-    if let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) {
-        let typed = if tag.is_yaml_core_schema_tag("str") {
-            Some(Value::Str(text.clone()))
-        } else if tag.is_yaml_core_schema_tag("null") {
-            Some(Value::Null)
-        } else {
-            None
-        };
-        if let Some(v) = typed {
-            return v;
-        }
-        return resolve(text);
+    match tag.filter(|t| t.is_yaml_core_schema()) {
+        Some(t) if t.is_yaml_core_schema_tag("str") => Value::Str(text),
+        Some(t) if t.is_yaml_core_schema_tag("null") => Value::Null,
+        None if style != ScalarStyle::Plain => Value::Str(text),
+        _ => resolve(text),
     }
-    if style != ScalarStyle::Plain {
-        return Value::Str(text);
-    }
-    resolve(text)
 }
 
 /// A plain scalar's value.
