@@ -327,9 +327,14 @@ impl<'a> Reader<'a> {
                 ));
             }
         }
+        // Of merged mappings, the first to have a key wins (YAML's merge key).
+        let mut taken: HashSet<String> = HashSet::new();
         let merged: Vec<(Node, Node)> = merged
             .into_iter()
-            .filter(|(key, _)| key_text(key).is_none_or(|text| !seen.contains(&text)))
+            .filter(|(key, _)| {
+                key_text(key)
+                    .is_none_or(|text| !seen.contains(&text) && taken.insert(text.into_owned()))
+            })
             .collect();
         entries.extend(merged);
         Ok(entries)
@@ -524,7 +529,8 @@ mod tests {
 
     #[test]
     fn aliases_expand_and_merge_keys_merge() {
-        let n = parse("base: &b {a: 1, c: 2}\ncopy: *b\nmerged: {<<: *b, c: 3}\n").expect("parses");
+        let n = parse("base: &b {a: 1, c: 2}\ncopy: *b\nmerged: {<<: [*b, {a: 9, d: 4}], c: 3}\n")
+            .expect("parses");
         let Value::Map(entries) = &n.value else {
             panic!("not a map")
         };
@@ -538,7 +544,11 @@ mod tests {
             .collect();
         assert_eq!(
             pairs,
-            [("c".into(), Value::Int(3)), ("a".into(), Value::Int(1))]
+            [
+                ("c".into(), Value::Int(3)),
+                ("a".into(), Value::Int(1)),
+                ("d".into(), Value::Int(4))
+            ]
         );
     }
 
