@@ -2,18 +2,17 @@
 //!
 //! - rules by action (file order kept), so a request only visits the rules that name its action;
 //! - roles by member, so the roles a requester holds are a few hash look-ups;
-//! - one [`GlobSet`] per glob key (clusters, namespaces, resources, channels) holding every
-//!   pattern of every rule. globset matches literals, prefixes and suffixes without regexes and
-//!   compiles the rest once, together; it matches exactly as each glob would on its own.
+//! - per glob key (clusters, namespaces, resources, channels), every pattern of every rule: names
+//!   and name prefixes (`team-a`, `team-a-*`) in hash maps, the other globs compiled once,
+//!   together, into one [`GlobSet`]. A set matches exactly as each glob would on its own.
 //!
-//! Invariant: the glob indices of a set are in rule order, then pattern order within a rule, so
-//! the matches of one value, mapped to `(rule, pattern)`, come out sorted.
+//! Matches are `(rule, pattern)` pairs, sorted, each once.
 
 use std::collections::{BTreeMap, HashMap};
 
 use globset::{Candidate, GlobSet, GlobSetBuilder};
 
-use crate::load::{Pattern, Role, RoleSel, Rule, compile_glob};
+use crate::load::{Pattern, Role, RoleSel, Rule, Shape};
 use crate::{Action, Request, Subject};
 
 /// The request fields rules can limit with globs.
@@ -48,14 +47,23 @@ impl Key {
     }
 }
 
-/// Every pattern of one key, across all rules.
-#[derive(Debug, Clone)]
-struct KeySet {
-    set: GlobSet,
-    /// Glob index → (rule index, position of the pattern in the rule's list).
-    owner: Vec<(u32, u32)>,
-}
+/// Which rule, and which of its patterns for the key.
+type Owner = (u32, u32);
 
+/// Every pattern of one key, across all rules: names and name prefixes in hash maps, the other
+/// globs in one [`GlobSet`].
+#[derive(Debug, Clone, Default)]
+struct KeySet {
+    /// Exact patterns: text → owners.
+    exact: HashMap<String, Vec<Owner>>,
+    /// Prefix patterns: the text before the final `*` → owners.
+    prefixes: HashMap<String, Vec<Owner>>,
+    /// The lengths of those prefixes, ascending: the only lengths at which a value is cut.
+    prefix_lens: Vec<usize>,
+    globs: GlobSet,
+    /// Glob index → owner.
+    glob_owner: Vec<Owner>,
+}
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     /// Indexed by `Action as usize`: the rules covering that action, in file order.
@@ -157,19 +165,11 @@ impl Index {
     /// The patterns `req`'s values match, per key.
     pub fn matches(&self, req: &Request) -> Matches {
         Matches(Key::ALL.map(|key| {
-            let keyset = &self.keys[key as usize];
             let mut hits = Vec::new();
-            if let Some(value) = key.value(req)
-                && !keyset.set.is_empty()
-            {
-                let mut globs = Vec::new();
-                keyset
-                    .set
-                    .matches_candidate_into(&Candidate::new(value), &mut globs);
-                hits.extend(globs.into_iter().map(|g| keyset.owner[g]));
-                // matches_candidate_into returns glob indices in ascending order, but the
-                // invariant must not rest on that. Two expansions of one brace glob may both
-                // match: the pattern counts once.
+            if let Some(value) = key.value(req) {
+                self.keys[key as usize].matches(value, &mut hits);
+                // Collected from three places, and two expansions of one brace glob may both
+                // match: sorted, and each pattern once.
                 hits.sort_unstable();
                 hits.dedup();
             }
@@ -180,41 +180,84 @@ impl Index {
 
 impl KeySet {
     fn build(key: Key, rules: &[Rule]) -> Result<KeySet, String> {
-        let mut builder = GlobSetBuilder::new();
-        let mut owner = Vec::new();
-        for (r, rule) in rules.iter().enumerate() {
-            for (p, pattern) in key.patterns(rule).into_iter().flatten().enumerate() {
-                match expand_braces(&pattern.text) {
-                    // `statefulset/{db,cache}-1` as the globs `statefulset/db-1` and
-                    // `statefulset/cache-1`: the same strings match, and globset answers
-                    // literals and prefixes without compiling a regex (compiling the regexes
-                    // of a large policy's brace globs together was a third of its load).
-                    Some(globs) => {
-                        for glob in globs {
-                            builder.add(glob);
-                            owner.push((r as u32, p as u32));
-                        }
-                    }
-                    None => {
-                        builder.add(pattern.glob.clone());
-                        owner.push((r as u32, p as u32));
+        KeySet::of(rules.iter().enumerate().flat_map(|(r, rule)| {
+            let patterns = key.patterns(rule).into_iter().flatten().enumerate();
+            patterns.map(move |(p, pattern)| ((r as u32, p as u32), pattern))
+        }))
+    }
+
+    fn of<'p>(patterns: impl Iterator<Item = (Owner, &'p Pattern)>) -> Result<KeySet, String> {
+        let mut set = KeySet::default();
+        let mut globs = GlobSetBuilder::new();
+        for (owner, pattern) in patterns {
+            match expand_braces(&pattern.text) {
+                // `statefulset/{db,cache}-1` as `statefulset/db-1` and `statefulset/cache-1`:
+                // the same strings match, and names need no regex (compiling the regexes of a
+                // large policy's brace globs together was a third of its load).
+                Some(parts) => {
+                    for part in &parts {
+                        set.add(part, owner, &mut globs);
                     }
                 }
+                None => set.add(pattern, owner, &mut globs),
             }
         }
-        let set = builder.build().map_err(|e| e.to_string())?;
-        Ok(KeySet { set, owner })
+        set.prefix_lens.sort_unstable();
+        set.prefix_lens.dedup();
+        set.globs = globs.build().map_err(|e| e.to_string())?;
+        Ok(set)
+    }
+
+    fn add(&mut self, pattern: &Pattern, owner: Owner, globs: &mut GlobSetBuilder) {
+        match &pattern.shape {
+            Shape::Exact => self
+                .exact
+                .entry(pattern.text.clone())
+                .or_default()
+                .push(owner),
+            Shape::Prefix => {
+                let head = &pattern.text[..pattern.text.len() - 1];
+                self.prefix_lens.push(head.len());
+                self.prefixes
+                    .entry(head.to_owned())
+                    .or_default()
+                    .push(owner);
+            }
+            Shape::Glob(glob) => {
+                globs.add(glob.clone());
+                self.glob_owner.push(owner);
+            }
+        }
+    }
+
+    /// Appends the owners of the patterns `value` matches (in no particular order).
+    fn matches(&self, value: &str, hits: &mut Vec<Owner>) {
+        hits.extend(self.exact.get(value).into_iter().flatten());
+        for &len in &self.prefix_lens {
+            if len > value.len() {
+                break;
+            }
+            if let Some(owners) = value.get(..len).and_then(|head| self.prefixes.get(head)) {
+                hits.extend(owners);
+            }
+        }
+        if !self.globs.is_empty() {
+            let mut globs = Vec::new();
+            self.globs
+                .matches_candidate_into(&Candidate::new(value), &mut globs);
+            hits.extend(globs.into_iter().map(|g| self.glob_owner[g]));
+        }
     }
 }
 
 /// Most globs one brace pattern is expanded into; past this it stays one (regex) glob.
 const MAX_EXPANSIONS: usize = 16;
 
-/// The globs a pattern with simple brace groups stands for (`a{b,c}d` → `abd`, `acd`), when
+/// The patterns a pattern with simple brace groups stands for (`a{b,c}d` → `abd`, `acd`), when
 /// that is exactly the same set of strings: braces not nested, every alternative non-empty,
 /// and no escapes or character classes anywhere (where a brace could be literal). `None` when
 /// there is nothing to expand or the pattern is not that simple.
-fn expand_braces(text: &str) -> Option<Vec<globset::Glob>> {
+fn expand_braces(text: &str) -> Option<Vec<Pattern>> {
     if !text.contains('{') || text.contains(['\\', '[', ']']) {
         return None;
     }
@@ -247,16 +290,17 @@ fn expand_braces(text: &str) -> Option<Vec<globset::Glob>> {
         rest = &rest[close + 1..];
     }
     out.iter()
-        .map(|g| compile_glob(&format!("{g}{rest}")).ok().map(|p| p.glob))
+        .map(|g| Pattern::new(&format!("{g}{rest}")).ok())
         .collect()
 }
 
 #[cfg(test)]
-mod brace_tests {
+mod tests {
     use super::*;
+    use crate::load::glob;
 
     fn texts(pattern: &str) -> Option<Vec<String>> {
-        expand_braces(pattern).map(|gs| gs.iter().map(|g| g.glob().to_owned()).collect())
+        expand_braces(pattern).map(|ps| ps.into_iter().map(|p| p.text).collect())
     }
 
     #[test]
@@ -287,12 +331,23 @@ mod brace_tests {
     }
 
     #[test]
-    fn expansions_match_what_the_brace_glob_matches() {
+    fn a_key_set_matches_what_each_glob_matches_on_its_own() {
+        // Names, prefixes, brace groups (expanded or not) and other globs, some overlapping.
         let patterns = [
             "statefulset/{db,cache}-1",
             "{a,b}-{x*,y}",
             "x{1,2,3}?z",
             "*{-a,-b}",
+            "team-a",
+            "team-a-*",
+            "team-*",
+            "*",
+            "a-x",
+            "a\\*",
+            "[ab]-y",
+            "*-b",
+            "é*",
+            "{a,{b,c}}",
         ];
         let candidates = [
             "statefulset/db-1",
@@ -300,9 +355,10 @@ mod brace_tests {
             "statefulset/dc-1",
             "a-x",
             "a-xyz",
+            "a*",
+            "a-",
             "b-y",
             "c-y",
-            "a-",
             "x1qz",
             "x4qz",
             "x2z",
@@ -310,22 +366,31 @@ mod brace_tests {
             "foo-b",
             "foo-c",
             "-a",
+            "team-a",
+            "team-a-system",
+            "team-b",
+            "team-",
+            "é",
+            "éa",
+            "c",
             "",
         ];
-        for p in patterns {
-            let whole = compile_glob(p).unwrap().glob.compile_matcher();
-            let parts: Vec<_> = expand_braces(p)
-                .unwrap()
-                .into_iter()
-                .map(|g| g.compile_matcher())
+        let compiled: Vec<Pattern> = patterns.iter().map(|p| Pattern::new(p).unwrap()).collect();
+        let owned = compiled.iter().enumerate().map(|(i, p)| ((i as u32, 0), p));
+        let set = KeySet::of(owned).unwrap();
+        for c in candidates {
+            let mut hits = Vec::new();
+            set.matches(c, &mut hits);
+            hits.sort_unstable();
+            hits.dedup();
+            let alone: Vec<(u32, u32)> = (0..patterns.len())
+                .filter(|&i| glob(patterns[i]).unwrap().compile_matcher().is_match(c))
+                .map(|i| (i as u32, 0))
                 .collect();
-            for c in candidates {
-                assert_eq!(
-                    whole.is_match(c),
-                    parts.iter().any(|m| m.is_match(c)),
-                    "{p} on {c:?}"
-                );
-            }
+            assert_eq!(hits, alone, "{c:?}");
         }
+        // Not everything went to the glob set.
+        assert!(set.exact.contains_key("team-a") && set.prefixes.contains_key("team-a-"));
+        assert!(set.prefixes.contains_key("") && set.exact.contains_key("statefulset/db-1"));
     }
 }

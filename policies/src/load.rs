@@ -35,26 +35,60 @@ const REPLICAS_KEYS: &[&str] = &["min", "max"];
 const TAIL_LINES_KEYS: &[&str] = &["max"];
 const APPROVAL_KEYS: &[&str] = &["roles", "count", "ttl", "allow_self"];
 
-/// A parsed glob with the text it was written as. Rules' patterns are matched through the
-/// policy's index (one compiled set per key), never one by one.
+/// A rule's pattern: the text it was written as, and how it is matched. Rules' patterns are
+/// matched through the policy's index (one set per key), never one by one.
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     pub text: String,
-    pub glob: Glob,
+    pub shape: Shape,
 }
 
-pub(crate) fn compile_glob(text: &str) -> Result<Pattern, String> {
-    if text.is_empty() {
-        return Err("an empty pattern matches nothing".to_owned());
+/// How a pattern matches. Most patterns are names or name prefixes (`team-a`, `svc-*`): those
+/// are compared as text, and only real globs are compiled. globset would answer the simple ones
+/// without a regex too, but building a `Glob` costs an allocation per character of the pattern;
+/// at a thousand rules that was a fifth of the policy's load.
+#[derive(Debug, Clone)]
+pub(crate) enum Shape {
+    /// No glob characters: the value is the text.
+    Exact,
+    /// Glob characters only in one `*` at the end: the value starts with the text before it.
+    Prefix,
+    /// Any other glob, as globset matches it.
+    Glob(Glob),
+}
+
+/// Characters that make a pattern more than a name or a name prefix (globset's syntax; `}` and
+/// `]` too, so a stray one is globset's to accept or report).
+const GLOB_CHARS: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
+
+impl Pattern {
+    pub fn new(text: &str) -> Result<Pattern, String> {
+        if text.is_empty() {
+            return Err("an empty pattern matches nothing".to_owned());
+        }
+        let shape = if !text.contains(GLOB_CHARS) {
+            Shape::Exact
+        } else if text
+            .strip_suffix('*')
+            .is_some_and(|head| !head.contains(GLOB_CHARS))
+        {
+            Shape::Prefix
+        } else {
+            Shape::Glob(glob(text)?)
+        };
+        Ok(Pattern {
+            text: text.to_owned(),
+            shape,
+        })
     }
+}
+
+/// `text` as a glob: `*` matches `/` too, `\\` escapes.
+pub(crate) fn glob(text: &str) -> Result<Glob, String> {
     GlobBuilder::new(text)
         .literal_separator(false)
         .backslash_escape(true)
         .build()
-        .map(|glob| Pattern {
-            text: text.to_owned(),
-            glob,
-        })
         .map_err(|e| e.kind().to_string())
 }
 
@@ -146,7 +180,7 @@ impl Loader<'_> {
         if let Some(hits) = self.action_globs.get(text) {
             return Ok(hits.clone());
         }
-        let matcher = compile_glob(text)?.glob.compile_matcher();
+        let matcher = glob(text)?.compile_matcher();
         let hits: Vec<Action> = Action::ALL
             .into_iter()
             .filter(|a| matcher.is_match(a.as_str()))
@@ -274,7 +308,7 @@ impl Loader<'_> {
                 ok = false;
                 continue;
             };
-            match compile_glob(&text) {
+            match Pattern::new(&text) {
                 Ok(p) => {
                     if key == "resources" && !text.contains('/') && text != "*" && text != "**" {
                         ok = false;
