@@ -204,8 +204,8 @@ impl Loader<'_> {
         &mut self,
         node: &'n Node,
         what: &str,
-        allowed: &[&str],
-    ) -> Option<BTreeMap<String, (Pos, &'n Node)>> {
+        allowed: &[&'static str],
+    ) -> Option<BTreeMap<&'static str, (Pos, &'n Node)>> {
         let Value::Map(entries) = &node.value else {
             self.err(
                 node.pos,
@@ -216,7 +216,7 @@ impl Loader<'_> {
         };
         let mut out = BTreeMap::new();
         for (k, v) in entries {
-            let Some(key) = k.as_text() else {
+            let Some(key) = k.text() else {
                 self.err(
                     k.pos,
                     format!("keys of {what} must be names, found {}", k.value.kind()),
@@ -224,15 +224,15 @@ impl Loader<'_> {
                 );
                 continue;
             };
-            if !allowed.contains(&key.as_str()) {
+            let Some(&name) = allowed.iter().find(|&&a| a == key) else {
                 let hint = match nearest(&key, allowed.iter().copied()) {
                     Some(c) => format!("did you mean `{c}`? valid keys: {}", allowed.join(", ")),
                     None => format!("valid keys: {}", allowed.join(", ")),
                 };
                 self.err(k.pos, format!("unknown key `{key}` in {what}"), Some(hint));
                 continue;
-            }
-            out.insert(key, (k.pos, v));
+            };
+            out.insert(name, (k.pos, v));
         }
         Some(out)
     }
@@ -501,7 +501,7 @@ impl Loader<'_> {
         &mut self,
         node: &Node,
         what: &str,
-        allowed: &[&str],
+        allowed: &[&'static str],
     ) -> Option<(Option<i64>, Option<i64>)> {
         let fields = self.fields(node, &format!("`{what}`"), allowed)?;
         if fields.is_empty() {

@@ -75,9 +75,14 @@ impl Value {
 impl Node {
     /// The text of a scalar key or value, for names (`Str`, or an integer written plainly).
     pub fn as_text(&self) -> Option<String> {
+        self.text().map(Cow::into_owned)
+    }
+
+    /// [`Node::as_text`], borrowed where it can be.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
         match &self.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(i) => Some(i.to_string()),
+            Value::Str(s) => Some(Cow::Borrowed(s)),
+            Value::Int(i) => Some(Cow::Owned(i.to_string())),
             _ => None,
         }
     }
