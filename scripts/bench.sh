@@ -7,6 +7,7 @@
 #
 # The benchmarks (each can be run alone):
 #   cargo bench -p opsbot-policies --bench policy    policy load / decide / explain, 10-10,000 rules
+#                                                     (and `opsbot policy explain` timed whole, here)
 #   cargo bench -p opsbot-commands --bench status    `status` with 10 / 200 / 2,000 deployments
 #   cargo bench -p kubesim --bench scale              kubesim start-up and idle CPU, 200 / 2,000
 #   cargo bench -p opsbot --bench audit               audit appends vs raw SQLite, same transaction
@@ -33,13 +34,32 @@ run() { # name, command...
 
 cargo bench -q --no-run -p opsbot-policies --bench policy -p opsbot-commands --bench status \
     -p kubesim --bench scale -p opsbot --bench audit
-cargo build --profile bench -q -p opsbot-tests --example slack_bench
+cargo build --profile bench -q -p opsbot-tests --example slack_bench -p opsbot --bin opsbot
 target=${CARGO_TARGET_DIR:-target}
 
 run policy cargo bench -q -p opsbot-policies --bench policy
 run status cargo bench -q -p opsbot-commands --bench status
 run kubesim cargo bench -q -p kubesim --bench scale
 run audit cargo bench -q -p opsbot --bench audit
+# The whole `opsbot policy explain` command (process start, read, load, explain, print), as an
+# operator runs it: the median of 21 runs on the benchmark's generated policies.
+cargo bench -q -p opsbot-policies --bench policy -- --write-policies "$out"
+explain_cli() { # rules: the last team's member scales its service, as the benchmark asks
+    local t=$((($1 + 3) / 4 - 1)) times=() i start
+    for i in $(seq 21); do
+        start=$EPOCHREALTIME
+        "$target/release/opsbot" policy explain --policy "$out/policy-$1.yaml" \
+            --subject "slack:U${t}A" --action scale --namespace "team-$t" \
+            --resource "deployment/svc-$t-api" --cluster prod --channel C0OPS --replicas 5 \
+            >/dev/null
+        times+=("$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", (b - a) * 1000 }')")
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n 11p
+}
+echo "== policy explain (whole command)"
+for r in 10 1000; do
+    printf '%s %s ms\n' "$r" "$(explain_cli "$r")" | tee -a "$out/explain-cli"
+done
 run slack env -u MALLOC_ARENA_MAX "$target/release/examples/slack_bench" --rate 500 --secs "$secs"
 run slack-arenas env MALLOC_ARENA_MAX=2 "$target/release/examples/slack_bench" --rate 500 \
     --secs "$secs"
@@ -78,6 +98,10 @@ for r in 10 1000 10000; do
     printf '| policy load + explain, %s rules | %s %s + %s %s | ≤ 30 ms at 1,000 | |\n' "$r" \
         "$(field policy "^ +$r " 2)" "$(field policy "^ +$r " 3)" \
         "$(field policy "^ +$r " 8)" "$(field policy "^ +$r " 9)"
+done
+for r in 10 1000; do
+    printf '| `opsbot policy explain`, whole command, %s rules (median of 21) | %s ms | ≤ 30 ms at 1,000 | |\n' \
+        "$r" "$(field explain-cli "^$r " 2)"
 done
 for n in 10 200 2000; do
     mean=$(field status "^ +$n " 3)

@@ -1,5 +1,6 @@
 //! Policy load, decision and explanation at 10 / 1,000 / 10,000 rules. Prints figures; asserts
-//! nothing about speed. `cargo bench -p opsbot-policies --bench policy` (release build).
+//! nothing about speed. `cargo bench -p opsbot-policies --bench policy` (release build);
+//! `-- --write-policies DIR` writes the generated policies instead.
 //!
 //! The generated policy looks like a large organisation's: one role per team (a few members
 //! and a group each), and per team a read rule, a scale rule with an approval, a deny rule in a
@@ -86,6 +87,17 @@ fn show(d: Duration) -> String {
 }
 
 fn main() {
+    // `-- --write-policies DIR`: only write the generated policies (`DIR/policy-N.yaml`), for
+    // scripts/bench.sh to time the whole `opsbot policy explain` command on them.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--write-policies") {
+        let dir = std::path::Path::new(args.get(at + 1).expect("--write-policies DIR"));
+        for rules in [10, 1_000, 10_000] {
+            let path = dir.join(format!("policy-{rules}.yaml"));
+            std::fs::write(&path, policy_yaml(rules)).expect("write the policy");
+        }
+        return;
+    }
     let budget = Duration::from_millis(700);
     println!(
         "{:>7} {:>12} {:>12} {:>14} {:>14}",
