@@ -70,8 +70,10 @@ pub(crate) struct Index {
     by_action: Vec<Vec<u32>>,
     /// Member subject → indices (in role-name order) of the roles listing it.
     roles_of_member: HashMap<Subject, Vec<u32>>,
-    /// Per rule: the indices of its roles, `None` for `*`.
-    rule_roles: Vec<Option<Vec<u32>>>,
+    /// Per rule: where its roles' indices are in `role_ids`, `None` for `*`. One array for
+    /// all rules, so that a decision reads them without a pointer per rule.
+    rule_roles: Vec<Option<std::ops::Range<u32>>>,
+    role_ids: Vec<u32>,
     keys: [KeySet; 4],
 }
 
@@ -91,7 +93,7 @@ impl Matches {
 
 impl Index {
     pub fn build(roles: &BTreeMap<String, Role>, rules: &[Rule]) -> Result<Index, String> {
-        let role_ids: HashMap<&str, u32> = roles
+        let role_ids_by_name: HashMap<&str, u32> = roles
             .keys()
             .enumerate()
             .map(|(i, name)| (name.as_str(), i as u32))
@@ -105,16 +107,19 @@ impl Index {
                     .push(i as u32);
             }
         }
+        let mut role_ids = Vec::new();
         let rule_roles = rules
             .iter()
             .map(|rule| match &rule.roles {
                 RoleSel::Any => None,
-                RoleSel::Named(names) => Some(
-                    names
+                RoleSel::Named(names) => {
+                    let start = role_ids.len() as u32;
+                    let ids = names
                         .iter()
-                        .filter_map(|n| role_ids.get(n.as_str()).copied())
-                        .collect(),
-                ),
+                        .filter_map(|n| role_ids_by_name.get(n.as_str()));
+                    role_ids.extend(ids);
+                    Some(start..role_ids.len() as u32)
+                }
             })
             .collect();
         let mut by_action = vec![Vec::new(); Action::ALL.len()];
@@ -133,6 +138,7 @@ impl Index {
             by_action,
             roles_of_member,
             rule_roles,
+            role_ids,
             keys,
         })
     }
@@ -158,7 +164,9 @@ impl Index {
     pub fn admits(&self, rule: usize, held: &[bool]) -> bool {
         match &self.rule_roles[rule] {
             None => true,
-            Some(ids) => ids.iter().any(|&r| held[r as usize]),
+            Some(ids) => self.role_ids[ids.start as usize..ids.end as usize]
+                .iter()
+                .any(|&r| held[r as usize]),
         }
     }
 
