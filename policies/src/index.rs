@@ -64,6 +64,7 @@ struct KeySet {
     /// Glob index → owner.
     glob_owner: Vec<Owner>,
 }
+
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     /// Indexed by `Action as usize`: the rules covering that action, in file order.
