@@ -15,6 +15,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::routing::post;
 use opsbot::discord::DiscordConfig;
+use opsbot::discord::verify::TestSigner;
 use opsbot_tests::bench::{args, fire, report, serve};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::discord_fake::{self, DiscordFake, Member, signer};
@@ -33,40 +34,35 @@ rules:
     actions: [status]
 "#;
 
-/// `n` signed interactions for `base`, their tokens registered with the fake.
-fn interactions(
+/// The `i`th signed interaction of run `tag` for `base`, its token registered with the fake.
+fn interaction(
     http: &reqwest::Client,
     base: &str,
     fake: &DiscordFake,
-    n: usize,
-    tag: u64,
-) -> Vec<reqwest::Request> {
+    key: &TestSigner,
+    (tag, i): (u64, usize),
+) -> reqwest::Request {
     let member = Member::new("4000000000000000001", &["1100000000000000002"]);
-    let key = signer();
     let ts = discord_fake::now_secs().to_string();
-    (0..n as u64)
-        .map(|i| {
-            let id = (5_000_000_000_000_000_000 + tag * 1_000_000 + i).to_string();
-            let token = format!("bench-{tag}-{i}");
-            fake.expect_command(&token, CHANNEL);
-            let body = serde_json::to_vec(&discord_fake::run(
-                &id,
-                &token,
-                GUILD,
-                CHANNEL,
-                &member,
-                "status rust-webapi -n api",
-            ))
-            .expect("JSON");
-            http.post(format!("{base}/discord/interactions"))
-                .header("content-type", "application/json")
-                .header("x-signature-ed25519", key.sign(&ts, &body))
-                .header("x-signature-timestamp", &ts)
-                .body(body)
-                .build()
-                .expect("a valid request")
-        })
-        .collect()
+    let id = (5_000_000_000_000_000_000 + tag * 1_000_000 + i as u64).to_string();
+    let token = format!("bench-{tag}-{i}");
+    fake.expect_command(&token, CHANNEL);
+    let body = serde_json::to_vec(&discord_fake::run(
+        &id,
+        &token,
+        GUILD,
+        CHANNEL,
+        &member,
+        "status rust-webapi -n api",
+    ))
+    .expect("JSON");
+    http.post(format!("{base}/discord/interactions"))
+        .header("content-type", "application/json")
+        .header("x-signature-ed25519", key.sign(&ts, &body))
+        .header("x-signature-timestamp", &ts)
+        .body(body)
+        .build()
+        .expect("a valid request")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -112,17 +108,14 @@ async fn main() {
         "Discord ack latency: {n} signed interactions per target at {} requests/s ({} s each), Ed25519 verification included, 2 worker threads",
         args.rate, args.secs
     );
-    let _ = fire(
-        &http,
-        interactions(&http, &bare_base, &fake, 50, 1),
-        args.rate,
-    )
+    let key = signer();
+    let _ = fire(&http, 50, args.rate, |i| {
+        interaction(&http, &bare_base, &fake, &key, (1, i))
+    })
     .await;
-    let _ = fire(
-        &http,
-        interactions(&http, &bot_base, &fake, 50, 2),
-        args.rate,
-    )
+    let _ = fire(&http, 50, args.rate, |i| {
+        interaction(&http, &bot_base, &fake, &key, (2, i))
+    })
     .await;
 
     println!(
@@ -130,18 +123,14 @@ async fn main() {
         "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
     );
     let started = Instant::now();
-    let bare_out = fire(
-        &http,
-        interactions(&http, &bare_base, &fake, n, 3),
-        args.rate,
-    )
+    let bare_out = fire(&http, n, args.rate, |i| {
+        interaction(&http, &bare_base, &fake, &key, (3, i))
+    })
     .await;
     report("bare axum handler", args.rate, &bare_out);
-    let bot_out = fire(
-        &http,
-        interactions(&http, &bot_base, &fake, n, 4),
-        args.rate,
-    )
+    let bot_out = fire(&http, n, args.rate, |i| {
+        interaction(&http, &bot_base, &fake, &key, (4, i))
+    })
     .await;
     report(bot_name, args.rate, &bot_out);
     let answered = fake

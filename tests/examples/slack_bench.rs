@@ -31,7 +31,8 @@ const SECRET: &str = "bench-signing-secret";
 const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], actions: [status] }\n";
 
 /// Closed loop: `--clients` senders, each sending its next request when the last is answered,
-/// for `--secs`; prints what came back under `name` and returns the acks per second.
+/// for `--secs`; prints what came back under `name` and returns the requests taken (acked and
+/// not refused as busy) per second.
 async fn closed_loop(
     http: &reqwest::Client,
     name: &str,
@@ -51,32 +52,37 @@ async fn closed_loop(
                 tag.to_owned(),
             );
             tokio::spawn(async move {
-                let (mut ok, mut failed) = (0usize, 0usize);
+                let (mut ok, mut busy, mut failed) = (0usize, 0usize, 0usize);
                 let mut i = 0;
                 while Instant::now() < until {
                     let req = command(&secret, &format!("{tag}.{c}.{i}")).build(&http, &base);
                     i += 1;
                     let res = tokio::time::timeout(Duration::from_secs(10), http.execute(req));
-                    match res.await {
-                        Ok(Ok(r)) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            ok += 1;
-                        }
-                        _ => failed += 1,
+                    let body = match res.await {
+                        Ok(Ok(r)) if r.status().is_success() => r.bytes().await.ok(),
+                        _ => None,
+                    };
+                    // A request refused as busy is acknowledged too, but nothing ran: it does
+                    // not count as throughput.
+                    match body {
+                        Some(b) if String::from_utf8_lossy(&b).contains("is busy") => busy += 1,
+                        Some(_) => ok += 1,
+                        None => failed += 1,
                     }
                 }
-                (ok, failed)
+                (ok, busy, failed)
             })
         })
         .collect();
-    let (mut ok, mut failed) = (0, 0);
+    let (mut ok, mut busy, mut failed) = (0, 0, 0);
     for s in senders {
-        let (o, f) = s.await.expect("sender task");
+        let (o, b, f) = s.await.expect("sender task");
         ok += o;
+        busy += b;
         failed += f;
     }
     let rate = ok as f64 / start.elapsed().as_secs_f64();
-    println!("{name:<22} {ok:>8} ok {failed:>6} failed {rate:>10.1}/s");
+    println!("{name:<22} {ok:>8} ok {busy:>6} busy {failed:>6} failed {rate:>10.1}/s");
     rate
 }
 
@@ -98,19 +104,6 @@ fn command(secret: &str, tag: &str) -> SignedRequest {
         "C0BENCH",
         &format!("bench.{tag}.{}", std::process::id()),
     )
-}
-
-/// `n` of them, ready to send to `base`.
-fn commands(
-    http: &reqwest::Client,
-    base: &str,
-    n: usize,
-    secret: &str,
-    tag: &str,
-) -> Vec<reqwest::Request> {
-    (0..n)
-        .map(|i| command(secret, &format!("{tag}.{i}")).build(http, base))
-        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -172,17 +165,13 @@ async fn main() {
         n, args.rate, args.secs
     );
     // Warm up connections and caches (group lookup) on both.
-    let _ = fire(
-        &http,
-        commands(&http, &bare_base, 50, &secret, "warm-bare"),
-        args.rate,
-    )
+    let _ = fire(&http, 50, args.rate, |i| {
+        command(&secret, &format!("warm-bare.{i}")).build(&http, &bare_base)
+    })
     .await;
-    let _ = fire(
-        &http,
-        commands(&http, &slack_base, 50, &secret, "warm-slack"),
-        args.rate,
-    )
+    let _ = fire(&http, 50, args.rate, |i| {
+        command(&secret, &format!("warm-slack.{i}")).build(&http, &slack_base)
+    })
     .await;
 
     println!(
@@ -190,18 +179,14 @@ async fn main() {
         "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
     );
     let started = Instant::now();
-    let bare_out = fire(
-        &http,
-        commands(&http, &bare_base, n, &secret, "bare"),
-        args.rate,
-    )
+    let bare_out = fire(&http, n, args.rate, |i| {
+        command(&secret, &format!("bare.{i}")).build(&http, &bare_base)
+    })
     .await;
     report("bare axum handler", args.rate, &bare_out);
-    let slack_out = fire(
-        &http,
-        commands(&http, &slack_base, n, &secret, "slack"),
-        args.rate,
-    )
+    let slack_out = fire(&http, n, args.rate, |i| {
+        command(&secret, &format!("slack.{i}")).build(&http, &slack_base)
+    })
     .await;
     report(slack_name, args.rate, &slack_out);
     println!(

@@ -1,5 +1,5 @@
 //! What the ack benchmarks (`scripts/bench-slack.sh`, `scripts/bench-discord.sh`) share: an
-//! open-loop firing of prepared, signed requests at a fixed rate and the report line.
+//! open-loop firing of signed requests at a fixed rate and the report line.
 //!
 //! Open loop: request *i* is due at `start + i / rate`, and its latency is measured from that
 //! due time (so a stalled server cannot hide its queueing delay).
@@ -65,19 +65,27 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Fires `requests` at `rate` per second; each one's latency counts from its due time. Answered
-/// requests are reaped as the run goes, so the generator's memory does not grow with the run.
-pub async fn fire(http: &reqwest::Client, requests: Vec<reqwest::Request>, rate: u32) -> Outcome {
+/// Fires `n` requests at `rate` per second, each built by `make(i)` just before it is due (so
+/// the generator holds no prepared batch, and the process's memory figures are the bot's);
+/// each one's latency counts from its due time. Answered requests are reaped as the run goes,
+/// so the generator's memory does not grow with the run either.
+pub async fn fire(
+    http: &reqwest::Client,
+    n: usize,
+    rate: u32,
+    mut make: impl FnMut(usize) -> reqwest::Request,
+) -> Outcome {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut out = Outcome {
         ok: 0,
         failed: 0,
-        latencies: Vec::with_capacity(requests.len()),
+        latencies: Vec::with_capacity(n),
         elapsed: Duration::ZERO,
     };
     let mut running = tokio::task::JoinSet::new();
-    for (i, req) in requests.into_iter().enumerate() {
+    for i in 0..n {
+        let req = make(i);
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due).await;
         while let Some(done) = running.try_join_next() {
