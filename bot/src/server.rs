@@ -146,8 +146,12 @@ impl RunningServer {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let signal = stop.clone();
+        // Routes are made into services once, here. Served as a plain `Router`, axum would
+        // rebuild every route table for each connection (`Router::with_state` per accept):
+        // allocations on every connect, and a few KiB held by each open connection.
+        let service = router.with_state(()).into_make_service();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
+            axum::serve(listener, service)
                 .with_graceful_shutdown(async move { signal.cancelled().await })
                 .await
         });
