@@ -12,6 +12,8 @@
 #   cargo bench -p kubesim --bench scale              kubesim start-up and idle CPU, 200 / 2,000
 #   cargo bench -p opsbot --bench audit               audit appends vs raw SQLite, same transaction
 #   scripts/bench-slack.sh                            Slack ack latency, max throughput, memory
+#   serve_memory (example of opsbot-tests)            `opsbot serve`'s own memory at 1,000 to
+#                                                     5,000 requests/s and after a burst
 #
 # The Slack benchmark runs twice: as the process starts by default, and with MALLOC_ARENA_MAX=2
 # (glibc's allocator then keeps two arenas instead of up to eight per core), to show what the
@@ -34,7 +36,8 @@ run() { # name, command...
 
 cargo bench -q --no-run -p opsbot-policies --bench policy -p opsbot-commands --bench status \
     -p kubesim --bench scale -p opsbot --bench audit
-cargo build --profile bench -q -p opsbot-tests --example slack_bench -p opsbot --bin opsbot
+cargo build --profile bench -q -p opsbot-tests --example slack_bench --example serve_memory \
+    -p opsbot --bin opsbot
 target=${CARGO_TARGET_DIR:-target}
 
 run policy cargo bench -q -p opsbot-policies --bench policy
@@ -63,6 +66,8 @@ done
 run slack env -u MALLOC_ARENA_MAX "$target/release/examples/slack_bench" --rate 500 --secs "$secs"
 run slack-arenas env MALLOC_ARENA_MAX=2 "$target/release/examples/slack_bench" --rate 500 \
     --secs "$secs"
+# The bot as an operator runs it: `opsbot serve` in its own process, its memory read from /proc.
+run serve "$target/release/examples/serve_memory" --bin "$target/release/opsbot" --secs "$secs"
 
 # Pick a whitespace-separated field: file, line pattern, field number.
 field() { awk -v pat="$2" -v n="$3" '$0 ~ pat { print $n; exit }' "$out/$1"; }
@@ -78,8 +83,8 @@ printf '| Slack ack p99 at 500/s (open loop, default allocator) | %s ms | bare a
 for run in slack slack-arenas; do
     label="default allocator"
     [[ $run == slack-arenas ]] && label="MALLOC_ARENA_MAX=2"
-    b=$(awk '/^bare axum handler +[0-9]+ ok/ { sub("/s", "", $8); print $8; exit }' "$out/$run")
-    o=$(awk '/^opsbot \/slack\/commands +[0-9]+ ok/ { sub("/s", "", $7); print $7; exit }' "$out/$run")
+    b=$(awk '/^bare axum handler +[0-9]+ ok/ { sub("/s", "", $10); print $10; exit }' "$out/$run")
+    o=$(awk '/^opsbot \/slack\/commands +[0-9]+ ok/ { sub("/s", "", $9); print $9; exit }' "$out/$run")
     printf '| memory, whole bench process (%s): idle / peak / after | %s / %s / %s MiB | ≤ 25 MiB idle, ≤ 64 MiB peak | |\n' \
         "$label" \
         "$(awk '/^memory/ { print $(NF-9); exit }' "$out/$run")" \
@@ -88,6 +93,14 @@ for run in slack slack-arenas; do
     printf '| Slack max throughput (%s) | %s/s | bare axum %s/s | %s (target ≥ 0.5) |\n' "$label" \
         "$o" "$b" "$(awk -v a="$o" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
 done
+peak() { sed -nE "/$1/ { s/.*peak ([0-9.]+) MiB.*/\1/p; q }" "$out/serve"; }
+printf '| `opsbot serve` memory, its own process (bench build): idle | %s MiB | ≤ 25 MiB | |\n' \
+    "$(awk '/^opsbot serve \(pid/ { print $(NF-1); exit }' "$out/serve")"
+printf '| `opsbot serve` peak memory at 1,000 / 2,000 / 5,000 requests/s | %s / %s / %s MiB | ≤ 64 MiB at any rate | |\n' \
+    "$(peak '^memory at 1000')" "$(peak '^memory at 2000')" "$(peak '^memory at 5000')"
+printf '| `opsbot serve` memory, burst of 512 clients for 2 s: peak / 5 s later | %s / %s MiB | ≤ 64 MiB at any rate | |\n' \
+    "$(peak '^memory after a burst')" \
+    "$(sed -nE '/^memory after a burst/ { s/.*later ([0-9.]+) MiB.*/\1/p; q }' "$out/serve")"
 for w in 1 8; do
     printf '| audit appends, %s writer(s) | %s | raw sqlx %s | %s (target ≥ 0.5) |\n' "$w" \
         "$(field audit "^ +$w " 2)" "$(field audit "^ +$w " 3)" "$(field audit "^ +$w " 4)"

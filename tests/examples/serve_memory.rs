@@ -1,0 +1,244 @@
+//! Memory of `opsbot serve` itself, as an operator runs it: the real binary in its own process,
+//! on SQLite against kubesim, replying to a fake Slack Web API (both in this process, so they do
+//! not count). Signed `/ops status` slash commands are fired at it at each rate in turn (open
+//! loop, as in `slack_bench`), then in a burst (`--burst-clients` closed loops for 2 s). After
+//! each run the bot's resident memory is read from `/proc/PID/status`: its peak so far
+//! (`VmHWM`) and now (`VmRSS`), and once more after a quiet spell. Run it through
+//! `scripts/bench.sh`; measured, never asserted.
+//!
+//! Options: `--bin PATH` (the `opsbot` binary, required), `--rates 1000,2000,5000`, `--secs N`
+//! (per rate, default 5), `--burst-clients N` (default 512), `--max-in-flight N` (the bot's
+//! `engine.max_in_flight`; default: the bot's default).
+//!
+//! The bot's rate limits are raised out of the way, so every command that is not refused as busy
+//! runs the whole pipeline.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubesim::{KubeSim, Seed};
+use opsbot_tests::bench::{fire, report};
+use opsbot_tests::slack_fake::{self, SlackFake};
+
+const TOKEN: &str = "xoxb-bench";
+const SECRET: &str = "bench-signing-secret";
+const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], actions: [status] }\n";
+
+struct Args {
+    bin: String,
+    rates: Vec<u32>,
+    secs: u32,
+    burst_clients: u32,
+    /// The bot's `engine.max_in_flight`; its default when `None`.
+    max_in_flight: Option<usize>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        bin: String::new(),
+        rates: vec![1000, 2000, 5000],
+        secs: 5,
+        burst_clients: 512,
+        max_in_flight: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--bin" => a.bin = value,
+            "--rates" => {
+                a.rates = value
+                    .split(',')
+                    .map(|r| r.parse::<u32>().expect("--rates N,N,…").clamp(1, 5000))
+                    .collect();
+            }
+            "--secs" => a.secs = value.parse::<u32>().expect("--secs N").clamp(1, 60),
+            "--burst-clients" => {
+                a.burst_clients = value
+                    .parse::<u32>()
+                    .expect("--burst-clients N")
+                    .clamp(1, 1024);
+            }
+            "--max-in-flight" => a.max_in_flight = Some(value.parse().expect("--max-in-flight N")),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    assert!(
+        !a.bin.is_empty(),
+        "--bin PATH (the opsbot binary) is required"
+    );
+    a
+}
+
+/// A `/proc/PID/status` figure in MiB (`VmRSS`: now, `VmHWM`: the peak so far).
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn write_config(
+    dir: &Path,
+    sim: &KubeSim,
+    fake: &SlackFake,
+    port: u16,
+    args: &Args,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join("kubeconfig"), sim.kubeconfig_yaml()).expect("kubeconfig");
+    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
+    let yaml = format!(
+        "data_dir: {dir}\n\
+         policy: policy.yaml\n\
+         listen: 127.0.0.1:{port}\n\
+         rate_limits:\n\
+         \x20 per_user: {{ per_minute: 10000000, burst: 100000 }}\n\
+         \x20 per_channel: {{ per_minute: 10000000, burst: 100000 }}\n\
+         \x20 global: {{ per_minute: 10000000, burst: 100000 }}\n\
+         clusters:\n  - name: sim\n    kubeconfig: kubeconfig\n    default_namespace: api\n\
+         slack:\n  bot_token: {TOKEN}\n  signing_secret: {SECRET}\n  api_url: {api}\n",
+        dir = dir.display(),
+        api = fake.api_url(),
+    );
+    let engine = args
+        .max_in_flight
+        .map(|n| format!("engine: {{ max_in_flight: {n} }}\n"))
+        .unwrap_or_default();
+    let file = dir.join("opsbot.yaml");
+    std::fs::write(&file, yaml + &engine).expect("configuration");
+    file
+}
+
+/// Starts `opsbot serve` and waits until it answers `/readyz`.
+async fn start(bin: &str, config: &Path, base: &str) -> Child {
+    let mut child = Command::new(bin)
+        .args(["--config".as_ref(), config.as_os_str(), "serve".as_ref()])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start opsbot serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(res) = http.get(format!("{base}/readyz")).send().await
+            && res.status() == 200
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("opsbot serve did not become ready");
+}
+
+/// A signed `/ops status` slash command, distinct by `tag`.
+fn command(http: &reqwest::Client, base: &str, tag: &str) -> reqwest::Request {
+    slack_fake::slash_command(
+        SECRET,
+        "/ops",
+        "status rust-webapi -n api",
+        "UBENCH",
+        "C0BENCH",
+        &format!("serve.{tag}.{}", std::process::id()),
+    )
+    .build(http, base)
+}
+
+/// `clients` closed loops for `secs`; returns the acks that came back.
+async fn burst(http: &reqwest::Client, base: &str, clients: u32, secs: u64) -> usize {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, base) = (http.clone(), base.to_owned());
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for i in 0.. {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    let req = command(&http, &base, &format!("burst.{c}.{i}"));
+                    let res = tokio::time::timeout(Duration::from_secs(10), http.execute(req));
+                    if let Ok(Ok(r)) = res.await
+                        && r.status().is_success()
+                    {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for l in loops {
+        ok += l.await.unwrap_or(0);
+    }
+    ok
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let sim = KubeSim::start(Seed::default_seed()).await.expect("kubesim");
+    let fake = SlackFake::start(TOKEN).await;
+    // Only the bot's memory is measured, but this process should not grow without end either.
+    fake.keep_recent(64);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = write_config(dir.path(), &sim, &fake, port, &args);
+    let mut child = start(&args.bin, &config, &base).await;
+    let pid = child.id();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("HTTP client");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "opsbot serve (pid {pid}, SQLite, kubesim, fake Slack Web API): idle {:.1} MiB",
+        memory_mib(pid, "VmRSS:")
+    );
+    println!(
+        "{:<22} {:>8} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12}",
+        "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
+    );
+    let mut replies = fake.count_of("chat.postMessage");
+    for &rate in &args.rates {
+        let n = (rate * args.secs) as usize;
+        let out = fire(&http, n, rate, |i| {
+            command(&http, &base, &format!("{rate}.{i}"))
+        })
+        .await;
+        report("opsbot serve", rate, &out);
+        // Let the accepted commands finish (each is answered through the fake Web API).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let answered = fake.count_of("chat.postMessage");
+        println!(
+            "memory at {rate}/s: peak {:.1} MiB, after {:.1} MiB ({} commands run to their answer, the rest refused as busy)",
+            memory_mib(pid, "VmHWM:"),
+            memory_mib(pid, "VmRSS:"),
+            answered - replies,
+        );
+        replies = answered;
+    }
+    let ok = burst(&http, &base, args.burst_clients, 2).await;
+    let peak = memory_mib(pid, "VmHWM:");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "memory after a burst ({} clients, 2 s, {ok} acks): peak {peak:.1} MiB, 5 s later {:.1} MiB ({} commands run to their answer)",
+        args.burst_clients,
+        memory_mib(pid, "VmRSS:"),
+        fake.count_of("chat.postMessage") - replies,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
