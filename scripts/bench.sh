@@ -12,8 +12,10 @@
 #   cargo bench -p kubesim --bench scale              kubesim start-up and idle CPU, 200 / 2,000
 #   cargo bench -p opsbot --bench audit               audit appends vs raw SQLite, same transaction
 #   scripts/bench-slack.sh                            Slack ack latency, max throughput, memory
-#   serve_memory (example of opsbot-tests)            `opsbot serve`'s own memory at 1,000 to
-#                                                     5,000 requests/s and after a burst
+#   serve_bench (example of opsbot-tests)             `opsbot serve` itself: ack latency and
+#                                                     memory at 500 to 5,000 requests/s, after
+#                                                     a burst, and with a 1,000-rule policy
+#                                                     edited every second
 #
 # The Slack benchmark runs twice: as the process starts by default, and with MALLOC_ARENA_MAX=2
 # (glibc's allocator then keeps two arenas instead of up to eight per core), to show what the
@@ -36,7 +38,7 @@ run() { # name, command...
 
 cargo bench -q --no-run -p opsbot-policies --bench policy -p opsbot-commands --bench status \
     -p kubesim --bench scale -p opsbot --bench audit
-cargo build --profile bench -q -p opsbot-tests --example slack_bench --example serve_memory \
+cargo build --profile bench -q -p opsbot-tests --example slack_bench --example serve_bench \
     -p opsbot --bin opsbot
 target=${CARGO_TARGET_DIR:-target}
 
@@ -67,7 +69,12 @@ run slack env -u MALLOC_ARENA_MAX "$target/release/examples/slack_bench" --rate 
 run slack-arenas env MALLOC_ARENA_MAX=2 "$target/release/examples/slack_bench" --rate 500 \
     --secs "$secs"
 # The bot as an operator runs it: `opsbot serve` in its own process, its memory read from /proc.
-run serve "$target/release/examples/serve_memory" --bin "$target/release/opsbot" --secs "$secs"
+run serve "$target/release/examples/serve_bench" --bin "$target/release/opsbot" --secs "$secs" \
+    --rates 500,1000,2000,5000
+run serve-policy "$target/release/examples/serve_bench" --bin "$target/release/opsbot" \
+    --secs "$secs" --rates 500 --burst-clients 0 --policy "$out/policy-1000.yaml"
+run serve-policy-edits "$target/release/examples/serve_bench" --bin "$target/release/opsbot" \
+    --secs "$secs" --rates 500 --burst-clients 0 --policy "$out/policy-1000.yaml" --edit-policy
 
 # Pick a whitespace-separated field: file, line pattern, field number.
 field() { awk -v pat="$2" -v n="$3" '$0 ~ pat { print $n; exit }' "$out/$1"; }
@@ -93,6 +100,9 @@ for run in slack slack-arenas; do
     printf '| Slack max throughput (%s) | %s/s | bare axum %s/s | %s (target ≥ 0.5) |\n' "$label" \
         "$o" "$b" "$(awk -v a="$o" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
 done
+serve_p99() { awk '/^opsbot serve +500\/s/ { print $8, $9; exit }' "$out/$1"; }
+printf '| `opsbot serve` ack p99 at 500/s: 1-rule / 1,000-rule policy / 1,000 rules edited every second | %s / %s / %s | ≤ 5 ms in each case | |\n' \
+    "$(serve_p99 serve)" "$(serve_p99 serve-policy)" "$(serve_p99 serve-policy-edits)"
 peak() { sed -nE "/$1/ { s/.*peak ([0-9.]+) MiB.*/\1/p; q }" "$out/serve"; }
 printf '| `opsbot serve` memory, its own process (bench build): idle | %s MiB | ≤ 25 MiB | |\n' \
     "$(awk '/^opsbot serve \(pid/ { print $(NF-1); exit }' "$out/serve")"

@@ -1,14 +1,17 @@
-//! Memory of `opsbot serve` itself, as an operator runs it: the real binary in its own process,
-//! on SQLite against kubesim, replying to a fake Slack Web API (both in this process, so they do
-//! not count). Signed `/ops status` slash commands are fired at it at each rate in turn (open
-//! loop, as in `slack_bench`), then in a burst (`--burst-clients` closed loops for 2 s). After
-//! each run the bot's resident memory is read from `/proc/PID/status`: its peak so far
-//! (`VmHWM`) and now (`VmRSS`), and once more after a quiet spell. Run it through
-//! `scripts/bench.sh`; measured, never asserted.
+//! `opsbot serve` as an operator runs it: the real binary in its own process, on SQLite against
+//! kubesim, replying to a fake Slack Web API (both in this process, so they do not count).
+//! Signed `/ops status` slash commands are fired at it at each rate in turn (open loop, as in
+//! `slack_bench`: ack latency from each request's due time), then in a burst
+//! (`--burst-clients` closed loops for 2 s). After each run the bot's resident memory is read
+//! from `/proc/PID/status`: its peak so far (`VmHWM`) and now (`VmRSS`), and once more after a
+//! quiet spell. Run it through `scripts/bench.sh`; measured, never asserted.
 //!
 //! Options: `--bin PATH` (the `opsbot` binary, required), `--rates 1000,2000,5000`, `--secs N`
-//! (per rate, default 5), `--burst-clients N` (default 512), `--max-in-flight N` (the bot's
-//! `engine.max_in_flight`; default: the bot's default).
+//! (per rate, default 5), `--burst-clients N` (default 512; 0: no burst), `--max-in-flight N`
+//! (the bot's `engine.max_in_flight`; default: the bot's default), `--policy FILE` (the bot's
+//! policy: FILE, which must end with its `rules:` list, plus a rule that lets everyone run
+//! `status`; default: that rule alone), `--edit-policy` (rewrite the policy file every second
+//! during the runs, so the bot reloads it while it answers).
 //!
 //! The bot's rate limits are raised out of the way, so every command that is not refused as busy
 //! runs the whole pipeline.
@@ -23,7 +26,10 @@ use opsbot_tests::slack_fake::{self, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
 const SECRET: &str = "bench-signing-secret";
-const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], actions: [status] }\n";
+/// A policy without rules of its own (the benchmark adds [`READ_RULE`]).
+const NO_RULES: &str = "version: 1\nrules:\n";
+/// The rule every policy of this benchmark ends with: anyone may run `status`.
+const READ_RULE: &str = "  - { name: bench-read, roles: [\"*\"], actions: [status] }\n";
 
 struct Args {
     bin: String,
@@ -32,6 +38,9 @@ struct Args {
     burst_clients: u32,
     /// The bot's `engine.max_in_flight`; its default when `None`.
     max_in_flight: Option<usize>,
+    /// The policy's rules before [`READ_RULE`]: a file's text, or none.
+    policy: Option<String>,
+    edit_policy: bool,
 }
 
 fn args() -> Args {
@@ -41,9 +50,15 @@ fn args() -> Args {
         secs: 5,
         burst_clients: 512,
         max_in_flight: None,
+        policy: None,
+        edit_policy: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--edit-policy" {
+            a.edit_policy = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--bin" => a.bin = value,
@@ -55,10 +70,10 @@ fn args() -> Args {
             }
             "--secs" => a.secs = value.parse::<u32>().expect("--secs N").clamp(1, 60),
             "--burst-clients" => {
-                a.burst_clients = value
-                    .parse::<u32>()
-                    .expect("--burst-clients N")
-                    .clamp(1, 1024);
+                a.burst_clients = value.parse::<u32>().expect("--burst-clients N").min(1024);
+            }
+            "--policy" => {
+                a.policy = Some(std::fs::read_to_string(&value).expect("--policy FILE"));
             }
             "--max-in-flight" => a.max_in_flight = Some(value.parse().expect("--max-in-flight N")),
             other => panic!("unknown option {other}"),
@@ -89,7 +104,7 @@ fn write_config(
     args: &Args,
 ) -> std::path::PathBuf {
     std::fs::write(dir.join("kubeconfig"), sim.kubeconfig_yaml()).expect("kubeconfig");
-    std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.join("policy.yaml"), policy(args.policy.as_deref(), 0)).expect("policy");
     let yaml = format!(
         "data_dir: {dir}\n\
          policy: policy.yaml\n\
@@ -110,6 +125,11 @@ fn write_config(
     let file = dir.join("opsbot.yaml");
     std::fs::write(&file, yaml + &engine).expect("configuration");
     file
+}
+
+/// The policy's text: `rules` (else none) and [`READ_RULE`]; `edit` makes each edit's text differ.
+fn policy(rules: Option<&str>, edit: u64) -> String {
+    format!("{}{READ_RULE}# edit {edit}\n", rules.unwrap_or(NO_RULES))
 }
 
 /// Starts `opsbot serve` and waits until it answers `/readyz`.
@@ -207,10 +227,32 @@ async fn main() {
         "opsbot serve (pid {pid}, SQLite, kubesim, fake Slack Web API): idle {:.1} MiB",
         memory_mib(pid, "VmRSS:")
     );
+    // Warm up (connections, caches, the database's pages), unreported, as slack_bench does.
+    let _ = fire(&http, 250, 500, |i| {
+        command(&http, &base, &format!("warm.{i}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
         "{:<22} {:>8} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12}",
         "target", "rate", "ok", "failed", "p50", "p99", "max", "throughput"
     );
+    if args.edit_policy {
+        let (file, rules) = (dir.path().join("policy.yaml"), args.policy.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for edit in 1.. {
+                tick.tick().await;
+                let text = policy(rules.as_deref(), edit);
+                // Written whole and renamed into place, as an editor or a ConfigMap update does.
+                let next = file.with_extension("yaml.next");
+                if std::fs::write(&next, text).is_ok() {
+                    let _ = std::fs::rename(&next, &file);
+                }
+            }
+        });
+        println!("the policy file is rewritten every second");
+    }
     let mut replies = fake.count_of("chat.postMessage");
     for &rate in &args.rates {
         let n = (rate * args.secs) as usize;
@@ -229,6 +271,11 @@ async fn main() {
             answered - replies,
         );
         replies = answered;
+    }
+    if args.burst_clients == 0 {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
     }
     let ok = burst(&http, &base, args.burst_clients, 2).await;
     let peak = memory_mib(pid, "VmHWM:");
