@@ -435,7 +435,8 @@ impl Default for ApprovalDefaults {
 /// How much work the engine takes on, and how old a change may be when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineLimits {
-    /// Requests taken and not answered yet, at most; more are refused as busy. Default 256.
+    /// Requests taken and not answered yet, at most; more are refused as busy. Default 64
+    /// ([`crate::engine::DEFAULT_MAX_IN_FLIGHT`]: what bounds the bot's memory under load).
     pub max_in_flight: usize,
     /// A command that changes the cluster and is older than this when it would start is
     /// refused as stale (approved ones count from the approval). Default 30 seconds.
@@ -445,7 +446,7 @@ pub struct EngineLimits {
 impl Default for EngineLimits {
     fn default() -> Self {
         EngineLimits {
-            max_in_flight: 256,
+            max_in_flight: crate::engine::DEFAULT_MAX_IN_FLIGHT,
             max_command_age: Duration::from_secs(30),
         }
     }

@@ -29,11 +29,14 @@ fn free_port() -> u16 {
 fn write_config(dir: &Path, sim: &KubeSim, fake: &SlackFake, port: u16) -> std::path::PathBuf {
     std::fs::write(dir.join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
     std::fs::write(dir.join("policy.yaml"), opsbot::app::EXAMPLE_POLICY).unwrap();
+    // Every command of the flood stays in flight (Slack holds its answer back), so the cap on
+    // requests in flight is raised above the flood: all of it is taken, none refused as busy.
     let yaml = format!(
         "data_dir: {dir}\n\
          policy: policy.yaml\n\
          listen: 127.0.0.1:{port}\n\
          approvals: {{ sweep_interval: 500ms }}\n\
+         engine: {{ max_in_flight: 256 }}\n\
          rate_limits:\n\
          \x20 per_user: {{ per_minute: 100000, burst: 100000 }}\n\
          \x20 per_channel: {{ per_minute: 100000, burst: 100000 }}\n\

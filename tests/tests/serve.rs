@@ -49,7 +49,8 @@ async fn health_readiness_metrics_and_graceful_stop() {
     assert_eq!(body["pool"]["saturated"], false, "{body}");
     assert_eq!(
         body["backlog"],
-        serde_json::json!({"len": 0, "cap": 256, "open_in_inbox": 0})
+        serde_json::json!({"len": 0, "cap": 64, "open_in_inbox": 0}),
+        "the default cap on requests in flight"
     );
 
     // The embedded SQLite default lives in the data directory.
