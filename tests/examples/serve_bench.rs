@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use kubesim::{KubeSim, Seed};
 use opsbot_tests::bench::{fire, report};
+use opsbot_tests::process::start_and_wait;
 use opsbot_tests::slack_fake::{self, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
@@ -134,26 +135,13 @@ fn policy(rules: Option<&str>, edit: u64) -> String {
 
 /// Starts `opsbot serve` and waits until it answers `/readyz`.
 async fn start(bin: &str, config: &Path, base: &str) -> Child {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["--config".as_ref(), config.as_os_str(), "serve".as_ref()])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start opsbot serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(res) = http.get(format!("{base}/readyz")).send().await
-            && res.status() == 200
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("opsbot serve did not become ready");
+        .stderr(Stdio::null());
+    start_and_wait(command, &format!("{base}/readyz")).await
 }
 
 /// A signed `/ops status` slash command, distinct by `tag`.

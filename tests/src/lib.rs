@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bot;
 pub mod discord_fake;
 pub mod pipeline;
+pub mod process;
 pub mod slack_fake;
 
 /// Runs `$body` (an async fn taking a [`bot::Db`] and a database name) as two tests in a module

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubesim::{KubeSim, Seed};
+use opsbot_tests::process::start_and_wait;
 use opsbot_tests::slack_fake::{self, Failure, SlackFake};
 
 const TOKEN: &str = "xoxb-crash-test";
@@ -53,26 +54,13 @@ fn write_config(dir: &Path, sim: &KubeSim, fake: &SlackFake, port: u16) -> std::
 
 /// Starts `opsbot serve` and waits until it answers `/healthz`.
 async fn serve(config: &Path, base: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsbot-serve"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_opsbot-serve"));
+    command
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start opsbot-serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(res) = http.get(format!("{base}/healthz")).send().await
-            && res.status() == 200
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("opsbot-serve did not come up");
+        .stderr(Stdio::inherit());
+    start_and_wait(command, &format!("{base}/healthz")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
