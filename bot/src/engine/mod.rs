@@ -12,6 +12,7 @@
 //! - The engine knows no platform format: it posts [`Reply`]s through each platform's
 //!   [`ChatSink`].
 
+mod busy_log;
 pub mod cards;
 pub mod desk;
 pub mod policy_file;
@@ -130,6 +131,8 @@ struct Inner {
     instance: String,
     /// One permit per request taken and not answered yet.
     in_flight: Arc<Semaphore>,
+    /// Requests refused as busy, logged at most once a second.
+    busy_log: busy_log::BusyLog,
     store: Store,
     policy: Arc<PolicyFile>,
     operator: Operator,
@@ -242,6 +245,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 instance: format!("opsbot-{}", uuid::Uuid::new_v4().simple()),
                 in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+                busy_log: busy_log::BusyLog::default(),
                 store,
                 policy,
                 operator,
@@ -425,7 +429,7 @@ impl Engine {
             self.inner
                 .metrics
                 .count_request(inbound.platform(), "-", "busy", "refused");
-            tracing::warn!(platform = inbound.platform(), "busy: request refused");
+            self.inner.busy_log.refused(inbound.platform());
             return Err(Refusal::Busy {
                 retry_after: Duration::from_secs(5),
             });
