@@ -110,10 +110,10 @@ impl Default for EngineOptions {
 /// Requests in flight at most, by default (`engine.max_in_flight`). A request in flight holds
 /// its pipeline's state and its HTTP connections (to the cluster, to the chat's API), about
 /// 150 KiB each at saturation, so this cap is what bounds the bot's memory under any load.
-/// Measured on `opsbot serve` (`scripts/bench.sh`): at 5,000 requests/s, 64 keep its peak at
-/// 42 MiB and the ack p99 at 16 ms; 256 took them to 73 MiB and 85 ms, and completed no more
-/// commands. Two cores run 1,500-2,000 full commands a second, so 64 is ~40 ms of queued work;
-/// beyond it, a request is refused as busy at once.
+/// Measured on `opsbot serve`, release build (`serve_bench`): at 5,000 requests/s, 64 keep its
+/// peak at 42 MiB and the ack p99 at 16 ms; 256 took them to 73 MiB and 85 ms, and completed no
+/// more commands. Two cores run 1,500-2,000 full commands a second, so 64 is ~40 ms of queued
+/// work; beyond it, a request is refused as busy at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// How long past the longest operation timeout an execution may stay unfinished before it is
