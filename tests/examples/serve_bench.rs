@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use kubesim::{KubeSim, Seed};
 use opsbot_tests::bench::{fire, report};
-use opsbot_tests::process::start_and_wait;
+use opsbot_tests::process::{ServeConfig, start_and_wait};
 use opsbot_tests::slack_fake::{self, SlackFake};
 
 const TOKEN: &str = "xoxb-bench";
@@ -104,28 +104,20 @@ fn write_config(
     port: u16,
     args: &Args,
 ) -> std::path::PathBuf {
-    std::fs::write(dir.join("kubeconfig"), sim.kubeconfig_yaml()).expect("kubeconfig");
-    std::fs::write(dir.join("policy.yaml"), policy(args.policy.as_deref(), 0)).expect("policy");
-    let yaml = format!(
-        "data_dir: {dir}\n\
-         policy: policy.yaml\n\
-         listen: 127.0.0.1:{port}\n\
-         rate_limits:\n\
-         \x20 per_user: {{ per_minute: 10000000, burst: 100000 }}\n\
-         \x20 per_channel: {{ per_minute: 10000000, burst: 100000 }}\n\
-         \x20 global: {{ per_minute: 10000000, burst: 100000 }}\n\
-         clusters:\n  - name: sim\n    kubeconfig: kubeconfig\n    default_namespace: api\n\
-         slack:\n  bot_token: {TOKEN}\n  signing_secret: {SECRET}\n  api_url: {api}\n",
-        dir = dir.display(),
-        api = fake.api_url(),
-    );
     let engine = args
         .max_in_flight
         .map(|n| format!("engine: {{ max_in_flight: {n} }}\n"))
         .unwrap_or_default();
-    let file = dir.join("opsbot.yaml");
-    std::fs::write(&file, yaml + &engine).expect("configuration");
-    file
+    ServeConfig {
+        sim,
+        slack_api: fake.api_url(),
+        bot_token: TOKEN,
+        signing_secret: SECRET,
+        port,
+        policy: &policy(args.policy.as_deref(), 0),
+        extra: &engine,
+    }
+    .write(dir)
 }
 
 /// The policy's text: `rules` (else none) and [`READ_RULE`]; `edit` makes each edit's text differ.

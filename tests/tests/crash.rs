@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubesim::{KubeSim, Seed};
-use opsbot_tests::process::start_and_wait;
+use opsbot_tests::process::{ServeConfig, start_and_wait};
 use opsbot_tests::slack_fake::{self, Failure, SlackFake};
 
 const TOKEN: &str = "xoxb-crash-test";
@@ -28,28 +28,18 @@ fn free_port() -> u16 {
 }
 
 fn write_config(dir: &Path, sim: &KubeSim, fake: &SlackFake, port: u16) -> std::path::PathBuf {
-    std::fs::write(dir.join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
-    std::fs::write(dir.join("policy.yaml"), opsbot::app::EXAMPLE_POLICY).unwrap();
-    // Every command of the flood stays in flight (Slack holds its answer back), so the cap on
-    // requests in flight is raised above the flood: all of it is taken, none refused as busy.
-    let yaml = format!(
-        "data_dir: {dir}\n\
-         policy: policy.yaml\n\
-         listen: 127.0.0.1:{port}\n\
-         approvals: {{ sweep_interval: 500ms }}\n\
-         engine: {{ max_in_flight: 256 }}\n\
-         rate_limits:\n\
-         \x20 per_user: {{ per_minute: 100000, burst: 100000 }}\n\
-         \x20 per_channel: {{ per_minute: 100000, burst: 100000 }}\n\
-         \x20 global: {{ per_minute: 100000, burst: 100000 }}\n\
-         clusters:\n  - name: sim\n    kubeconfig: kubeconfig\n    default_namespace: production\n\
-         slack:\n  bot_token: {TOKEN}\n  signing_secret: {SECRET}\n  api_url: {api}\n",
-        dir = dir.display(),
-        api = fake.api_url(),
-    );
-    let file = dir.join("opsbot.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    file
+    ServeConfig {
+        sim,
+        slack_api: fake.api_url(),
+        bot_token: TOKEN,
+        signing_secret: SECRET,
+        port,
+        policy: opsbot::app::EXAMPLE_POLICY,
+        // Every command of the flood stays in flight (Slack holds its answer back), so the cap
+        // on requests in flight is raised above the flood: all of it is taken, none refused.
+        extra: "approvals: { sweep_interval: 500ms }\nengine: { max_in_flight: 256 }\n",
+    }
+    .write(dir)
 }
 
 /// Starts `opsbot serve` and waits until it answers `/healthz`.
