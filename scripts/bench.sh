@@ -2,7 +2,7 @@
 # Every benchmark, one command: builds them optimised, runs each briefly, prints its own output,
 # then one table of figures with the reference each is compared with. Measured, never asserted.
 #
-#   scripts/bench.sh            about two minutes on two cores, after the build
+#   scripts/bench.sh            about four minutes on two cores, after the build
 #   scripts/bench.sh --quick    shorter runs (Slack: 3 s per loop)
 #
 # The benchmarks (each can be run alone):

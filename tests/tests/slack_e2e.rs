@@ -47,7 +47,11 @@ struct Bot {
 
 impl Bot {
     async fn start() -> Bot {
-        let core = TestBot::start(Db::Sqlite, "slack_e2e", POLICY, BotOptions::default())
+        Bot::start_with(BotOptions::default()).await
+    }
+
+    async fn start_with(options: BotOptions) -> Bot {
+        let core = TestBot::start(Db::Sqlite, "slack_e2e", POLICY, options)
             .await
             .expect("SQLite is never skipped");
         let engine = core.engine.clone();
@@ -591,7 +595,13 @@ async fn incident_command_without_the_incidents_service_is_refused_privately() {
 /// message; help, a denial and every refused click are ephemeral; the result says who asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_things_stay_private_under_a_hundred_clicks() {
-    let bot = Bot::start().await;
+    // All hundred clicks are in flight at once: the cap on requests in flight is raised above
+    // them, so each is taken (none refused as busy) and each is audited.
+    let bot = Bot::start_with(BotOptions {
+        max_in_flight: 256,
+        ..BotOptions::default()
+    })
+    .await;
     bot.command("UENG", "help", "e2e.priv.1").await;
     bot.command("UNOBODY", "scale rust-webapi 3 -n api", "e2e.priv.2")
         .await;
@@ -662,14 +672,15 @@ async fn private_things_stay_private_under_a_hundred_clicks() {
     for click in clicks {
         assert_eq!(click.await.unwrap(), 200);
     }
-    bot.wait_audit(|a| {
+    let clicked = |a: &[(String, String)]| {
         a.iter()
             .filter(|(k, o)| k == "approval" && o == "approve_clicked")
             .count()
-            >= 100
-            && a.iter().any(|(k, _)| k == "execution")
-    })
-    .await;
+    };
+    let audit = bot
+        .wait_audit(|a| clicked(a) >= 100 && a.iter().any(|(k, _)| k == "execution"))
+        .await;
+    assert_eq!(clicked(&audit), 100, "every click is taken and audited");
     let calls = bot.wait_for_text("requested by <@UENG>").await;
     assert!(
         ok_calls(&calls, "chat.update")
