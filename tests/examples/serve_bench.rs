@@ -18,10 +18,10 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubesim::{KubeSim, Seed};
-use opsbot_tests::bench::{fire, report};
+use opsbot_tests::bench::{closed_loop, fire, memory_mib, report};
 use opsbot_tests::process::{ServeConfig, start_and_wait};
 use opsbot_tests::slack_fake::{self, SlackFake};
 
@@ -87,16 +87,6 @@ fn args() -> Args {
     a
 }
 
-/// A `/proc/PID/status` figure in MiB (`VmRSS`: now, `VmHWM`: the peak so far).
-fn memory_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 fn write_config(
     dir: &Path,
     sim: &KubeSim,
@@ -149,38 +139,6 @@ fn command(http: &reqwest::Client, base: &str, tag: &str) -> reqwest::Request {
     .build(http, base)
 }
 
-/// `clients` closed loops for `secs`; returns the acks that came back.
-async fn burst(http: &reqwest::Client, base: &str, clients: u32, secs: u64) -> usize {
-    let until = Instant::now() + Duration::from_secs(secs);
-    let loops: Vec<_> = (0..clients)
-        .map(|c| {
-            let (http, base) = (http.clone(), base.to_owned());
-            tokio::spawn(async move {
-                let mut ok = 0;
-                for i in 0.. {
-                    if Instant::now() >= until {
-                        break;
-                    }
-                    let req = command(&http, &base, &format!("burst.{c}.{i}"));
-                    let res = tokio::time::timeout(Duration::from_secs(10), http.execute(req));
-                    if let Ok(Ok(r)) = res.await
-                        && r.status().is_success()
-                    {
-                        let _ = r.bytes().await;
-                        ok += 1;
-                    }
-                }
-                ok
-            })
-        })
-        .collect();
-    let mut ok = 0;
-    for l in loops {
-        ok += l.await.unwrap_or(0);
-    }
-    ok
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
@@ -205,7 +163,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
         "opsbot serve (pid {pid}, SQLite, kubesim, fake Slack Web API): idle {:.1} MiB",
-        memory_mib(pid, "VmRSS:")
+        memory_mib(Some(pid), "VmRSS:")
     );
     // Warm up (connections, caches, the database's pages), unreported, as slack_bench does.
     let _ = fire(&http, 250, 500, |i| {
@@ -246,8 +204,8 @@ async fn main() {
         let answered = fake.count_of("chat.postMessage");
         println!(
             "memory at {rate}/s: peak {:.1} MiB, after {:.1} MiB ({} commands run to their answer, the rest refused as busy)",
-            memory_mib(pid, "VmHWM:"),
-            memory_mib(pid, "VmRSS:"),
+            memory_mib(Some(pid), "VmHWM:"),
+            memory_mib(Some(pid), "VmRSS:"),
             answered - replies,
         );
         replies = answered;
@@ -257,13 +215,18 @@ async fn main() {
         let _ = child.wait();
         return;
     }
-    let ok = burst(&http, &base, args.burst_clients, 2).await;
-    let peak = memory_mib(pid, "VmHWM:");
+    let got = closed_loop(&http, args.burst_clients, 2, {
+        let (http, base) = (http.clone(), base.clone());
+        move |c, i| command(&http, &base, &format!("burst.{c}.{i}"))
+    })
+    .await;
+    let acks = got.ok + got.busy;
+    let peak = memory_mib(Some(pid), "VmHWM:");
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
-        "memory after a burst ({} clients, 2 s, {ok} acks): peak {peak:.1} MiB, 5 s later {:.1} MiB ({} commands run to their answer)",
+        "memory after a burst ({} clients, 2 s, {acks} acks): peak {peak:.1} MiB, 5 s later {:.1} MiB ({} commands run to their answer)",
         args.burst_clients,
-        memory_mib(pid, "VmRSS:"),
+        memory_mib(Some(pid), "VmRSS:"),
         fake.count_of("chat.postMessage") - replies,
     );
     let _ = child.kill();

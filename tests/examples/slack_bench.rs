@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use opsbot::slack::SlackConfig;
-use opsbot_tests::bench::{Args, args, fire, report, serve};
+use opsbot_tests::bench::{self, Args, args, fire, memory_mib, report, serve};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
 use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
 
@@ -32,7 +32,7 @@ const POLICY: &str = "version: 1\nrules:\n  - { name: read, roles: [\"*\"], acti
 
 /// Closed loop: `--clients` senders, each sending its next request when the last is answered,
 /// for `--secs`; prints what came back under `name` and returns the requests taken (acked and
-/// not refused as busy) per second.
+/// not refused as busy: a busy answer runs nothing, so it is no throughput) per second.
 async fn closed_loop(
     http: &reqwest::Client,
     name: &str,
@@ -42,56 +42,20 @@ async fn closed_loop(
     args: &Args,
 ) -> f64 {
     let start = Instant::now();
-    let until = start + Duration::from_secs(u64::from(args.secs));
-    let senders: Vec<_> = (0..args.clients)
-        .map(|c| {
-            let (http, base, secret, tag) = (
-                http.clone(),
-                base.to_owned(),
-                secret.to_owned(),
-                tag.to_owned(),
-            );
-            tokio::spawn(async move {
-                let (mut ok, mut busy, mut failed) = (0usize, 0usize, 0usize);
-                let mut i = 0;
-                while Instant::now() < until {
-                    let req = command(&secret, &format!("{tag}.{c}.{i}")).build(&http, &base);
-                    i += 1;
-                    let res = tokio::time::timeout(Duration::from_secs(10), http.execute(req));
-                    let body = match res.await {
-                        Ok(Ok(r)) if r.status().is_success() => r.bytes().await.ok(),
-                        _ => None,
-                    };
-                    // A request refused as busy is acknowledged too, but nothing ran: it does
-                    // not count as throughput.
-                    match body {
-                        Some(b) if String::from_utf8_lossy(&b).contains("is busy") => busy += 1,
-                        Some(_) => ok += 1,
-                        None => failed += 1,
-                    }
-                }
-                (ok, busy, failed)
-            })
-        })
-        .collect();
-    let (mut ok, mut busy, mut failed) = (0, 0, 0);
-    for s in senders {
-        let (o, b, f) = s.await.expect("sender task");
-        ok += o;
-        busy += b;
-        failed += f;
-    }
-    let rate = ok as f64 / start.elapsed().as_secs_f64();
+    let (client, base, secret, tag) = (
+        http.clone(),
+        base.to_owned(),
+        secret.to_owned(),
+        tag.to_owned(),
+    );
+    let got = bench::closed_loop(http, args.clients, u64::from(args.secs), move |c, i| {
+        command(&secret, &format!("{tag}.{c}.{i}")).build(&client, &base)
+    })
+    .await;
+    let rate = got.ok as f64 / start.elapsed().as_secs_f64();
+    let (ok, busy, failed) = (got.ok, got.busy, got.failed);
     println!("{name:<22} {ok:>8} ok {busy:>6} busy {failed:>6} failed {rate:>10.1}/s");
     rate
-}
-
-/// A `/proc/self/status` figure in MiB (`VmRSS`: now, `VmHWM`: the peak so far).
-fn memory_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// A signed `/ops status` slash command, distinct by `tag`.
@@ -158,7 +122,7 @@ async fn main() {
             )
         }
     };
-    let idle_rss = memory_mib("VmRSS:");
+    let idle_rss = memory_mib(None, "VmRSS:");
 
     println!(
         "Slack ack latency: {} signed slash commands per target at {} requests/s ({} s each), 2 worker threads",
@@ -212,9 +176,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
             "memory (whole process: bot, kubesim, fake Slack keeping its latest 64 calls, load generator): idle {:.1} MiB, peak {:.1} MiB, after the runs {:.1} MiB",
-            idle_rss.unwrap_or(f64::NAN),
-            memory_mib("VmHWM:").unwrap_or(f64::NAN),
-            memory_mib("VmRSS:").unwrap_or(f64::NAN)
+            idle_rss,
+            memory_mib(None, "VmHWM:"),
+            memory_mib(None, "VmRSS:")
         );
     }
     println!(

@@ -114,6 +114,80 @@ pub async fn fire(
     out
 }
 
+/// What the closed loops got back.
+pub struct Answers {
+    /// Acked and taken.
+    pub ok: usize,
+    /// Acked, but refused as busy: nothing ran.
+    pub busy: usize,
+    /// No answer, or not a success.
+    pub failed: usize,
+}
+
+/// `clients` closed loops for `secs`: each sends its next request, built by `make(client, i)`,
+/// as soon as the last one is answered.
+pub async fn closed_loop<F>(http: &reqwest::Client, clients: u32, secs: u64, make: F) -> Answers
+where
+    F: Fn(u32, usize) -> reqwest::Request + Clone + Send + 'static,
+{
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, make) = (http.clone(), make.clone());
+            tokio::spawn(async move {
+                let mut got = Answers {
+                    ok: 0,
+                    busy: 0,
+                    failed: 0,
+                };
+                for i in 0.. {
+                    if tokio::time::Instant::now() >= until {
+                        break;
+                    }
+                    let res =
+                        tokio::time::timeout(Duration::from_secs(10), http.execute(make(c, i)));
+                    let body = match res.await {
+                        Ok(Ok(r)) if r.status().is_success() => r.bytes().await.ok(),
+                        _ => None,
+                    };
+                    match body {
+                        Some(b) if String::from_utf8_lossy(&b).contains("is busy") => got.busy += 1,
+                        Some(_) => got.ok += 1,
+                        None => got.failed += 1,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Answers {
+        ok: 0,
+        busy: 0,
+        failed: 0,
+    };
+    for l in loops {
+        let got = l.await.expect("closed loop task");
+        all.ok += got.ok;
+        all.busy += got.busy;
+        all.failed += got.failed;
+    }
+    all
+}
+
+/// A `/proc/PID/status` figure of process `pid` (`None`: this one) in MiB (`VmRSS`: now,
+/// `VmHWM`: the peak so far); NaN when it cannot be read.
+pub fn memory_mib(pid: Option<u32>, field: &str) -> f64 {
+    let path = pid.map_or("/proc/self/status".to_owned(), |p| {
+        format!("/proc/{p}/status")
+    });
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
 impl Outcome {
     fn count(&mut self, (ok, latency): (bool, Duration)) {
         if ok {
