@@ -470,30 +470,32 @@ impl DiscordFake {
         self.inner().commands.get(guild.unwrap_or("")).cloned()
     }
 
-    /// Waits until `pred` holds for the messages (or `limit` passes); returns them.
+    /// Waits until `pred` holds for the messages and returns them (for the test's further
+    /// assertions). Fails the test if `limit` passes first: a wait is itself an assertion.
     pub async fn wait_for(
         &self,
         limit: Duration,
         pred: impl Fn(&[Message]) -> bool,
     ) -> Vec<Message> {
-        let start = Instant::now();
-        loop {
-            let messages = self.messages();
-            if pred(&messages) || start.elapsed() > limit {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::eventually(
+            limit,
+            "the fake Discord's messages to show it",
+            || async { self.messages() },
+            |ms| pred(ms),
+        )
+        .await
     }
 
-    /// Waits for a visible (not deleted) message whose text contains `needle`.
-    pub async fn wait_for_text(&self, limit: Duration, needle: &str) -> Option<Message> {
+    /// Waits for a visible (not deleted) message whose text contains `needle` (fails the test
+    /// after `limit`).
+    pub async fn wait_for_text(&self, limit: Duration, needle: &str) -> Message {
         let found = |ms: &[Message]| {
             ms.iter()
                 .find(|m| !m.deleted && m.text().contains(needle))
                 .cloned()
         };
         found(&self.wait_for(limit, |ms| found(ms).is_some()).await)
+            .expect("wait_for returns once a message matches")
     }
 }
 

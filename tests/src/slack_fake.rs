@@ -443,8 +443,8 @@ impl SlackFake {
         self.inner().messages.clone()
     }
 
-    /// Waits until `pred` holds for the recorded calls, or `limit` passes; returns the calls
-    /// either way (the test then asserts on them).
+    /// Waits until `pred` holds for the recorded calls and returns them (for the test's further
+    /// assertions). Fails the test if `limit` passes first: a wait is itself an assertion.
     pub async fn wait_until(&self, limit: Duration, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -456,12 +456,18 @@ impl SlackFake {
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.calls();
+                let calls = self.calls();
+                assert!(
+                    pred(&calls),
+                    "the fake Slack did not see what the test waits for within {limit:?}; \
+                     calls: {calls:#?}"
+                );
+                return calls;
             }
         }
     }
 
-    /// Waits until `method` was called successfully `n` times (or `limit` passes).
+    /// Waits until `method` was called successfully `n` times (fails the test after `limit`).
     pub async fn wait_for_ok(&self, method: &str, n: usize, limit: Duration) -> Vec<Call> {
         let method = method.to_owned();
         self.wait_until(limit, |calls| {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kubesim::{KubeSim, Seed};
 use opsbot::config::Config;
 use opsbot_tests::alertmanager::{Alertmanager, alert, free_port};
+use opsbot_tests::eventually;
 use opsbot_tests::slack_fake::{self, Message, SlackFake};
 use serde_json::{Value, json};
 
@@ -122,23 +123,16 @@ fn in_channel(fake: &SlackFake, channel: &str) -> Vec<Message> {
 
 /// Waits until a message in `channel` contains every needle; returns the channel's messages.
 async fn wait_for(fake: &SlackFake, channel: &str, needles: &[&str]) -> Vec<Message> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let msgs = in_channel(fake, channel);
-        if msgs
-            .iter()
-            .any(|m| needles.iter().all(|n| text(m).contains(n)))
-        {
-            return msgs;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!(
-                "no message in {channel} with {needles:?}; messages: {:#?}",
-                msgs.iter().map(text).collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        PATIENCE,
+        &format!("a message in {channel} with {needles:?}"),
+        || async { in_channel(fake, channel) },
+        |msgs| {
+            msgs.iter()
+                .any(|m| needles.iter().all(|n| text(m).contains(n)))
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

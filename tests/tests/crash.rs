@@ -9,9 +9,10 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubesim::{KubeSim, Seed};
+use opsbot_tests::eventually;
 use opsbot_tests::process::{ServeConfig, start_and_wait};
 use opsbot_tests::slack_fake::{self, Failure, SlackFake};
 
@@ -158,10 +159,13 @@ async fn every_acknowledged_command_is_answered_after_kill_9() {
     ))
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.open_inbox_count().await.unwrap() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "every inbox entry marked answered",
+        || async { store.open_inbox_count().await.unwrap() },
+        |open| *open == 0,
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     let inbox = store.inbox().await.unwrap();

@@ -15,6 +15,7 @@ use opsbot::engine::{Caller, Desk, DeskFor, Facts};
 use opsbot_commands::{Command, Reply};
 use opsbot_policies::Subject;
 use opsbot_tests::discord_fake::{DiscordFake, Permission, signer};
+use opsbot_tests::eventually;
 use serde_json::json;
 
 const TOKEN: &str = "discord-channels-bot-token";
@@ -453,11 +454,13 @@ async fn a_reaction_in_a_served_guild_reaches_the_incidents_desk_over_the_gatewa
     ] {
         assert!(s.fake.gateway_dispatch("MESSAGE_REACTION_ADD", d));
     }
-    let start = std::time::Instant::now();
-    while desk.reactions.lock().unwrap().is_empty() && start.elapsed() < PATIENCE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let heard = desk.reactions.lock().unwrap().clone();
+    let heard = eventually(
+        PATIENCE,
+        "a reaction heard by the desk",
+        || async { desk.reactions.lock().unwrap().clone() },
+        |heard| !heard.is_empty(),
+    )
+    .await;
     assert_eq!(heard.len(), 1, "{heard:?}");
     let r = &heard[0];
     assert_eq!(r.platform, "discord");

@@ -14,6 +14,7 @@ use opsbot::incidents::{Clock, Incidents};
 use opsbot::slack::{RetryPolicy, SlackConfig};
 use opsbot_policies::{Severity, Subject};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
+use opsbot_tests::eventually;
 use opsbot_tests::slack_fake::{self, SignedRequest, SlackFake};
 use serde_json::Value;
 
@@ -153,21 +154,22 @@ impl Bot {
 
     /// Waits until a message in `channel` (its latest state) contains `needle`; returns it.
     async fn wait_message(&self, channel: &str, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            for m in self.fake.messages() {
-                let text = m.params.to_string();
-                if m.channel == channel && text.contains(needle) {
-                    return text;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no message with {needle:?} in {channel}: {:#?}",
-                self.fake.messages()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let found = |messages: &[slack_fake::Message]| {
+            messages
+                .iter()
+                .map(|m| (m.channel.as_str(), m.params.to_string()))
+                .find(|(c, text)| *c == channel && text.contains(needle))
+                .map(|(_, text)| text)
+        };
+        let what = format!("a message with {needle:?} in {channel}");
+        let messages = eventually(
+            PATIENCE,
+            &what,
+            || async { self.fake.messages() },
+            |ms| found(ms).is_some(),
+        )
+        .await;
+        found(&messages).expect("eventually returns once a message matches")
     }
 
     /// Waits until an ephemeral reply to `user` contains `needle`.
@@ -205,21 +207,17 @@ impl Bot {
 
     /// Waits until the incident's timeline has an entry of `kind` whose text has `needle`.
     async fn wait_timeline(&self, number: u64, kind: &str, needle: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let entries = self.engine().store().timeline(number).await.unwrap();
-            if entries
-                .iter()
-                .any(|e| e.kind == kind && e.text.contains(needle))
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {kind} entry with {needle:?}: {entries:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            PATIENCE,
+            &format!("a {kind} entry with {needle:?} in INC-{number}'s timeline"),
+            || async { self.engine().store().timeline(number).await.unwrap() },
+            |entries| {
+                entries
+                    .iter()
+                    .any(|e| e.kind == kind && e.text.contains(needle))
+            },
+        )
+        .await;
     }
 }
 
@@ -317,11 +315,13 @@ opsbot_tests::both_databases!(
         bot.slash("/ops", "U0OLIVE", "C0INC0001", "incident sev P2", "inc.6")
             .await;
         bot.wait_timeline(1, "severity", "P1 → P2").await;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !bot.fake.channels()[0].topic.contains("INC-1 P2") {
-            assert!(tokio::time::Instant::now() < deadline, "topic not updated");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            PATIENCE,
+            "the channel's topic to show the new severity",
+            || async { bot.fake.channels() },
+            |channels| channels[0].topic.contains("INC-1 P2"),
+        )
+        .await;
         bot.slash(
             "/ops",
             "U0OLIVE",
@@ -367,14 +367,13 @@ opsbot_tests::both_databases!(
         bot.wait_timeline(1, "closed", "rolled back the deploy")
             .await;
         bot.wait_message("C0INC0001", "INC-1 closed").await;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !bot.fake.channels()[0].archived {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "channel not archived"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            PATIENCE,
+            "the incident's channel to be archived",
+            || async { bot.fake.channels() },
+            |channels| channels[0].archived,
+        )
+        .await;
         bot.wait_message("C0INCIDENTS", "closed").await;
         let inc = bot.engine().store().incident(1).await.unwrap().unwrap();
         assert!(!inc.open);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use kubesim::{KubeSim, Seed};
 use opsbot::config::Config;
+use opsbot_tests::eventually;
 
 /// Writes a kubeconfig for `sim`, a policy and an `opsbot.yaml` into `dir`; returns the config.
 fn config_for(sim: &KubeSim, dir: &std::path::Path) -> Config {
@@ -105,16 +106,13 @@ async fn readyz_until(
     base: &str,
     until: impl Fn(u16, &serde_json::Value) -> bool,
 ) -> (u16, serde_json::Value) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let probe = || async {
         let res = http.get(format!("{base}/readyz")).send().await.unwrap();
         let status = res.status().as_u16();
-        let body: serde_json::Value = res.json().await.unwrap();
-        if until(status, &body) || tokio::time::Instant::now() > deadline {
-            return (status, body);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        (status, res.json().await.unwrap())
+    };
+    let limit = std::time::Duration::from_secs(20);
+    eventually(limit, "/readyz to show it", probe, |(s, b)| until(*s, b)).await
 }
 
 /// Makes `path` read-only for this process, also when it runs as root (then with the immutable

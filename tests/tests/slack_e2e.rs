@@ -8,6 +8,7 @@ use std::time::Duration;
 use opsbot::engine::Engine;
 use opsbot::slack::{RetryPolicy, SlackConfig};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
+use opsbot_tests::eventually;
 use opsbot_tests::slack_fake::{self, Call, Failure, SignedRequest, SlackFake};
 
 const TOKEN: &str = "xoxb-e2e-token";
@@ -139,19 +140,19 @@ impl Bot {
             .count()
     }
 
-    /// Waits until the audit log satisfies `pred` (or gives up; the caller asserts).
+    /// Waits until the audit log satisfies `pred`, and returns it (fails the test after
+    /// `PATIENCE`).
     async fn wait_audit(
         &self,
         pred: impl Fn(&[(String, String)]) -> bool,
     ) -> Vec<(String, String)> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let audit = self.audit().await;
-            if pred(&audit) || tokio::time::Instant::now() > deadline {
-                return audit;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            PATIENCE,
+            "the audit log to show it",
+            || self.audit(),
+            |a| pred(a),
+        )
+        .await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use opsbot::engine::Engine;
 use opsbot::slack::{RetryPolicy, SlackConfig, SlackSink};
 use opsbot_tests::bot::{BotOptions, Db, TestBot};
+use opsbot_tests::eventually;
 use opsbot_tests::slack_fake::{self, Call, SlackFake};
 
 const TOKEN: &str = "xoxb-resp-token";
@@ -123,18 +124,19 @@ impl Bot {
             .collect()
     }
 
+    /// Waits until the audit log satisfies `pred`, and returns it (fails the test after
+    /// `PATIENCE`).
     async fn wait_audit(
         &self,
         pred: impl Fn(&[(String, String, String)]) -> bool,
     ) -> Vec<(String, String, String)> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let audit = self.audit().await;
-            if pred(&audit) || tokio::time::Instant::now() > deadline {
-                return audit;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            PATIENCE,
+            "the audit log to show it",
+            || self.audit(),
+            |a| pred(a),
+        )
+        .await
     }
 
     /// No response URL (nor any part of its path) anywhere in the audit log.
