@@ -1,6 +1,6 @@
 //! Channel automation for incidents on Discord: create, topic, invite, pin, archive.
 //!
-//! Every call goes through the sink's [`DiscordRest`] (buckets, 429s, retries) with the
+//! Every call goes through the sink's [`super::rest::DiscordRest`] (buckets, 429s, retries) with the
 //! permission it needs, so a 403 `50013 Missing Permissions` comes back as
 //! [`DeliveryError::NotPermitted`] naming exactly that permission:
 //!

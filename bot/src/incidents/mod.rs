@@ -12,7 +12,7 @@
 //!   grant.
 //! - Every timeline entry is stored and appended to the audit log (kind `incident`).
 //! - Timers (acknowledgement deadline, escalation steps, status reminders) are database rows;
-//!   [`escalation`] claims each with a conditional update, so it fires once across restarts
+//!   `escalation.rs` claims each with a conditional update, so it fires once across restarts
 //!   and replicas.
 //! - Only [`Clock`] tells incidents the time, so tests and the demo can move it.
 

@@ -462,7 +462,7 @@ pub(super) use append_in_tx;
 
 impl Store {
     /// Appends `entry` to the audit log and returns its id, once it is committed. Appends go
-    /// through the one writer ([`super::writer`]), batched with whatever else is being written.
+    /// through the one writer (`writer.rs`), batched with whatever else is being written.
     /// Needs the audit key ([`Store::with_audit`]).
     pub async fn append(&self, entry: AuditEntry) -> Result<i64> {
         self.audit_key()?;

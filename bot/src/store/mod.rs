@@ -6,15 +6,15 @@
 //!
 //! Invariants:
 //! - The audit log is append-only and hash-chained under a key kept outside the database
-//!   ([`audit`], [`anchor`]), with signed checkpoints of its head in a file. Appends are
+//!   (`audit.rs`, [`anchor`]), with signed checkpoints of its head in a file. Appends are
 //!   serialised in the database (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE … IN EXCLUSIVE
 //!   MODE`), so the chain stays linear also with several processes on one database (which must
 //!   share the key). A store opened without the key ([`Store::open`]) reads but cannot append.
 //! - Approval state changes are conditional updates (`… WHERE state = <from>`), so among any
 //!   number of concurrent callers, on any number of replicas, exactly one makes a transition.
 //! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
-//!   ([`inbox`]); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
-//! - Audit and inbox writes go through one batching writer ([`writer`]): group commits, the
+//!   (`inbox.rs`); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
+//! - Audit and inbox writes go through one batching writer (`writer.rs`): group commits, the
 //!   audit head read once per batch. On SQLite the WAL is checkpointed beside the commits, never
 //!   inside one.
 //!
@@ -156,7 +156,7 @@ pub(crate) use on_pool;
 
 /// The store. Cheap to clone (the pool and the writer are shared); safe to use from many tasks
 /// at once. Writes of the audit log and the inbox go through one batching writer task
-/// ([`writer`]); reads and the other tables use the pool directly.
+/// (`writer.rs`); reads and the other tables use the pool directly.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
