@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The test command: format check, clippy with warnings denied, and the whole workspace's tests,
-# with a throwaway PostgreSQL started for the run so the store suite also runs on PostgreSQL.
+# The test command: format check, clippy and rustdoc with warnings denied, and the whole
+# workspace's tests, with a throwaway PostgreSQL started for the run so the store suite also
+# runs on PostgreSQL.
 #
 #   scripts/test.sh                 everything (what CI runs)
-#   scripts/test.sh --no-lint       skip `cargo fmt --check` and clippy
+#   scripts/test.sh --no-lint       skip `cargo fmt --check`, clippy and the doc check
 #   scripts/test.sh --no-postgres   do not start PostgreSQL (its tests are skipped, or fail under CI=true)
 #   scripts/test.sh -- ARGS...      run `cargo test ARGS...` instead of `cargo test --workspace`
 #                                   (e.g. `scripts/test.sh --no-lint -- -p opsbot --test store`)
@@ -188,6 +189,8 @@ if [[ "$lint" == 1 ]]; then
     cargo fmt --all -- --check
     step "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings
+    step "cargo doc --workspace --no-deps (warnings are errors: no broken links)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 fi
 
 if [[ -n "${OPSBOT_TEST_POSTGRES_URL:-}" ]]; then
