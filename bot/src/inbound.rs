@@ -82,18 +82,36 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A platform's request-signing scheme.
+/// A platform's request-signing scheme: its headers and how a signature is checked. The
+/// checks around it are the same for every platform ([`Signature::verify`]).
 pub trait Signature {
     const SIGNATURE_HEADER: &'static str;
     const TIMESTAMP_HEADER: &'static str;
-    /// Verifies `body` against the header values, at `now` (unix seconds).
+
+    /// Whether `signature` (the header's value, as sent) signs `timestamp` and `body`.
+    fn signs(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool;
+
+    /// Verifies `body` against the header values, at `now` (unix seconds): the size, both
+    /// headers, a well-formed timestamp, the signature, then the timestamp's age. The signature
+    /// is checked before the age, so a forged request learns nothing about the clock.
     fn verify(
         &self,
         signature: Option<&str>,
         timestamp: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), VerifyError>;
+    ) -> Result<(), VerifyError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(VerifyError::TooLarge);
+        }
+        let timestamp = timestamp.ok_or(VerifyError::MissingHeader(Self::TIMESTAMP_HEADER))?;
+        let signature = signature.ok_or(VerifyError::MissingHeader(Self::SIGNATURE_HEADER))?;
+        let ts = parse_timestamp(timestamp)?;
+        if !self.signs(signature, timestamp, body) {
+            return Err(VerifyError::BadSignature);
+        }
+        check_fresh(ts, now)
+    }
 }
 
 /// Why a request did not get past the door.

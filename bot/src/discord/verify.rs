@@ -10,8 +10,8 @@
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
+use crate::inbound::Signature;
 pub use crate::inbound::{MAX_BODY_BYTES, MAX_SKEW_SECS, VerifyError};
-use crate::inbound::{Signature, check_fresh, parse_timestamp};
 
 pub const SIGNATURE_HEADER: &str = "x-signature-ed25519";
 pub const TIMESTAMP_HEADER: &str = "x-signature-timestamp";
@@ -40,47 +40,25 @@ impl Verifier {
         }
         Ok(Verifier { key })
     }
-
-    /// Verifies `body` against the signature and timestamp header values, at `now` (unix seconds).
-    pub fn verify(
-        &self,
-        signature: Option<&str>,
-        timestamp: Option<&str>,
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), VerifyError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(VerifyError::TooLarge);
-        }
-        let timestamp = timestamp.ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?;
-        let signature = signature.ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
-        let ts = parse_timestamp(timestamp)?;
-        // The signature is checked first, so a forged request learns nothing about the clock.
-        let signature: [u8; 64] = hex::decode(signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(VerifyError::BadSignature)?;
-        let mut message = Vec::with_capacity(timestamp.len() + body.len());
-        message.extend_from_slice(timestamp.as_bytes());
-        message.extend_from_slice(body);
-        self.key
-            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&signature))
-            .map_err(|_| VerifyError::BadSignature)?;
-        check_fresh(ts, now)
-    }
 }
 
 impl Signature for Verifier {
     const SIGNATURE_HEADER: &'static str = SIGNATURE_HEADER;
     const TIMESTAMP_HEADER: &'static str = TIMESTAMP_HEADER;
-    fn verify(
-        &self,
-        signature: Option<&str>,
-        timestamp: Option<&str>,
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), VerifyError> {
-        Verifier::verify(self, signature, timestamp, body, now)
+
+    /// 64 bytes in hex, verified strictly over the timestamp and the body.
+    fn signs(&self, signature: &str, timestamp: &str, body: &[u8]) -> bool {
+        let Some(signature) = hex::decode(signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        let mut message = Vec::with_capacity(timestamp.len() + body.len());
+        message.extend_from_slice(timestamp.as_bytes());
+        message.extend_from_slice(body);
+        let signature = ed25519_dalek::Signature::from_bytes(&signature);
+        self.key.verify_strict(&message, &signature).is_ok()
     }
 }
 
