@@ -52,6 +52,32 @@ impl WorkloadObj {
         }
     }
 
+    /// The status conditions as rows of TYPE, STATUS, REASON, AGE and MESSAGE (secrets masked).
+    pub fn condition_rows(&self, now: jiff::Timestamp) -> Vec<Vec<String>> {
+        // The two kinds' condition types are distinct but have the same fields.
+        macro_rules! rows {
+            ($status:expr) => {
+                $status
+                    .iter()
+                    .flat_map(|s| s.conditions.iter().flatten())
+                    .map(|c| {
+                        vec![
+                            c.type_.clone(),
+                            c.status.clone(),
+                            c.reason.clone().unwrap_or_default(),
+                            age(now, c.last_transition_time.as_ref()),
+                            mask_secrets(c.message.as_deref().unwrap_or_default()),
+                        ]
+                    })
+                    .collect()
+            };
+        }
+        match self {
+            WorkloadObj::Deployment(d) => rows!(d.status),
+            WorkloadObj::StatefulSet(s) => rows!(s.status),
+        }
+    }
+
     pub fn state(&self) -> RolloutState {
         match self {
             WorkloadObj::Deployment(d) => deployment_state(d),
@@ -321,36 +347,7 @@ pub(crate) async fn status(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError
     .field("Images", obj.images())
     .field("Replicas", state.counts());
 
-    let conditions: Vec<Vec<String>> = match &obj {
-        WorkloadObj::Deployment(d) => d
-            .status
-            .iter()
-            .flat_map(|s| s.conditions.iter().flatten())
-            .map(|c| {
-                vec![
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone().unwrap_or_default(),
-                    age(now, c.last_transition_time.as_ref()),
-                    mask_secrets(c.message.as_deref().unwrap_or_default()),
-                ]
-            })
-            .collect(),
-        WorkloadObj::StatefulSet(s) => s
-            .status
-            .iter()
-            .flat_map(|s| s.conditions.iter().flatten())
-            .map(|c| {
-                vec![
-                    c.type_.clone(),
-                    c.status.clone(),
-                    c.reason.clone().unwrap_or_default(),
-                    age(now, c.last_transition_time.as_ref()),
-                    mask_secrets(c.message.as_deref().unwrap_or_default()),
-                ]
-            })
-            .collect(),
-    };
+    let conditions = obj.condition_rows(now);
     if let WorkloadObj::Deployment(d) = &obj
         && d.spec.as_ref().and_then(|s| s.paused) == Some(true)
     {
