@@ -463,6 +463,15 @@ fn parse_topic(words: &[&str]) -> Result<Value, ParseError> {
     )
 }
 
+/// The values an integer may take, as help and errors say it: `1 to 1000`, or `1 or more` when
+/// the bound is one nobody types (a revision's is 2^63 - 1).
+pub fn int_range(min: u64, max: u64) -> String {
+    match max >= i64::MAX as u64 {
+        true => format!("{min} or more"),
+        false => format!("{min} to {max}"),
+    }
+}
+
 /// Parses one value of type `ty`; `what` is its placeholder (`NAME`, `N`).
 pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseError> {
     let err = |msg: String| ParseError::new(msg).with_token(raw);
@@ -475,18 +484,17 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
         ValueType::Workload => parse_workload(raw).map(Value::Workload),
         ValueType::LogSource => parse_log_source(raw).map(Value::Str),
         ValueType::Int { min, max } => {
+            let range = int_range(min, max);
             let n: u64 = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
                 raw.parse()
-                    .map_err(|_| err(format!("`{raw}` is too large: {what} is {min} to {max}")))?
+                    .map_err(|_| err(format!("`{raw}` is too large: {what} is {range}")))?
             } else {
                 return Err(err(format!(
-                    "`{raw}` is not a number: {what} is a whole number from {min} to {max}"
+                    "`{raw}` is not a number: {what} is a whole number, {range}"
                 )));
             };
             if n < min || n > max {
-                return Err(err(format!(
-                    "`{raw}` is out of range: {what} is {min} to {max}"
-                )));
+                return Err(err(format!("`{raw}` is out of range: {what} is {range}")));
             }
             Ok(Value::Int(n))
         }

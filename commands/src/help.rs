@@ -1,6 +1,6 @@
 //! `help` and the command reference, built from the declarations in [`crate::spec`].
 
-use crate::grammar::ParseError;
+use crate::grammar::{ParseError, int_range};
 use crate::reply::Reply;
 use crate::spec::{self, COMMANDS, CommandSpec, GLOBAL_FLAGS, GROUPS, ValueType};
 
@@ -264,7 +264,7 @@ pub fn reference_markdown() -> String {
 
 fn bounds(ty: ValueType) -> String {
     match ty {
-        ValueType::Int { min, max } => format!("{min} to {max}"),
+        ValueType::Int { min, max } => int_range(min, max),
         ValueType::Choice(words) => format!("one of {}", words.join(", ")),
         _ => String::new(),
     }

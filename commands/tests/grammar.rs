@@ -868,7 +868,14 @@ fn rejected_inputs() {
         rej(
             "rollback api --to-revision 0",
             Some("0"),
-            "out of range",
+            "out of range: N is 1 or more",
+            None,
+            None,
+        ),
+        rej(
+            "rollback api --to-revision abc",
+            Some("abc"),
+            "not a number: N is a whole number, 1 or more",
             None,
             None,
         ),
