@@ -595,4 +595,34 @@ async fn an_incident_opens_a_channel_and_its_card_button_acknowledges() {
     )
     .await;
     s.fake.wait_for_text(PATIENCE, "INC-1 acknowledged").await;
+
+    // Requester and commander at once: invited once, so one overwrite written once.
+    s.fake.expect_command("tok-i3", CHANNEL);
+    let own = discord_fake::run(
+        "5000000000000000103",
+        "tok-i3",
+        GUILD,
+        CHANNEL,
+        &engineer(),
+        "incident open P3 disk full --commander me",
+    );
+    assert_eq!(
+        json_of(deliver(&s.http, &s.base, &own).await).await.1,
+        json!({"type": 5})
+    );
+    s.fake.wait_for_text(PATIENCE, "INC-2 · P3").await;
+    let channel = s
+        .fake
+        .channels()
+        .into_iter()
+        .find(|c| c.name == "inc-2-disk-full")
+        .expect("the second incident's channel");
+    let me = format!("/channels/{}/permissions/4000000000000000001", channel.id);
+    let invited: Vec<_> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == "edit_permissions" && c.path.ends_with(&me))
+        .collect();
+    assert_eq!(invited.len(), 1, "{invited:#?}");
 }

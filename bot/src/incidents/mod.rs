@@ -258,14 +258,16 @@ impl Incidents {
         }
     }
 
-    /// Brings `who` into the incident's channel; a problem if the platform refused.
+    /// Brings `who` into the incident's channel, each once (the requester may also be the
+    /// commander and a responder); a problem if the platform refused.
     async fn invite(&self, inc: &Incident, who: &[Subject], problems: &mut Problems) {
         let (Some(c), Some(sink)) = (&inc.channel, self.sink(&inc.platform)) else {
             return;
         };
+        let mut seen = std::collections::HashSet::new();
         let who: Vec<Subject> = who
             .iter()
-            .filter(|s| platform_of(s) == inc.platform)
+            .filter(|s| platform_of(s) == inc.platform && seen.insert(*s))
             .cloned()
             .collect();
         if who.is_empty() {
