@@ -3,7 +3,8 @@
 //! Every line is a command as typed after `/ops`, except for three console verbs:
 //! `as NAME` switches the speaker (so one person can play requester and approver),
 //! `approve ID` / `deny ID` click a button on an approval card (`approve` alone approves the
-//! one pending request the speaker may approve, and lists them when there are none or several),
+//! one pending request the speaker may approve, and lists them when there are none or several;
+//! `deny` always needs the id),
 //! `switch #CHANNEL` moves the speaker into another channel (an incident's), and `quit` ends
 //! the session. A `#` starting a word starts a comment. Replies render as text; buttons render
 //! as the command to type; channel actions (incidents) as `# created #inc-3-db-down` lines, and
@@ -378,6 +379,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                 user,
                 self.channel.clone(),
             )),
+            ["deny"] => {
+                // Unlike `approve`, never guessed: a denial ends the request for good.
+                let note = "deny needs the request's id, as its card shows it: `deny ID`\n";
+                self.sink.write(note).await?;
+                return Ok(Ok(Flow::Continue));
+            }
             [verb @ ("approve" | "deny"), id] => {
                 let click = click(user, &self.channel, id, *verb == "approve");
                 Box::pin(async move { engine.click(click).await })

@@ -139,6 +139,15 @@ fn approve_without_an_id_names_what_it_would_approve() {
     assert!(out.contains("scale deployment/conea-api 5"), "{out}");
 }
 
+/// `deny` alone is never guessed: it asks for the id, and the request stays pending.
+#[test]
+fn deny_without_an_id_asks_for_it() {
+    let out = demo("scale conea-api 5\nas alice\ndeny\napprove\n");
+    assert!(out.contains("deny needs the request's id"), "{out}");
+    assert!(!out.contains("unknown command"), "{out}");
+    assert!(out.contains("Approved and executed"), "{out}");
+}
+
 /// A line is read as soon as the one before is answered: a long operation goes on while the
 /// next line runs, and the demo waits for it before it exits.
 #[test]
