@@ -1113,9 +1113,29 @@ fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
                     line,
                     column,
                 },
-                message,
+                message: with_nearest_field(message),
             }
         })
+}
+
+/// serde's "unknown field `slak`, expected one of …" with the nearest known key named first,
+/// as the policy's errors do: "unknown field `slak` (did you mean `slack`?), expected …".
+fn with_nearest_field(message: String) -> String {
+    let Some((typed, expected)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    else {
+        return message;
+    };
+    let known = expected
+        .trim_start_matches(", expected one of ")
+        .trim_start_matches(", expected ")
+        .split(", ")
+        .map(|k| k.trim_matches('`'));
+    match opsbot_commands::grammar::nearest(typed, known) {
+        Some(near) => format!("unknown field `{typed}` (did you mean `{near}`?){expected}"),
+        None => message,
+    }
 }
 
 /// Turns the file as written plus the environment into a [`Config`], collecting errors.

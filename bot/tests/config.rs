@@ -614,3 +614,24 @@ fn the_incidents_section_has_runbook_defaults_and_checks_its_values() {
         assert!(e.contains(says), "{yaml}: {e}");
     }
 }
+
+/// A misspelt key is named at its place, with the nearest key it could be; one too far from
+/// any gets the list alone.
+#[test]
+fn a_misspelt_key_gets_the_nearest_one() {
+    let errs = errors("slak:\n  bot_token: x\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("conf/opsbot.yaml:1:1: "), "{errs:?}");
+    assert!(
+        errs[0].contains("unknown field `slak` (did you mean `slack`?), expected one of"),
+        "{errs:?}"
+    );
+    let errs = errors("engine:\n  max_inflight: 3\n");
+    assert!(
+        errs[0].contains("(did you mean `max_in_flight`?)"),
+        "{errs:?}"
+    );
+    let errs = errors("zzzzzz: 1\n");
+    assert!(!errs[0].contains("did you mean"), "{errs:?}");
+    assert!(errs[0].contains("expected one of"), "{errs:?}");
+}
