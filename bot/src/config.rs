@@ -1158,6 +1158,13 @@ impl Resolver<'_> {
         });
     }
 
+    /// A namespace commands will be sent to must be one Kubernetes could have.
+    fn check_namespace(&mut self, loc: &Location, whose: &str, namespace: &str) {
+        if let Err(e) = opsbot_commands::grammar::check_dns(namespace, "namespace", false) {
+            self.at(loc, format!("{whose}: {}", e.message));
+        }
+    }
+
     fn env_error(&mut self, var: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             origin: Origin::Env(var.to_owned()),
@@ -1316,16 +1323,21 @@ impl Resolver<'_> {
                     context: c.context,
                 }
             };
+            let default_namespace = c.default_namespace.unwrap_or_else(|| "default".to_owned());
+            self.check_namespace(&loc, &format!("cluster {name:?}"), &default_namespace);
             clusters.push(ClusterConfig {
                 name,
                 source,
-                default_namespace: c.default_namespace.unwrap_or_else(|| "default".to_owned()),
+                default_namespace,
             });
         }
 
         let mut channels = BTreeMap::new();
         for (name, ch) in raw.channels {
-            let ch = ch.value;
+            let (loc, ch) = (ch.referenced, ch.value);
+            if let Some(ns) = &ch.namespace {
+                self.check_namespace(&loc, &format!("channel {name:?}"), ns);
+            }
             let cluster = match ch.cluster {
                 Some(c) => {
                     if !names.contains(&c.value) {

@@ -635,3 +635,25 @@ fn a_misspelt_key_gets_the_nearest_one() {
     assert!(!errs[0].contains("did you mean"), "{errs:?}");
     assert!(errs[0].contains("expected one of"), "{errs:?}");
 }
+
+/// A default namespace Kubernetes could not have is refused where it is written.
+#[test]
+fn default_namespaces_must_be_kubernetes_names() {
+    let errs = errors(
+        "clusters:\n  - name: prod\n    default_namespace: Prod_NS\n\
+         channels:\n  C1: { namespace: \"shop/api\" }\n  C2: { namespace: payments }\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "conf/opsbot.yaml:2:5: cluster \"prod\": `Prod_NS` is not a valid namespace"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "conf/opsbot.yaml:5:7: channel \"C1\": `shop/api` is not a valid namespace"
+        ),
+        "{errs:?}"
+    );
+}
