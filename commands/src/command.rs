@@ -231,6 +231,9 @@ impl Command {
     ) -> Request {
         let (replicas, tail_lines) = match &self.op {
             Op::Scale { replicas, .. } => (Some(i64::from(*replicas)), None),
+            // The most replicas the new bounds allow (or, with only --min, require): so
+            // `when: {replicas: …}` bounds an autoscaler as it bounds a scale.
+            Op::Hpa { min, max, .. } => (max.or(*min).map(i64::from), None),
             Op::Logs { tail, .. } => (None, Some(i64::from(tail.unwrap_or(DEFAULT_TAIL)))),
             _ => (None, None),
         };

@@ -1147,6 +1147,15 @@ fn policy_requests_carry_what_the_policy_needs() {
     }
     let r = req("status api");
     assert_eq!((r.replicas, r.tail_lines), (None, None));
+    // An autoscaler's new bounds are ruled on as the most replicas they allow.
+    for (text, replicas) in [
+        ("hpa api --min 2 --max 40", Some(40)),
+        ("hpa api --max 12", Some(12)),
+        ("hpa api --min 3", Some(3)),
+        ("hpa api", None),
+    ] {
+        assert_eq!(req(text).replicas, replicas, "{text}");
+    }
 }
 
 #[test]

@@ -36,20 +36,26 @@ pub struct ExplainArgs {
     /// The action, e.g. `scale`, `logs`, `incident.open`.
     #[arg(long, value_name = "A")]
     pub action: Action,
+    /// The cluster the command acts on (as named in the configuration).
     #[arg(long, value_name = "C")]
     pub cluster: Option<String>,
+    /// The namespace the command acts in.
     #[arg(long, value_name = "N")]
     pub namespace: Option<String>,
     /// `kind/name`, e.g. `deployment/api`.
     #[arg(long, value_name = "KIND/NAME", value_parser = parse_resource)]
     pub resource: Option<String>,
+    /// The replicas asked for (a scale's target, an hpa change's highest new bound), for rules
+    /// with `when: {replicas: …}`.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub replicas: Option<i64>,
+    /// The log lines asked for (`logs --tail`), for rules with `when: {tail_lines: …}`.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub tail_lines: Option<i64>,
     /// P1 (worst) to P4.
     #[arg(long, value_name = "P1..P4")]
     pub severity: Option<Severity>,
+    /// `json` for scripts: the decision and every rule's relation to the request.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
