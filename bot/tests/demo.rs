@@ -10,6 +10,11 @@ fn demo(script: &str) -> String {
 
 /// `opsbot demo ARGS` with `script` on stdin; its output, once it succeeded.
 fn demo_with(args: &[&str], script: &str) -> String {
+    demo_and_logs(args, script).0
+}
+
+/// [`demo_with`], and what the demo logged (its stderr), for failure messages.
+fn demo_and_logs(args: &[&str], script: &str) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_opsbot"))
         .arg("demo")
         .args(args)
@@ -27,12 +32,9 @@ fn demo_with(args: &[&str], script: &str) -> String {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "demo failed: {stdout}\n{stderr}");
+    (stdout, stderr)
 }
 
 #[test]
@@ -210,7 +212,7 @@ fn the_readme_incident_script_works_as_written() {
         .expect("the Incidents script")
         .trim_start_matches('\n');
     assert!(script.starts_with("as olive"), "{script}");
-    let out = demo(script);
+    let (out, logs) = demo_and_logs(&[], script);
     for needle in [
         "INC-1 opened · P1",
         "# created #inc-1-checkout-returns-500",
@@ -224,7 +226,10 @@ fn the_readme_incident_script_works_as_written() {
         "# archived #inc-1-checkout-returns-500",
         "Postmortem draft · INC-1",
     ] {
-        assert!(out.contains(needle), "{needle:?} missing: {out}");
+        assert!(
+            out.contains(needle),
+            "{needle:?} missing: {out}\nlogs:\n{logs}"
+        );
     }
     assert!(!out.contains("Not allowed"), "{out}");
 }

@@ -16,8 +16,8 @@ use opsbot::store::testing::fresh_postgres_url;
 use opsbot::store::{
     Anchor, AnchorError, AnchorFile, ApprovalRequirement, ApprovalState, AuditEntry, AuditKey,
     AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, GroupChange, Head, InboxKind,
-    InboxState, MessageTarget, NewApproval, NewInboxEntry, Problem, Receipt, Store, StoreError,
-    VerifyReport,
+    InboxState, MessageTarget, NewApproval, NewInboxEntry, NewIncident, NewTimelineEntry, Problem,
+    Receipt, Store, StoreError, VerifyReport,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
@@ -194,6 +194,7 @@ both!(
     approval_votes_stop_at_the_count_needed,
     alert_notifications_are_stored_once_and_regroup,
     alert_messages_are_claimed_by_exactly_one_replica,
+    incident_timeline_entries_are_committed_with_their_audit_record,
 );
 
 fn t(seconds: i64) -> Timestamp {
@@ -1497,4 +1498,66 @@ async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {
             .await
             .unwrap()
     );
+}
+
+/// A timeline entry and its audit record are one commit: both, or (no key, no such incident)
+/// neither.
+async fn incident_timeline_entries_are_committed_with_their_audit_record(db: Db) {
+    let new = NewIncident {
+        title: "db slow".into(),
+        severity: opsbot_policies::Severity::P2,
+        service: None,
+        commander: None,
+        requester: "console:olive".into(),
+        platform: "console".into(),
+        origin_channel: "console".into(),
+        opened: t(0),
+    };
+    let inc = db
+        .store
+        .open_incident(new, "opened P2: db slow")
+        .await
+        .unwrap();
+    let note = |incident: u64, text: &str| NewTimelineEntry {
+        incident,
+        at: t(5),
+        actor: "console:olive".into(),
+        kind: "note".into(),
+        text: text.into(),
+        detail: serde_json::json!({ "follow_up": false }),
+    };
+    let audit = AuditEntry::new(AuditKind::Incident, "console")
+        .actor("console:olive")
+        .outcome("note")
+        .text("pool exhausted");
+    let audited = db.store.audit_count().await.unwrap();
+    let id = db
+        .store
+        .add_timeline(note(inc.number, "pool exhausted"), audit.clone())
+        .await
+        .unwrap();
+    let timeline = db.store.timeline(inc.number).await.unwrap();
+    let last = timeline.last().unwrap();
+    assert_eq!(
+        (last.id, last.kind.as_str(), last.text.as_str(), last.at),
+        (id, "note", "pool exhausted", t(5))
+    );
+    assert_eq!(last.detail, serde_json::json!({ "follow_up": false }));
+    assert_eq!(db.store.audit_count().await.unwrap(), audited + 1);
+    let record = db.store.tail(1).await.unwrap().pop().unwrap();
+    assert_eq!(record.entry.kind, AuditKind::Incident);
+    assert_eq!(record.entry.text.as_deref(), Some("pool exhausted"));
+
+    // No such incident: the entry breaks a constraint, and its audit record is not written.
+    let err = db
+        .store
+        .add_timeline(note(999, "ghost"), audit.clone())
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    // Without the key: neither.
+    let reader = Store::open(&db.url).await.unwrap();
+    let err = reader.add_timeline(note(inc.number, "x"), audit).await;
+    assert!(matches!(err, Err(StoreError::NoAuditKey)), "{err:?}");
+    assert_eq!(db.store.audit_count().await.unwrap(), audited + 1);
+    assert_eq!(db.store.timeline(inc.number).await.unwrap(), timeline);
 }

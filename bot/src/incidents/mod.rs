@@ -10,7 +10,7 @@
 //! - The incident is recorded before anything is done in chat: a missing scope or permission
 //!   costs the channel, topic, invitation or pin, never the incident; the reply says what to
 //!   grant.
-//! - Every timeline entry is stored and appended to the audit log (kind `incident`).
+//! - Every timeline entry is stored with its audit record (kind `incident`), in one commit.
 //! - Timers (acknowledgement deadline, escalation steps, status reminders) are database rows;
 //!   `escalation.rs` claims each with a conditional update, so it fires once across restarts
 //!   and replicas.
@@ -37,7 +37,9 @@ pub use clock::Clock;
 use crate::chat::{ChannelRef, ChatSink, DeliveryError, Reaction};
 use crate::config::{IncidentsConfig, SeverityPlan};
 use crate::engine::{Caller, Desk, DeskFor, Engine, Facts, Observation, Observed};
-use crate::store::{AuditEntry, AuditKind, Incident, NewIncident, Store, TimerKind};
+use crate::store::{
+    AuditEntry, AuditKind, Incident, NewIncident, NewTimelineEntry, Store, TimerKind,
+};
 
 /// Timeline entries shown by `incident list` and the like, at most.
 const LIST_LIMIT: u32 = 25;
@@ -126,28 +128,28 @@ impl Incidents {
         }
     }
 
-    /// Adds a timeline entry, stored and appended to the audit log. What people wrote is
+    /// Adds a timeline entry, stored together with its audit record. What people wrote is
     /// masked like every audited text.
     async fn record(&self, inc: &Incident, actor: &str, kind: &str, text: &str, detail: Value) {
         let text = mask_secrets(text);
-        let at = self.now();
-        if let Err(e) = self
-            .store()
-            .add_timeline(inc.number, at, actor, kind, &text, &detail)
-            .await
-        {
-            tracing::error!(incident = inc.number, error = %e, "cannot store a timeline entry");
-        }
-        let mut entry = AuditEntry::new(AuditKind::Incident, &inc.platform)
+        let mut audit = AuditEntry::new(AuditKind::Incident, &inc.platform)
             .actor(actor)
             .outcome(kind)
             .text(&text)
             .detail(json!({ "incident": inc.id(), "detail": detail }));
         if let Some(c) = &inc.channel {
-            entry = entry.channel(&c.id);
+            audit = audit.channel(&c.id);
         }
-        if let Err(e) = self.store().append(entry).await {
-            tracing::error!(incident = inc.number, error = %e, "cannot audit a timeline entry");
+        let entry = NewTimelineEntry {
+            incident: inc.number,
+            at: self.now(),
+            actor: actor.to_owned(),
+            kind: kind.to_owned(),
+            text,
+            detail,
+        };
+        if let Err(e) = self.store().add_timeline(entry, audit).await {
+            tracing::error!(incident = inc.number, error = %e, "cannot store a timeline entry");
         }
     }
 

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use opsbot_commands::IncidentStatus;
 use opsbot_policies::Severity;
 
-use super::{Result, Store, StoreError, on_pool, timestamp};
+use super::{AuditEntry, Result, Store, StoreError, Write, Written, on_pool, timestamp};
 use crate::chat::{ChannelRef, MessageRef};
 
 /// An incident as stored.
@@ -241,8 +241,19 @@ fn rows_into(rows: Vec<IncidentRow>) -> Result<Vec<Incident>> {
     rows.into_iter().map(IncidentRow::into_incident).collect()
 }
 
-fn num(n: u64) -> i64 {
+pub(super) fn num(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A timeline entry to add ([`Store::add_timeline`]).
+#[derive(Debug, Clone)]
+pub struct NewTimelineEntry {
+    pub incident: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub kind: String,
+    pub text: String,
+    pub detail: serde_json::Value,
 }
 
 impl Store {
@@ -551,32 +562,22 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a timeline entry.
-    pub async fn add_timeline(
-        &self,
-        incident: u64,
-        at: Timestamp,
-        actor: &str,
-        kind: &str,
-        text: &str,
-        detail: &serde_json::Value,
-    ) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO incident_events (incident, at_ms, actor, kind, text, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(num(incident))
-            .bind(at.as_millisecond())
-            .bind(actor)
-            .bind(kind)
-            .bind(text)
-            .bind(detail.to_string())
-            .execute(pool)
-            .await
-            .map(|_| ())?
-        });
-        Ok(())
+    /// Adds a timeline entry and its audit record, committed together by the one writer (so
+    /// neither exists without the other, and the entry never waits on a lock another
+    /// connection holds). Needs the audit key.
+    pub async fn add_timeline(&self, entry: NewTimelineEntry, audit: AuditEntry) -> Result<i64> {
+        self.audit_key()?;
+        let writes = vec![
+            Write::Timeline(Box::new(entry)),
+            Write::Audit(Box::new(audit)),
+        ];
+        match self.write(writes).await?.as_slice() {
+            [Written::Id(id), Written::Id(_)] => Ok(*id),
+            other => Err(StoreError::Corrupt {
+                table: "incident_events",
+                message: format!("the writer answered {other:?} to a timeline entry"),
+            }),
+        }
     }
 
     /// The whole timeline, in order.

@@ -14,7 +14,7 @@
 //!   number of concurrent callers, on any number of replicas, exactly one makes a transition.
 //! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
 //!   (`inbox.rs`); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
-//! - Audit and inbox writes go through one batching writer (`writer.rs`): group commits, the
+//! - Audit, inbox and incident timeline writes go through one batching writer (`writer.rs`): group commits, the
 //!   audit head read once per batch. On SQLite the WAL is checkpointed beside the commits, never
 //!   inside one.
 //!
@@ -48,7 +48,7 @@ pub use approvals::{
 };
 pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, Problem, VerifyReport};
 pub use inbox::{InboxEntry, InboxKind, InboxState, NewInboxEntry, Receipt};
-pub use incidents::{Incident, NewIncident, TimelineEntry, Timer, TimerKind};
+pub use incidents::{Incident, NewIncident, NewTimelineEntry, TimelineEntry, Timer, TimerKind};
 pub use writer::{Write, Written};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -1,4 +1,4 @@
-//! The one writer: audit appends and inbox changes go through a single task that gathers what
+//! The one writer: audit appends, inbox changes and incident timeline entries go through a single task that gathers what
 //! arrives while it is busy and writes it in one transaction (group commit).
 //!
 //! Why: on SQLite every commit is a WAL write and an fsync-ordered checkpoint of work, and
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::anchor::AuditKey;
 use super::audit::{AuditEntry, append_in_tx};
 use super::inbox::{InboxState, NewInboxEntry};
+use super::incidents::{NewTimelineEntry, num};
 use super::{AuditSeal, Pool, Result, Store, StoreError};
 
 /// Calls waiting for the writer at most; further callers wait for room.
@@ -47,6 +48,8 @@ pub enum Write {
     /// platform delivered it before (then nothing else of this call is written, except
     /// `on_duplicate`).
     Receive(Box<Receive>),
+    /// Adds an entry to an incident's timeline; yields its id.
+    Timeline(Box<NewTimelineEntry>),
     /// Moves an inbox entry to `state` (with an outcome), if it is not answered yet.
     Inbox {
         id: i64,
@@ -250,6 +253,21 @@ macro_rules! write_all {
                                 break;
                             }
                         }
+                    }
+                    Write::Timeline(entry) => {
+                        let (id,): (i64,) = sqlx::query_as(
+                            "INSERT INTO incident_events (incident, at_ms, actor, kind, text, \
+                             detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                        )
+                        .bind(num(entry.incident))
+                        .bind(entry.at.as_millisecond())
+                        .bind(&entry.actor)
+                        .bind(&entry.kind)
+                        .bind(&entry.text)
+                        .bind(entry.detail.to_string())
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                        written.push(Written::Id(id));
                     }
                     Write::Inbox {
                         id,
