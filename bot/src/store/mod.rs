@@ -14,9 +14,9 @@
 //!   number of concurrent callers, on any number of replicas, exactly one makes a transition.
 //! - A request is acknowledged only once [`Store::receive`] has committed it to the inbox
 //!   (`inbox.rs`); its `(platform, delivery_id)` is unique, so a delivery is handled at most once.
-//! - Audit, inbox and incident timeline writes go through one batching writer (`writer.rs`): group commits, the
-//!   audit head read once per batch. On SQLite the WAL is checkpointed beside the commits, never
-//!   inside one.
+//! - Audit, inbox and incident timeline writes go through one batching writer (`writer.rs`):
+//!   group commits, the audit head read once per batch. On SQLite the WAL is checkpointed beside
+//!   the commits, never inside one.
 //!
 //! Every query is written once with `$N` placeholders, which both backends accept, and run on
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
