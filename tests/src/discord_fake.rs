@@ -342,18 +342,16 @@ impl DiscordFake {
         }
     }
 
-    /// Waits until `pred` holds for the Identify / Resume payloads (or `limit` passes).
-    pub async fn wait_for_gateway(&self, limit: Duration, pred: impl Fn(&[Value]) -> bool) -> bool {
-        let start = Instant::now();
-        loop {
-            if pred(&self.gateway_received()) {
-                return true;
-            }
-            if start.elapsed() > limit {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits until `pred` holds for the Identify / Resume payloads (fails the test after
+    /// `limit`).
+    pub async fn wait_for_gateway(&self, limit: Duration, pred: impl Fn(&[Value]) -> bool) {
+        crate::eventually(
+            limit,
+            "the gateway payloads (Identify / Resume) to show it",
+            || async { self.gateway_received() },
+            |received| pred(received),
+        )
+        .await;
     }
 
     /// Registers an application command interaction Discord is about to deliver.

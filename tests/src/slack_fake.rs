@@ -341,16 +341,21 @@ impl SlackFake {
         });
     }
 
-    /// Waits until a Socket Mode client is connected (or `limit` passes); true if one is.
-    pub async fn wait_for_socket(&self, limit: Duration) -> bool {
+    /// Waits until a Socket Mode client is connected (fails the test after `limit`).
+    pub async fn wait_for_socket(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.shared.changed.notified();
             if !self.inner().sockets.is_empty() {
-                return true;
+                return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return !self.inner().sockets.is_empty();
+                assert!(
+                    !self.inner().sockets.is_empty(),
+                    "no Socket Mode client connected within {limit:?}; calls: {:#?}",
+                    self.calls()
+                );
+                return;
             }
         }
     }
@@ -374,16 +379,19 @@ impl SlackFake {
         id
     }
 
-    /// Waits for the client's acknowledgement of `envelope_id` (or `limit` passes).
-    pub async fn socket_ack(&self, envelope_id: &str, limit: Duration) -> Option<Value> {
+    /// Waits for the client's acknowledgement of `envelope_id` (fails the test after `limit`).
+    pub async fn socket_ack(&self, envelope_id: &str, limit: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.shared.changed.notified();
             if let Some(ack) = self.inner().acks.get(envelope_id) {
-                return Some(ack.clone());
+                return ack.clone();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.inner().acks.get(envelope_id).cloned();
+                let ack = self.inner().acks.get(envelope_id).cloned();
+                return ack.unwrap_or_else(|| {
+                    panic!("envelope {envelope_id} not acknowledged within {limit:?}")
+                });
             }
         }
     }
