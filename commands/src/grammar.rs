@@ -141,8 +141,11 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
         if !only_positional && is_flag(tok) {
             let usage = cmd.map(CommandSpec::usage);
             if tok[1..].bytes().all(|b| b.is_ascii_digit()) {
-                let e = ParseError::new(format!("`{tok}`: numbers here are never negative"))
-                    .with_token(tok);
+                let e = ParseError::new(format!(
+                    "`{}`: numbers here are never negative",
+                    quoted(tok)
+                ))
+                .with_token(tok);
                 return Err(match usage {
                     Some(u) => e.with_usage(u),
                     None => e,
@@ -205,9 +208,13 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
                     None => String::new(),
                 };
                 return Err(with_usage(
-                    ParseError::new(format!("`{}` has no option `{flag}`{hint}", c.name))
-                        .with_token(tok)
-                        .with_suggestion(suggestion),
+                    ParseError::new(format!(
+                        "`{}` has no option `{}`{hint}",
+                        c.name,
+                        quoted(flag)
+                    ))
+                    .with_token(tok)
+                    .with_suggestion(suggestion),
                 ));
             };
             let mut raw = take_value(ty, placeholder, flag, inline, &tokens, &mut i)
@@ -377,7 +384,7 @@ fn unknown_command(what: &str, tok: &str, suggestion: Option<String>) -> ParseEr
         .as_deref()
         .and_then(spec::find)
         .map(|c| c.usage());
-    let mut e = ParseError::new(format!("unknown command `{what}`{hint}"))
+    let mut e = ParseError::new(format!("unknown command `{}`{hint}", quoted(what)))
         .with_token(tok)
         .with_suggestion(suggestion);
     e.usage = usage;
@@ -457,7 +464,7 @@ fn parse_topic(words: &[&str]) -> Result<Value, ParseError> {
         None => "; `help` lists the commands".to_owned(),
     };
     Err(
-        ParseError::new(format!("there is no command `{typed}`{hint}"))
+        ParseError::new(format!("there is no command `{}`{hint}", quoted(&typed)))
             .with_token(typed)
             .with_suggestion(suggestion),
     )
@@ -475,6 +482,7 @@ pub fn int_range(min: u64, max: u64) -> String {
 /// Parses one value of type `ty`; `what` is its placeholder (`NAME`, `N`).
 pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseError> {
     let err = |msg: String| ParseError::new(msg).with_token(raw);
+    let shown = quoted(raw);
     match ty {
         ValueType::DnsLabel => check_dns(raw, what, false).map(Value::Str),
         ValueType::Name { prefixes } => {
@@ -487,22 +495,22 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             let range = int_range(min, max);
             let n: u64 = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
                 raw.parse()
-                    .map_err(|_| err(format!("`{raw}` is too large: {what} is {range}")))?
+                    .map_err(|_| err(format!("`{shown}` is too large: {what} is {range}")))?
             } else {
                 return Err(err(format!(
-                    "`{raw}` is not a number: {what} is a whole number, {range}"
+                    "`{shown}` is not a number: {what} is a whole number, {range}"
                 )));
             };
             if n < min || n > max {
-                return Err(err(format!("`{raw}` is out of range: {what} is {range}")));
+                return Err(err(format!("`{shown}` is out of range: {what} is {range}")));
             }
             Ok(Value::Int(n))
         }
         ValueType::Duration { max_secs } => {
-            let d = parse_duration(raw).map_err(|m| err(format!("`{raw}` {m}")))?;
+            let d = parse_duration(raw).map_err(|m| err(format!("`{shown}` {m}")))?;
             if d.as_secs() > max_secs {
                 return Err(err(format!(
-                    "`{raw}` is too long: at most {}",
+                    "`{shown}` is too long: at most {}",
                     format_duration(Duration::from_secs(max_secs))
                 )));
             }
@@ -512,12 +520,12 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             .map(Value::Str)
             .ok_or_else(|| {
                 err(format!(
-                    "`{raw}` is not a person: mention them (@name), or write `me`"
+                    "`{shown}` is not a person: mention them (@name), or write `me`"
                 ))
             }),
         ValueType::IncidentId => crate::incident::parse_incident_id(raw)
             .map(Value::Int)
-            .ok_or_else(|| err(format!("`{raw}` is not an incident: write e.g. INC-42"))),
+            .ok_or_else(|| err(format!("`{shown}` is not an incident: write e.g. INC-42"))),
         ValueType::Text { max_chars } | ValueType::Words { max_chars } => {
             if raw.trim().is_empty() {
                 return Err(err(format!("{what} is empty")));
@@ -547,7 +555,7 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             }
             if let Some(bad) = raw.chars().find(|c| !ok(*c)) {
                 return Err(err(format!(
-                    "`{raw}` is not a label selector: `{bad}` is not allowed (e.g. app=web,tier!=cache)"
+                    "`{shown}` is not a label selector: `{bad}` is not allowed (e.g. app=web,tier!=cache)"
                 )));
             }
             Ok(Value::Str(raw.to_owned()))
@@ -556,7 +564,7 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
             let ok = |c: char| c.is_ascii_alphanumeric() || "-_.:@/".contains(c);
             if raw.is_empty() || raw.len() > 253 || raw.starts_with('-') || !raw.chars().all(ok) {
                 return Err(err(format!(
-                    "`{raw}` is not a cluster name: use letters, digits and `-_.:@/`"
+                    "`{shown}` is not a cluster name: use letters, digits and `-_.:@/`"
                 )));
             }
             Ok(Value::Str(raw.to_owned()))
@@ -564,7 +572,7 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
         ValueType::Choice(words) => match words.iter().find(|w| w.eq_ignore_ascii_case(raw)) {
             Some(w) => Ok(Value::Str((*w).to_owned())),
             None => Err(err(format!(
-                "`{raw}` is not a valid {what}: use {}",
+                "`{shown}` is not a valid {what}: use {}",
                 words.join(", ")
             ))
             .with_suggestion(nearest(raw, words.iter().copied()))),
@@ -573,7 +581,7 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
         ValueType::Bool => match raw.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Ok(Value::Bool(true)),
             "false" | "no" | "0" => Ok(Value::Bool(false)),
-            _ => Err(err(format!("`{raw}` is not true or false"))),
+            _ => Err(err(format!("`{shown}` is not true or false"))),
         },
     }
 }
@@ -656,6 +664,15 @@ fn parse_log_source(raw: &str) -> Result<String, ParseError> {
     })
 }
 
+/// What someone typed, as an error quotes it: at most 80 characters (a long token is elided
+/// with `…`, so an answer never repeats a pasted wall of text).
+fn quoted(typed: &str) -> std::borrow::Cow<'_, str> {
+    match typed.char_indices().nth(77) {
+        Some((cut, _)) if typed.chars().count() > 80 => format!("{}…", &typed[..cut]).into(),
+        _ => typed.into(),
+    }
+}
+
 /// Checks a Kubernetes DNS-1123 label (`subdomain == false`: namespaces, containers) or
 /// subdomain (resource names).
 pub fn check_dns(s: &str, what: &str, subdomain: bool) -> Result<String, ParseError> {
@@ -684,13 +701,7 @@ pub fn check_dns(s: &str, what: &str, subdomain: bool) -> Result<String, ParseEr
     let lower = s.to_lowercase();
     let suggestion =
         (lower != s && check_dns(&lower, what, subdomain).is_ok()).then_some(lower.clone());
-    let shown: String = if s.chars().count() > 80 {
-        let mut t: String = s.chars().take(77).collect();
-        t.push('…');
-        t
-    } else {
-        s.to_owned()
-    };
+    let shown = quoted(s);
     let hint = match &suggestion {
         Some(l) => format!(" (did you mean `{l}`?)"),
         None => String::new(),

@@ -1892,3 +1892,30 @@ proptest! {
         prop_assert_eq!(parse(&text), Ok(c), "text: {}", text);
     }
 }
+
+/// An error quotes what was typed, but never a pasted wall of text: past 80 characters the
+/// token is cut to 77 and `…` (characters, not bytes).
+#[test]
+fn errors_quote_long_tokens_elided() {
+    let long = "ü".repeat(1000);
+    for text in [
+        long.clone(),
+        format!("scale api {long}"),
+        format!("logs api --{long}"),
+        format!("logs api --since {long}"),
+    ] {
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.chars().count() < 300, "{}", e.message);
+        assert!(e.message.contains("üü…`"), "{}", e.message);
+    }
+    let e = parse(&long).unwrap_err();
+    let quoted = format!("`{}…`", "ü".repeat(77));
+    assert!(e.message.contains(&quoted), "{}", e.message);
+    // 80 characters are quoted whole.
+    let e = parse(&"q".repeat(80)).unwrap_err();
+    assert!(
+        e.message.contains(&format!("`{}`", "q".repeat(80))),
+        "{}",
+        e.message
+    );
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use opsbot::chat::Invocation;
 use opsbot::engine::{Inbound, Refusal};
 use opsbot::store::{ApprovalState, AuditEntry, AuditKind, InboxKind, InboxState, NewInboxEntry};
+use opsbot_commands::grammar::MAX_INPUT_BYTES;
 use opsbot_policies::Subject;
 use opsbot_tests::bot::{BotOptions, Db, TestBot, approval_id};
 
@@ -87,6 +88,37 @@ opsbot_tests::both_databases!(
         );
         assert_eq!(engine.store().inbox().await.unwrap().len(), 1);
         assert!(engine.store().verify().await.unwrap().is_ok());
+    }
+);
+
+opsbot_tests::both_databases!(
+    "",
+    an_overlong_command_is_refused_before_it_is_recorded,
+    |db, test| async move {
+        let Some(bot) = start(db, test, BotOptions::default()).await else {
+            return;
+        };
+        let engine = &bot.engine;
+        let long = format!("incident note {}", "x".repeat(MAX_INPUT_BYTES));
+        let refused = engine
+            .accept(&command("bob", &long, "d-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused, Refusal::TooLong { bytes: long.len() });
+        assert!(
+            refused
+                .message()
+                .contains("at most 8192). Nothing was run.")
+        );
+        assert!(engine.store().inbox().await.unwrap().is_empty());
+        assert_eq!(engine.store().audit_count().await.unwrap(), 0);
+        // At the limit it is taken (the grammar then reads it).
+        let fits = "é".repeat(MAX_INPUT_BYTES / 2);
+        assert!(engine.accept(&command("bob", &fits, "d-2")).await.is_ok());
+        // Through the console the refusal reaches the person, privately.
+        let out = bot.say("bob", &long).await;
+        assert!(out.starts_with("(only console:bob)"), "{out}");
+        assert!(out.contains("too long"), "{out}");
     }
 );
 

@@ -34,6 +34,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use opsbot_commands::grammar::MAX_INPUT_BYTES;
 use opsbot_commands::{Command, Op, Operator, Reply};
 use opsbot_policies::Subject;
 use serde_json::json;
@@ -205,6 +206,9 @@ pub enum Refusal {
     Busy { retry_after: Duration },
     /// Could not be recorded (the database is unavailable): nothing was run.
     Unrecorded,
+    /// A command longer than the grammar takes ([`MAX_INPUT_BYTES`]): nothing was recorded or
+    /// run.
+    TooLong { bytes: usize },
 }
 
 impl Refusal {
@@ -219,6 +223,10 @@ impl Refusal {
             Refusal::Unrecorded => "opsbot could not record this request in its database \
                                     (unavailable), so it did nothing. Try again in a moment."
                 .to_owned(),
+            Refusal::TooLong { bytes } => format!(
+                "That command is too long ({bytes} bytes; at most {MAX_INPUT_BYTES}). Nothing \
+                 was run."
+            ),
         }
     }
 }
@@ -424,6 +432,18 @@ impl Engine {
     /// then hands the ticket to [`Engine::run`] (in the background). Never waits longer than
     /// the accept budget.
     pub async fn accept(&self, inbound: &Inbound) -> Result<Ticket, Refusal> {
+        // A command the grammar would refuse for its length is refused before it is recorded:
+        // it fills neither the inbox nor the audit log.
+        if let Inbound::Command(inv) = inbound
+            && inv.text.len() > MAX_INPUT_BYTES
+        {
+            self.inner
+                .metrics
+                .count_request(inv.platform, "-", "too_long", "refused");
+            return Err(Refusal::TooLong {
+                bytes: inv.text.len(),
+            });
+        }
         let Ok(permit) = self.inner.in_flight.clone().try_acquire_owned() else {
             self.inner
                 .metrics
