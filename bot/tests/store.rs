@@ -647,15 +647,20 @@ async fn audit_needs_the_key_to_append_and_verify(db: Db) {
     );
 }
 
-/// The ids the checkpoint file names once it names `id` (waits up to 20 s for the writer).
+/// The ids the checkpoint file names once it names `id` (fails the test if the writer has not
+/// written it within 20 s).
 async fn checkpoint_ids_once(file: &std::path::Path, key: &AuditKey, id: i64) -> Vec<i64> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let read = AnchorFile::new(file).read(key).unwrap();
         let ids: Vec<i64> = read.valid.iter().map(|c| c.id).collect();
-        if ids.contains(&id) || tokio::time::Instant::now() > deadline {
+        if ids.contains(&id) {
             return ids;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint of record {id} within 20 s; checkpoints: {ids:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
