@@ -339,7 +339,7 @@ async fn logs_of_all_pods_are_prefixed_and_bounded() {
     let mut sorted = stamps.clone();
     sorted.sort();
     assert_eq!(stamps, sorted);
-    assert!(reply.text.unwrap().contains("last 12 lines"));
+    assert_eq!(reply.text.as_deref(), Some("Last 12 lines."));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -275,7 +275,7 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
     if q.previous {
         caption.push_str(", previous container");
     }
-    let mut desc = vec![format!("last {} lines", body.len())];
+    let mut desc = vec![format!("Last {} lines", body.len())];
     if let Some(g) = q.grep {
         desc.push(format!("matching “{}”", mask_secrets(g)));
     }
@@ -290,8 +290,9 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
         })
     } else {
         Reply::info(title)
-            .text(format!("{caption}: {}.", desc.join(", ")))
-            .block(Some(caption.clone()), body.join("\n"))
+            // What the lines are; the block's caption says whose they are.
+            .text(format!("{}.", desc.join(", ")))
+            .block(Some(caption), body.join("\n"))
     };
     if q.grep.is_some() && total > 0 && keep_from > 0 {
         notes.push(format!("{keep_from} earlier matching lines not shown"));
