@@ -535,6 +535,38 @@ async fn progress_edits_are_paced_and_undeliverable_replies_are_audited() {
     s.bot.stop().await.unwrap();
 }
 
+/// The engineer types `text`, an `incident open …` that opens INC-`n` (1 to 9), in [`CHANNEL`]:
+/// deferred at once; returns the first message naming the incident (its card) and its channel.
+async fn open_incident(
+    s: &Setup,
+    n: &str,
+    text: &str,
+) -> (discord_fake::Message, discord_fake::Channel) {
+    let token = format!("tok-open-{n}");
+    s.fake.expect_command(&token, CHANNEL);
+    let open = discord_fake::run(
+        &format!("500000000000000020{n}"),
+        &token,
+        GUILD,
+        CHANNEL,
+        &engineer(),
+        text,
+    );
+    assert_eq!(
+        json_of(deliver(&s.http, &s.base, &open).await).await.1,
+        json!({"type": 5})
+    );
+    let card = s.fake.wait_for_text(PATIENCE, &format!("INC-{n} · ")).await;
+    let prefix = format!("inc-{n}-");
+    let channel = s
+        .fake
+        .channels()
+        .into_iter()
+        .find(|c| c.name.starts_with(&prefix))
+        .expect("the incident's channel");
+    (card, channel)
+}
+
 /// An incident on Discord: opened with `/ops run`, its channel created and its card posted
 /// there; the card's Take command button runs `incident ack` as the clicker (a new deferred
 /// answer, not an edit of the card).
@@ -542,29 +574,8 @@ async fn progress_edits_are_paced_and_undeliverable_replies_are_audited() {
 async fn an_incident_opens_a_channel_and_its_card_button_acknowledges() {
     let s = setup().await;
     s.fake.add_guild(GUILD);
-    s.fake.expect_command("tok-i1", CHANNEL);
-    let open = discord_fake::run(
-        "5000000000000000101",
-        "tok-i1",
-        GUILD,
-        CHANNEL,
-        &engineer(),
-        "incident open P2 checkout slow",
-    );
-    assert_eq!(
-        json_of(deliver(&s.http, &s.base, &open).await).await.1,
-        json!({"type": 5})
-    );
-    let card = s
-        .fake
-        .wait_for_text(PATIENCE, "INC-1 · P2 · investigating")
-        .await;
-    let channel = s
-        .fake
-        .channels()
-        .into_iter()
-        .find(|c| c.name == "inc-1-checkout-slow")
-        .expect("the incident channel");
+    let (card, channel) = open_incident(&s, "1", "incident open P2 checkout slow").await;
+    assert_eq!(channel.name, "inc-1-checkout-slow");
     assert_eq!(card.channel, channel.id);
     let take = card
         .custom_ids()
@@ -597,26 +608,8 @@ async fn an_incident_opens_a_channel_and_its_card_button_acknowledges() {
     s.fake.wait_for_text(PATIENCE, "INC-1 acknowledged").await;
 
     // Requester and commander at once: invited once, so one overwrite written once.
-    s.fake.expect_command("tok-i3", CHANNEL);
-    let own = discord_fake::run(
-        "5000000000000000103",
-        "tok-i3",
-        GUILD,
-        CHANNEL,
-        &engineer(),
-        "incident open P3 disk full --commander me",
-    );
-    assert_eq!(
-        json_of(deliver(&s.http, &s.base, &own).await).await.1,
-        json!({"type": 5})
-    );
-    s.fake.wait_for_text(PATIENCE, "INC-2 · P3").await;
-    let channel = s
-        .fake
-        .channels()
-        .into_iter()
-        .find(|c| c.name == "inc-2-disk-full")
-        .expect("the second incident's channel");
+    let (_, channel) = open_incident(&s, "2", "incident open P3 disk full --commander me").await;
+    assert_eq!(channel.name, "inc-2-disk-full");
     let me = format!("/channels/{}/permissions/4000000000000000001", channel.id);
     let invited: Vec<_> = s
         .fake
