@@ -155,8 +155,8 @@ macro_rules! on_pool {
 pub(crate) use on_pool;
 
 /// The store. Cheap to clone (the pool and the writer are shared); safe to use from many tasks
-/// at once. Writes of the audit log and the inbox go through one batching writer task
-/// (`writer.rs`); reads and the other tables use the pool directly.
+/// at once. Writes of the audit log, the inbox and incident timelines go through one batching
+/// writer task (`writer.rs`); reads and the other tables use the pool directly.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,

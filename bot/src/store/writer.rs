@@ -1,5 +1,6 @@
-//! The one writer: audit appends, inbox changes and incident timeline entries go through a single task that gathers what
-//! arrives while it is busy and writes it in one transaction (group commit).
+//! The one writer: audit appends, inbox changes and incident timeline entries go through a
+//! single task that gathers what arrives while it is busy and writes it in one transaction
+//! (group commit).
 //!
 //! Why: on SQLite every commit is a WAL write and an fsync-ordered checkpoint of work, and
 //! several connections competing for `BEGIN IMMEDIATE` sleep on the busy timeout; on PostgreSQL
