@@ -115,6 +115,7 @@ pub async fn fire(
 }
 
 /// What the closed loops got back.
+#[derive(Default)]
 pub struct Answers {
     /// Acked and taken.
     pub ok: usize,
@@ -135,11 +136,7 @@ where
         .map(|c| {
             let (http, make) = (http.clone(), make.clone());
             tokio::spawn(async move {
-                let mut got = Answers {
-                    ok: 0,
-                    busy: 0,
-                    failed: 0,
-                };
+                let mut got = Answers::default();
                 for i in 0.. {
                     if tokio::time::Instant::now() >= until {
                         break;
@@ -160,11 +157,7 @@ where
             })
         })
         .collect();
-    let mut all = Answers {
-        ok: 0,
-        busy: 0,
-        failed: 0,
-    };
+    let mut all = Answers::default();
     for l in loops {
         let got = l.await.expect("closed loop task");
         all.ok += got.ok;
