@@ -17,7 +17,7 @@ use opsbot::store::{
     Anchor, AnchorError, AnchorFile, ApprovalRequirement, ApprovalState, AuditEntry, AuditKey,
     AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, GroupChange, Head, InboxKind,
     InboxState, MessageTarget, NewApproval, NewInboxEntry, NewIncident, NewTimelineEntry, Problem,
-    Receipt, Store, StoreError, VerifyReport,
+    Receipt, Store, StoreError, VerifyReport, Write, Written,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
@@ -176,6 +176,7 @@ both!(
     audit_tampered_row_is_found,
     audit_removed_row_is_found,
     audit_concurrent_appends_from_two_stores_stay_linear,
+    audit_records_of_one_large_batch_are_chained_in_order,
     audit_records_deleted_at_the_end_are_found_against_the_checkpoint,
     audit_rehashing_without_the_key_is_found,
     audit_replaced_database_is_found,
@@ -352,6 +353,35 @@ async fn audit_concurrent_appends_from_two_stores_stay_linear(db: Db) {
     assert_eq!(ids, (1..=50).collect::<BTreeSet<i64>>());
     let report = db.verify().await;
     assert!(report.is_ok() && report.count == 50, "{report}");
+}
+
+/// The writer inserts a batch's records several hundred to a statement: a batch of more than
+/// one statement's worth (with a record before it, so the batch continues a chain) is stored
+/// in order, chained, and read back as written.
+async fn audit_records_of_one_large_batch_are_chained_in_order(db: Db) {
+    let s = &db.store;
+    assert_eq!(s.append(entry(0)).await.unwrap(), 1);
+    let writes = (1..=600)
+        .map(|i| Write::Audit(Box::new(entry(i))))
+        .collect();
+    let written = s.write(writes).await.unwrap();
+    assert_eq!(
+        written,
+        (2..=601).map(Written::Id).collect::<Vec<_>>(),
+        "ids in the order written"
+    );
+    let report = db.verify().await;
+    assert!(report.is_ok() && report.count == 601, "{report}");
+    let all = s.tail(1000).await.unwrap();
+    assert_eq!(all.len(), 601);
+    for (i, record) in all.iter().enumerate() {
+        assert_eq!(record.id, i as i64 + 1);
+        assert_eq!(record.entry, entry(i as i64), "record {}", record.id);
+    }
+    // The chain goes on after the batch.
+    assert_eq!(s.append(entry(601)).await.unwrap(), 602);
+    let report = db.verify().await;
+    assert!(report.is_ok() && report.count == 602, "{report}");
 }
 
 async fn audit_records_deleted_at_the_end_are_found_against_the_checkpoint(db: Db) {

@@ -318,15 +318,19 @@ macro_rules! columns {
 pub(super) use columns;
 
 impl AuditRow {
-    /// The record that follows the one with `prev_id` and `prev_hash`, hashed under `key`.
-    /// Its time is the entry's, or the previous record's (`prev_time_ms`) if that is later.
-    pub(super) fn next(
-        prev_id: i64,
-        prev_hash: String,
-        prev_time_ms: i64,
+    /// The record after `head` (the last record's id, hash and time; `None` for an empty log),
+    /// hashed under `key`; moves `head` to it. Time never goes backwards as ids increase: an
+    /// entry timed before the head is stored with the head's time. Without a key nothing can be
+    /// appended ([`StoreError::NoAuditKey`]).
+    pub(super) fn chained(
+        head: &mut Option<(i64, String, i64)>,
         entry: &AuditEntry,
-        key: &AuditKey,
-    ) -> AuditRow {
+        key: Option<&AuditKey>,
+    ) -> Result<AuditRow> {
+        let key = key.ok_or(StoreError::NoAuditKey)?;
+        let (prev_id, prev_hash, prev_time_ms) =
+            head.take()
+                .unwrap_or((0, GENESIS_HASH.to_owned(), i64::MIN));
         let mut row = AuditRow {
             id: prev_id + 1,
             time_ms: entry.time.as_millisecond().max(prev_time_ms),
@@ -345,7 +349,8 @@ impl AuditRow {
             hash: String::new(),
         };
         row.hash = row.compute_hash(key);
-        row
+        *head = Some((row.id, row.hash.clone(), row.time_ms));
+        Ok(row)
     }
 
     /// The canonical form under `version` (see the module docs).
@@ -417,48 +422,47 @@ impl AuditRow {
     }
 }
 
-/// Inserts the next record after `$head` (the last record's id and hash, `None` for an empty
-/// log) in an open transaction that holds the append lock, and moves `$head` to it. Yields the
-/// new record's id. Time never goes backwards as ids increase: an entry timed before the head
-/// is stored with the head's time. Hashed under `$key` (an `Option<&AuditKey>`: without a key
-/// nothing is appended, [`StoreError::NoAuditKey`]).
-macro_rules! append_in_tx {
-    ($tx:ident, $head:expr, $entry:expr, $key:expr) => {{
-        let head: &mut Option<(i64, String, i64)> = $head;
-        let entry: &$crate::store::AuditEntry = $entry;
-        let (prev_id, prev_hash, prev_time) =
-            head.clone()
-                .unwrap_or((0, $crate::store::GENESIS_HASH.to_owned(), i64::MIN));
-        let key: &$crate::store::AuditKey = $key.ok_or($crate::store::StoreError::NoAuditKey)?;
-        let mut row =
-            $crate::store::audit::AuditRow::next(prev_id, prev_hash, prev_time, entry, key);
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (",
-            $crate::store::audit::columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(row.id)
-        .bind(row.time_ms)
-        .bind(&row.kind)
-        .bind(&row.platform)
-        .bind(&row.channel)
-        .bind(&row.actor)
-        .bind(&row.text)
-        .bind(&row.command)
-        .bind(&row.rule)
-        .bind(&row.outcome)
-        .bind(&row.detail)
-        .bind(row.duration_ms)
-        .bind(&row.approval_id)
-        .bind(&row.prev_hash)
-        .bind(&row.hash)
-        .execute(&mut *$tx)
-        .await?;
-        *head = Some((row.id, std::mem::take(&mut row.hash), row.time_ms));
-        row.id
+/// Rows in one `INSERT INTO audit_log` at most (15 parameters each: well under SQLite's 32,766
+/// and PostgreSQL's 65,535 per statement).
+pub(super) const INSERT_CHUNK: usize = 256;
+
+/// Inserts `$rows` (a slice of [`AuditRow`]s chained by [`AuditRow::chained`], at most
+/// [`INSERT_CHUNK`]) with one statement, in an open transaction that holds the append lock.
+/// `$anonymous`: `?` parameters (SQLite), else `$N` (see [`super::values_list`]).
+macro_rules! insert_rows {
+    ($tx:ident, $rows:expr, $anonymous:expr) => {{
+        let rows: &[$crate::store::audit::AuditRow] = $rows;
+        let sql = format!(
+            concat!(
+                "INSERT INTO audit_log (",
+                $crate::store::audit::columns!(),
+                ") VALUES {}"
+            ),
+            $crate::store::values_list(rows.len(), 15, $anonymous)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for row in rows {
+            q = q
+                .bind(row.id)
+                .bind(row.time_ms)
+                .bind(&row.kind)
+                .bind(&row.platform)
+                .bind(&row.channel)
+                .bind(&row.actor)
+                .bind(&row.text)
+                .bind(&row.command)
+                .bind(&row.rule)
+                .bind(&row.outcome)
+                .bind(&row.detail)
+                .bind(row.duration_ms)
+                .bind(&row.approval_id)
+                .bind(&row.prev_hash)
+                .bind(&row.hash);
+        }
+        q.execute(&mut *$tx).await?;
     }};
 }
-pub(super) use append_in_tx;
+pub(super) use insert_rows;
 
 impl Store {
     /// Appends `entry` to the audit log and returns its id, once it is committed. Appends go

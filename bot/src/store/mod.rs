@@ -400,6 +400,33 @@ impl Store {
     }
 }
 
+/// The `VALUES` list of a multi-row insert of `rows` rows of `columns` parameters each:
+/// `(?, ?), (?, ?)` when `anonymous`, else `($1, $2), ($3, $4)`.
+///
+/// Multi-row inserts take anonymous `?` parameters on SQLite: sqlx asks SQLite for the name of
+/// every parameter it binds, and SQLite finds a name by a linear scan, so `$N` parameters cost
+/// O(n²) per statement (with 4,800 in one alert insert, binding was 43 % of the intake's CPU).
+/// PostgreSQL has no anonymous parameters.
+fn values_list(rows: usize, columns: usize, anonymous: bool) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 1..=columns {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(r * columns + c).to_string());
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Whether a SQLite file name means an in-memory database.
 fn in_memory(file: &std::path::Path) -> bool {
     file.as_os_str().is_empty() || file.as_os_str() == ":memory:"

@@ -28,7 +28,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::anchor::AuditKey;
-use super::audit::{AuditEntry, append_in_tx};
+use super::audit::{AuditEntry, AuditRow, INSERT_CHUNK, insert_rows};
 use super::inbox::{InboxState, NewInboxEntry};
 use super::incidents::{NewTimelineEntry, num};
 use super::{AuditSeal, Pool, Result, Store, StoreError};
@@ -203,21 +203,28 @@ async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
     }
 }
 
-/// The body of [`commit`], once per backend: `$tx` is an open transaction holding the lock.
+/// The body of [`commit`], once per backend: `$tx` is an open transaction holding the lock;
+/// `$anonymous`: the backend's multi-row inserts take `?` parameters (SQLite).
+///
+/// Audit records are chained in memory and inserted together at the end, a few hundred rows a
+/// statement: on SQLite every statement is a round trip to the connection's own thread, and a
+/// batch under load holds dozens of records.
 macro_rules! write_all {
-    ($tx:ident, $key:expr, $calls:expr) => {{
+    ($tx:ident, $key:expr, $calls:expr, $anonymous:expr) => {{
         let mut head: Option<(i64, String, i64)> =
             sqlx::query_as("SELECT id, hash, time_ms FROM audit_log ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *$tx)
                 .await?;
+        let mut rows: Vec<AuditRow> = Vec::new();
         let mut results = Vec::with_capacity($calls.len());
         for writes in $calls {
             let mut written = Vec::with_capacity(writes.len());
             for write in writes.iter() {
                 match write {
                     Write::Audit(entry) => {
-                        let id = append_in_tx!($tx, &mut head, entry, $key);
-                        written.push(Written::Id(id));
+                        let row = AuditRow::chained(&mut head, entry, $key)?;
+                        written.push(Written::Id(row.id));
+                        rows.push(row);
                     }
                     Write::Receive(receive) => {
                         let Receive {
@@ -245,11 +252,11 @@ macro_rules! write_all {
                         match id {
                             Some((id,)) => {
                                 let audit = audit.clone().detail(audit_detail(&audit.detail, id));
-                                append_in_tx!($tx, &mut head, &audit, $key);
+                                rows.push(AuditRow::chained(&mut head, &audit, $key)?);
                                 written.push(Written::Id(id));
                             }
                             None => {
-                                append_in_tx!($tx, &mut head, on_duplicate, $key);
+                                rows.push(AuditRow::chained(&mut head, on_duplicate, $key)?);
                                 written.push(Written::Duplicate);
                                 break;
                             }
@@ -294,6 +301,9 @@ macro_rules! write_all {
             }
             results.push(written);
         }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            insert_rows!($tx, chunk, $anonymous);
+        }
         (results, head)
     }};
 }
@@ -315,7 +325,7 @@ async fn commit(
     let (results, head) = match pool {
         Pool::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let done = write_all!(tx, key, calls);
+            let done = write_all!(tx, key, calls, true);
             tx.commit().await?;
             done
         }
@@ -324,7 +334,7 @@ async fn commit(
             sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
-            let done = write_all!(tx, key, calls);
+            let done = write_all!(tx, key, calls, false);
             tx.commit().await?;
             done
         }
