@@ -4,7 +4,7 @@ use crate::reply::Reply;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 struct Rule {
     re: Regex,
@@ -54,10 +54,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     ]
 });
 
+/// Every rule's pattern in one set: one pass over a text tells whether any rule applies, so the
+/// common text without secrets is scanned once, not once per rule.
+static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(RULES.iter().map(|r| r.re.as_str())).expect("secret-masking regex set")
+});
+
 /// `text` with values that look like secrets (bearer tokens, `Authorization:` headers,
 /// `password=…`, `token=…`, AWS-style keys, JWTs, credentials in URLs, private keys) replaced
 /// by `****`.
 pub fn mask_secrets(text: &str) -> String {
+    if !ANY.is_match(text) {
+        return text.to_owned();
+    }
     let mut out = Cow::Borrowed(text);
     for r in RULES.iter() {
         if let Cow::Owned(s) = r.re.replace_all(&out, r.with) {
