@@ -234,7 +234,7 @@ impl Store {
                     .await?;
                 changes.push(GroupChange::Changed);
             }
-            for chunk in n.alerts.chunks(ALERT_CHUNK) {
+            for chunk in super::insert_chunks(&n.alerts, ALERT_CHUNK) {
                 let mut sql = String::from(
                     "INSERT INTO alerts (group_key, fingerprint, status, alertname, severity, \
                      namespace, labels, annotations, starts_ms, ends_ms, generator_url, \

@@ -424,7 +424,7 @@ impl AuditRow {
 
 /// Rows in one `INSERT INTO audit_log` at most (15 parameters each: well under SQLite's 32,766
 /// and PostgreSQL's 65,535 per statement).
-pub(super) const INSERT_CHUNK: usize = 256;
+pub(super) const INSERT_CHUNK: usize = 64;
 
 /// Inserts `$rows` (a slice of [`AuditRow`]s chained by [`AuditRow::chained`], at most
 /// [`INSERT_CHUNK`]) with one statement, in an open transaction that holds the append lock.

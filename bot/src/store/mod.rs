@@ -427,6 +427,22 @@ fn values_list(rows: usize, columns: usize, anonymous: bool) -> String {
     sql
 }
 
+/// `rows` cut into chunks for multi-row inserts of at most `max` rows: as many of `max` as fit,
+/// then the rest in sizes of 64, 16, 4 and 1. Each size is its own statement, prepared once and
+/// cached by the connection; cutting to a few sizes keeps those statements few (a cache of
+/// every length up to `max` would hold hundreds of large statements per connection).
+fn insert_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = [max, 64, 16, 4, 1]
+            .into_iter()
+            .find(|&size| size <= rest.len())?;
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// Whether a SQLite file name means an in-memory database.
 fn in_memory(file: &std::path::Path) -> bool {
     file.as_os_str().is_empty() || file.as_os_str() == ":memory:"
@@ -437,4 +453,41 @@ fn timestamp(table: &'static str, ms: i64) -> Result<Timestamp> {
         table,
         message: format!("bad time {ms}: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{insert_chunks, values_list};
+
+    #[test]
+    fn insert_chunks_cover_the_rows_in_order_in_few_sizes() {
+        for n in [0, 1, 3, 4, 63, 64, 255, 256, 257, 700] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = insert_chunks(&rows, 256).collect();
+            assert_eq!(chunks.concat(), rows, "{n} rows, in order");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| [256, 64, 16, 4, 1].contains(&c.len())),
+                "{n} rows: {:?}",
+                chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+            );
+            assert!(
+                chunks.len() <= n / 256 + 12,
+                "{n} rows in {} chunks",
+                chunks.len()
+            );
+        }
+        let sizes: Vec<usize> = insert_chunks(&[(); 37], 256).map(<[()]>::len).collect();
+        assert_eq!(sizes, [16, 16, 4, 1]);
+        let sizes: Vec<usize> = insert_chunks(&[(); 900], 400).map(<[()]>::len).collect();
+        assert_eq!(sizes, [400, 400, 64, 16, 16, 4]);
+    }
+
+    #[test]
+    fn values_lists_number_parameters_across_rows() {
+        assert_eq!(values_list(2, 3, true), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(values_list(2, 2, false), "($1, $2), ($3, $4)");
+        assert_eq!(values_list(1, 1, false), "($1)");
+    }
 }

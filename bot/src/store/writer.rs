@@ -301,7 +301,7 @@ macro_rules! write_all {
             }
             results.push(written);
         }
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in super::insert_chunks(&rows, INSERT_CHUNK) {
             insert_rows!($tx, chunk, $anonymous);
         }
         (results, head)
