@@ -262,6 +262,27 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             (None, None) => {
                 if let Some(c) = spec::find_command(None, tok) {
                     cmd = Some(c);
+                } else if tok.eq_ignore_ascii_case("rollout") {
+                    // kubectl's `rollout restart|status|undo`, as runbooks write them.
+                    let verb = tokens.get(i).copied().unwrap_or_default();
+                    let Some(c) = spec::rollout_command(verb) else {
+                        return Err(ParseError::new(format!(
+                            "`rollout` is followed by restart, status or undo, as in kubectl \
+                             (`rollout restart NAME` is `restart NAME`){}",
+                            if verb.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; not `{}`", quoted(verb))
+                            }
+                        ))
+                        .with_token(if verb.is_empty() {
+                            tok
+                        } else {
+                            verb
+                        }));
+                    };
+                    cmd = Some(c);
+                    i += 1;
                 } else if let Some(g) = spec::find_group(tok) {
                     group = Some(g);
                 } else {
@@ -315,6 +336,16 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             .with_token(tok)
             .with_usage(usage));
         }
+        // kubectl's `KIND NAME` (`rollout restart deployment envoy`) is `KIND/NAME`.
+        let joined;
+        let tok = match rest.peek() {
+            Some(name) if !tok.contains('/') && is_kind_word(a.ty, tok) => {
+                joined = format!("{tok}/{name}");
+                rest.next();
+                joined.as_str()
+            }
+            _ => tok,
+        };
         let value =
             parse_value(a.ty, a.placeholder, tok).map_err(|e| e.with_usage(usage.clone()))?;
         given.push((a.name, tok.to_owned()));
@@ -613,24 +644,41 @@ fn strip_prefix<'a>(raw: &'a str, prefixes: &[&str], what: &str) -> Result<&'a s
     }
 }
 
+/// How a deployment's kind is written before its name (`deploy/api`, `deployment api`).
+const DEPLOYMENT_WORDS: &[&str] = &["deploy", "deployment", "deployments", "deployment.apps"];
+/// How a statefulset's kind is written before its name.
+const STATEFULSET_WORDS: &[&str] = &["sts", "statefulset", "statefulsets", "statefulset.apps"];
+/// How a pod's kind is written before its name.
+const POD_WORDS: &[&str] = &["pod", "pods", "po"];
+
+fn is_one_of(word: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether `word` is a kind that a value of type `ty` may be prefixed with (`KIND/NAME`).
+fn is_kind_word(ty: ValueType, word: &str) -> bool {
+    let workload = || is_one_of(word, DEPLOYMENT_WORDS) || is_one_of(word, STATEFULSET_WORDS);
+    match ty {
+        ValueType::Workload => workload(),
+        ValueType::LogSource => workload() || is_one_of(word, POD_WORDS),
+        ValueType::Name { prefixes } => is_one_of(word, prefixes),
+        _ => false,
+    }
+}
+
 fn parse_workload(raw: &str) -> Result<Workload, ParseError> {
     let (kind, name) = match raw.split_once('/') {
         None => (WorkloadKind::Deployment, raw),
         Some((k, name)) => {
-            let kind = match k.to_ascii_lowercase().as_str() {
-                "deploy" | "deployment" | "deployments" | "deployment.apps" => {
-                    WorkloadKind::Deployment
-                }
-                "sts" | "statefulset" | "statefulsets" | "statefulset.apps" => {
-                    WorkloadKind::StatefulSet
-                }
-                _ => {
-                    return Err(ParseError::new(format!(
-                        "`{raw}` is not a deployment or statefulset: use deploy/NAME, sts/NAME \
-                         or NAME"
-                    ))
-                    .with_token(raw));
-                }
+            let kind = if is_one_of(k, DEPLOYMENT_WORDS) {
+                WorkloadKind::Deployment
+            } else if is_one_of(k, STATEFULSET_WORDS) {
+                WorkloadKind::StatefulSet
+            } else {
+                return Err(ParseError::new(format!(
+                    "`{raw}` is not a deployment or statefulset: use deploy/NAME, sts/NAME or NAME"
+                ))
+                .with_token(raw));
             };
             (kind, name)
         }
@@ -642,19 +690,15 @@ fn parse_workload(raw: &str) -> Result<Workload, ParseError> {
 /// `logs`' NAME, canonical: `x` (a deployment), `statefulset/x` or `pod/x`.
 fn parse_log_source(raw: &str) -> Result<String, ParseError> {
     if let Some((kind, name)) = raw.split_once('/') {
-        match kind.to_ascii_lowercase().as_str() {
-            "pod" | "pods" | "po" => {
-                return check_dns(name, "NAME", true).map(|name| format!("pod/{name}"));
-            }
-            "deploy" | "deployment" | "deployments" | "deployment.apps" | "sts" | "statefulset"
-            | "statefulsets" | "statefulset.apps" => {}
-            _ => {
-                return Err(ParseError::new(format!(
-                    "`{raw}` is not a deployment, statefulset or pod: use NAME (a deployment), \
-                     sts/NAME or pod/NAME"
-                ))
-                .with_token(raw));
-            }
+        if is_one_of(kind, POD_WORDS) {
+            return check_dns(name, "NAME", true).map(|name| format!("pod/{name}"));
+        }
+        if !is_kind_word(ValueType::Workload, kind) {
+            return Err(ParseError::new(format!(
+                "`{raw}` is not a deployment, statefulset or pod: use NAME (a deployment), \
+                 sts/NAME or pod/NAME"
+            ))
+            .with_token(raw));
         }
     }
     let w = parse_workload(raw)?;

@@ -49,7 +49,9 @@ fn overview() -> Reply {
     let all: Vec<&CommandSpec> = COMMANDS.iter().collect();
     Reply::info("opsbot commands")
         .text(format!(
-            "Type a command after `/ops`. {GLOBAL_NOTE} `help COMMAND` explains one command."
+            "Type a command after `/ops`. {GLOBAL_NOTE} Runbook lines work too: \
+             `rollout restart deployment api` is `restart api`. `help COMMAND` explains one \
+             command."
         ))
         .block(None, table(&all))
         .footer("read-only commands are always safe; changes may need an approval")
@@ -185,7 +187,8 @@ pub fn reference_markdown() -> String {
     md.push_str(&format!(
         "Type these after `/ops` (Slack, Discord) or at the console. {GLOBAL_NOTE} Arguments can \
          be quoted like in a shell, flags can be written `--flag value` or `--flag=value`, and \
-         kubectl forms such as `deploy/api`, `sts/db` and `--replicas=5` work.\n\n"
+         kubectl forms such as `deploy/api`, `deployment api`, `sts/db`, `--replicas=5` and `rollout \
+         restart|status|undo NAME` (for `restart`, `status` and `rollback`) work.\n\n"
     ));
     md.push_str(&command_table("#"));
     md.push_str(

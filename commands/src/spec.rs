@@ -1917,9 +1917,29 @@ pub fn find_command(group: Option<&str>, word: &str) -> Option<&'static CommandS
         .find(|c| c.word() == w || c.aliases.contains(&w.as_str()))
 }
 
-/// Resolves a help topic (`scale`, `po`, `backup`, `backups run`) to its canonical name.
+/// kubectl's `rollout` verbs that opsbot takes after `rollout` (as runbooks write them), and
+/// the commands they are.
+pub const ROLLOUT_VERBS: &[(&str, &str)] = &[
+    ("restart", "restart"),
+    ("status", "status"),
+    ("undo", "rollback"),
+];
+
+/// The command `rollout VERB` is (`rollout undo` is `rollback`).
+pub fn rollout_command(verb: &str) -> Option<&'static CommandSpec> {
+    let (_, name) = ROLLOUT_VERBS
+        .iter()
+        .find(|(v, _)| v.eq_ignore_ascii_case(verb))?;
+    find_command(None, name)
+}
+
+/// Resolves a help topic (`scale`, `po`, `backup`, `backups run`, `rollout undo`) to its
+/// canonical name.
 pub fn resolve_topic(words: &[&str]) -> Option<String> {
     match words {
+        [rollout, verb] if rollout.eq_ignore_ascii_case("rollout") => {
+            rollout_command(verb).map(|c| c.name.to_owned())
+        }
         [one] => {
             if let Some(c) = find_command(None, one) {
                 Some(c.name.to_owned())

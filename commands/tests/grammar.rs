@@ -614,6 +614,84 @@ const fn rej(
     }
 }
 
+/// Lines copied from the runbooks (kubectl's `rollout VERB` and `KIND NAME`) are the commands
+/// they would be written as here.
+#[test]
+fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
+    let same = [
+        (
+            "rollout restart deployment envoy -n ingress",
+            "restart deploy/envoy -n ingress",
+        ),
+        (
+            "rollout restart deployment/conea-api -n production",
+            "restart conea-api -n production",
+        ),
+        ("ROLLOUT Status sts db", "status statefulset/db"),
+        (
+            "rollout status deployment/rust-webapi -n api",
+            "status rust-webapi -n api",
+        ),
+        (
+            "rollout undo deployment/conea-api -n production --to-revision=3",
+            "rollback conea-api -n production --to-revision 3",
+        ),
+        (
+            "-n production rollout undo conea-api",
+            "rollback conea-api -n production",
+        ),
+        (
+            "scale statefulset postgres-replica 3",
+            "scale sts/postgres-replica 3",
+        ),
+        ("scale deployment api --replicas=0", "scale api 0"),
+        (
+            "logs pod api-7c9d-x2 --tail 5",
+            "logs pod/api-7c9d-x2 --tail 5",
+        ),
+        ("logs statefulset db", "logs sts/db"),
+        ("events deployment api", "events deploy/api"),
+        ("hpa hpa api --max 10", "hpa api --max 10"),
+        (
+            "backup run cronjob postgres-backup",
+            "backup run postgres-backup",
+        ),
+        // A kind word with no name after it is a name.
+        ("status deployment", "status deployment/deployment"),
+        ("help rollout undo", "help rollback"),
+        ("help rollout status", "help status"),
+    ];
+    for (kubectl, ours) in same {
+        assert_eq!(
+            parse(kubectl).unwrap_or_else(|e| panic!("{kubectl}: {}", e.message)),
+            parse(ours).unwrap(),
+            "{kubectl}"
+        );
+    }
+
+    let refused = [
+        (
+            "rollout",
+            "`rollout` is followed by restart, status or undo",
+            "rollout",
+        ),
+        (
+            "rollout pause api",
+            "`rollout` is followed by restart, status or undo, as in kubectl (`rollout restart NAME` is `restart NAME`); not `pause`",
+            "pause",
+        ),
+        ("rollout history api", "not `history`", "history"),
+        // Only a kind the command takes is read as one; other words stay names.
+        ("scale pod api 3", "`api` is not a number", "api"),
+        ("rollback statefulset db", "unexpected argument `db`", "db"),
+    ];
+    for (input, message, token) in refused {
+        let e = parse(input).expect_err(input);
+        assert!(e.message.contains(message), "{input}: {}", e.message);
+        assert_eq!(e.token.as_deref(), Some(token), "{input}");
+    }
+}
+
 const SCALE_USAGE: &str = "scale [deployment/|statefulset/]NAME REPLICAS [--dry-run]";
 const LOGS_USAGE: &str =
     "logs NAME [--tail N] [--since DURATION] [--grep TEXT] [--container CONTAINER] [--previous]";
