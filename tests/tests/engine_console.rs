@@ -136,6 +136,49 @@ both_databases!(
 );
 
 both_databases!(
+    nobody_is_asked_to_approve_what_could_not_run,
+    |bot: TestBot| async move {
+        // Each needs an approval by the policy, and each would fail if it ran.
+        for (line, says) in [
+            (
+                "scale conea-apj 5 -n production",
+                "deployment `conea-apj` not found in namespace `production`",
+            ),
+            ("scale sts/conea-api 5 -n production", "not found"),
+        ] {
+            let out = bot.say("bob", line).await;
+            assert!(
+                out.starts_with("(only console:bob)"),
+                "told privately: {out}"
+            );
+            assert!(out.contains(says), "{line}: {out}");
+            assert!(!out.contains("Approval needed"), "{line}: {out}");
+        }
+        assert!(
+            bot.engine.store().pending().await.unwrap().is_empty(),
+            "no approval was asked for"
+        );
+        let audit = audit_outcomes(&bot).await;
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| *a == "rejection:cannot_run")
+                .count(),
+            2,
+            "{audit:?}"
+        );
+        assert!(
+            !audit.iter().any(|a| a.starts_with("approval:")),
+            "{audit:?}"
+        );
+        // What could run is still asked for.
+        let out = bot.say("bob", "scale conea-api 5 -n production").await;
+        assert!(out.contains("Approval needed"), "{out}");
+        assert_eq!(bot.engine.store().pending().await.unwrap().len(), 1);
+    }
+);
+
+both_databases!(
     approval_flow_needs_an_eligible_other_person,
     |bot: TestBot| async move {
         let before = bot.replicas("production", "conea-api");

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use jiff::Timestamp;
+use opsbot_commands::ops::OpError;
 use opsbot_commands::{Command, Op, Progress, ProgressReceiver, ProgressSender, Reply};
 use opsbot_policies::{Decision, Subject};
 use serde_json::json;
@@ -135,6 +136,15 @@ impl Engine {
                     .await;
             }
             Decision::Approval { rule, requirement } => {
+                if !self.could_run(&ctx, &cmd).await {
+                    self.inner.metrics.count_request(
+                        inv.platform,
+                        action.as_str(),
+                        "approval",
+                        "refused",
+                    );
+                    return "refused";
+                }
                 self.inner.metrics.count_request(
                     inv.platform,
                     action.as_str(),
@@ -237,6 +247,31 @@ impl Engine {
             summary,
         })
         .await;
+    }
+
+    /// Whether `cmd` could run on the cluster as it is now, asked before anyone is asked to
+    /// approve it: a name that does not exist, a revision that is gone or bounds that make no
+    /// sense are refused here (audited, and the requester told privately), so approvers are
+    /// never paged for a typo. A cluster that does not answer is no verdict: the approval is
+    /// asked for, and execution checks again.
+    pub(super) async fn could_run(&self, ctx: &Ctx<'_>, cmd: &Command) -> bool {
+        let e = match self.inner.operator.precheck(cmd).await {
+            Ok(()) => return true,
+            Err(e @ (OpError::NotFound { .. } | OpError::Refused(_))) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, command = %cmd.to_text(), "could not check a command before asking for its approval");
+                return true;
+            }
+        };
+        self.audit(
+            self.entry(ctx, AuditKind::Rejection)
+                .command(cmd.to_text())
+                .outcome("cannot_run")
+                .detail(json!({ "error": e.to_string() })),
+        )
+        .await;
+        self.say(ctx, &e.to_reply()).await;
+        false
     }
 
     /// Whether a command that may change the cluster, taken at `since`, may still start; if

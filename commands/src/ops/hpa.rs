@@ -42,6 +42,48 @@ async fn find(ctx: &Ctx<'_>, name: &str) -> Result<HorizontalPodAutoscaler, OpEr
     })
 }
 
+/// Finds the autoscaler `hpa --min/--max` would change and checks the new bounds, before
+/// anything changes (and before anyone is asked to approve the change).
+pub(crate) async fn plan(
+    ctx: &Ctx<'_>,
+    name: &str,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<(), OpError> {
+    new_bounds(&find(ctx, name).await?, min, max).map(drop)
+}
+
+/// The bounds `h` gets with `min` and/or `max` set; refused when they make no sense.
+fn new_bounds(
+    h: &HorizontalPodAutoscaler,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<(i64, i64), OpError> {
+    let hpa_name = h.metadata.name.as_deref().unwrap_or_default();
+    let (cur_min, cur_max) = bounds(h);
+    let new_min = min.map_or(i64::from(cur_min), i64::from);
+    let new_max = max.map_or(i64::from(cur_max), i64::from);
+    if min == Some(0) {
+        return Err(OpError::Refused("--min must be at least 1".into()));
+    }
+    if max == Some(0) {
+        return Err(OpError::Refused("--max must be at least 1".into()));
+    }
+    if new_min > new_max {
+        let why = match (min, max) {
+            (Some(_), Some(_)) => format!("--min {new_min} is greater than --max {new_max}"),
+            (Some(_), None) => {
+                format!("--min {new_min} is greater than the current max {cur_max}; give --max too")
+            }
+            _ => format!("--max {new_max} is less than the current min {cur_min}; give --min too"),
+        };
+        return Err(OpError::Refused(format!(
+            "{why} (horizontalpodautoscaler/{hpa_name})"
+        )));
+    }
+    Ok((new_min, new_max))
+}
+
 fn bounds(h: &HorizontalPodAutoscaler) -> (i32, i32) {
     let spec = h.spec.clone().unwrap_or_default();
     (spec.min_replicas.unwrap_or(1), spec.max_replicas)
@@ -153,26 +195,7 @@ pub(crate) async fn hpa(
         return Ok(describe(&h, Reply::info(title)).footer(ctx.place()));
     }
     let (cur_min, cur_max) = bounds(&h);
-    let new_min = min.map_or(i64::from(cur_min), i64::from);
-    let new_max = max.map_or(i64::from(cur_max), i64::from);
-    if min == Some(0) {
-        return Err(OpError::Refused("--min must be at least 1".into()));
-    }
-    if max == Some(0) {
-        return Err(OpError::Refused("--max must be at least 1".into()));
-    }
-    if new_min > new_max {
-        let why = match (min, max) {
-            (Some(_), Some(_)) => format!("--min {new_min} is greater than --max {new_max}"),
-            (Some(_), None) => {
-                format!("--min {new_min} is greater than the current max {cur_max}; give --max too")
-            }
-            _ => format!("--max {new_max} is less than the current min {cur_min}; give --min too"),
-        };
-        return Err(OpError::Refused(format!(
-            "{why} (horizontalpodautoscaler/{hpa_name})"
-        )));
-    }
+    let (new_min, new_max) = new_bounds(&h, min, max)?;
     let i32_of = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
     let mut spec = serde_json::Map::new();
     if min.is_some() {

@@ -391,6 +391,32 @@ impl Operator {
         }
     }
 
+    /// Checks, before anyone is asked to approve `cmd`, that it could run: what it changes
+    /// exists (the workload, autoscaler or CronJob; for `rollback`, the revision to return to)
+    /// and its values make sense. Fails as [`Operator::execute`] would fail on the same cluster
+    /// state; `Ok` for commands that change nothing in the cluster. Changes nothing itself.
+    pub async fn precheck(&self, cmd: &Command) -> Result<(), OpError> {
+        let ctx = || self.ctx(cmd, ProgressSender::none());
+        match &cmd.op {
+            Op::Scale { workload, .. } | Op::Restart { workload } => {
+                status::get_workload(&ctx()?, workload).await.map(drop)
+            }
+            Op::Rollback { name, to_revision } => {
+                rollout::plan_rollback(&ctx()?, name, *to_revision)
+                    .await
+                    .map(drop)
+            }
+            Op::Hpa { name, min, max } if min.is_some() || max.is_some() => {
+                hpa::plan(&ctx()?, name, *min, *max).await
+            }
+            Op::BackupRun { cronjob } => ctx()?
+                .get::<k8s_openapi::api::batch::v1::CronJob>(errors::Res::CronJobs, cronjob)
+                .await
+                .map(drop),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the cluster `cmd` names (or the default) is configured; `execute` fails the same
     /// way. The engine asks first, so the policy never decides on a cluster that does not exist.
     pub fn check_cluster(&self, cmd: &Command) -> Result<(), OpError> {

@@ -384,11 +384,22 @@ fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 }
 
 /// `rollback NAME [--to-revision N]`: like `kubectl rollout undo`.
-pub(crate) async fn rollback(
+/// What a rollback will do, found before anything changes: the revision it returns to, that
+/// revision's pod template and annotations, and the revision it leaves.
+pub(crate) struct RollbackPlan {
+    current: String,
+    target_rev: u64,
+    template: PodTemplateSpec,
+    rs_annotations: BTreeMap<String, String>,
+}
+
+/// Plans rolling deployment `name` back (to `to_revision`, else the previous revision); refuses
+/// what cannot be done (no such deployment or revision, paused, nothing to roll back).
+pub(crate) async fn plan_rollback(
     ctx: &Ctx<'_>,
     name: &str,
     to_revision: Option<u64>,
-) -> Result<Reply, OpError> {
+) -> Result<RollbackPlan, OpError> {
     let w = Workload {
         kind: WorkloadKind::Deployment,
         name: name.to_owned(),
@@ -488,7 +499,29 @@ pub(crate) async fn rollback(
         .into_iter()
         .filter(|(k, _)| !SKIPPED_ANNOTATIONS.contains(&k.as_str()))
         .collect();
+    Ok(RollbackPlan {
+        current: current_txt,
+        target_rev,
+        template,
+        rs_annotations,
+    })
+}
 
+pub(crate) async fn rollback(
+    ctx: &Ctx<'_>,
+    name: &str,
+    to_revision: Option<u64>,
+) -> Result<Reply, OpError> {
+    let RollbackPlan {
+        current: current_txt,
+        target_rev,
+        template,
+        rs_annotations,
+    } = plan_rollback(ctx, name, to_revision).await?;
+    let w = Workload {
+        kind: WorkloadKind::Deployment,
+        name: name.to_owned(),
+    };
     let api = &ctx.api::<Deployment>();
     let (template, rs_annotations) = (&template, &rs_annotations);
     let replaced = retry(&ctx.opts.retry, || async move {
