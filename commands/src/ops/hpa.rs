@@ -44,7 +44,7 @@ async fn find(ctx: &Ctx<'_>, name: &str) -> Result<HorizontalPodAutoscaler, OpEr
 
 /// Finds the autoscaler `hpa --min/--max` would change and checks the new bounds, before
 /// anything changes (and before anyone is asked to approve the change).
-pub(crate) async fn plan(
+pub(crate) async fn check_change(
     ctx: &Ctx<'_>,
     name: &str,
     min: Option<u32>,

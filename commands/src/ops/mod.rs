@@ -407,7 +407,7 @@ impl Operator {
                     .map(drop)
             }
             Op::Hpa { name, min, max } if min.is_some() || max.is_some() => {
-                hpa::plan(&ctx()?, name, *min, *max).await
+                hpa::check_change(&ctx()?, name, *min, *max).await
             }
             Op::BackupRun { cronjob } => ctx()?
                 .get::<k8s_openapi::api::batch::v1::CronJob>(errors::Res::CronJobs, cronjob)
