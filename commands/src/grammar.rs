@@ -202,10 +202,13 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             } else if let Some(a) = c.find_arg_flag(flag) {
                 (a.name, a.ty, a.placeholder)
             } else {
-                let suggestion = nearest(flag, c.flag_names().iter().map(String::as_str));
-                let hint = match &suggestion {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None => String::new(),
+                let why = spec::kubectl_only_flag(c.name, flag);
+                let suggestion = nearest(flag, c.flag_names().iter().map(String::as_str))
+                    .filter(|_| why.is_none());
+                let hint = match (why, &suggestion) {
+                    (Some(why), _) => format!(": {why}"),
+                    (None, Some(s)) => format!("; did you mean `{s}`?"),
+                    (None, None) => String::new(),
                 };
                 return Err(with_usage(
                     ParseError::new(format!(

@@ -1925,6 +1925,39 @@ pub const ROLLOUT_VERBS: &[(&str, &str)] = &[
     ("undo", "rollback"),
 ];
 
+/// kubectl options that runbook lines carry and opsbot does not take, with why (and what to
+/// do instead): `(command, spellings, why)`; command `*` is every command.
+const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
+    (
+        "logs",
+        &["-f", "--follow"],
+        "a chat answer cannot follow a stream; `logs` shows the newest lines, ask again for newer ones",
+    ),
+    (
+        "logs",
+        &["-l", "--selector"],
+        "`logs` takes a workload or pod name (`logs deploy/api`); `pods -l SELECTOR` finds pods by label",
+    ),
+    (
+        "events",
+        &["--sort-by"],
+        "events are listed newest first already",
+    ),
+    (
+        "*",
+        &["-o", "--output"],
+        "opsbot lays out its answers itself",
+    ),
+];
+
+/// Why `command` does not take kubectl's option `flag`, when that is one runbooks use.
+pub fn kubectl_only_flag(command: &str, flag: &str) -> Option<&'static str> {
+    KUBECTL_ONLY_FLAGS
+        .iter()
+        .find(|(c, spellings, _)| (*c == "*" || *c == command) && spellings.contains(&flag))
+        .map(|(_, _, why)| *why)
+}
+
 /// The command `rollout VERB` is (`rollout undo` is `rollback`).
 pub fn rollout_command(verb: &str) -> Option<&'static CommandSpec> {
     let (_, name) = ROLLOUT_VERBS

@@ -615,7 +615,7 @@ const fn rej(
 }
 
 /// Lines copied from the runbooks (kubectl's `rollout VERB` and `KIND NAME`) are the commands
-/// they would be written as here.
+/// they would be written as here; kubectl options opsbot does not take are refused with why.
 #[test]
 fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
     let same = [
@@ -681,6 +681,27 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
             "pause",
         ),
         ("rollout history api", "not `history`", "history"),
+        // kubectl options runbooks carry are refused with why, and what to do instead.
+        (
+            "logs -f deployment/conea-api -n production",
+            "`logs` has no option `-f`: a chat answer cannot follow a stream",
+            "-f",
+        ),
+        (
+            "logs -n ingress -l app=envoy --tail=100",
+            "`pods -l SELECTOR` finds pods by label",
+            "-l",
+        ),
+        (
+            "events -n production --sort-by=.lastTimestamp",
+            "events are listed newest first already",
+            "--sort-by=.lastTimestamp",
+        ),
+        (
+            "pods -l app=envoy -o wide",
+            "opsbot lays out its answers itself",
+            "-o",
+        ),
         // Only a kind the command takes is read as one; other words stay names.
         ("scale pod api 3", "`api` is not a number", "api"),
         ("rollback statefulset db", "unexpected argument `db`", "db"),
