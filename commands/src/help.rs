@@ -2,7 +2,7 @@
 
 use crate::grammar::{ParseError, int_range};
 use crate::reply::Reply;
-use crate::spec::{self, COMMANDS, CommandSpec, GLOBAL_FLAGS, GROUPS, ValueType};
+use crate::spec::{self, COMMANDS, CommandSpec, GLOBAL_FLAGS, GROUPS, ROLLOUT_VERBS, ValueType};
 
 const GLOBAL_NOTE: &str = "Every command takes `-n/--namespace NAMESPACE` and `--cluster CLUSTER`; \
     without them it acts in the channel's namespace, else the cluster's default.";
@@ -118,8 +118,19 @@ fn command_help(c: &CommandSpec) -> Reply {
     r = r
         .field("Policy action", actions(c))
         .field("Risk", c.risk.as_str());
-    if !c.aliases.is_empty() {
-        r = r.field("Aliases", c.aliases.join(", "));
+    let also: Vec<String> = c
+        .aliases
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain(
+            ROLLOUT_VERBS
+                .iter()
+                .filter(|(_, name)| *name == c.name)
+                .map(|(verb, _)| format!("rollout {verb}")),
+        )
+        .collect();
+    if !also.is_empty() {
+        r = r.field("Aliases", also.join(", "));
     }
     r
 }

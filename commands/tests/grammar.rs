@@ -669,6 +669,17 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
         );
     }
 
+    // `help` names the runbook forms beside a command's own aliases.
+    for (command, aliases) in [
+        ("rollback", "undo, rollout undo"),
+        ("status", "st, rollout status"),
+        ("restart", "rollout restart"),
+    ] {
+        let help = help_reply(Some(command));
+        let field = help.fields.iter().find(|f| f.name == "Aliases");
+        assert_eq!(field.map(|f| f.value.as_str()), Some(aliases), "{command}");
+    }
+
     let refused = [
         (
             "rollout",
