@@ -206,9 +206,9 @@ async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
 /// The body of [`commit`], once per backend: `$tx` is an open transaction holding the lock;
 /// `$anonymous`: the backend's multi-row inserts take `?` parameters (SQLite).
 ///
-/// Audit records are chained in memory and inserted together at the end, a few hundred rows a
-/// statement: on SQLite every statement is a round trip to the connection's own thread, and a
-/// batch under load holds dozens of records.
+/// Audit records are chained in memory and inserted together at the end, up to
+/// [`INSERT_CHUNK`] rows a statement: on SQLite every statement is a round trip to the
+/// connection's own thread, and a batch under load holds dozens of records.
 macro_rules! write_all {
     ($tx:ident, $key:expr, $calls:expr, $anonymous:expr) => {{
         let mut head: Option<(i64, String, i64)> =
