@@ -64,8 +64,9 @@ pub enum Op {
         selector: PodSelector,
     },
     Logs {
-        /// What is read: `x` (a deployment), `statefulset/x` or `pod/x`.
-        name: String,
+        /// What is read: by name `x` (a deployment), `statefulset/x` or `pod/x`; or the pods
+        /// matching a label selector.
+        source: PodSelector,
         tail: Option<u32>,
         since: Option<Duration>,
         grep: Option<String>,
@@ -184,7 +185,10 @@ impl Command {
             Op::Pods {
                 selector: PodSelector::Name(name),
             } => Some(format!("pod/{name}")),
-            Op::Logs { name, .. } => Some(log_resource(name)),
+            Op::Logs {
+                source: PodSelector::Name(name),
+                ..
+            } => Some(log_resource(name)),
             Op::Events {
                 name: Some(name), ..
             } => Some(format!("object/{name}")),

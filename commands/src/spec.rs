@@ -445,6 +445,35 @@ fn missing(what: &str) -> ParseError {
     ParseError::new(format!("missing {what}"))
 }
 
+/// `-l SELECTOR`: the pods a command reads, by label instead of by name (`pods`, `logs`).
+const SELECTOR_FLAG: FlagSpec = FlagSpec {
+    name: "selector",
+    short: Some('l'),
+    aliases: &[],
+    placeholder: "SELECTOR",
+    ty: ValueType::Selector,
+    default: None,
+    help: "A label selector such as `app=web,tier!=cache` instead of a name.",
+};
+
+/// The pods a command reads: its NAME or its `-l SELECTOR`, one of them.
+fn pod_selector(m: &mut Matches) -> Result<PodSelector, ParseError> {
+    match (m.string("name"), m.string("selector")) {
+        (Some(name), None) => Ok(PodSelector::Name(name)),
+        (None, Some(sel)) => Ok(PodSelector::Labels(sel)),
+        (Some(_), Some(_)) => Err(ParseError::new("give NAME or -l SELECTOR, not both")),
+        (None, None) => Err(missing("NAME or -l SELECTOR")),
+    }
+}
+
+/// [`pod_selector`]'s inverse, for rendering.
+fn render_pod_selector(s: &PodSelector) -> (&'static str, Value) {
+    match s {
+        PodSelector::Name(n) => ("name", Value::Str(n.clone())),
+        PodSelector::Labels(l) => ("selector", Value::Str(l.clone())),
+    }
+}
+
 /// Every command, in the order `help` lists them.
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -494,15 +523,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             flag: None,
             help: "A deployment, statefulset or pod name.",
         }],
-        flags: &[FlagSpec {
-            name: "selector",
-            short: Some('l'),
-            aliases: &[],
-            placeholder: "SELECTOR",
-            ty: ValueType::Selector,
-            default: None,
-            help: "A label selector such as `app=web,tier!=cache` instead of a name.",
-        }],
+        flags: &[SELECTOR_FLAG],
         usage: Some("pods NAME | -l SELECTOR"),
         summary: "Pods of a workload or matching a label selector, unhealthy first.",
         description: "Lists pods with phase, ready containers, restarts, age and node, sorted \
@@ -518,23 +539,12 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
         ],
         build: |m| {
-            let selector = match (m.string("name"), m.string("selector")) {
-                (Some(name), None) => PodSelector::Name(name),
-                (None, Some(sel)) => PodSelector::Labels(sel),
-                (Some(_), Some(_)) => {
-                    return Err(ParseError::new("give NAME or -l SELECTOR, not both"));
-                }
-                (None, None) => return Err(missing("NAME or -l SELECTOR")),
-            };
-            Ok(Op::Pods { selector })
+            Ok(Op::Pods {
+                selector: pod_selector(m)?,
+            })
         },
         render: |op| match op {
-            Op::Pods {
-                selector: PodSelector::Name(n),
-            } => Some(vec![("name", Value::Str(n.clone()))]),
-            Op::Pods {
-                selector: PodSelector::Labels(l),
-            } => Some(vec![("selector", Value::Str(l.clone()))]),
+            Op::Pods { selector } => Some(vec![render_pod_selector(selector)]),
             _ => None,
         },
     },
@@ -547,12 +557,13 @@ pub static COMMANDS: &[CommandSpec] = &[
             name: "name",
             placeholder: "NAME",
             ty: ValueType::LogSource,
-            required: true,
+            required: false,
             flag: None,
             help: "A deployment (a bare name), `statefulset/NAME` (all its pods, prefixed) or \
                    `pod/NAME`.",
         }],
         flags: &[
+            SELECTOR_FLAG,
             FlagSpec {
                 name: "tail",
                 short: None,
@@ -596,13 +607,22 @@ pub static COMMANDS: &[CommandSpec] = &[
                 help: "Logs of the previous (crashed) container instance.",
             },
         ],
-        usage: None,
+        usage: Some(
+            "logs NAME | -l SELECTOR [--tail N] [--since DURATION] [--grep TEXT] \
+             [--container CONTAINER] [--previous]",
+        ),
         summary: "The newest log lines of a pod or workload, secrets masked.",
         description: "Shows the newest lines of every pod of a workload (each line prefixed \
-            with its pod), or of one pod. The policy sees what is read: `deployment/NAME`, \
-            `statefulset/NAME` or `pod/NAME`. Output is bounded in lines and bytes, and values \
-            that look like secrets (tokens, passwords, `Authorization:` headers) are masked.",
+            with its pod), of one pod, or of the pods matching `-l SELECTOR`. The policy sees \
+            what is read: `deployment/NAME`, `statefulset/NAME` or `pod/NAME`; with `-l` it sees \
+            no resource, so only rules without `resources` allow it. Output is bounded in lines \
+            and bytes, and values that look like secrets (tokens, passwords, `Authorization:` \
+            headers) are masked.",
         examples: &[
+            Example {
+                text: "logs -l app=envoy --tail 100 -n ingress",
+                explains: "the pods labelled `app=envoy`",
+            },
             Example {
                 text: "logs api --tail 50 --since 15m",
                 explains: "the last 50 lines of the last 15 minutes",
@@ -623,19 +643,19 @@ pub static COMMANDS: &[CommandSpec] = &[
                 grep: m.string("grep"),
                 container: m.string("container"),
                 previous: m.flag("previous"),
-                name: m.string("name").ok_or_else(|| missing("NAME"))?,
+                source: pod_selector(m)?,
             })
         },
         render: |op| match op {
             Op::Logs {
-                name,
+                source,
                 tail,
                 since,
                 grep,
                 container,
                 previous,
             } => {
-                let mut v = vec![("name", Value::Str(name.clone()))];
+                let mut v = vec![render_pod_selector(source)];
                 if let Some(t) = tail {
                     v.push(("tail", Value::Int(u64::from(*t))));
                 }
@@ -1932,11 +1952,6 @@ const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
         "logs",
         &["-f", "--follow"],
         "a chat answer cannot follow a stream; `logs` shows the newest lines, ask again for newer ones",
-    ),
-    (
-        "logs",
-        &["-l", "--selector"],
-        "`logs` takes a workload or pod name (`logs deploy/api`); `pods -l SELECTOR` finds pods by label",
     ),
     (
         "events",

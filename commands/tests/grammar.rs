@@ -66,7 +66,7 @@ struct L {
 impl L {
     fn on(self, name: &str) -> Op {
         Op::Logs {
-            name: name.to_owned(),
+            source: PodSelector::Name(name.to_owned()),
             tail: self.tail,
             since: self.since,
             grep: self.grep.map(str::to_owned),
@@ -651,6 +651,10 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
         ),
         ("logs statefulset db", "logs sts/db"),
         ("events deployment api", "events deploy/api"),
+        (
+            "logs -n ingress -l app=envoy --tail=100",
+            "logs --selector app=envoy --tail 100 -n ingress",
+        ),
         ("hpa hpa api --max 10", "hpa api --max 10"),
         (
             "backup run cronjob postgres-backup",
@@ -699,11 +703,6 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
             "-f",
         ),
         (
-            "logs -n ingress -l app=envoy --tail=100",
-            "`pods -l SELECTOR` finds pods by label",
-            "-l",
-        ),
-        (
             "events -n production --sort-by=.lastTimestamp",
             "events are listed newest first already",
             "--sort-by=.lastTimestamp",
@@ -725,8 +724,8 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
 }
 
 const SCALE_USAGE: &str = "scale [deployment/|statefulset/]NAME REPLICAS [--dry-run]";
-const LOGS_USAGE: &str =
-    "logs NAME [--tail N] [--since DURATION] [--grep TEXT] [--container CONTAINER] [--previous]";
+const LOGS_USAGE: &str = "logs NAME | -l SELECTOR [--tail N] [--since DURATION] [--grep TEXT] \
+     [--container CONTAINER] [--previous]";
 const HPA_USAGE: &str = "hpa NAME [--min N] [--max N]";
 
 #[test]
@@ -1653,21 +1652,26 @@ fn op() -> impl Strategy<Value = Op> {
         ]
         .prop_map(|selector| Op::Pods { selector }),
         (
-            dns_name(),
+            prop_oneof![
+                dns_name().prop_map(PodSelector::Name),
+                selector().prop_map(PodSelector::Labels)
+            ],
             prop::option::of(1u32..=10000),
             prop::option::of(duration()),
             prop::option::of(text()),
             prop::option::of(dns_label()),
             prop::bool::ANY
         )
-            .prop_map(|(name, tail, since, grep, container, previous)| Op::Logs {
-                name,
-                tail,
-                since,
-                grep,
-                container,
-                previous
-            }),
+            .prop_map(
+                |(source, tail, since, grep, container, previous)| Op::Logs {
+                    source,
+                    tail,
+                    since,
+                    grep,
+                    container,
+                    previous
+                }
+            ),
         (
             prop::option::of(dns_name()),
             prop::option::of(duration()),

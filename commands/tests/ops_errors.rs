@@ -163,7 +163,7 @@ async fn every_named_operation_reports_not_found_with_suggestions() {
         ),
         (
             Op::Logs {
-                name: "wokrer".into(),
+                source: PodSelector::Name("wokrer".into()),
                 tail: None,
                 since: None,
                 grep: None,
@@ -303,7 +303,7 @@ async fn forbidden_names_the_missing_permission() {
         .run(
             "shop",
             Op::Logs {
-                name: "web".into(),
+                source: PodSelector::Name("web".into()),
                 tail: None,
                 since: None,
                 grep: None,
@@ -528,7 +528,7 @@ async fn rejected_requests_say_why() {
         }))
         .unwrap();
     let logs = |name: &str| Op::Logs {
-        name: name.into(),
+        source: PodSelector::Name(name.into()),
         tail: Some(10),
         since: None,
         grep: None,

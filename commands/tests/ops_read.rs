@@ -45,7 +45,7 @@ fn warnings_block(reply: &opsbot_commands::Reply) -> &opsbot_commands::Monospace
 
 fn logs(name: &str) -> Op {
     Op::Logs {
-        name: name.into(),
+        source: PodSelector::Name(name.into()),
         tail: None,
         since: None,
         grep: None,
@@ -300,6 +300,37 @@ async fn pods_by_selector_and_by_pod_name() {
     assert!(matches!(err, OpError::Refused(_)), "{err:?}");
 }
 
+/// `logs -l SELECTOR` (as the runbooks' `kubectl logs -l app=envoy`) reads the pods with the
+/// labels, and only them; a broken selector is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_by_label_read_the_matching_pods() {
+    let env = Env::start(seed()).await;
+    env.sim.advance(Duration::from_secs(600)).await;
+    let logs = |selector: &str| Op::Logs {
+        source: PodSelector::Labels(selector.into()),
+        tail: Some(30),
+        since: None,
+        grep: None,
+        container: None,
+        previous: false,
+    };
+    let reply = env.run("shop", logs("app=api")).await.unwrap();
+    assert_eq!(reply.title, "Logs of pods matching app=api");
+    let block = &reply.blocks[0];
+    assert_eq!(block.caption.as_deref(), Some("2 pods matching app=api"));
+    assert!(
+        block.body.lines().all(|l| l.starts_with("[api-")),
+        "only the pods with the label: {}",
+        block.body
+    );
+
+    let reply = env.run("shop", logs("app=nothing-has-this")).await.unwrap();
+    assert_eq!(reply.text.as_deref(), Some("No pods to read logs from."));
+
+    let err = env.run("shop", logs("app in api")).await.unwrap_err();
+    assert!(matches!(err, OpError::Refused(_)), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_all_pods_are_prefixed_and_bounded() {
     let env = Env::start(seed()).await;
@@ -308,7 +339,7 @@ async fn logs_of_all_pods_are_prefixed_and_bounded() {
         .run(
             "shop",
             Op::Logs {
-                name: "web".into(),
+                source: PodSelector::Name("web".into()),
                 tail: Some(12),
                 since: None,
                 grep: None,
@@ -366,7 +397,7 @@ async fn logs_grep_since_and_containers() {
         .run(
             "shop",
             Op::Logs {
-                name: "api".into(),
+                source: PodSelector::Name("api".into()),
                 tail: Some(5),
                 since: None,
                 grep: Some("status=500".into()),
@@ -392,7 +423,7 @@ async fn logs_grep_since_and_containers() {
         .run(
             "shop",
             Op::Logs {
-                name: "api".into(),
+                source: PodSelector::Name("api".into()),
                 tail: Some(5),
                 since: None,
                 grep: Some("PATH=/METRICS STATUS=200".into()),
@@ -414,7 +445,7 @@ async fn logs_grep_since_and_containers() {
         .run(
             "shop",
             Op::Logs {
-                name: "web".into(),
+                source: PodSelector::Name("web".into()),
                 tail: Some(500),
                 since: Some(Duration::from_secs(30)),
                 grep: None,
@@ -437,7 +468,7 @@ async fn logs_grep_since_and_containers() {
         .run(
             "shop",
             Op::Logs {
-                name: "multi".into(),
+                source: PodSelector::Name("multi".into()),
                 tail: Some(3),
                 since: None,
                 grep: None,
@@ -458,7 +489,7 @@ async fn logs_grep_since_and_containers() {
         .run(
             "shop",
             Op::Logs {
-                name: "multi".into(),
+                source: PodSelector::Name("multi".into()),
                 tail: None,
                 since: None,
                 grep: None,
@@ -490,7 +521,7 @@ async fn logs_are_byte_bounded_and_masked() {
         .run(
             "shop",
             Op::Logs {
-                name: "leaky".into(),
+                source: PodSelector::Name("leaky".into()),
                 tail: Some(500),
                 since: None,
                 grep: Some("starting".into()),
@@ -509,7 +540,7 @@ async fn logs_are_byte_bounded_and_masked() {
         .run(
             "shop",
             Op::Logs {
-                name: "web".into(),
+                source: PodSelector::Name("web".into()),
                 tail: Some(500),
                 since: None,
                 grep: None,
@@ -835,7 +866,7 @@ async fn logs_of_the_previous_container_say_so() {
         .run(
             "shop",
             Op::Logs {
-                name: "multi".into(),
+                source: PodSelector::Name("multi".into()),
                 tail: Some(2),
                 since: None,
                 grep: None,

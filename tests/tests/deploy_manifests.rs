@@ -773,7 +773,7 @@ async fn commands_use_exactly_the_granted_permissions() {
             selector: PodSelector::Name("web".into()),
         },
         Op::Logs {
-            name: "web".into(),
+            source: PodSelector::Name("web".into()),
             tail: Some(20),
             since: None,
             grep: None,
@@ -782,7 +782,7 @@ async fn commands_use_exactly_the_granted_permissions() {
         },
         // A pod by name.
         Op::Logs {
-            name: format!("pod/{pod}"),
+            source: PodSelector::Name(format!("pod/{pod}")),
             tail: Some(20),
             since: None,
             grep: None,

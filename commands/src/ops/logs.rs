@@ -1,4 +1,4 @@
-//! `logs NAME [--tail N] [--since 1h] [--grep TEXT] [--container C] [--previous]`.
+//! `logs NAME | -l SELECTOR [--tail N] [--since 1h] [--grep TEXT] [--container C] [--previous]`.
 
 use std::time::Duration;
 
@@ -8,16 +8,16 @@ use kube::api::LogParams;
 use super::errors::not_found;
 use super::errors::{Res, call, retry};
 use super::mask::mask_secrets;
-use super::pods::{PodSource, as_kind, pods_matching, resolve};
+use super::pods::{PodSource, as_kind, label_selector, pods_matching, resolve};
 use super::util::{short_duration, without_escapes as clean};
 use super::{Ctx, OpError};
-use crate::command::DEFAULT_TAIL;
+use crate::command::{DEFAULT_TAIL, PodSelector};
 use crate::reply::Reply;
 
 /// The arguments of `logs`.
 #[derive(Debug, Clone)]
 pub(crate) struct LogQuery<'a> {
-    pub name: &'a str,
+    pub source: &'a PodSelector,
     pub tail: Option<u32>,
     pub since: Option<Duration>,
     pub grep: Option<&'a str>,
@@ -115,12 +115,18 @@ async fn source(ctx: &Ctx<'_>, name: &str) -> Result<PodSource, OpError> {
     Err(err)
 }
 
-/// `logs`: the newest pod of a workload (or all its pods, prefixed), bounded, grepped and
-/// with secrets masked.
+/// `logs`: the newest pod of a workload or label selector (or all its pods, prefixed),
+/// bounded, grepped and with secrets masked.
 pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpError> {
-    let (what, mut pods) = match source(ctx, q.name).await? {
-        PodSource::Pod(p) => (q.name.to_owned(), vec![*p]),
-        PodSource::Workload(w, sel) => (w, pods_matching(ctx, &sel).await?),
+    let (what, mut pods) = match q.source {
+        PodSelector::Name(name) => match source(ctx, name).await? {
+            PodSource::Pod(p) => (name.to_owned(), vec![*p]),
+            PodSource::Workload(w, sel) => (w, pods_matching(ctx, &sel).await?),
+        },
+        PodSelector::Labels(s) => (
+            format!("pods matching {s}"),
+            pods_matching(ctx, &label_selector(s)?).await?,
+        ),
     };
     if pods.is_empty() {
         return Ok(Reply::info(format!("Logs of {what}"))
@@ -268,7 +274,10 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
     }
 
     let mut caption = match (multi, q.container) {
-        (true, _) => format!("{} pods of {what}", names.len()),
+        (true, _) => match q.source {
+            PodSelector::Labels(s) => format!("{} pods matching {s}", names.len()),
+            PodSelector::Name(_) => format!("{} pods of {what}", names.len()),
+        },
         (false, Some(c)) => format!("{} ({c})", names[0]),
         (false, None) => names[0].clone(),
     };

@@ -353,7 +353,7 @@ impl Operator {
             Op::Status { workload } => status::status(ctx, workload).await,
             Op::Pods { selector } => pods::pods(ctx, selector).await,
             Op::Logs {
-                name,
+                source,
                 tail,
                 since,
                 grep,
@@ -361,7 +361,7 @@ impl Operator {
                 previous,
             } => {
                 let q = logs::LogQuery {
-                    name,
+                    source,
                     tail: *tail,
                     since: *since,
                     grep: grep.as_deref(),

@@ -146,20 +146,22 @@ pub(crate) fn is_healthy(p: &Pod) -> bool {
     }
 }
 
+/// `-l SELECTOR` as a selector, or why it is not one.
+pub(crate) fn label_selector(s: &str) -> Result<Selector, OpError> {
+    Selector::parse(s).ok_or_else(|| {
+        OpError::Refused(format!(
+            "`{s}` is not a label selector (try `-l app=api` or `-l 'tier in (web,api)'`)"
+        ))
+    })
+}
+
 /// `pods`.
 pub(crate) async fn pods(ctx: &Ctx<'_>, selector: &PodSelector) -> Result<Reply, OpError> {
     let (what, mut pods) = match selector {
-        PodSelector::Labels(s) => {
-            let Some(sel) = Selector::parse(s) else {
-                return Err(OpError::Refused(format!(
-                    "`{s}` is not a label selector (try `-l app=api` or `-l 'tier in (web,api)'`)"
-                )));
-            };
-            (
-                format!("Pods matching {s}"),
-                pods_matching(ctx, &sel).await?,
-            )
-        }
+        PodSelector::Labels(s) => (
+            format!("Pods matching {s}"),
+            pods_matching(ctx, &label_selector(s)?).await?,
+        ),
         PodSelector::Name(name) => match resolve(ctx, name).await? {
             PodSource::Workload(w, sel) => {
                 (format!("Pods of {w}"), pods_matching(ctx, &sel).await?)
