@@ -1945,6 +1945,14 @@ pub const ROLLOUT_VERBS: &[(&str, &str)] = &[
     ("undo", "rollback"),
 ];
 
+/// The command `rollout VERB` is (`rollout undo` is `rollback`).
+pub fn rollout_command(verb: &str) -> Option<&'static CommandSpec> {
+    let (_, name) = ROLLOUT_VERBS
+        .iter()
+        .find(|(v, _)| v.eq_ignore_ascii_case(verb))?;
+    find_command(None, name)
+}
+
 /// kubectl options that runbook lines carry and opsbot does not take, with why (and what to
 /// do instead): `(command, spellings, why)`; command `*` is every command.
 const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
@@ -1971,14 +1979,6 @@ pub fn kubectl_only_flag(command: &str, flag: &str) -> Option<&'static str> {
         .iter()
         .find(|(c, spellings, _)| (*c == "*" || *c == command) && spellings.contains(&flag))
         .map(|(_, _, why)| *why)
-}
-
-/// The command `rollout VERB` is (`rollout undo` is `rollback`).
-pub fn rollout_command(verb: &str) -> Option<&'static CommandSpec> {
-    let (_, name) = ROLLOUT_VERBS
-        .iter()
-        .find(|(v, _)| v.eq_ignore_ascii_case(verb))?;
-    find_command(None, name)
 }
 
 /// Resolves a help topic (`scale`, `po`, `backup`, `backups run`, `rollout undo`) to its

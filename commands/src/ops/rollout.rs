@@ -383,7 +383,6 @@ fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     norm(a) == norm(b)
 }
 
-/// `rollback NAME [--to-revision N]`: like `kubectl rollout undo`.
 /// What a rollback will do, found before anything changes: the revision it returns to, that
 /// revision's pod template and annotations, and the revision it leaves.
 pub(crate) struct RollbackPlan {
@@ -507,6 +506,7 @@ pub(crate) async fn plan_rollback(
     })
 }
 
+/// `rollback NAME [--to-revision N]`: like `kubectl rollout undo`.
 pub(crate) async fn rollback(
     ctx: &Ctx<'_>,
     name: &str,
