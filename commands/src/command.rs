@@ -61,7 +61,8 @@ pub enum Op {
         workload: Workload,
     },
     Pods {
-        selector: PodSelector,
+        /// `None`: every pod of the namespace (`pods` alone, kubectl's `get pods`).
+        selector: Option<PodSelector>,
     },
     Logs {
         /// What is read: by name `x` (a deployment), `statefulset/x` or `pod/x`; or the pods
@@ -101,6 +102,8 @@ pub enum Op {
     },
     BackupRun {
         cronjob: String,
+        /// The Job's name (`--job`, kubectl's `create job NAME`); else `CRONJOB-manual-xxxxx`.
+        job: Option<String>,
     },
     /// `help [COMMAND]`: `None` for every command, else the canonical name of a command
     /// (`scale`, `backup run`) or group (`backup`); answer with [`crate::help::help_reply`].
@@ -183,7 +186,7 @@ impl Command {
                 Some(workload.resource())
             }
             Op::Pods {
-                selector: PodSelector::Name(name),
+                selector: Some(PodSelector::Name(name)),
             } => Some(format!("pod/{name}")),
             Op::Logs {
                 source: PodSelector::Name(name),
@@ -197,7 +200,7 @@ impl Command {
             Op::BackupStatus {
                 cronjob: Some(name),
             }
-            | Op::BackupRun { cronjob: name } => Some(format!("cronjob/{name}")),
+            | Op::BackupRun { cronjob: name, .. } => Some(format!("cronjob/{name}")),
             _ => None,
         }
     }

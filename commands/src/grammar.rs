@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::command::{Command, Workload, WorkloadKind};
+use crate::kubectl;
 use crate::spec::{
     self, ArgSpec, CommandSpec, GLOBAL_FLAGS, Matches, SELECTOR_MAX, Value, ValueType,
 };
@@ -117,9 +118,23 @@ fn split_flag(tok: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Parses already split words (e.g. from [`spec::invocation_tokens`]).
+/// `-n=prod` → (`-n`, `Some("prod")`); `None` when `tok` is not an option.
+pub(crate) fn split_option(tok: &str) -> Option<(&str, Option<&str>)> {
+    is_flag(tok).then(|| split_flag(tok))
+}
+
+/// Parses already split words (e.g. from [`spec::invocation_tokens`]). A runbook's kubectl line
+/// is read as the command it means ([`kubectl::rewrite`]).
 pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> {
     let tokens: Vec<&str> = tokens.iter().map(AsRef::as_ref).collect();
+    match kubectl::rewrite(&tokens)? {
+        Some(line) => read(&line.iter().map(String::as_str).collect::<Vec<_>>()),
+        None => read(&tokens),
+    }
+}
+
+/// Reads opsbot's own words.
+fn read(tokens: &[&str]) -> Result<Command, ParseError> {
     let mut cluster: Option<String> = None;
     let mut namespace: Option<String> = None;
     let mut group: Option<&'static spec::Group> = None;
@@ -168,7 +183,7 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
                 None => e,
             };
             if let Some(g) = GLOBAL_FLAGS.iter().find(|f| f.matches(flag)) {
-                let raw = take_value(g.ty, g.placeholder, flag, inline, &tokens, &mut i)
+                let raw = take_value(g.ty, g.placeholder, flag, inline, tokens, &mut i)
                     .map_err(with_usage)?;
                 let value = parse_value(g.ty, g.placeholder, raw).map_err(with_usage)?;
                 let Value::Str(value) = value else {
@@ -220,7 +235,7 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
                     .with_suggestion(suggestion),
                 ));
             };
-            let mut raw = take_value(ty, placeholder, flag, inline, &tokens, &mut i)
+            let mut raw = take_value(ty, placeholder, flag, inline, tokens, &mut i)
                 .map_err(with_usage)?
                 .to_owned();
             if let ValueType::Words { .. } = ty {
@@ -265,27 +280,6 @@ pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> 
             (None, None) => {
                 if let Some(c) = spec::find_command(None, tok) {
                     cmd = Some(c);
-                } else if tok.eq_ignore_ascii_case("rollout") {
-                    // kubectl's `rollout restart|status|undo`, as runbooks write them.
-                    let verb = tokens.get(i).copied().unwrap_or_default();
-                    let Some(c) = spec::rollout_command(verb) else {
-                        return Err(ParseError::new(format!(
-                            "`rollout` is followed by restart, status or undo, as in kubectl \
-                             (`rollout restart NAME` is `restart NAME`){}",
-                            if verb.is_empty() {
-                                String::new()
-                            } else {
-                                format!("; not `{}`", quoted(verb))
-                            }
-                        ))
-                        .with_token(if verb.is_empty() {
-                            tok
-                        } else {
-                            verb
-                        }));
-                    };
-                    cmd = Some(c);
-                    i += 1;
                 } else if let Some(g) = spec::find_group(tok) {
                     group = Some(g);
                 } else {

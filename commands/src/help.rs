@@ -2,7 +2,7 @@
 
 use crate::grammar::{ParseError, int_range};
 use crate::reply::Reply;
-use crate::spec::{self, COMMANDS, CommandSpec, GLOBAL_FLAGS, GROUPS, ROLLOUT_VERBS, ValueType};
+use crate::spec::{self, COMMANDS, CommandSpec, GLOBAL_FLAGS, GROUPS, ValueType};
 
 const GLOBAL_NOTE: &str = "Every command takes `-n/--namespace NAMESPACE` and `--cluster CLUSTER`; \
     without them it acts in the channel's namespace, else the cluster's default.";
@@ -50,8 +50,8 @@ fn overview() -> Reply {
     Reply::info("opsbot commands")
         .text(format!(
             "Type a command after `/ops`. {GLOBAL_NOTE} Runbook lines work too: \
-             `rollout restart deployment api` is `restart api`. `help COMMAND` explains one \
-             command."
+             `rollout restart deployment api` is `restart api`, `get pods` is `pods`. \
+             `help COMMAND` explains one command."
         ))
         .block(None, table(&all))
         .footer("read-only commands are always safe; changes may need an approval")
@@ -118,19 +118,12 @@ fn command_help(c: &CommandSpec) -> Reply {
     r = r
         .field("Policy action", actions(c))
         .field("Risk", c.risk.as_str());
-    let also: Vec<String> = c
-        .aliases
-        .iter()
-        .map(|a| (*a).to_owned())
-        .chain(
-            ROLLOUT_VERBS
-                .iter()
-                .filter(|(_, name)| *name == c.name)
-                .map(|(verb, _)| format!("rollout {verb}")),
-        )
-        .collect();
-    if !also.is_empty() {
-        r = r.field("Aliases", also.join(", "));
+    if !c.aliases.is_empty() {
+        r = r.field("Aliases", c.aliases.join(", "));
+    }
+    let kubectl = crate::kubectl::spellings(c.name);
+    if !kubectl.is_empty() {
+        r = r.field("As kubectl", kubectl.join(", "));
     }
     r
 }
@@ -198,8 +191,13 @@ pub fn reference_markdown() -> String {
     md.push_str(&format!(
         "Type these after `/ops` (Slack, Discord) or at the console. {GLOBAL_NOTE} Arguments can \
          be quoted like in a shell, flags can be written `--flag value` or `--flag=value`, and \
-         kubectl forms such as `deploy/api`, `deployment api`, `sts/db`, `--replicas=5` and `rollout \
-         restart|status|undo NAME` (for `restart`, `status` and `rollback`) work.\n\n"
+         kubectl forms such as `deploy/api`, `deployment api`, `sts/db` and `--replicas=5` work. \
+         So do runbook lines, with or without a leading `kubectl`: `rollout restart|status|undo`, \
+         `get pods|events|deployments|statefulsets|cronjobs|jobs|hpa`, `create job \
+         --from=cronjob/CRONJOB [NAME]` and `patch hpa NAME -p '{{\"spec\":{{\"minReplicas\":N}}}}'` \
+         are the commands each command's *as kubectl* names, and `logs … | grep TEXT | tail -N` \
+         is `logs … --grep TEXT --tail N`; `describe`, `top`, `exec`, `apply`, `delete` and \
+         other verbs opsbot does not run are refused with why.\n\n"
     ));
     md.push_str(&command_table("#"));
     md.push_str(
@@ -261,6 +259,17 @@ pub fn reference_markdown() -> String {
                 c.aliases
                     .iter()
                     .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let kubectl = crate::kubectl::spellings(c.name);
+        if !kubectl.is_empty() {
+            md.push_str(&format!(
+                " · as kubectl: {}",
+                kubectl
+                    .iter()
+                    .map(|k| format!("`{k}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));

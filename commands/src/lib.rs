@@ -8,6 +8,7 @@ pub mod command;
 pub mod grammar;
 pub mod help;
 pub mod incident;
+pub mod kubectl;
 pub mod ops;
 pub mod reply;
 pub mod spec;

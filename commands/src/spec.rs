@@ -456,13 +456,13 @@ const SELECTOR_FLAG: FlagSpec = FlagSpec {
     help: "A label selector such as `app=web,tier!=cache` instead of a name.",
 };
 
-/// The pods a command reads: its NAME or its `-l SELECTOR`, one of them.
-fn pod_selector(m: &mut Matches) -> Result<PodSelector, ParseError> {
+/// The pods a command reads: its NAME or its `-l SELECTOR`, at most one of them.
+fn pod_selector(m: &mut Matches) -> Result<Option<PodSelector>, ParseError> {
     match (m.string("name"), m.string("selector")) {
-        (Some(name), None) => Ok(PodSelector::Name(name)),
-        (None, Some(sel)) => Ok(PodSelector::Labels(sel)),
+        (Some(name), None) => Ok(Some(PodSelector::Name(name))),
+        (None, Some(sel)) => Ok(Some(PodSelector::Labels(sel))),
         (Some(_), Some(_)) => Err(ParseError::new("give NAME or -l SELECTOR, not both")),
-        (None, None) => Err(missing("NAME or -l SELECTOR")),
+        (None, None) => Ok(None),
     }
 }
 
@@ -524,10 +524,13 @@ pub static COMMANDS: &[CommandSpec] = &[
             help: "A deployment, statefulset or pod name.",
         }],
         flags: &[SELECTOR_FLAG],
-        usage: Some("pods NAME | -l SELECTOR"),
-        summary: "Pods of a workload or matching a label selector, unhealthy first.",
+        usage: Some("pods [NAME | -l SELECTOR]"),
+        summary: "Pods of a workload, a label selector or the namespace, unhealthy first.",
         description: "Lists pods with phase, ready containers, restarts, age and node, sorted \
-            with unhealthy pods first. Give a workload (or pod) name, or a label selector.",
+            with unhealthy pods first. Give a workload (or pod) name, a label selector, or \
+            neither for every pod of the namespace. The policy sees `pod/NAME` for a name; for a \
+            selector or the whole namespace it sees no resource, so only rules without \
+            `resources` allow it.",
         examples: &[
             Example {
                 text: "pods api",
@@ -537,6 +540,10 @@ pub static COMMANDS: &[CommandSpec] = &[
                 text: "pods -l app=web,tier=frontend -n shop",
                 explains: "pods matching a label selector",
             },
+            Example {
+                text: "pods -n shop",
+                explains: "every pod of namespace `shop`",
+            },
         ],
         build: |m| {
             Ok(Op::Pods {
@@ -544,7 +551,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             })
         },
         render: |op| match op {
-            Op::Pods { selector } => Some(vec![render_pod_selector(selector)]),
+            Op::Pods { selector } => Some(selector.iter().map(render_pod_selector).collect()),
             _ => None,
         },
     },
@@ -643,7 +650,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 grep: m.string("grep"),
                 container: m.string("container"),
                 previous: m.flag("previous"),
-                source: pod_selector(m)?,
+                source: pod_selector(m)?.ok_or_else(|| missing("NAME or -l SELECTOR"))?,
             })
         },
         render: |op| match op {
@@ -1041,22 +1048,43 @@ pub static COMMANDS: &[CommandSpec] = &[
             flag: None,
             help: "The backup CronJob to run now.",
         }],
-        flags: &[],
+        flags: &[FlagSpec {
+            name: "job",
+            short: None,
+            aliases: &[],
+            placeholder: "NAME",
+            ty: ValueType::DnsLabel,
+            default: Some("CRONJOB-manual-xxxxx"),
+            help: "The new Job's name; refused when a Job of that name exists.",
+        }],
         usage: None,
         summary: "Run a backup CronJob now and follow the job.",
         description: "Creates a Job from the CronJob's template the way `kubectl create job \
             --from=cronjob/` does, then follows it to success or failure.",
-        examples: &[Example {
-            text: "backup run pg-backup -n db",
-            explains: "run the `pg-backup` CronJob now",
-        }],
+        examples: &[
+            Example {
+                text: "backup run pg-backup -n db",
+                explains: "run the `pg-backup` CronJob now",
+            },
+            Example {
+                text: "backup run pg-backup --job pg-before-upgrade",
+                explains: "the same, naming the Job",
+            },
+        ],
         build: |m| {
             Ok(Op::BackupRun {
                 cronjob: m.string("cronjob").ok_or_else(|| missing("CRONJOB"))?,
+                job: m.string("job"),
             })
         },
         render: |op| match op {
-            Op::BackupRun { cronjob } => Some(vec![("cronjob", Value::Str(cronjob.clone()))]),
+            Op::BackupRun { cronjob, job } => {
+                let mut v = vec![("cronjob", Value::Str(cronjob.clone()))];
+                if let Some(j) = job {
+                    v.push(("job", Value::Str(j.clone())));
+                }
+                Some(v)
+            }
             _ => None,
         },
     },
@@ -1937,22 +1965,6 @@ pub fn find_command(group: Option<&str>, word: &str) -> Option<&'static CommandS
         .find(|c| c.word() == w || c.aliases.contains(&w.as_str()))
 }
 
-/// kubectl's `rollout` verbs that opsbot takes after `rollout` (as runbooks write them), and
-/// the commands they are.
-pub const ROLLOUT_VERBS: &[(&str, &str)] = &[
-    ("restart", "restart"),
-    ("status", "status"),
-    ("undo", "rollback"),
-];
-
-/// The command `rollout VERB` is (`rollout undo` is `rollback`).
-pub fn rollout_command(verb: &str) -> Option<&'static CommandSpec> {
-    let (_, name) = ROLLOUT_VERBS
-        .iter()
-        .find(|(v, _)| v.eq_ignore_ascii_case(verb))?;
-    find_command(None, name)
-}
-
 /// kubectl options that runbook lines carry and opsbot does not take, with why (and what to
 /// do instead): `(command, spellings, why)`; command `*` is every command.
 const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
@@ -1967,9 +1979,24 @@ const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
         "events are listed newest first already",
     ),
     (
+        "events",
+        &["--field-selector"],
+        "`events NAME` lists the events of one object",
+    ),
+    (
         "*",
         &["-o", "--output"],
         "opsbot lays out its answers itself",
+    ),
+    (
+        "*",
+        &["-A", "--all-namespaces"],
+        "opsbot acts in one namespace at a time: give it with `-n NAMESPACE`",
+    ),
+    (
+        "*",
+        &["-w", "--watch"],
+        "a chat answer cannot watch; ask again for the newest state",
     ),
 ];
 
@@ -1981,12 +2008,15 @@ pub fn kubectl_only_flag(command: &str, flag: &str) -> Option<&'static str> {
         .map(|(_, _, why)| *why)
 }
 
-/// Resolves a help topic (`scale`, `po`, `backup`, `backups run`, `rollout undo`) to its
+/// Resolves a help topic (`scale`, `po`, `backup`, `backups run`, `rollout undo`, `get cj`) to its
 /// canonical name.
 pub fn resolve_topic(words: &[&str]) -> Option<String> {
     match words {
         [rollout, verb] if rollout.eq_ignore_ascii_case("rollout") => {
-            rollout_command(verb).map(|c| c.name.to_owned())
+            crate::kubectl::rollout_command(verb).map(|c| c.name.to_owned())
+        }
+        [get, resource] if get.eq_ignore_ascii_case("get") => {
+            crate::kubectl::get_command(resource).map(|c| c.name.to_owned())
         }
         [one] => {
             if let Some(c) = find_command(None, one) {

@@ -219,31 +219,31 @@ fn accepted_inputs() {
         (
             "pods api",
             cmd(Op::Pods {
-                selector: PodSelector::Name("api".into()),
+                selector: Some(PodSelector::Name("api".into())),
             }),
         ),
         (
             "po pod/api-7d9f",
             cmd(Op::Pods {
-                selector: PodSelector::Name("api-7d9f".into()),
+                selector: Some(PodSelector::Name("api-7d9f".into())),
             }),
         ),
         (
             "pods deploy/api",
             cmd(Op::Pods {
-                selector: PodSelector::Name("api".into()),
+                selector: Some(PodSelector::Name("api".into())),
             }),
         ),
         (
             "pods -l app=web",
             cmd(Op::Pods {
-                selector: PodSelector::Labels("app=web".into()),
+                selector: Some(PodSelector::Labels("app=web".into())),
             }),
         ),
         (
             "pods -l=app=web,tier!=cache",
             cmd(Op::Pods {
-                selector: PodSelector::Labels("app=web,tier!=cache".into()),
+                selector: Some(PodSelector::Labels("app=web,tier!=cache".into())),
             }),
         ),
         (
@@ -251,7 +251,7 @@ fn accepted_inputs() {
             in_ns(
                 "shop",
                 Op::Pods {
-                    selector: PodSelector::Labels("env in (prod, staging)".into()),
+                    selector: Some(PodSelector::Labels("env in (prod, staging)".into())),
                 },
             ),
         ),
@@ -475,6 +475,7 @@ fn accepted_inputs() {
                 "db",
                 Op::BackupRun {
                     cronjob: "pg-backup".into(),
+                    job: None,
                 },
             ),
         ),
@@ -484,6 +485,7 @@ fn accepted_inputs() {
                 "db",
                 Op::BackupRun {
                     cronjob: "pg-backup".into(),
+                    job: None,
                 },
             ),
         ),
@@ -543,7 +545,7 @@ fn accepted_inputs() {
         (
             "pods -lapp=web",
             cmd(Op::Pods {
-                selector: PodSelector::Labels("app=web".into()),
+                selector: Some(PodSelector::Labels("app=web".into())),
             }),
         ),
         // `--help` anywhere asks for help on what came before it.
@@ -614,11 +616,83 @@ const fn rej(
     }
 }
 
-/// Lines copied from the runbooks (kubectl's `rollout VERB` and `KIND NAME`) are the commands
-/// they would be written as here; kubectl options opsbot does not take are refused with why.
+/// Lines copied from the runbooks (kubectl's `rollout VERB`, `get`, `create job --from`,
+/// `patch hpa` and `KIND NAME`) are the commands they would be written as here; kubectl verbs
+/// and options opsbot does not take are refused with why.
 #[test]
-fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
+fn runbook_kubectl_lines_are_the_commands_they_mean() {
     let same = [
+        // `get RESOURCE [NAME]`: a NAME is of that kind.
+        ("get pods -n gc-storage", "pods -n gc-storage"),
+        (
+            "kubectl get pods -n ingress -l app=envoy",
+            "pods -l app=envoy -n ingress",
+        ),
+        ("get po api-7c9d-x2", "pods pod/api-7c9d-x2"),
+        ("get pod/api-7c9d-x2", "pods pod/api-7c9d-x2"),
+        (
+            "get events -n shiojiri-rainbow-seeker",
+            "events -n shiojiri-rainbow-seeker",
+        ),
+        (
+            "get events --field-selector involvedObject.name=backend-x -n prod",
+            "events backend-x -n prod",
+        ),
+        (
+            "get ev --field-selector=involvedObject.name=backend-x",
+            "events backend-x",
+        ),
+        (
+            "get deploy conea-api -n production",
+            "status conea-api -n production",
+        ),
+        ("get sts postgres-replica", "status sts/postgres-replica"),
+        (
+            "get cronjobs -n shiojiri-rainbow-seeker",
+            "backup status -n shiojiri-rainbow-seeker",
+        ),
+        (
+            "get cj -n db postgres-backup",
+            "backup status postgres-backup -n db",
+        ),
+        ("get jobs -n db", "backup status -n db"),
+        ("get hpa api-hpa", "hpa api-hpa"),
+        // `create job --from=cronjob/CRONJOB [NAME]` is `backup run`, naming the Job.
+        (
+            "kubectl create job --from=cronjob/ml-model-retrain manual-retrain -n shiojiri-rainbow-seeker",
+            "backup run ml-model-retrain --job manual-retrain -n shiojiri-rainbow-seeker",
+        ),
+        (
+            "create job -n db nightly-now --from cronjob/pg-backup",
+            "backup run pg-backup --job nightly-now -n db",
+        ),
+        ("create job --from=cj/pg-backup", "backup run pg-backup"),
+        // `patch hpa NAME -p JSON` sets the bounds the patch sets.
+        (
+            r#"patch hpa api-hpa -n gc-storage -p '{"spec":{"minReplicas":5,"maxReplicas":5}}'"#,
+            "hpa api-hpa --min 5 --max 5 -n gc-storage",
+        ),
+        (
+            r#"patch horizontalpodautoscaler/api --type merge --patch='{"spec":{"maxReplicas":12}}'"#,
+            "hpa api --max 12",
+        ),
+        // `logs … | grep TEXT | tail -N` are its --grep and --tail.
+        (
+            "kubectl logs deployment/conea-api -n production --since=1h | grep ERROR",
+            "logs conea-api -n production --since 1h --grep ERROR",
+        ),
+        (
+            r#"logs deployment/backend | grep "POST /api/sightings" | tail -100"#,
+            r#"logs backend --grep "POST /api/sightings" --tail 100"#,
+        ),
+        ("logs api | tail -n 20", "logs api --tail 20"),
+        ("logs api | tail -n20", "logs api --tail 20"),
+        // A leading `kubectl`, and options before the verb.
+        (
+            "kubectl scale deployment/api --replicas=0 -n gc-storage",
+            "scale api 0 -n gc-storage",
+        ),
+        ("-n ingress kubectl get pods", "pods -n ingress"),
         (
             "rollout restart deployment envoy -n ingress",
             "restart deploy/envoy -n ingress",
@@ -673,16 +747,26 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
         );
     }
 
-    // `help` names the runbook forms beside a command's own aliases.
-    for (command, aliases) in [
-        ("rollback", "undo, rollout undo"),
-        ("status", "st, rollout status"),
+    // `help` names the kubectl forms of a command.
+    for (command, forms) in [
+        ("rollback", "rollout undo"),
+        (
+            "status",
+            "rollout status, get deployments, get statefulsets",
+        ),
         ("restart", "rollout restart"),
+        ("backup status", "get cronjobs, get jobs"),
+        ("backup run", "create job --from=cronjob/CRONJOB [NAME]"),
+        ("logs", ""),
     ] {
         let help = help_reply(Some(command));
-        let field = help.fields.iter().find(|f| f.name == "Aliases");
-        assert_eq!(field.map(|f| f.value.as_str()), Some(aliases), "{command}");
+        let field = help.fields.iter().find(|f| f.name == "As kubectl");
+        assert_eq!(field.map_or("", |f| f.value.as_str()), forms, "{command}");
     }
+    assert_eq!(
+        parse("help get cj").unwrap(),
+        parse("help backup status").unwrap()
+    );
 
     let refused = [
         (
@@ -715,6 +799,127 @@ fn kubectl_rollout_verbs_and_kind_name_pairs_are_the_commands_they_mean() {
         // Only a kind the command takes is read as one; other words stay names.
         ("scale pod api 3", "`api` is not a number", "api"),
         ("rollback statefulset db", "unexpected argument `db`", "db"),
+        // kubectl verbs and forms opsbot does not do say why, and what to use instead.
+        (
+            "describe pod api-x",
+            "opsbot does not run `kubectl describe`: `status NAME` shows a rollout",
+            "describe",
+        ),
+        ("kubectl top pods -n production", "reads no metrics", "top"),
+        (
+            "exec -it postgres-pod -- psql",
+            "opens no shell or connection",
+            "exec",
+        ),
+        (
+            "delete pod --field-selector=status.phase=Succeeded",
+            "only the changes it has commands for",
+            "delete",
+        ),
+        ("drain node-1", "does not manage nodes", "drain"),
+        ("get", "`get` needs a resource", "get"),
+        (
+            "get svc -n production",
+            "opsbot does not read `svc`; `get` reads pods, events",
+            "svc",
+        ),
+        (
+            "get configmap,secret -n api -o yaml",
+            "does not read `configmap,secret`",
+            "configmap,secret",
+        ),
+        (
+            "get jobs db-backup-123",
+            "`get jobs` takes no name here",
+            "db-backup-123",
+        ),
+        (
+            "get events --field-selector type=Warning",
+            "`events NAME` lists the events of one object",
+            "--field-selector",
+        ),
+        ("get pods -A", "one namespace at a time", "-A"),
+        ("get pods -w", "cannot watch", "-w"),
+        (
+            "create deployment x --image=y",
+            "opsbot creates only Jobs from a CronJob",
+            "deployment",
+        ),
+        (
+            "create job x",
+            "`create job` needs `--from=cronjob/CRONJOB`",
+            "job",
+        ),
+        (
+            "create job --from=deployment/api x",
+            "`--from` names the CronJob to run",
+            "deployment/api",
+        ),
+        (
+            r#"patch deployment backend -p '{"spec":{}}'"#,
+            "opsbot patches only an autoscaler's replica bounds",
+            "deployment",
+        ),
+        ("patch hpa api", "`patch hpa` needs `-p`", "hpa"),
+        (
+            r#"patch hpa api -p '{"spec":{"replicas":5}}'"#,
+            "unknown field `replicas`",
+            r#"{"spec":{"replicas":5}}"#,
+        ),
+        (
+            r#"patch hpa api -p '{"spec":{}}'"#,
+            "sets neither minReplicas nor maxReplicas",
+            r#"{"spec":{}}"#,
+        ),
+        (
+            r#"patch hpa api -p '{"spec":{"minReplicas":-1}}'"#,
+            "opsbot patches only `spec.minReplicas`",
+            r#"{"spec":{"minReplicas":-1}}"#,
+        ),
+        (
+            r#"patch hpa api --type json -p '[{"op":"replace"}]'"#,
+            "`--type json` is not taken",
+            "json",
+        ),
+        (
+            "get pods -n shiojiri-rainbow-seeker | grep prometheus",
+            "opsbot runs no shell pipelines: only `logs … | grep TEXT | tail -N`",
+            "|",
+        ),
+        (
+            r#"logs deployment/backend | grep "401\|403" | tail -50"#,
+            "`--grep` finds plain text, not the pattern `401\\|403`",
+            "401\\|403",
+        ),
+        (
+            "logs api | grep -v healthz",
+            "`| grep -v healthz`: after `logs`, opsbot takes `| grep TEXT` and `| tail -N`",
+            "grep -v healthz",
+        ),
+        ("logs api | wc -l", "`| wc -l`", "wc -l"),
+        ("logs api | tail -n", "`| tail -n`", "tail -n"),
+        ("logs api |", "`| `", ""),
+        (
+            "logs api | grep a | grep b",
+            "--grep TEXT is given twice",
+            "--grep",
+        ),
+        // What the rewritten command refuses, it refuses as it would typed directly.
+        (
+            r#"patch hpa api -p '{"spec":{"minReplicas":5,"maxReplicas":3}}'"#,
+            "--min 5 is greater than --max 3",
+            "--min 5",
+        ),
+        (
+            r#"patch hpa api -p '{"spec":{"maxReplicas":5000}}'"#,
+            "5000",
+            "5000",
+        ),
+        (
+            "create job --from=cronjob/pg Bad_Name",
+            "not a valid",
+            "Bad_Name",
+        ),
     ];
     for (input, message, token) in refused {
         let e = parse(input).expect_err(input);
@@ -775,8 +980,8 @@ fn rejected_inputs() {
             None,
         ),
         rej(
-            "kubectl get pods",
-            Some("kubectl"),
+            "kubectl frobnicate pods",
+            Some("frobnicate"),
             "`help` lists the commands",
             None,
             None,
@@ -889,18 +1094,18 @@ fn rejected_inputs() {
             Some("whoami"),
         ),
         rej(
-            "pods",
+            "logs --tail 5",
             None,
             "missing NAME or -l SELECTOR",
             None,
-            Some("pods NAME | -l SELECTOR"),
+            Some(LOGS_USAGE),
         ),
         rej(
             "pods api -l app=web",
             None,
             "not both",
             None,
-            Some("pods NAME | -l SELECTOR"),
+            Some("pods [NAME | -l SELECTOR]"),
         ),
         rej(
             "logs api --tail",
@@ -1549,7 +1754,8 @@ fn invocations_parse_like_text() {
     assert_eq!(
         parse_tokens(&tokens),
         Ok(cmd(Op::BackupRun {
-            cronjob: "pg".into()
+            cronjob: "pg".into(),
+            job: None,
         }))
     );
     let tokens = invocation_tokens(
@@ -1646,10 +1852,10 @@ fn topic() -> impl Strategy<Value = String> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         workload().prop_map(|workload| Op::Status { workload }),
-        prop_oneof![
+        prop::option::of(prop_oneof![
             dns_name().prop_map(PodSelector::Name),
             selector().prop_map(PodSelector::Labels)
-        ]
+        ])
         .prop_map(|selector| Op::Pods { selector }),
         (
             prop_oneof![
@@ -1703,7 +1909,8 @@ fn op() -> impl Strategy<Value = Op> {
             })
             .prop_map(|(name, min, max)| Op::Hpa { name, min, max }),
         prop::option::of(dns_name()).prop_map(|cronjob| Op::BackupStatus { cronjob }),
-        dns_name().prop_map(|cronjob| Op::BackupRun { cronjob }),
+        (dns_name(), prop::option::of(dns_label()))
+            .prop_map(|(cronjob, job)| Op::BackupRun { cronjob, job }),
         prop::option::of(topic()).prop_map(|command| Op::Help { command }),
         Just(Op::Whoami),
     ]

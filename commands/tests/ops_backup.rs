@@ -268,6 +268,7 @@ async fn backup_run_creates_a_manual_job_and_follows_it() {
             "ops",
             Op::BackupRun {
                 cronjob: "db-backup".into(),
+                job: None,
             },
         )
         .await;
@@ -322,6 +323,39 @@ async fn backup_run_creates_a_manual_job_and_follows_it() {
     );
 }
 
+/// `backup run --job NAME` (kubectl's `create job --from=cronjob/X NAME`) names the Job; a
+/// name that is taken is refused before anyone approves (precheck) and at execution, and no
+/// second Job is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_run_names_the_job_when_asked_and_refuses_a_taken_name() {
+    let env = Env::start(seed()).await;
+    let named = Op::BackupRun {
+        cronjob: "db-backup".into(),
+        job: Some("before-upgrade".into()),
+    };
+    let env = &env;
+    let precheck = |op: Op| async move { env.op.precheck(&Env::cmd("ops", op)).await };
+    precheck(named.clone()).await.expect("the name is free");
+    let reply = env.drive("ops", named.clone()).await.0.expect("backup run");
+    assert_eq!(reply.title, "Backup db-backup succeeded", "{reply:#?}");
+    assert_eq!(field(&reply, "Job"), "before-upgrade");
+    let job = env.get("batch/v1", "Job", "ops", "before-upgrade");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["name"], "db-backup");
+
+    let jobs = || env.sim.list("batch/v1", "Job", Some("ops")).len();
+    let jobs_before = jobs();
+    for err in [
+        precheck(named.clone()).await.unwrap_err(),
+        env.run("ops", named).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, OpError::Refused(m) if m.contains("job/before-upgrade already exists in namespace `ops`")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(jobs(), jobs_before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_run_that_fails_shows_why() {
     let env = Env::start(seed()).await;
@@ -331,6 +365,7 @@ async fn backup_run_that_fails_shows_why() {
             "ops",
             Op::BackupRun {
                 cronjob: "files-backup".into(),
+                job: None,
             },
         )
         .await;
@@ -363,6 +398,7 @@ async fn backup_run_that_takes_too_long() {
             "ops",
             Op::BackupRun {
                 cronjob: "archive-backup".into(),
+                job: None,
             },
         )
         .await
@@ -391,6 +427,7 @@ async fn backup_run_forbidden() {
             "ops",
             Op::BackupRun {
                 cronjob: "db-backup".into(),
+                job: None,
             },
         )
         .await

@@ -78,7 +78,7 @@ async fn not_found_suggests_nearest_names() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Name("workr".into()),
+                selector: Some(PodSelector::Name("workr".into())),
             },
         )
         .await
@@ -98,6 +98,7 @@ async fn not_found_suggests_nearest_names() {
             "shop",
             Op::BackupRun {
                 cronjob: "nightly-bakup".into(),
+                job: None,
             },
         )
         .await

@@ -56,6 +56,7 @@ async fn precheck_refuses_what_could_not_run_and_changes_nothing() {
         },
         Op::BackupRun {
             cronjob: "nightly".into(),
+            job: None,
         },
         // Reads are not checked: they run at once.
         Op::Status {
@@ -107,6 +108,7 @@ async fn precheck_refuses_what_could_not_run_and_changes_nothing() {
         (
             Op::BackupRun {
                 cronjob: "nighty".into(),
+                job: None,
             },
             "`nighty` not found",
         ),

@@ -146,7 +146,7 @@ async fn pods_sorted_unhealthy_first() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Name("web".into()),
+                selector: Some(PodSelector::Name("web".into())),
             },
         )
         .await
@@ -216,7 +216,7 @@ async fn pods_show_ready_restarts_age_and_node() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Labels("app=flaky".into()),
+                selector: Some(PodSelector::Labels("app=flaky".into())),
             },
         )
         .await
@@ -245,6 +245,38 @@ async fn pods_show_ready_restarts_age_and_node() {
     );
 }
 
+/// `pods` alone (kubectl's `get pods -n NS`) lists every pod of the namespace, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_alone_list_the_whole_namespace() {
+    let mut objects = seed();
+    objects.extend([
+        namespace("other"),
+        deployment("other", "elsewhere", "nginx:1.27", 2),
+    ]);
+    let env = Env::start(objects).await;
+    let reply = env.run("shop", Op::Pods { selector: None }).await.unwrap();
+    assert_eq!(reply.title, "Pods in shop");
+    // web 3, api 2, db 2, multi 1.
+    assert_eq!(reply.text.as_deref(), Some("8 pods, all healthy."));
+    let body = &reply.blocks[0].body;
+    for (prefix, n) in [
+        ("web-", 3),
+        ("api-", 2),
+        ("db-", 2),
+        ("multi-", 1),
+        ("elsewhere-", 0),
+    ] {
+        assert_eq!(
+            body.lines().filter(|l| l.starts_with(prefix)).count(),
+            n,
+            "{prefix}: {body}"
+        );
+    }
+
+    let reply = env.run("other", Op::Pods { selector: None }).await.unwrap();
+    assert_eq!(reply.text.as_deref(), Some("2 pods, all healthy."));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_by_selector_and_by_pod_name() {
     let env = Env::start(seed()).await;
@@ -252,7 +284,7 @@ async fn pods_by_selector_and_by_pod_name() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Labels("app in (api, db)".into()),
+                selector: Some(PodSelector::Labels("app in (api, db)".into())),
             },
         )
         .await
@@ -270,7 +302,7 @@ async fn pods_by_selector_and_by_pod_name() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Name(pod.clone()),
+                selector: Some(PodSelector::Name(pod.clone())),
             },
         )
         .await
@@ -281,7 +313,7 @@ async fn pods_by_selector_and_by_pod_name() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Labels("app=nothing-here".into()),
+                selector: Some(PodSelector::Labels("app=nothing-here".into())),
             },
         )
         .await
@@ -292,7 +324,7 @@ async fn pods_by_selector_and_by_pod_name() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Labels("app in api".into()),
+                selector: Some(PodSelector::Labels("app in api".into())),
             },
         )
         .await
@@ -912,7 +944,7 @@ async fn long_tables_keep_the_rows_that_matter() {
         .run(
             "shop",
             Op::Pods {
-                selector: PodSelector::Name("web".into()),
+                selector: Some(PodSelector::Name("web".into())),
             },
         )
         .await

@@ -770,7 +770,7 @@ async fn commands_use_exactly_the_granted_permissions() {
             workload: workload(s, "db"),
         },
         Op::Pods {
-            selector: PodSelector::Name("web".into()),
+            selector: Some(PodSelector::Name("web".into())),
         },
         Op::Logs {
             source: PodSelector::Name("web".into()),
@@ -832,6 +832,7 @@ async fn commands_use_exactly_the_granted_permissions() {
         Op::BackupStatus { cronjob: None },
         Op::BackupRun {
             cronjob: "db-backup".into(),
+            job: None,
         },
     ];
     for op in ops {

@@ -455,10 +455,37 @@ fn already_exists(f: &super::errors::KubeFail) -> bool {
     matches!(&f.kind, FailKind::Kube(kube::Error::Api(s)) if s.reason == "AlreadyExists")
 }
 
-/// `backup run CRONJOB`: creates a Job from the CronJob's template, then follows it.
-pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
+/// Why a Job cannot be created under the name given with `--job`.
+fn job_exists(ctx: &Ctx<'_>, job_name: &str) -> OpError {
+    OpError::Refused(format!(
+        "job/{job_name} already exists in namespace `{}`: name the new Job differently with \
+         `--job`, or leave `--job` out",
+        ctx.ns
+    ))
+}
+
+/// `backup run`'s precheck: the CronJob exists and the Job's name (when given) is free.
+pub(crate) async fn check_run(
+    ctx: &Ctx<'_>,
+    name: &str,
+    job_name: Option<&str>,
+) -> Result<(), OpError> {
+    ctx.get::<CronJob>(Res::CronJobs, name).await?;
+    match job_name {
+        Some(j) if ctx.get_opt::<Job>(Res::Jobs, j).await?.is_some() => Err(job_exists(ctx, j)),
+        _ => Ok(()),
+    }
+}
+
+/// `backup run CRONJOB [--job NAME]`: creates a Job from the CronJob's template, then follows
+/// it.
+pub(crate) async fn run(
+    ctx: &Ctx<'_>,
+    name: &str,
+    job_name: Option<&str>,
+) -> Result<Reply, OpError> {
     let cj: CronJob = ctx.get(Res::CronJobs, name).await?;
-    let job_name = manual_job_name(name);
+    let job_name = job_name.map_or_else(|| manual_job_name(name), str::to_owned);
     let job = job_from(&cj, &job_name);
     let api = ctx.api::<Job>();
     let attempts = &std::sync::atomic::AtomicU32::new(0);
@@ -495,6 +522,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str) -> Result<Reply, OpError> {
     let created = match created {
         Ok(j) => j,
         Err(f) if f.is_not_found() => return Err(not_found(ctx, Res::CronJobs, name).await),
+        Err(f) if already_exists(&f) => return Err(job_exists(ctx, job_name)),
         Err(f) => return Err(ctx.fail(f).await),
     };
     let completions = created

@@ -351,7 +351,7 @@ impl Operator {
     async fn dispatch(ctx: &Ctx<'_>, cmd: &Command) -> Result<Reply, OpError> {
         match &cmd.op {
             Op::Status { workload } => status::status(ctx, workload).await,
-            Op::Pods { selector } => pods::pods(ctx, selector).await,
+            Op::Pods { selector } => pods::pods(ctx, selector.as_ref()).await,
             Op::Logs {
                 source,
                 tail,
@@ -384,7 +384,7 @@ impl Operator {
             Op::Rollback { name, to_revision } => rollout::rollback(ctx, name, *to_revision).await,
             Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
             Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
-            Op::BackupRun { cronjob } => backup::run(ctx, cronjob).await,
+            Op::BackupRun { cronjob, job } => backup::run(ctx, cronjob, job.as_deref()).await,
             Op::Help { .. } | Op::Whoami | Op::Incident(_) | Op::Alert(_) => {
                 Err(OpError::NotAnOperation(cmd.to_text()))
             }
@@ -409,10 +409,9 @@ impl Operator {
             Op::Hpa { name, min, max } if min.is_some() || max.is_some() => {
                 hpa::check_change(&ctx()?, name, *min, *max).await
             }
-            Op::BackupRun { cronjob } => ctx()?
-                .get::<k8s_openapi::api::batch::v1::CronJob>(errors::Res::CronJobs, cronjob)
-                .await
-                .map(drop),
+            Op::BackupRun { cronjob, job } => {
+                backup::check_run(&ctx()?, cronjob, job.as_deref()).await
+            }
             _ => Ok(()),
         }
     }

@@ -155,14 +155,18 @@ pub(crate) fn label_selector(s: &str) -> Result<Selector, OpError> {
     })
 }
 
-/// `pods`.
-pub(crate) async fn pods(ctx: &Ctx<'_>, selector: &PodSelector) -> Result<Reply, OpError> {
+/// `pods`: of a workload, a pod, a label selector, or (`None`) the whole namespace.
+pub(crate) async fn pods(ctx: &Ctx<'_>, selector: Option<&PodSelector>) -> Result<Reply, OpError> {
     let (what, mut pods) = match selector {
-        PodSelector::Labels(s) => (
+        None => (
+            format!("Pods in {}", ctx.ns),
+            pods_matching(ctx, &Selector::default()).await?,
+        ),
+        Some(PodSelector::Labels(s)) => (
             format!("Pods matching {s}"),
             pods_matching(ctx, &label_selector(s)?).await?,
         ),
-        PodSelector::Name(name) => match resolve(ctx, name).await? {
+        Some(PodSelector::Name(name)) => match resolve(ctx, name).await? {
             PodSource::Workload(w, sel) => {
                 (format!("Pods of {w}"), pods_matching(ctx, &sel).await?)
             }
