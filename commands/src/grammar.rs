@@ -124,7 +124,7 @@ pub(crate) fn split_option(tok: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// Parses already split words (e.g. from [`spec::invocation_tokens`]). A runbook's kubectl line
-/// is read as the command it means ([`kubectl::rewrite`]).
+/// is read as the command it means (`kubectl::rewrite`).
 pub fn parse_tokens<S: AsRef<str>>(tokens: &[S]) -> Result<Command, ParseError> {
     let tokens: Vec<&str> = tokens.iter().map(AsRef::as_ref).collect();
     match kubectl::rewrite(&tokens)? {

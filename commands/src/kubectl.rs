@@ -2,7 +2,7 @@
 //!
 //! Operators paste runbook lines: `kubectl rollout restart deployment envoy -n ingress`,
 //! `kubectl get pods -l app=envoy`, `kubectl create job --from=cronjob/db-backup`,
-//! `kubectl logs deployment/api | grep ERROR`. [`rewrite`] turns such a line into the opsbot
+//! `kubectl logs deployment/api | grep ERROR`. `rewrite` turns such a line into the opsbot
 //! command it means before the grammar reads it, and refuses what opsbot does not do with why
 //! and what to use instead. Only kubectl verbs that are not
 //! opsbot commands are rewritten (`scale`, `logs` and `events` need nothing), so a rewritten
