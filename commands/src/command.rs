@@ -97,6 +97,8 @@ pub enum Op {
         min: Option<u32>,
         max: Option<u32>,
     },
+    /// `hpa` alone (kubectl's `get hpa`): every autoscaler of the namespace.
+    HpaList,
     BackupStatus {
         cronjob: Option<String>,
     },
@@ -132,7 +134,8 @@ impl Command {
                 min: None,
                 max: None,
                 ..
-            } => Action::HpaShow,
+            }
+            | Op::HpaList => Action::HpaShow,
             Op::Hpa { .. } => Action::HpaSet,
             Op::BackupStatus { .. } => Action::BackupStatus,
             Op::BackupRun { .. } => Action::BackupRun,

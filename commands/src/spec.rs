@@ -910,9 +910,10 @@ pub static COMMANDS: &[CommandSpec] = &[
             ty: ValueType::Name {
                 prefixes: HPA_PREFIXES,
             },
-            required: true,
+            required: false,
             flag: None,
-            help: "The HorizontalPodAutoscaler.",
+            help: "The HorizontalPodAutoscaler (or the workload it scales); every autoscaler of \
+                   the namespace when not given.",
         }],
         flags: &[
             FlagSpec {
@@ -941,14 +942,18 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
         ],
         usage: None,
-        summary: "Show an autoscaler, or set its min and/or max replicas.",
+        summary: "Show autoscalers, or set one's min and/or max replicas.",
         description: "Without flags, shows the HPA's min / max / current / desired replicas \
-            (policy action `hpa.show`). With `--min` and/or `--max`, sets them \
+            (policy action `hpa.show`); without NAME, lists the namespace's autoscalers. With `--min` and/or `--max`, sets them \
             (policy action `hpa.set`); min must not exceed max.",
         examples: &[
             Example {
                 text: "hpa api",
                 explains: "show the autoscaler `api`",
+            },
+            Example {
+                text: "hpa -n shop",
+                explains: "every autoscaler of namespace `shop`",
             },
             Example {
                 text: "hpa api --min 3 --max 10",
@@ -966,11 +971,11 @@ pub static COMMANDS: &[CommandSpec] = &[
                         .with_token(format!("--min {lo}")),
                 );
             }
-            Ok(Op::Hpa {
-                name: m.string("name").ok_or_else(|| missing("NAME"))?,
-                min,
-                max,
-            })
+            match m.string("name") {
+                Some(name) => Ok(Op::Hpa { name, min, max }),
+                None if min.is_none() && max.is_none() => Ok(Op::HpaList),
+                None => Err(missing("NAME: --min and --max set one autoscaler")),
+            }
         },
         render: |op| match op {
             Op::Hpa { name, min, max } => {
@@ -983,6 +988,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 }
                 Some(v)
             }
+            Op::HpaList => Some(Vec::new()),
             _ => None,
         },
     },

@@ -657,6 +657,10 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
         ),
         ("get jobs -n db", "backup status -n db"),
         ("get hpa api-hpa", "hpa api-hpa"),
+        (
+            "get hpa -n shiojiri-rainbow-seeker",
+            "hpa -n shiojiri-rainbow-seeker",
+        ),
         // `create job --from=cronjob/CRONJOB [NAME]` is `backup run`, naming the Job.
         (
             "kubectl create job --from=cronjob/ml-model-retrain manual-retrain -n shiojiri-rainbow-seeker",
@@ -931,7 +935,7 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
 const SCALE_USAGE: &str = "scale [deployment/|statefulset/]NAME REPLICAS [--dry-run]";
 const LOGS_USAGE: &str = "logs NAME | -l SELECTOR [--tail N] [--since DURATION] [--grep TEXT] \
      [--container CONTAINER] [--previous]";
-const HPA_USAGE: &str = "hpa NAME [--min N] [--max N]";
+const HPA_USAGE: &str = "hpa [NAME] [--min N] [--max N]";
 
 #[test]
 fn rejected_inputs() {
@@ -1192,6 +1196,13 @@ fn rejected_inputs() {
             "not a number: N is a whole number, 1 or more",
             None,
             None,
+        ),
+        rej(
+            "hpa --min 3 -n shop",
+            None,
+            "missing NAME: --min and --max set one autoscaler",
+            None,
+            Some(HPA_USAGE),
         ),
         rej(
             "hpa api --min 0",
@@ -1908,6 +1919,7 @@ fn op() -> impl Strategy<Value = Op> {
                 _ => true,
             })
             .prop_map(|(name, min, max)| Op::Hpa { name, min, max }),
+        Just(Op::HpaList),
         prop::option::of(dns_name()).prop_map(|cronjob| Op::BackupStatus { cronjob }),
         (dns_name(), prop::option::of(dns_label()))
             .prop_map(|(cronjob, job)| Op::BackupRun { cronjob, job }),

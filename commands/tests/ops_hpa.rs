@@ -68,6 +68,42 @@ async fn hpa_show_by_name_or_target() {
     );
 }
 
+/// `hpa` alone (kubectl's `get hpa -n NS`) lists the namespace's autoscalers, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_alone_lists_the_namespace_autoscalers() {
+    let mut objects = seed();
+    objects.extend([
+        deployment("shop", "api", "ghcr.io/acme/api:2.0", 3),
+        hpa("shop", "api-hpa", "api", 3, 10),
+        namespace("other"),
+        deployment("other", "x", "nginx:1.27", 1),
+        hpa("other", "x-hpa", "x", 1, 2),
+        namespace("empty"),
+    ]);
+    let env = Env::start(objects).await;
+    let reply = env.run("shop", Op::HpaList).await.unwrap();
+    assert_eq!(reply.title, "Autoscalers in shop");
+    assert_eq!(reply.text.as_deref(), Some("2 autoscalers."));
+    let rows: Vec<Vec<&str>> = reply.blocks[0]
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(4).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["api-hpa", "deployment/api", "3", "10"],
+            ["web-hpa", "deployment/web", "2", "6"],
+        ],
+        "{}",
+        reply.blocks[0].body
+    );
+
+    let reply = env.run("empty", Op::HpaList).await.unwrap();
+    assert_eq!(reply.text.as_deref(), Some("No autoscalers."));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpa_set_bounds() {
     let env = Env::start(seed()).await;

@@ -1,4 +1,5 @@
-//! `hpa NAME [--min N] [--max N]`: show an HorizontalPodAutoscaler, or set its bounds.
+//! `hpa [NAME] [--min N] [--max N]`: list the namespace's HorizontalPodAutoscalers, show one,
+//! or set its bounds.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -6,7 +7,7 @@ use serde_json::json;
 
 use super::errors::{Res, call, not_found, retry};
 use super::mask::mask_secrets;
-use super::util::{nearest, table};
+use super::util::{nearest, table, table_within};
 use super::{Ctx, OpError};
 use crate::reply::Reply;
 
@@ -178,6 +179,55 @@ fn describe(h: &HorizontalPodAutoscaler, reply: Reply) -> Reply {
         );
     }
     reply
+}
+
+/// `hpa` alone: every autoscaler of the namespace with its target, bounds and replicas (as
+/// kubectl's `get hpa`).
+pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Reply, OpError> {
+    let mut all: Vec<HorizontalPodAutoscaler> = ctx.list(Res::Hpas, &ListParams::default()).await?;
+    let title = format!("Autoscalers in {}", ctx.ns);
+    if all.is_empty() {
+        return Ok(Reply::info(title)
+            .text("No autoscalers.")
+            .footer(ctx.place()));
+    }
+    all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|h| {
+            let spec = h.spec.clone().unwrap_or_default();
+            let st = h.status.clone().unwrap_or_default();
+            let (min, max) = bounds(h);
+            vec![
+                h.metadata.name.clone().unwrap_or_default(),
+                format!(
+                    "{}/{}",
+                    spec.scale_target_ref.kind.to_lowercase(),
+                    spec.scale_target_ref.name
+                ),
+                min.to_string(),
+                max.to_string(),
+                format!(
+                    "{} / {}",
+                    st.current_replicas.unwrap_or(0),
+                    st.desired_replicas
+                ),
+            ]
+        })
+        .collect();
+    let (body, cut) = table_within(
+        &["NAME", "TARGET", "MIN", "MAX", "CURRENT / DESIRED"],
+        &rows,
+        ctx.opts.table_chars,
+    );
+    let mut footer = ctx.place();
+    if cut > 0 {
+        footer = format!("{footer} · {cut} more autoscalers not shown");
+    }
+    Ok(Reply::info(title)
+        .text(format!("{} autoscalers.", all.len()))
+        .block(None, body)
+        .footer(footer))
 }
 
 /// `hpa`: show, or set min and/or max (min ≤ max checked before the call, against the

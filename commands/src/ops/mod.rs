@@ -383,6 +383,7 @@ impl Operator {
             Op::Restart { workload } => rollout::restart(ctx, workload).await,
             Op::Rollback { name, to_revision } => rollout::rollback(ctx, name, *to_revision).await,
             Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
+            Op::HpaList => hpa::list(ctx).await,
             Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
             Op::BackupRun { cronjob, job } => backup::run(ctx, cronjob, job.as_deref()).await,
             Op::Help { .. } | Op::Whoami | Op::Incident(_) | Op::Alert(_) => {
