@@ -653,7 +653,7 @@ fn is_one_of(word: &str, words: &[&str]) -> bool {
 }
 
 /// Whether `word` is a kind that a value of type `ty` may be prefixed with (`KIND/NAME`).
-fn is_kind_word(ty: ValueType, word: &str) -> bool {
+pub(crate) fn is_kind_word(ty: ValueType, word: &str) -> bool {
     let workload = || is_one_of(word, DEPLOYMENT_WORDS) || is_one_of(word, STATEFULSET_WORDS);
     match ty {
         ValueType::Workload => workload(),

@@ -133,14 +133,12 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
     let Some(&verb) = tokens.get(start) else {
         return Ok(None);
     };
-    let lead = tokens[..start].iter().map(|t| (*t).to_owned());
+    let lead = owned(&tokens[..start]);
     let rest = &tokens[start + 1..];
     let command = match verb.to_ascii_lowercase().as_str() {
         "kubectl" => {
             let line: Vec<&str> = tokens[..start].iter().chain(rest).copied().collect();
-            return Ok(Some(rewrite(&line)?.unwrap_or_else(|| {
-                line.iter().map(|t| (*t).to_owned()).collect()
-            })));
+            return Ok(Some(rewrite(&line)?.unwrap_or_else(|| owned(&line))));
         }
         "rollout" => rollout(rest)?,
         "get" => get(rest)?,
@@ -156,7 +154,7 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
             None => return Ok(None),
         },
     };
-    Ok(Some(lead.chain(command).collect()))
+    Ok(Some(lead.into_iter().chain(command).collect()))
 }
 
 /// `logs … | grep TEXT | tail -N` is `logs … --grep TEXT --tail N`; no other pipeline is
@@ -464,10 +462,9 @@ fn borrowed(tokens: &[String]) -> Vec<&str> {
 
 /// Whether `kind` is a kind `c`'s first argument may be prefixed with (`cronjob/`).
 fn takes_kind(c: &CommandSpec, kind: &str) -> bool {
-    c.args.first().is_some_and(|a| match a.ty {
-        ValueType::Name { prefixes } => prefixes.iter().any(|p| p.eq_ignore_ascii_case(kind)),
-        _ => false,
-    })
+    c.args
+        .first()
+        .is_some_and(|a| crate::grammar::is_kind_word(a.ty, kind))
 }
 
 fn resource_list() -> String {
