@@ -100,7 +100,10 @@ pub enum Op {
     /// `hpa` alone (kubectl's `get hpa`): every autoscaler of the namespace.
     HpaList,
     BackupStatus {
+        /// One CronJob; else every CronJob whose name contains `backup` (or every one, `all`).
         cronjob: Option<String>,
+        /// `--all` (kubectl's `get cronjobs`): every CronJob of the namespace.
+        all: bool,
     },
     BackupRun {
         cronjob: String,
@@ -202,6 +205,7 @@ impl Command {
             Op::Hpa { name, .. } => Some(format!("horizontalpodautoscaler/{name}")),
             Op::BackupStatus {
                 cronjob: Some(name),
+                ..
             }
             | Op::BackupRun { cronjob: name, .. } => Some(format!("cronjob/{name}")),
             _ => None,

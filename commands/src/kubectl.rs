@@ -29,6 +29,9 @@ struct Get {
     /// The opsbot command that shows it.
     command: &'static str,
     name: GetName,
+    /// Added without a NAME, where kubectl lists more than the command does by default
+    /// (`get cronjobs` is every CronJob: `backup status --all`).
+    unnamed: Option<&'static str>,
 }
 
 /// What becomes of `get RESOURCE NAME`'s NAME.
@@ -46,26 +49,31 @@ const GETS: &[Get] = &[
         words: &["pods", "pod", "po"],
         command: "pods",
         name: GetName::Kind("pod"),
+        unnamed: None,
     },
     Get {
         words: &["events", "event", "ev"],
         command: "events",
         name: GetName::AsIs,
+        unnamed: None,
     },
     Get {
         words: &["deployments", "deployment", "deploy"],
         command: "status",
         name: GetName::Kind("deployment"),
+        unnamed: None,
     },
     Get {
         words: &["statefulsets", "statefulset", "sts"],
         command: "status",
         name: GetName::Kind("statefulset"),
+        unnamed: None,
     },
     Get {
         words: &["cronjobs", "cronjob", "cj"],
         command: "backup status",
         name: GetName::Kind("cronjob"),
+        unnamed: Some("--all"),
     },
     Get {
         words: &["jobs", "job"],
@@ -74,11 +82,13 @@ const GETS: &[Get] = &[
             "opsbot shows Jobs under their CronJob: `backup status CRONJOB` (or `get cronjobs \
              CRONJOB`)",
         ),
+        unnamed: Some("--all"),
     },
     Get {
         words: &["hpa", "horizontalpodautoscalers", "horizontalpodautoscaler"],
         command: "hpa",
         name: GetName::AsIs,
+        unnamed: None,
     },
 ];
 
@@ -160,16 +170,23 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
 /// `logs … | grep TEXT | tail -N` is `logs … --grep TEXT --tail N`; no other pipeline is
 /// taken.
 fn piped(line: &[&str], pipeline: &[&str]) -> Result<Vec<String>, ParseError> {
-    let mut out = rewrite(line)?.unwrap_or_else(|| owned(line));
+    let rewritten = rewrite(line)?;
+    let translated = rewritten.is_some();
+    let mut out = rewritten.unwrap_or_else(|| owned(line));
     let is_logs = out
         .get(after_global_flags(&borrowed(&out)))
         .and_then(|word| spec::find_command(None, word))
         .is_some_and(|c| c.name == "logs");
     if !is_logs {
-        return Err(ParseError::new(
+        let without = if translated {
+            format!("; without the pipeline, the line is `{}`", out.join(" "))
+        } else {
+            String::new()
+        };
+        return Err(ParseError::new(format!(
             "opsbot runs no shell pipelines: only `logs … | grep TEXT | tail -N` is taken (as \
-             `logs … --grep TEXT --tail N`)",
-        )
+             `logs … --grep TEXT --tail N`){without}"
+        ))
         .with_token("|"));
     }
     for stage in pipeline.split(|t| *t == "|").skip(1) {
@@ -289,18 +306,17 @@ fn get(rest: &[&str]) -> Result<Vec<String>, ParseError> {
     if g.command == "events" {
         from_field_selector(&mut args)?;
     }
-    if let Some(i) = first_positional(c, &args) {
-        match g.name {
-            GetName::Kind(kind) if !args[i].contains('/') => {
-                args[i] = format!("{kind}/{}", args[i])
-            }
-            GetName::Kind(_) | GetName::AsIs => {}
-            GetName::Refused(why) => {
-                return Err(
-                    ParseError::new(format!("`get {resource}` takes no name here: {why}"))
-                        .with_token(args[i].clone()),
-                );
-            }
+    match (first_positional(c, &args), &g.name) {
+        (None, _) => args.extend(g.unnamed.map(str::to_owned)),
+        (Some(i), GetName::Kind(kind)) if !args[i].contains('/') => {
+            args[i] = format!("{kind}/{}", args[i]);
+        }
+        (Some(_), GetName::Kind(_) | GetName::AsIs) => {}
+        (Some(i), GetName::Refused(why)) => {
+            return Err(
+                ParseError::new(format!("`get {resource}` takes no name here: {why}"))
+                    .with_token(args[i].clone()),
+            );
         }
     }
     Ok(words(c).chain(args).collect())

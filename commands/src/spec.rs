@@ -1007,11 +1007,19 @@ pub static COMMANDS: &[CommandSpec] = &[
             flag: None,
             help: "The backup CronJob; all whose name contains `backup` when not given.",
         }],
-        flags: &[],
-        usage: None,
+        flags: &[FlagSpec {
+            name: "all",
+            short: None,
+            aliases: &[],
+            placeholder: "",
+            ty: ValueType::Bool,
+            default: None,
+            help: "Every CronJob of the namespace, not only those named `backup`.",
+        }],
+        usage: Some("backup status [CRONJOB | --all]"),
         summary: "Health of backup CronJobs: healthy, stale, failing or suspended.",
         description: "For the CronJob named, or every CronJob in the namespace whose name \
-            contains `backup`: schedule, suspended, last schedule, last success, active jobs, the \
+            contains `backup` (every CronJob with `--all`): schedule, suspended, last schedule, last success, active jobs, the \
             last few jobs with result and duration, and a verdict. A CronJob is stale when it has \
             not succeeded within 1.5 times its schedule's interval.",
         examples: &[
@@ -1023,19 +1031,33 @@ pub static COMMANDS: &[CommandSpec] = &[
                 text: "backup status pg-backup",
                 explains: "one CronJob",
             },
+            Example {
+                text: "backup status --all -n ml",
+                explains: "every CronJob in namespace `ml`, whatever its name",
+            },
         ],
         build: |m| {
-            Ok(Op::BackupStatus {
-                cronjob: m.string("cronjob"),
-            })
+            let cronjob = m.string("cronjob");
+            let all = m.flag("all");
+            if all && let Some(name) = &cronjob {
+                return Err(ParseError::new(format!(
+                    "`--all` shows every CronJob; leave it out to see `{name}` alone"
+                ))
+                .with_token("--all"));
+            }
+            Ok(Op::BackupStatus { cronjob, all })
         },
         render: |op| match op {
-            Op::BackupStatus { cronjob } => Some(
-                cronjob
+            Op::BackupStatus { cronjob, all } => {
+                let mut v: Vec<(&str, Value)> = cronjob
                     .iter()
                     .map(|c| ("cronjob", Value::Str(c.clone())))
-                    .collect(),
-            ),
+                    .collect();
+                if *all {
+                    v.push(("all", Value::Bool(true)));
+                }
+                Some(v)
+            }
             _ => None,
         },
     },

@@ -452,22 +452,46 @@ fn accepted_inputs() {
             }),
         ),
         // backup
-        ("backup status", cmd(Op::BackupStatus { cronjob: None })),
+        (
+            "backup status",
+            cmd(Op::BackupStatus {
+                cronjob: None,
+                all: false,
+            }),
+        ),
         (
             "backups status -n db",
-            in_ns("db", Op::BackupStatus { cronjob: None }),
+            in_ns(
+                "db",
+                Op::BackupStatus {
+                    cronjob: None,
+                    all: false,
+                },
+            ),
         ),
         (
             "backup status pg-backup",
             cmd(Op::BackupStatus {
                 cronjob: Some("pg-backup".into()),
+                all: false,
             }),
         ),
         (
             "backup status cronjob/pg-backup",
             cmd(Op::BackupStatus {
                 cronjob: Some("pg-backup".into()),
+                all: false,
             }),
+        ),
+        (
+            "backup status --all -n ml",
+            in_ns(
+                "ml",
+                Op::BackupStatus {
+                    cronjob: None,
+                    all: true,
+                },
+            ),
         ),
         (
             "-n db backup run pg-backup",
@@ -649,13 +673,13 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
         ("get sts postgres-replica", "status sts/postgres-replica"),
         (
             "get cronjobs -n shiojiri-rainbow-seeker",
-            "backup status -n shiojiri-rainbow-seeker",
+            "backup status --all -n shiojiri-rainbow-seeker",
         ),
         (
             "get cj -n db postgres-backup",
             "backup status postgres-backup -n db",
         ),
-        ("get jobs -n db", "backup status -n db"),
+        ("get jobs -n db", "backup status --all -n db"),
         ("get hpa api-hpa", "hpa api-hpa"),
         (
             "get hpa -n shiojiri-rainbow-seeker",
@@ -836,6 +860,17 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "get jobs db-backup-123",
             "`get jobs` takes no name here",
             "db-backup-123",
+        ),
+        (
+            "kubectl get jobs -n db | grep backup",
+            "no shell pipelines: only `logs … | grep TEXT | tail -N` is taken (as `logs … --grep \
+             TEXT --tail N`); without the pipeline, the line is `backup status -n db --all`",
+            "|",
+        ),
+        (
+            "backup status pg-backup --all",
+            "`--all` shows every CronJob; leave it out to see `pg-backup` alone",
+            "--all",
         ),
         (
             "get events --field-selector type=Warning",
@@ -1547,7 +1582,11 @@ fn help_replies_come_from_the_declarations() {
     let hpa = help_reply(Some("hpa"));
     assert!(hpa.fields.iter().any(|f| f.value == "hpa.show, hpa.set"));
     let backup = help_reply(Some("backup"));
-    assert!(backup.blocks[0].body.contains("backup status [CRONJOB]"));
+    assert!(
+        backup.blocks[0]
+            .body
+            .contains("backup status [CRONJOB | --all]")
+    );
     assert!(backup.blocks[0].body.contains("backup run CRONJOB"));
     assert_eq!(help_reply(Some("po")).title, "help: pods");
     assert_eq!(help_reply(Some("nope")).tone, Tone::Warning);
@@ -1920,7 +1959,12 @@ fn op() -> impl Strategy<Value = Op> {
             })
             .prop_map(|(name, min, max)| Op::Hpa { name, min, max }),
         Just(Op::HpaList),
-        prop::option::of(dns_name()).prop_map(|cronjob| Op::BackupStatus { cronjob }),
+        (prop::option::of(dns_name()), any::<bool>()).prop_map(|(cronjob, all)| {
+            Op::BackupStatus {
+                all: all && cronjob.is_none(),
+                cronjob,
+            }
+        }),
         (dns_name(), prop::option::of(dns_label()))
             .prop_map(|(cronjob, job)| Op::BackupRun { cronjob, job }),
         prop::option::of(topic()).prop_map(|command| Op::Help { command }),

@@ -60,7 +60,7 @@ fn seed() -> Vec<Value> {
         ),
         // Suspended.
         backup_cronjob("archive-backup", Some(200 * H), true),
-        // Not a backup by name.
+        // Not a backup by name (and never succeeded: stale).
         backup_cronjob("report", None, false),
     ]
 }
@@ -69,7 +69,13 @@ fn seed() -> Vec<Value> {
 async fn backup_status_of_all_backups() {
     let env = Env::start(seed()).await;
     let reply = env
-        .run("ops", Op::BackupStatus { cronjob: None })
+        .run(
+            "ops",
+            Op::BackupStatus {
+                cronjob: None,
+                all: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -114,10 +120,51 @@ async fn backup_status_of_all_backups() {
     );
 
     let reply = env
-        .run("empty", Op::BackupStatus { cronjob: None })
+        .run(
+            "empty",
+            Op::BackupStatus {
+                cronjob: None,
+                all: false,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(reply.title, "No backups");
+}
+
+/// `--all` (kubectl's `get cronjobs`): every CronJob of the namespace, whatever its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_status_all_shows_every_cronjob() {
+    let env = Env::start(seed()).await;
+    let all = Op::BackupStatus {
+        cronjob: None,
+        all: true,
+    };
+    let reply = env.run("ops", all.clone()).await.unwrap();
+    assert_eq!(
+        reply.title,
+        "CronJobs in ops: 1 failing, 2 stale, 1 suspended, 1 healthy"
+    );
+    let names: Vec<&str> = reply.blocks[0]
+        .body
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "archive-backup",
+            "db-backup",
+            "files-backup",
+            "logs-backup",
+            "report"
+        ]
+    );
+
+    let reply = env.run("empty", all).await.unwrap();
+    assert_eq!(reply.title, "No CronJobs");
+    assert!(all_text(&reply).contains("No CronJob in namespace empty."));
 }
 
 /// Stale means no success within 1.5 × the schedule's interval: for a daily schedule 30h is
@@ -137,6 +184,7 @@ async fn backup_stale_after_one_and_a_half_intervals() {
                 "ops",
                 Op::BackupStatus {
                     cronjob: Some(name.into()),
+                    all: false,
                 },
             )
             .await
@@ -165,6 +213,7 @@ async fn backup_status_of_one_cronjob() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("db-backup".into()),
+                all: false,
             },
         )
         .await
@@ -197,6 +246,7 @@ async fn backup_status_of_one_cronjob() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("logs-backup".into()),
+                all: false,
             },
         )
         .await
@@ -217,6 +267,7 @@ async fn backup_status_of_one_cronjob() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("archive-backup".into()),
+                all: false,
             },
         )
         .await
@@ -230,6 +281,7 @@ async fn backup_status_of_one_cronjob() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("report".into()),
+                all: false,
             },
         )
         .await
@@ -250,6 +302,7 @@ async fn backup_status_of_one_cronjob() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("db-bakup".into()),
+                all: false,
             },
         )
         .await
@@ -312,6 +365,7 @@ async fn backup_run_creates_a_manual_job_and_follows_it() {
             "ops",
             Op::BackupStatus {
                 cronjob: Some("db-backup".into()),
+                all: false,
             },
         )
         .await

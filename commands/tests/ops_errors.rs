@@ -177,6 +177,7 @@ async fn every_named_operation_reports_not_found_with_suggestions() {
         (
             Op::BackupStatus {
                 cronjob: Some("nightly-bakup".into()),
+                all: false,
             },
             "cronjob",
             "nightly-backup",

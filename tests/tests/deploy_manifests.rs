@@ -829,7 +829,10 @@ async fn commands_use_exactly_the_granted_permissions() {
             min: Some(3),
             max: Some(8),
         },
-        Op::BackupStatus { cronjob: None },
+        Op::BackupStatus {
+            cronjob: None,
+            all: false,
+        },
         Op::BackupRun {
             cronjob: "db-backup".into(),
             job: None,

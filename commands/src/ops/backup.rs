@@ -298,16 +298,18 @@ fn jobs_table(jobs: &[Job], now: jiff::Timestamp, max: usize) -> String {
     table(&["JOB", "RESULT", "STARTED", "DURATION", "TRIGGER"], &rows)
 }
 
-/// `backup status [CRONJOB]`.
-pub(crate) async fn status(ctx: &Ctx<'_>, name: Option<&str>) -> Result<Reply, OpError> {
+/// `backup status [CRONJOB | --all]`: one CronJob, those whose name contains `backup`, or
+/// (`all`) every one.
+pub(crate) async fn status(ctx: &Ctx<'_>, name: Option<&str>, all: bool) -> Result<Reply, OpError> {
     let cronjobs: Vec<CronJob> = match name {
         Some(n) => vec![ctx.get::<CronJob>(Res::CronJobs, n).await?],
         None => {
-            let all: Vec<CronJob> = ctx.list(Res::CronJobs, &ListParams::default()).await?;
-            let mut b: Vec<CronJob> = all
+            let listed: Vec<CronJob> = ctx.list(Res::CronJobs, &ListParams::default()).await?;
+            let mut b: Vec<CronJob> = listed
                 .into_iter()
                 .filter(|c| {
-                    c.metadata
+                    all || c
+                        .metadata
                         .name
                         .as_deref()
                         .is_some_and(|n| n.to_lowercase().contains("backup"))
@@ -318,11 +320,13 @@ pub(crate) async fn status(ctx: &Ctx<'_>, name: Option<&str>) -> Result<Reply, O
         }
     };
     if cronjobs.is_empty() {
-        return Ok(Reply::info("No backups")
-            .text(format!(
-                "No CronJob whose name contains `backup` in namespace {}.",
-                ctx.ns
-            ))
+        let which = if all {
+            "No CronJob"
+        } else {
+            "No CronJob whose name contains `backup`"
+        };
+        return Ok(Reply::info(if all { "No CronJobs" } else { "No backups" })
+            .text(format!("{which} in namespace {}.", ctx.ns))
             .footer(ctx.place()));
     }
     let jobs: Vec<Job> = ctx.list(Res::Jobs, &ListParams::default()).await?;
@@ -391,7 +395,12 @@ pub(crate) async fn status(ctx: &Ctx<'_>, name: Option<&str>) -> Result<Reply, O
         .collect();
     let mut reply = Reply::new(
         tone,
-        format!("Backups in {}: {}", ctx.ns, summary.join(", ")),
+        format!(
+            "{} in {}: {}",
+            if all { "CronJobs" } else { "Backups" },
+            ctx.ns,
+            summary.join(", ")
+        ),
     )
     .block(
         None,

@@ -384,7 +384,9 @@ impl Operator {
             Op::Rollback { name, to_revision } => rollout::rollback(ctx, name, *to_revision).await,
             Op::Hpa { name, min, max } => hpa::hpa(ctx, name, *min, *max).await,
             Op::HpaList => hpa::list(ctx).await,
-            Op::BackupStatus { cronjob } => backup::status(ctx, cronjob.as_deref()).await,
+            Op::BackupStatus { cronjob, all } => {
+                backup::status(ctx, cronjob.as_deref(), *all).await
+            }
             Op::BackupRun { cronjob, job } => backup::run(ctx, cronjob, job.as_deref()).await,
             Op::Help { .. } | Op::Whoami | Op::Incident(_) | Op::Alert(_) => {
                 Err(OpError::NotAnOperation(cmd.to_text()))
