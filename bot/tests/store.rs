@@ -172,6 +172,7 @@ macro_rules! both {
 }
 
 both!(
+    pooled_writes_succeed_beside_a_stream_of_appends,
     audit_chain_verifies_and_reads_back,
     audit_tampered_row_is_found,
     audit_removed_row_is_found,
@@ -1595,4 +1596,62 @@ async fn incident_timeline_entries_are_committed_with_their_audit_record(db: Db)
     assert!(matches!(err, Err(StoreError::NoAuditKey)), "{err:?}");
     assert_eq!(db.store.audit_count().await.unwrap(), audited + 1);
     assert_eq!(db.store.timeline(inc.number).await.unwrap(), timeline);
+}
+
+/// The pooled writes (approvals, votes, cards, heartbeats, the readiness probe) beside a
+/// steady stream of the batching writer's commits: none is starved into an error. (On SQLite
+/// a pooled write used to race the writer for the database lock and could lose every retry
+/// until its busy timeout.)
+async fn pooled_writes_succeed_beside_a_stream_of_appends(db: Db) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut appenders = Vec::new();
+    for w in 0..64 {
+        let (store, stop) = (db.store.clone(), stop.clone());
+        appenders.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                store.append(entry(w * 1_000_000 + n)).await?;
+                n += 1;
+            }
+            Ok::<i64, StoreError>(n)
+        }));
+    }
+    let s = &db.store;
+    let card = MessageRef {
+        platform: "slack".into(),
+        channel: "C0OPS".into(),
+        id: "1700000000.000100".into(),
+    };
+    for i in 0..40 {
+        let a = s
+            .create_approval(new_approval(Timestamp::now(), 900))
+            .await
+            .unwrap_or_else(|e| panic!("create_approval {i}: {e}"));
+        s.set_card(&a.id, &card)
+            .await
+            .unwrap_or_else(|e| panic!("set_card {i}: {e}"));
+        let vote = s
+            .add_approval(&a.id, "slack:U2")
+            .await
+            .unwrap_or_else(|e| panic!("add_approval {i}: {e}"));
+        assert!(vote.added);
+        s.heartbeat("me")
+            .await
+            .unwrap_or_else(|e| panic!("heartbeat {i}: {e}"));
+        s.probe_write()
+            .await
+            .unwrap_or_else(|e| panic!("probe_write {i}: {e}"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut appended = 0;
+    for a in appenders {
+        appended += a.await.unwrap().expect("append");
+    }
+    assert!(appended > 0);
+    assert_eq!(
+        s.approvals_in(ApprovalState::Pending).await.unwrap().len(),
+        40
+    );
+    assert!(s.verify().await.unwrap().problems.is_empty());
 }

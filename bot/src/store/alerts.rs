@@ -13,7 +13,7 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{Result, Store, StoreError, on_pool};
+use super::{Result, Store, StoreError, on_pool, on_pool_writing};
 use crate::alerts::payload::{Alert, Notification, Status, group_id};
 
 /// Alerts per multi-row insert (13 binds each stays under both backends' bind limits).
@@ -145,7 +145,7 @@ impl Store {
         let gid = group_id(&n.group_key);
         // Anonymous parameters on SQLite: see `values_list`.
         let anonymous = self.backend() == super::Backend::Sqlite;
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             let mut tx = pool.begin().await?;
             let mut changes = Vec::with_capacity(channels.len());
             for channel in channels {
@@ -341,7 +341,7 @@ impl Store {
             "UPDATE {table} SET claim_owner = $1, claim_ms = $2 WHERE {filter} \
              AND message_id IS NULL AND (claim_owner IS NULL OR claim_ms < $3 OR claim_owner = $1)"
         );
-        let won = on_pool!(self, |pool| {
+        let won = on_pool_writing!(self, |pool| {
             target
                 .bind(
                     sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
@@ -363,7 +363,7 @@ impl Store {
             "UPDATE {table} SET claim_owner = NULL, claim_ms = NULL \
              WHERE claim_owner = $1 AND message_id IS NULL AND {filter}"
         );
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             target
                 .bind(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(owner))
                 .execute(pool)
@@ -381,7 +381,7 @@ impl Store {
     ) -> Result<()> {
         let (table, filter) = target.table_and_filter(3);
         let sql = format!("UPDATE {table} SET message_id = $1, rendered_hash = $2 WHERE {filter}");
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             target
                 .bind(
                     sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
@@ -396,7 +396,7 @@ impl Store {
 
     /// Makes sure the channel has a digest row; returns its message id and what it shows.
     pub async fn digest_message(&self, channel: &str) -> Result<(Option<String>, Option<String>)> {
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query(
                 "INSERT INTO alert_digests (channel) VALUES ($1) ON CONFLICT (channel) DO NOTHING",
             )
@@ -419,7 +419,7 @@ impl Store {
         channel: &str,
         generation: i64,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE alert_groups SET digested = 1 \
                  WHERE group_key = $1 AND channel = $2 AND generation = $3 AND message_id IS NULL",
@@ -435,7 +435,7 @@ impl Store {
 
     /// Records who acknowledged the group (all its channels).
     pub async fn ack_alert_group(&self, group_id: &str, who: &str) -> Result<u64> {
-        Ok(on_pool!(self, |pool| {
+        Ok(on_pool_writing!(self, |pool| {
             sqlx::query("UPDATE alert_groups SET acked_by = $1 WHERE group_id = $2")
                 .bind(who)
                 .bind(group_id)
@@ -455,7 +455,7 @@ impl Store {
             Some((id, by, until)) => (Some(id), Some(by), Some(until.as_millisecond())),
             None => (None, None, None),
         };
-        Ok(on_pool!(self, |pool| {
+        Ok(on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE alert_groups SET silence_id = $1, silenced_by = $2, \
                  silenced_until_ms = $3 WHERE group_id = $4",

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Pool, Result, Store, StoreError, on_pool, timestamp};
+use super::{Pool, Result, Store, StoreError, on_pool, on_pool_writing, timestamp};
 use crate::chat::MessageRef;
 
 /// Where an approval request is in its life.
@@ -350,7 +350,7 @@ impl Store {
         let created = new.created.as_millisecond();
         for _ in 0..ID_ATTEMPTS {
             let id = random_id();
-            let inserted = on_pool!(self, |pool| {
+            let inserted = on_pool_writing!(self, |pool| {
                 sqlx::query(concat!(
                     "INSERT INTO approvals (",
                     approval_columns!(),
@@ -410,6 +410,7 @@ impl Store {
         // needed however many arrive at once (also from several replicas).
         let added = match &self.pool {
             Pool::Sqlite(pool) => {
+                let _turn = self.turn.lock().await;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let added = vote_in_tx!(tx, id, approver, now, "");
                 tx.commit().await?;
@@ -473,7 +474,7 @@ impl Store {
             return Err(StoreError::InvalidTransition { from, to });
         }
         let now = Timestamp::now().as_millisecond();
-        let changed = on_pool!(self, |pool| {
+        let changed = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE approvals SET state = $1, updated_ms = $2, outcome = COALESCE($3, outcome) \
                  WHERE id = $4 AND state = $5",
@@ -493,7 +494,7 @@ impl Store {
     /// Stores where the approval card was posted, so it can be updated later (also after a
     /// restart).
     pub async fn set_card(&self, id: &str, card: &MessageRef) -> Result<()> {
-        let changed = on_pool!(self, |pool| {
+        let changed = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE approvals SET card_platform = $1, card_channel = $2, card_message = $3 \
                  WHERE id = $4",

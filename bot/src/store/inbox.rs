@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::writer::{Write, Written};
-use super::{AuditEntry, Result, Store, StoreError, on_pool, timestamp};
+use super::{AuditEntry, Result, Store, StoreError, on_pool, on_pool_writing, timestamp};
 
 /// What kind of request an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +236,7 @@ impl Store {
     /// Records that `instance` is alive now (first call: registers it).
     pub async fn heartbeat(&self, instance: &str) -> Result<()> {
         let now = Timestamp::now().as_millisecond();
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query(
                 "INSERT INTO instances (id, started_ms, heartbeat_ms) VALUES ($1, $2, $2) \
                  ON CONFLICT (id) DO UPDATE SET heartbeat_ms = $2",
@@ -272,7 +272,7 @@ impl Store {
 
     /// Takes over the open entry `id` from `from` for `to`; `true` for exactly one caller.
     pub async fn adopt(&self, id: i64, from: &str, to: &str) -> Result<bool> {
-        let changed = on_pool!(self, |pool| {
+        let changed = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE inbox SET owner = $3, updated_ms = $4 \
                  WHERE id = $1 AND owner = $2 AND state <> 'answered'",
@@ -292,7 +292,7 @@ impl Store {
     /// (platforms retry within minutes, not days). Returns how many entries were removed.
     pub async fn prune_inbox(&self, before: Timestamp) -> Result<u64> {
         let before = before.as_millisecond();
-        let removed = on_pool!(self, |pool| {
+        let removed = on_pool_writing!(self, |pool| {
             sqlx::query("DELETE FROM instances WHERE heartbeat_ms < $1")
                 .bind(before)
                 .execute(pool)

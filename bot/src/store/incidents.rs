@@ -12,7 +12,9 @@ use jiff::Timestamp;
 use opsbot_commands::IncidentStatus;
 use opsbot_policies::Severity;
 
-use super::{AuditEntry, Result, Store, StoreError, Write, Written, on_pool, timestamp};
+use super::{
+    AuditEntry, Result, Store, StoreError, Write, Written, on_pool, on_pool_writing, timestamp,
+};
 use crate::chat::{ChannelRef, MessageRef};
 
 /// An incident as stored.
@@ -260,7 +262,7 @@ impl Store {
     /// Records a new incident with the next number, and its `opened` timeline entry.
     pub async fn open_incident(&self, new: NewIncident, opened_text: &str) -> Result<Incident> {
         let at = new.opened.as_millisecond();
-        let number: i64 = on_pool!(self, |pool| {
+        let number: i64 = on_pool_writing!(self, |pool| {
             let mut tx = pool.begin().await?;
             let (number,): (i64,) = sqlx::query_as(
                 "UPDATE counters SET value = value + 1 WHERE name = 'incident' RETURNING value",
@@ -429,7 +431,7 @@ impl Store {
     }
 
     pub async fn set_incident_paged(&self, number: u64) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query("UPDATE incidents SET paged = 1 WHERE number = $1")
                 .bind(num(number))
                 .execute(pool)
@@ -447,7 +449,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<()> {
         let resolved = (status == IncidentStatus::Resolved).then_some(at.as_millisecond());
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incidents SET status = $1, status_ms = $2, updated_ms = $2, \
                  resolved_ms = COALESCE(resolved_ms, $3) WHERE number = $4",
@@ -466,7 +468,7 @@ impl Store {
     /// Records the first acknowledgement (by `who`, who becomes commander if there is none).
     /// `false` when it was acknowledged before.
     pub async fn ack_incident(&self, number: u64, who: &str, at: Timestamp) -> Result<bool> {
-        let done = on_pool!(self, |pool| {
+        let done = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incidents SET acked_ms = $1, acked_by = $2, \
                  commander = COALESCE(commander, $2), updated_ms = $1 \
@@ -490,7 +492,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<bool> {
         let at = at.as_millisecond();
-        let done = on_pool!(self, |pool| {
+        let done = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incidents SET state = 'closed', closed_ms = $1, updated_ms = $1, \
                  resolved_ms = COALESCE(resolved_ms, $1), status = 'resolved', \
@@ -509,7 +511,7 @@ impl Store {
     /// Reopens a closed incident; `false` if it was not closed.
     pub async fn reopen_incident(&self, number: u64, at: Timestamp) -> Result<bool> {
         let at = at.as_millisecond();
-        let done = on_pool!(self, |pool| {
+        let done = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incidents SET state = 'open', closed_ms = NULL, resolved_ms = NULL, \
                  status = 'investigating', status_ms = $1, updated_ms = $1 \
@@ -550,7 +552,7 @@ impl Store {
             "UPDATE incidents SET {}, updated_ms = $1 WHERE number = $2",
             sets.join(", ")
         );
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(Timestamp::now().as_millisecond())
                 .bind(num(number));
@@ -614,7 +616,7 @@ impl Store {
         step: u32,
         due: Timestamp,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_pool_writing!(self, |pool| {
             sqlx::query(
                 "INSERT INTO incident_timers (incident, kind, step, due_ms) VALUES ($1, $2, $3, $4)",
             )
@@ -660,7 +662,7 @@ impl Store {
 
     /// Claims a due timer for `owner`; `true` for exactly one caller.
     pub async fn claim_timer(&self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {
-        let done = on_pool!(self, |pool| {
+        let done = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incident_timers SET fired_ms = $1, fired_by = $2 \
                  WHERE id = $3 AND fired_ms IS NULL AND cancelled = 0",
@@ -678,7 +680,7 @@ impl Store {
     /// Cancels the incident's pending timers of `kinds`.
     pub async fn cancel_timers(&self, incident: u64, kinds: &[TimerKind]) -> Result<()> {
         for kind in kinds {
-            on_pool!(self, |pool| {
+            on_pool_writing!(self, |pool| {
                 sqlx::query(
                     "UPDATE incident_timers SET cancelled = 1 \
                      WHERE incident = $1 AND kind = $2 AND fired_ms IS NULL",

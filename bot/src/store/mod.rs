@@ -17,6 +17,9 @@
 //! - Audit, inbox and incident timeline writes go through one batching writer (`writer.rs`):
 //!   group commits, the audit head read once per batch. On SQLite the WAL is checkpointed beside
 //!   the commits, never inside one.
+//! - On SQLite every writing transaction of the process (the writer's batches and the pooled
+//!   writes, which use [`on_pool_writing!`]) first takes the store's write turn, a fair queue:
+//!   no write waits out the busy timeout behind a stream of others.
 //!
 //! Every query is written once with `$N` placeholders, which both backends accept, and run on
 //! whichever pool the store holds (the `on_pool!` macro). Times are stored as milliseconds since
@@ -154,6 +157,25 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// [`on_pool!`] for statements that write. SQLite takes one writing transaction at a time, and
+/// a connection that finds the database locked sleeps and retries until its busy timeout: under
+/// a steady stream of the batching writer's commits it could lose every retry and fail. So on
+/// SQLite the body first takes this process's write turn ([`Store`]'s `turn`), which the writer
+/// takes for each batch too: writers queue first come, first served, and a pooled write waits
+/// for at most the batches queued before it.
+macro_rules! on_pool_writing {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => {
+                let _turn = $store.turn.lock().await;
+                $body
+            }
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool_writing;
+
 /// The store. Cheap to clone (the pool and the writer are shared); safe to use from many tasks
 /// at once. Writes of the audit log, the inbox and incident timelines go through one batching
 /// writer task (`writer.rs`); reads and the other tables use the pool directly.
@@ -162,6 +184,10 @@ pub struct Store {
     pool: Pool,
     audit: AuditSeal,
     writer: writer::Writer,
+    /// SQLite: the write turn every writing transaction of this process takes first
+    /// ([`on_pool_writing!`]); a fair queue, so no writer is starved. Unused on PostgreSQL,
+    /// which has row locks.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the audit log is sealed with: the chain key, and the checkpoint writer told about new
@@ -279,10 +305,12 @@ impl Store {
 
     fn with_pool(pool: Pool) -> Store {
         let audit = AuditSeal::default();
+        let turn = Arc::default();
         Store {
-            writer: writer::Writer::start(pool.clone(), audit.clone()),
+            writer: writer::Writer::start(pool.clone(), audit.clone(), Arc::clone(&turn)),
             audit,
             pool,
+            turn,
         }
     }
 
@@ -301,7 +329,11 @@ impl Store {
             anchor,
         };
         // The writer seals what it appends: a new one with the key.
-        self.writer = writer::Writer::start(self.pool.clone(), self.audit.clone());
+        self.writer = writer::Writer::start(
+            self.pool.clone(),
+            self.audit.clone(),
+            Arc::clone(&self.turn),
+        );
         self
     }
 
@@ -369,6 +401,7 @@ impl Store {
                         })?;
                 }
                 let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+                let _turn = self.turn.lock().await;
                 probe!(conn);
             }
             Pool::Postgres(pool) => {

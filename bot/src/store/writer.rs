@@ -22,10 +22,11 @@
 //! - Memory is bounded: the queue holds at most [`QUEUE`] calls; callers beyond it wait.
 //! - On SQLite no commit checkpoints the WAL: a task beside the writer does ([`checkpoint`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::anchor::AuditKey;
 use super::audit::{AuditEntry, AuditRow, INSERT_CHUNK, insert_rows};
@@ -94,12 +95,13 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer task on `pool`, sealing audit records with `seal`.
-    pub(super) fn start(pool: Pool, seal: AuditSeal) -> Writer {
+    /// On SQLite each batch first takes `turn`, the store's write turn.
+    pub(super) fn start(pool: Pool, seal: AuditSeal, turn: Arc<Mutex<()>>) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         if let Pool::Sqlite(sqlite) = &pool {
             tokio::spawn(checkpoint(sqlite.clone(), tx.downgrade()));
         }
-        tokio::spawn(run(pool, seal, rx));
+        tokio::spawn(run(pool, seal, turn, rx));
         Writer { tx }
     }
 }
@@ -165,12 +167,12 @@ impl Store {
     }
 }
 
-async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
+async fn run(pool: Pool, seal: AuditSeal, turn: Arc<Mutex<()>>, mut rx: mpsc::Receiver<Call>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let key = seal.key.as_deref();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let calls: Vec<&[Write]> = batch.iter().map(|c| c.writes.as_slice()).collect();
-        match commit(&pool, key, &seal, &calls).await {
+        match commit(&pool, &turn, key, &seal, &calls).await {
             Ok(results) => {
                 for (call, result) in batch.drain(..).zip(results) {
                     let _ = call.done.send(Ok(result));
@@ -193,7 +195,7 @@ async fn run(pool: Pool, seal: AuditSeal, mut rx: mpsc::Receiver<Call>) {
             Err(_) => {
                 // Somebody's write broke a constraint: each call on its own, so only it fails.
                 for call in batch.drain(..) {
-                    let result = commit(&pool, key, &seal, &[call.writes.as_slice()])
+                    let result = commit(&pool, &turn, key, &seal, &[call.writes.as_slice()])
                         .await
                         .map(|mut r| r.pop().unwrap_or_default());
                     let _ = call.done.send(result);
@@ -318,12 +320,14 @@ fn is_constraint(e: &StoreError) -> bool {
 /// hashed under `key`, then tells the checkpoint writer about the new head.
 async fn commit(
     pool: &Pool,
+    turn: &Mutex<()>,
     key: Option<&AuditKey>,
     seal: &AuditSeal,
     calls: &[&[Write]],
 ) -> Result<Vec<Vec<Written>>> {
     let (results, head) = match pool {
         Pool::Sqlite(pool) => {
+            let _turn = turn.lock().await;
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let done = write_all!(tx, key, calls, true);
             tx.commit().await?;
