@@ -18,7 +18,7 @@
 //!   group commits, the audit head read once per batch. On SQLite the WAL is checkpointed beside
 //!   the commits, never inside one.
 //! - On SQLite every writing transaction of the process (the writer's batches and the pooled
-//!   writes, which use [`on_pool_writing!`]) first takes the store's write turn, a fair queue:
+//!   writes, which use `on_pool_writing!`) first takes the store's write turn, a fair queue:
 //!   no write waits out the busy timeout behind a stream of others.
 //!
 //! Every query is written once with `$N` placeholders, which both backends accept, and run on
@@ -185,7 +185,7 @@ pub struct Store {
     audit: AuditSeal,
     writer: writer::Writer,
     /// SQLite: the write turn every writing transaction of this process takes first
-    /// ([`on_pool_writing!`]); a fair queue, so no writer is starved. Unused on PostgreSQL,
+    /// (`on_pool_writing!`); a fair queue, so no writer is starved. Unused on PostgreSQL,
     /// which has row locks.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
