@@ -353,6 +353,8 @@ async fn backup_run_creates_a_manual_job_and_follows_it() {
     assert_eq!(owner["name"], "db-backup");
     assert_eq!(owner["uid"], "uid-ops-db-backup");
     assert_eq!(owner["controller"], true);
+    // Not set, as kubectl does not: it would need update on cronjobs/finalizers.
+    assert!(owner.get("blockOwnerDeletion").is_none(), "{owner}");
     assert_eq!(job["metadata"]["labels"]["app"], "db-backup");
     assert_eq!(
         job["spec"]["template"]["spec"]["containers"][0]["image"],

@@ -438,7 +438,9 @@ fn job_from(cj: &CronJob, job_name: &str) -> Job {
                 name: cj.metadata.name.clone().unwrap_or_default(),
                 uid: cj.metadata.uid.clone().unwrap_or_default(),
                 controller: Some(true),
-                block_owner_deletion: Some(true),
+                // As kubectl: `blockOwnerDeletion` would need update on cronjobs/finalizers,
+                // which clusters enforcing owner-reference permissions check.
+                block_owner_deletion: None,
             }]),
             ..ObjectMeta::default()
         },

@@ -210,6 +210,9 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
         if i64::try_from(text.len()).unwrap_or(i64::MAX) >= max_bytes {
             hit_byte_limit = true;
         }
+        // Masked as a whole before anything reads it: a private key spans lines, and `--grep`
+        // must not find what is not shown (else it would tell a secret's prefix by prefix).
+        let text = mask_secrets(&text);
         for raw in text.lines() {
             let (ts, body) = if multi {
                 match raw.split_once(' ') {
@@ -252,11 +255,10 @@ pub(crate) async fn logs(ctx: &Ctx<'_>, q: &LogQuery<'_>) -> Result<Reply, OpErr
     let mut body: Vec<String> = lines[keep_from..]
         .iter()
         .map(|l| {
-            let text = mask_secrets(&l.text);
             if multi {
-                format!("[{}] {text}", names[l.pod])
+                format!("[{}] {}", names[l.pod], l.text)
             } else {
-                text
+                l.text.clone()
             }
         })
         .collect();

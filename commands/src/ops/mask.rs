@@ -17,9 +17,15 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         with,
     };
     vec![
-        // PEM private keys (the header line; bodies are base64 noise without it).
+        // PEM private keys, from their header to their footer (or the end of the text).
         rule(
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
+            "-----PRIVATE KEY ****-----",
+        ),
+        // The end of a private key whose header is not in the text (a log's tail cut into
+        // it): everything up to its footer.
+        rule(
+            r"\A[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
             "-----PRIVATE KEY ****-----",
         ),
         // `Authorization: Bearer x`, `authorization=Basic x`, `"Authorization": "x"`.
@@ -129,6 +135,20 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(mask_secrets(input), want, "input: {input}");
         }
+    }
+
+    #[test]
+    fn masks_private_keys_across_lines_also_when_cut() {
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7secret\nQ2FzZSBib2R5\n\
+                   -----END RSA PRIVATE KEY-----";
+        let masked = mask_secrets(&format!("loading key\n{key}\nready"));
+        assert_eq!(masked, "loading key\n-----PRIVATE KEY ****-----\nready");
+        // A tail that starts inside the key: up to its footer.
+        let cut = "Q2FzZSBib2R5\n-----END RSA PRIVATE KEY-----\nready";
+        assert_eq!(mask_secrets(cut), "-----PRIVATE KEY ****-----\nready");
+        // A header without a footer: to the end.
+        let open = "x\n-----BEGIN PRIVATE KEY-----\nMIIEsecret\nmore";
+        assert_eq!(mask_secrets(open), "x\n-----PRIVATE KEY ****-----");
     }
 
     #[test]
