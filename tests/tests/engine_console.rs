@@ -486,6 +486,9 @@ async fn secrets_typed_by_mistake_stay_out_of_the_audit_log() {
     // Nor in what opsbot says back: an unknown command echoes what was typed.
     bot.say("bob", "logz --grep 'token=s3cr3t-t0ken-value'")
         .await;
+    // A parse error quotes the word it stopped at, in the record's detail too.
+    bot.say("bob", "scale conea-api 3 password=s3cr3t-t0ken-value")
+        .await;
     assert!(
         !bot.out.text().contains("s3cr3t-t0ken-value"),
         "{}",

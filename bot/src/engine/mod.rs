@@ -605,5 +605,16 @@ fn mask_entry(mut entry: AuditEntry) -> AuditEntry {
     let mask = |s: Option<String>| s.map(|s| opsbot_commands::ops::mask_secrets(&s));
     entry.text = mask(entry.text);
     entry.command = mask(entry.command);
+    mask_json(&mut entry.detail);
     entry
+}
+
+/// Every string in `value` masked: a detail can quote what was typed (a parse error's token).
+fn mask_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = opsbot_commands::ops::mask_secrets(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_json),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(mask_json),
+        _ => {}
+    }
 }
