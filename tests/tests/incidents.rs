@@ -342,7 +342,12 @@ opsbot_tests::both_databases!(
         .await;
         bot.wait_timeline(1, "follow_up", "pool saturation").await;
 
-        // On-call may not close a P2 (the policy asks for a lead): told privately, nothing closed.
+        // On-call may not close a major incident (the policy asks for a lead), also not after
+        // lowering its severity: close is judged at the most severe it has been (P1). Told
+        // privately, nothing closed.
+        bot.slash("/ops", "U0OLIVE", "C0INC0001", "incident sev P4", "inc.8b")
+            .await;
+        bot.wait_timeline(1, "severity", "P2 → P4").await;
         bot.slash("/ops", "U0OLIVE", "C0INC0001", "incident close", "inc.9")
             .await;
         bot.wait_private("U0OLIVE", "Not allowed").await;

@@ -207,7 +207,9 @@ impl Engine {
     }
 
     /// The policy request for `cmd` by `caller`; incident commands carry their incident's
-    /// severity (asked of the incidents service). `Err`: the answer for the caller alone.
+    /// severity (asked of the incidents service): the more severe of it and the one the
+    /// command names, so `incident sev P4` on a P1 is judged as P1. `Err`: the answer for the
+    /// caller alone.
     pub(super) async fn policy_request(
         &self,
         caller: &Caller,
@@ -216,7 +218,10 @@ impl Engine {
         let mut request = cmd.policy_request(&caller.user, &caller.groups, Some(&caller.channel));
         if let Some(desk) = self.desk_for(cmd).map_err(|r| *r)? {
             let facts = desk.prepare(caller, cmd).await?;
-            request.severity = request.severity.or(facts.severity);
+            request.severity = match (request.severity, facts.severity) {
+                (Some(named), Some(has)) => Some(named.min(has)),
+                (named, has) => named.or(has),
+            };
             request.namespace = request.namespace.or(facts.namespace);
         }
         Ok(request)

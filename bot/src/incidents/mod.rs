@@ -182,6 +182,20 @@ impl Incidents {
         }
     }
 
+    /// The most severe `inc` has been: when opened, set since (its timeline), or now.
+    async fn peak_severity(&self, inc: &Incident) -> Result<Severity, Reply> {
+        let entries = self
+            .store()
+            .timeline(inc.number)
+            .await
+            .map_err(|e| store_failed(&e))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.kind == "opened" || e.kind == "severity")
+            .filter_map(|e| e.detail.get("severity")?.as_str().and_then(Severity::parse))
+            .fold(inc.severity, Severity::min))
+    }
+
     /// Edits the card, the topic and the announcement to the incident's current state.
     async fn refresh(&self, number: u64) {
         let inc = match self.store().incident(number).await {
@@ -850,8 +864,16 @@ impl Desk for Incidents {
             return Ok(Facts::default());
         }
         let inc = self.target(caller, cmd.id).await?;
+        // Closing (or reopening) and changing the severity are judged at the most severe the
+        // incident has been: lowering a P1 first does not make it a minor one to close.
+        let severity = match cmd.op {
+            IncidentOp::Close { .. } | IncidentOp::Reopen | IncidentOp::Sev { .. } => {
+                self.peak_severity(&inc).await?
+            }
+            _ => inc.severity,
+        };
         Ok(Facts {
-            severity: Some(inc.severity),
+            severity: Some(severity),
             namespace: None,
         })
     }
