@@ -354,3 +354,89 @@ async fn an_approval_card_where_the_bot_cannot_post_is_updated_through_the_click
     assert_eq!(to_command_url, sent);
     bot.assert_no_url_in_audit().await;
 }
+
+/// A private reply where the bot cannot post goes through the response URL of the request it
+/// answers, which Slack shows to that request's author alone: never through someone else's
+/// (its ephemeral response would show to them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_reply_where_the_bot_cannot_post_goes_to_its_own_author_only() {
+    let bot = Bot::start().await;
+    bot.fake.refuse_channel("G0PRIV", "not_in_channel");
+    bot.command(
+        "UENG",
+        "G0PRIV",
+        "scale conea-api 5 -n production",
+        "resp.priv.1",
+    )
+    .await;
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "response_url" && c.all_text().contains("Approve"))
+        })
+        .await;
+    let card = response_calls(&calls)
+        .into_iter()
+        .find(|c| c.all_text().contains("Approve"))
+        .expect("an approval card")
+        .clone();
+    let approval_id = card.params["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .unwrap()["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let card_ts = bot.fake.messages()[0].ts.clone();
+    let ephemeral = |calls: &[Call]| -> Vec<Call> {
+        response_calls(calls)
+            .into_iter()
+            .filter(|c| c.params["response_type"] == "ephemeral")
+            .cloned()
+            .collect()
+    };
+
+    // UOUT may not approve: told so through the click's own URL, not UENG's command's.
+    let click_url = bot.fake.message_response_url("G0PRIV", &card_ts);
+    let click_id = click_url.rsplit('/').next().unwrap().to_owned();
+    let click = slack_fake::button_click_with_response_url(
+        SECRET,
+        "approve",
+        &approval_id,
+        "UOUT",
+        ("G0PRIV", &card_ts),
+        "1700000005.000001",
+        &click_url,
+    );
+    assert_eq!(click.send(&bot.http, &bot.base).await.status(), 200);
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| !ephemeral(calls).is_empty())
+        .await;
+    let told = ephemeral(&calls);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].response_id.as_deref(), Some(click_id.as_str()));
+
+    // UOUT's refused command: through UOUT's command's URL, not the card's (UENG's).
+    bot.command(
+        "UOUT",
+        "G0PRIV",
+        "restart rust-webapi -n api",
+        "resp.priv.2",
+    )
+    .await;
+    let calls = bot
+        .fake
+        .wait_until(PATIENCE, |calls| ephemeral(calls).len() == 2)
+        .await;
+    let told = ephemeral(&calls);
+    assert!(told[1].all_text().contains("Not allowed"), "{told:?}");
+    assert_ne!(told[1].response_id, card.response_id);
+    assert_ne!(told[1].response_id.as_deref(), Some(click_id.as_str()));
+    // Nothing private ever went through UENG's URL.
+    assert!(told.iter().all(|c| c.response_id != card.response_id));
+}

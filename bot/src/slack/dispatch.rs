@@ -194,9 +194,12 @@ impl Dispatcher {
                 });
             }
         };
-        if let Some(url) = cmd.response_url.as_deref() {
-            self.remember_response_url(&cmd.channel_id, url, false);
-        }
+        // The command's own response_url: where its private replies go when the bot cannot
+        // post in the channel (Slack shows an ephemeral response to that command's author).
+        let origin = cmd
+            .response_url
+            .as_deref()
+            .and_then(|url| self.remember_response_url(&cmd.channel_id, url, false));
         let invocation = Invocation {
             platform: PLATFORM,
             user,
@@ -204,7 +207,7 @@ impl Dispatcher {
             channel: cmd.channel_id.clone(),
             text: text.clone(),
             delivery_id: Some(format!("slack:{}", cmd.trigger_id)),
-            origin: None,
+            origin,
         };
         let groups = self.groups_of(&cmd.user_id);
         let text = match self
@@ -254,8 +257,8 @@ impl Dispatcher {
                 continue;
             }
             if action.action_id == crate::incidents::render::COMMAND_BUTTON {
-                self.command_button(&user, &user_id, &channel, action, ev.trigger_id.as_deref())
-                    .await;
+                let click = (action, ev.trigger_id.as_deref(), origin.clone());
+                self.command_button(&user, &user_id, &channel, click).await;
                 continue;
             }
             let approve = match action.action_id.as_str() {
@@ -303,13 +306,13 @@ impl Dispatcher {
     /// A button that runs a command (an incident card's "Take command"): the command is the
     /// button's action id and value (`incident` + `ack --id INC-7`), run as if the clicker
     /// typed it, through the whole pipeline. A click not taken is told why, privately.
+    /// `click`: the button's action, the trigger id and the click's response_url entry.
     async fn command_button(
         &self,
         user: &Subject,
         user_id: &str,
         channel: &str,
-        action: &Action,
-        trigger: Option<&str>,
+        (action, trigger, origin): (&Action, Option<&str>, Option<String>),
     ) {
         let Some(value) = action.value.as_deref().filter(|v| v.len() <= 200) else {
             return;
@@ -326,7 +329,7 @@ impl Dispatcher {
             channel: channel.to_owned(),
             text: format!("{} {value}", action.action_id),
             delivery_id: Some(format!("slack:{user_id}:{}:{stamp}", action.action_id)),
-            origin: None,
+            origin,
         });
         let groups = self.groups_of(user_id);
         if let Err(refusal) = self.pipeline.take(inbound.clone(), groups).await

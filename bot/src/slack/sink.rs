@@ -93,8 +93,6 @@ impl ChatSink for SlackSink {
         self.update(message, reply).await
     }
 
-    /// `chat.postEphemeral`; where the bot is not a member, the channel's latest slash command
-    /// `response_url` with `response_type: ephemeral`.
     async fn create_channel(&self, name: &str) -> Result<ChannelRef, DeliveryError> {
         let body = serde_json::json!({ "name": name, "is_private": false });
         match self.web.api("conversations.create", body).await {
@@ -198,11 +196,15 @@ impl ChatSink for SlackSink {
         format!("slack-channel:{}", channel.id)
     }
 
+    /// `chat.postEphemeral`; where the bot is not a member, an ephemeral response through the
+    /// request's own `response_url` (entry `origin`), which Slack shows to that request's
+    /// author alone. Never another request's URL: its ephemeral response would show to
+    /// whoever made that one.
     async fn post_private(
         &self,
         channel: &str,
         user: &Subject,
-        _origin: Option<&str>,
+        origin: Option<&str>,
         reply: &Reply,
     ) -> Result<(), DeliveryError> {
         let Some(user_id) = user.as_str().strip_prefix("slack:") else {
@@ -217,7 +219,8 @@ impl ChatSink for SlackSink {
             .await
         {
             Err(e) if not_a_member(&e) => {
-                let Some(lease) = self.web.response_urls().take_latest(channel, &reply.title)
+                let Some(lease) =
+                    origin.and_then(|id| self.web.response_urls().take(channel, id, &reply.title))
                 else {
                     return Err(e);
                 };
