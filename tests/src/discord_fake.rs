@@ -1128,7 +1128,21 @@ async fn followup(
             return *r;
         }
     };
-    let m = s.new_message(&i.channel, &body);
+    // As Discord: the first follow-up to a still-deferred response becomes that response, with
+    // the deferral's visibility (opsbot defers publicly): its own ephemeral flag is ignored.
+    let m = if i.original.is_none() {
+        let mut public = body.clone();
+        if let Some(flags) = public.get_mut("flags") {
+            *flags = json!(flags.as_u64().unwrap_or(0) & !64);
+        }
+        let m = s.new_message(&i.channel, &public);
+        if let Some(entry) = s.inner().interactions.get_mut(&token) {
+            entry.original = Some(m.id.clone());
+        }
+        m
+    } else {
+        s.new_message(&i.channel, &body)
+    };
     s.record(
         "followup",
         &method,

@@ -103,6 +103,54 @@ async fn answers_fill_the_deferred_response_and_private_replies_are_ephemeral() 
     assert!(err.to_string().contains("no live interaction"), "{err}");
 }
 
+/// Discord makes the first follow-up to a deferred response that response, public as the
+/// deferral was: when the "thinking…" response cannot be removed, the private reply is not
+/// sent (and the engine audits it as undelivered) rather than shown to everyone.
+#[tokio::test]
+async fn a_private_reply_is_not_sent_when_the_public_deferral_cannot_be_removed() {
+    let fake = DiscordFake::start(TOKEN, APP).await;
+    let sink = sink(&fake, TOKEN);
+    fake.expect_command("tok-4", CH);
+    sink.interactions().deferred("9004", "tok-4");
+    fake.fail_next(
+        "delete_original",
+        Failure::Error {
+            status: 404,
+            code: 10008,
+            message: "Unknown Message",
+        },
+    );
+    let err = sink
+        .post_private(CH, &user(), Some("9004"), &Reply::danger("Not allowed"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not sent"), "{err}");
+    assert_eq!(routes(&fake), [("delete_original", 404)]);
+    assert!(
+        fake.messages()
+            .iter()
+            .all(|m| !m.text().contains("Not allowed"))
+    );
+
+    // What the fake does with a follow-up to a deferred response, as Discord does: it becomes
+    // the public response, whatever its flags (why the sink never sends one).
+    fake.expect_command("tok-5", CH);
+    let url = format!("{}/webhooks/{APP}/tok-5", fake.api_url());
+    let res = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({ "content": "secret-ish", "flags": 64 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown = fake
+        .messages()
+        .into_iter()
+        .find(|m| m.text().contains("secret-ish"))
+        .unwrap();
+    assert!(!shown.ephemeral);
+}
+
 #[tokio::test]
 async fn a_message_that_cannot_be_edited_any_more_is_replaced_by_a_channel_message() {
     let fake = DiscordFake::start(TOKEN, APP).await;

@@ -277,13 +277,18 @@ impl DiscordSink {
     /// Removes a deferred response that will not be filled (the request was answered
     /// privately, or not at all), so it does not stay "thinking…" until it fails.
     pub async fn withdraw_deferred(&self, origin: &str) {
-        let Some(token) = self.interactions.still_deferred(origin) else {
-            return;
-        };
-        self.interactions.mark_settled(origin);
-        if let Err(e) = self.delete_original(&token).await {
+        if let Err(e) = self.try_withdraw_deferred(origin).await {
             tracing::info!(error = %e, "could not remove a deferred response");
         }
+    }
+
+    /// [`DiscordSink::withdraw_deferred`], saying whether the response is gone.
+    async fn try_withdraw_deferred(&self, origin: &str) -> Result<(), DeliveryError> {
+        let Some(token) = self.interactions.still_deferred(origin) else {
+            return Ok(());
+        };
+        self.interactions.mark_settled(origin);
+        self.delete_original(&token).await.map(drop)
     }
 
     /// `POST /interactions/{id}/{token}/callback`: the immediate answer to an interaction that
@@ -434,8 +439,18 @@ impl ChatSink for DiscordSink {
         };
         let origin = origin.ok_or_else(refused)?;
         let entry = self.interactions.live(origin).ok_or_else(refused)?;
+        // Discord makes the first follow-up to a deferred response that response, public as
+        // the deferral was, whatever its own flags: so no follow-up unless it is gone.
         if entry.original == Original::Deferred {
-            self.withdraw_deferred(origin).await;
+            self.try_withdraw_deferred(origin)
+                .await
+                .map_err(|e| DeliveryError::Refused {
+                    method: "ephemeral_followup".to_owned(),
+                    error: format!(
+                        "not sent: the public \"thinking…\" response could not be removed \
+                         ({e}), and a follow-up would have replaced it for everyone to see"
+                    ),
+                })?;
         }
         let base = self.webhook(&entry.token);
         self.rest
