@@ -214,12 +214,45 @@ both_databases!(
         assert!(out.contains("is executed"), "{out}");
         let audit = audit_outcomes(&bot).await;
         assert_eq!(audit.iter().filter(|a| *a == "execution:ok").count(), 1);
+        assert_eq!(
+            audit.iter().filter(|a| *a == "approval:approved").count(),
+            1
+        );
         assert!(
             audit.contains(&"approval:approve_refused".to_owned()),
             "{audit:?}"
         );
     }
 );
+
+/// Nothing runs without its decision on record: when the approval that lets a change run
+/// cannot be audited, the request fails and the cluster is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_that_cannot_be_audited_runs_nothing() {
+    let bot = TestBot::start(Db::Sqlite, "unaudited", POLICY, BotOptions::default())
+        .await
+        .unwrap();
+    let before = bot.replicas("production", "conea-api");
+    let out = bot.say("bob", "scale conea-api 7").await;
+    let id = approval_id(&out).expect("an approval card");
+    // The database refuses exactly the record of the approval.
+    bot.raw_sql(
+        "CREATE TRIGGER refuse_approved BEFORE INSERT ON audit_log \
+         WHEN NEW.outcome = 'approved' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .await;
+    let out = bot.say("alice", &format!("approve {id}")).await;
+    assert!(out.contains("Approved, but failed"), "{out}");
+    assert_eq!(bot.replicas("production", "conea-api"), before);
+    let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+    assert_eq!(a.state, ApprovalState::Failed);
+    assert!(a.outcome.unwrap().contains("audit log"));
+    let audit = audit_outcomes(&bot).await;
+    assert!(
+        !audit.iter().any(|a| a.starts_with("execution:")),
+        "{audit:?}"
+    );
+}
 
 both_databases!(deny_click_closes_the_request, |bot: TestBot| async move {
     let before = bot.replicas("production", "conea-api");

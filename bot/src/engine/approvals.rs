@@ -292,6 +292,40 @@ impl Engine {
                 return;
             }
         }
+        // Nothing runs without its decision on record: the approval that lets it run (who
+        // approved it, under which rule) is audited first, whatever became of the votes' own
+        // records; when that fails, it fails and nothing runs.
+        let approvers: Vec<&str> = approval
+            .approvers
+            .iter()
+            .map(|v| v.subject.as_str())
+            .collect();
+        let recorded = self
+            .audit(
+                AuditEntry::new(AuditKind::Approval, &approval.platform)
+                    .channel(&approval.channel)
+                    .actor(&approval.requester)
+                    .approval_id(id)
+                    .command(&approval.command)
+                    .rule(&approval.rule)
+                    .outcome("approved")
+                    .detail(json!({ "approvers": approvers })),
+            )
+            .await;
+        if !recorded {
+            let why = "its approval could not be written to the audit log, so nothing was run; \
+                       ask again";
+            if let Err(e) = self
+                .inner
+                .store
+                .finish(id, ApprovalState::Failed, why)
+                .await
+            {
+                tracing::error!(approval = id, error = %e, "cannot record the end of an approval");
+            }
+            self.observe_approval(&approval, "opsbot", "failed").await;
+            return self.refresh_card(id, origin).await;
+        }
         self.refresh_card(id, origin).await;
         let ctx = Ctx {
             platform: &approval.platform,
