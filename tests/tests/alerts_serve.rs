@@ -240,7 +240,8 @@ async fn alertmanager_groups_become_one_message_each_edited_in_place() {
     wait_for(&s.fake, EMERGENCY, &["Not allowed: alert.silence"]).await;
     assert!(am.silences().await.is_empty());
 
-    // Silence 1h: a silence in Alertmanager by the clicker, on the group's labels; shown.
+    // Silence 1h: a silence in Alertmanager by the clicker, on the group's labels and its
+    // namespace (the group is by alertname alone: not the alert in every namespace); shown.
     click("alert_silence_1h", "U01SRELEAD", 3)
         .send(&http, &s.base)
         .await;
@@ -256,7 +257,10 @@ async fn alertmanager_groups_become_one_message_each_edited_in_place() {
     assert_eq!(silences[0]["status"]["state"], "active");
     assert_eq!(
         silences[0]["matchers"],
-        json!([{"name": "alertname", "value": "KubePodCrashLooping", "isRegex": false, "isEqual": true}])
+        json!([
+            {"name": "alertname", "value": "KubePodCrashLooping", "isRegex": false, "isEqual": true},
+            {"name": "namespace", "value": "production", "isRegex": false, "isEqual": true}
+        ])
     );
     // It stops the notifications: a new alert of the group does not reach the message.
     am.post_alerts(&json!([

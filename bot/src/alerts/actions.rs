@@ -168,7 +168,9 @@ impl Alerts {
         }
     }
 
-    /// Silences the group in Alertmanager for `d`: its group labels as equal matchers.
+    /// Silences the group in Alertmanager for `d`: its group labels as equal matchers, and its
+    /// namespace. The policy allowed the silence in that namespace (`commonLabels`), and groups
+    /// are often by `alertname` alone: without it the silence would hide the alert everywhere.
     async fn silence(
         &self,
         g: &AlertGroup,
@@ -176,11 +178,16 @@ impl Alerts {
         d: Duration,
     ) -> Result<String, String> {
         let n = &g.notification;
-        let labels = if n.group_labels.is_empty() {
-            &n.common_labels
+        let mut labels = if n.group_labels.is_empty() {
+            n.common_labels.clone()
         } else {
-            &n.group_labels
+            n.group_labels.clone()
         };
+        if let Some(ns) = n.common_labels.get("namespace") {
+            labels
+                .entry("namespace".to_owned())
+                .or_insert_with(|| ns.clone());
+        }
         let matchers: Vec<ApiMatcher> = labels
             .iter()
             .map(|(k, v)| ApiMatcher {

@@ -134,8 +134,8 @@ impl AlertCommands {
 
 /// `alertname=X, namespace=prod`, also without commas between matchers (chat splits words).
 fn parse_matchers(text: &str) -> Result<Vec<Matcher>, Box<Reply>> {
-    let joined = text
-        .split_whitespace()
+    let joined = words_outside_quotes(text)
+        .into_iter()
         .map(|w| w.trim_end_matches(','))
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
@@ -144,6 +144,30 @@ fn parse_matchers(text: &str) -> Result<Vec<Matcher>, Box<Reply>> {
         let hint = "Write e.g. `alertname=\"X\", namespace=\"production\"`.";
         Box::new(Reply::warning("Not a matcher list").text(format!("{e}. {hint}")))
     })
+}
+
+/// `text` split at whitespace outside double quotes (`job="node exporter"` is one word; a
+/// `\"` inside quotes does not end them).
+fn words_outside_quotes(text: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (None, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    words.push(&text[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    words.extend(start.map(|s| &text[s..]));
+    words
 }
 
 /// The namespace a silence acts in, for the policy: its `namespace=` equality matcher.
@@ -220,6 +244,17 @@ mod tests {
         let m = parse_matchers("alertname=X, namespace=~\"prod.*\"").unwrap();
         assert_eq!(namespace_of(&m), None, "a regex names no one namespace");
         assert!(parse_matchers("=oops").is_err());
+    }
+
+    #[test]
+    fn quoted_values_keep_their_spaces() {
+        let m = parse_matchers(r#"job="node exporter" instance="a \" b""#).unwrap();
+        let shown: Vec<String> = m.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, [r#"job="node exporter""#, r#"instance="a \" b""#]);
+        assert_eq!(
+            words_outside_quotes("  a=\"x y\",  b=z "),
+            ["a=\"x y\",", "b=z"]
+        );
     }
 
     #[test]
