@@ -67,6 +67,8 @@ pub struct AlertClick {
     /// The alert group's short id (the button's value).
     pub group_id: String,
     pub delivery_id: Option<String>,
+    /// As [`Invocation::origin`]: the adapter's handle of this click, for private replies.
+    pub origin: Option<String>,
 }
 
 /// Who handles [`AlertClick`]s (the alerts service, registered on the engine by `app::start`).

@@ -233,11 +233,25 @@ async fn alertmanager_groups_become_one_message_each_edited_in_place() {
     );
     wait_for(&s.fake, EMERGENCY, &["<@U01SRELEAD> is looking"]).await;
 
-    // Someone the policy does not allow: told so, nothing silenced.
+    // Someone the policy does not allow: told so privately, nothing silenced.
     click("alert_silence_1h", "U0NOBODY", 2)
         .send(&http, &s.base)
         .await;
-    wait_for(&s.fake, EMERGENCY, &["Not allowed: alert.silence"]).await;
+    s.fake
+        .wait_until(PATIENCE, |calls| {
+            calls.iter().any(|c| {
+                c.method == "chat.postEphemeral"
+                    && c.param("user") == Some("U0NOBODY")
+                    && c.all_text().contains("Not allowed: alert.silence")
+            })
+        })
+        .await;
+    assert!(
+        in_channel(&s.fake, EMERGENCY)
+            .iter()
+            .all(|m| !text(m).contains("Not allowed")),
+        "the refusal is not posted in the channel"
+    );
     assert!(am.silences().await.is_empty());
 
     // Silence 1h: a silence in Alertmanager by the clicker, on the group's labels and its

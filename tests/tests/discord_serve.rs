@@ -619,3 +619,163 @@ async fn an_incident_opens_a_channel_and_its_card_button_acknowledges() {
         .collect();
     assert_eq!(invited.len(), 1, "{invited:#?}");
 }
+
+/// Alerts routed to a Discord channel: their buttons work there as on Slack. A click the policy
+/// refuses is told to the clicker alone (an ephemeral follow-up); an allowed Ack changes the
+/// alert's message for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_buttons_work_on_discord_and_refusals_stay_private() {
+    const WEBHOOK_TOKEN: &str = "discord-alerts-webhook-token";
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = DiscordFake::start(TOKEN, APP).await;
+    let policy = format!(
+        "version: 1\nroles:\n  platform: {{ members: [\"discord-role:{PLATFORM}\"] }}\n\
+         rules:\n  - name: platform-acks\n    roles: [platform]\n    actions: [\"alert.ack\"]\n"
+    );
+    std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let yaml = format!(
+        "data_dir: {dir}\n\
+         policy: policy.yaml\n\
+         listen: 127.0.0.1:0\n\
+         clusters:\n  - name: sim\n    kubeconfig: kubeconfig\n    default_namespace: production\n\
+         discord:\n  api_url: {api}\n  application_id: \"{APP}\"\n  guilds: [\"{GUILD}\"]\n\
+         alerts:\n  default_channel: discord:{CHANNEL}\n",
+        dir = dir.path().display(),
+        api = fake.api_url(),
+    );
+    let file = dir.path().join("opsbot.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let env: BTreeMap<String, String> = [
+        ("OPSBOT_DISCORD_TOKEN", TOKEN.to_owned()),
+        ("OPSBOT_DISCORD_PUBLIC_KEY", signer().public_key_hex()),
+        ("OPSBOT_ALERTS_WEBHOOK_TOKEN", WEBHOOK_TOKEN.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let bot = opsbot::app::start(&Config::load_with_env(Some(&file), &env).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", bot.addr);
+    let http = reqwest::Client::new();
+
+    let notification = json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "opsbot",
+        "groupLabels": {"alertname": "KubePodCrashLooping"},
+        "commonLabels": {"alertname": "KubePodCrashLooping", "namespace": "production"},
+        "commonAnnotations": {"summary": "api is crash looping"},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "KubePodCrashLooping", "namespace": "production", "pod": "api-0"},
+            "annotations": {"summary": "api is crash looping"},
+            "startsAt": "2026-01-01T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example/graph",
+            "fingerprint": "fp-api-0"
+        }]
+    });
+    let res = http
+        .post(format!("{base}/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&notification)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let with = |needle: &'static str| {
+        let fake = fake.clone();
+        move || {
+            let fake = fake.clone();
+            async move {
+                fake.messages()
+                    .into_iter()
+                    .filter(|m| m.channel == CHANNEL && !m.ephemeral && !m.deleted)
+                    .find(|m| m.text().contains(needle))
+            }
+        }
+    };
+    let alert = eventually(
+        PATIENCE,
+        "the alert's message",
+        with("KubePodCrashLooping"),
+        |m| m.is_some(),
+    )
+    .await
+    .unwrap();
+    let ack = alert
+        .custom_ids()
+        .into_iter()
+        .find(|c| c.starts_with("alert_ack:"))
+        .expect("an Ack button");
+
+    // Someone the policy does not allow: told privately; the message does not change.
+    fake.expect_click("tok-a1", CHANNEL, &alert.id);
+    let refused = discord_fake::click(
+        "5000000000000000201",
+        "tok-a1",
+        GUILD,
+        CHANNEL,
+        &Member::new("4000000000000000009", &["1999"]),
+        &alert.id,
+        &ack,
+    );
+    assert_eq!(
+        json_of(deliver(&http, &base, &refused).await).await.1,
+        json!({"type": 6})
+    );
+    let told = eventually(
+        PATIENCE,
+        "a private refusal",
+        || async {
+            fake.messages()
+                .into_iter()
+                .find(|m| m.text().contains("Not allowed: alert.ack"))
+        },
+        |m| m.is_some(),
+    )
+    .await
+    .unwrap();
+    assert!(told.ephemeral, "{told:?}");
+
+    // Someone allowed: the alert's message shows who is looking.
+    fake.expect_click("tok-a2", CHANNEL, &alert.id);
+    let allowed = discord_fake::click(
+        "5000000000000000202",
+        "tok-a2",
+        GUILD,
+        CHANNEL,
+        &engineer(),
+        &alert.id,
+        &ack,
+    );
+    assert_eq!(
+        json_of(deliver(&http, &base, &allowed).await).await.1,
+        json!({"type": 6})
+    );
+    let acked = eventually(
+        PATIENCE,
+        "the Ack on the message",
+        with("is looking"),
+        |m| m.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(acked.id, alert.id);
+    let decisions = audited(&bot, AuditKind::Decision).await;
+    let outcomes: Vec<&str> = decisions
+        .iter()
+        .filter_map(|r| r.entry.outcome.as_deref())
+        .collect();
+    assert!(
+        outcomes.contains(&"deny") && outcomes.contains(&"allow"),
+        "{outcomes:?}"
+    );
+    bot.stop().await.unwrap();
+}

@@ -40,7 +40,8 @@ impl AlertActions for Handle {
 
 impl Alerts {
     /// Handles one button click, recorded in the inbox first (a repeated delivery is dropped
-    /// there, by any replica); every outcome is a reply in the channel and an audit record.
+    /// there, by any replica); every outcome is an audit record, and either the alert's message
+    /// changes or the clicker alone is told why not.
     pub async fn click(&self, click: AlertClick) {
         let engine = &self.inner.engine;
         let store = engine.store();
@@ -249,11 +250,18 @@ impl Alerts {
             .actor(click.user.as_str())
     }
 
+    /// Tells the clicker alone (a refusal, a failure): the channel sees the outcome on the
+    /// alert's message.
     async fn say(&self, click: &AlertClick, reply: &Reply) {
-        let _ = self
-            .inner
+        self.inner
             .engine
-            .post_in(click.platform, &click.channel, reply)
+            .tell(
+                click.platform,
+                &click.channel,
+                &click.user,
+                click.origin.as_deref(),
+                reply,
+            )
             .await;
     }
 }

@@ -21,7 +21,7 @@ use super::commands::{self, CommandOption, NameSource, ROOT};
 use super::render::EPHEMERAL;
 use super::sink::DiscordSink;
 use super::{PLATFORM, is_snowflake};
-use crate::chat::{ApprovalClick, Invocation};
+use crate::chat::{AlertClick, ApprovalClick, Invocation};
 use crate::engine::cards::{APPROVE, DENY};
 use crate::engine::{Inbound, Refusal as EngineRefusal, RejectionKind};
 use crate::slack::Pipeline;
@@ -273,6 +273,10 @@ impl Dispatcher {
                 .command_button(&i, actor, custom_id.unwrap_or_default())
                 .await);
         }
+        if crate::alerts::render::ACTIONS.contains(&action) {
+            let (action, group_id) = (action.to_owned(), approval_id.to_owned());
+            return self.alert_click(i, actor, &action, &group_id);
+        }
         let approve = match action {
             APPROVE => true,
             DENY => false,
@@ -307,6 +311,42 @@ impl Dispatcher {
                 pipeline.tell_refused(&click, refusal).await
             }));
         }
+        Ok(json!({ "type": 6 }))
+    }
+
+    /// An Ack / Silence / Expire click on an alert message (its custom id `ACTION:GROUP`): to
+    /// the alerts service in the background, which records it once per delivery and changes
+    /// the message, or tells the clicker alone why not (an ephemeral follow-up to the click).
+    fn alert_click(
+        &self,
+        i: Interaction,
+        actor: Actor,
+        action: &str,
+        group_id: &str,
+    ) -> Result<Value, Malformed> {
+        if group_id.is_empty() || group_id.len() > 64 {
+            return Err(Malformed("alert button with an invalid group id".into()));
+        }
+        let message = i
+            .message
+            .as_ref()
+            .map(|m| m.id.clone())
+            .filter(|m| is_snowflake(m))
+            .ok_or_else(|| Malformed("button click without its message".into()))?;
+        self.sink.interactions().clicked(&i.id, &i.token, &message);
+        let click = AlertClick {
+            platform: PLATFORM,
+            user: actor.user,
+            groups: actor.groups,
+            channel: actor.channel,
+            action: action.to_owned(),
+            group_id: group_id.to_owned(),
+            delivery_id: Some(format!("discord:{}", i.id)),
+            origin: Some(i.id),
+        };
+        let pipeline = self.pipeline.clone();
+        self.pipeline
+            .spawn(Box::pin(async move { pipeline.alert_click(click).await }));
         Ok(json!({ "type": 6 }))
     }
 

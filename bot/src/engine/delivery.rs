@@ -3,6 +3,7 @@
 
 use opsbot_commands::Reply;
 use opsbot_commands::ops::mask_reply;
+use opsbot_policies::Subject;
 use serde_json::json;
 
 use super::{Ctx, Engine};
@@ -25,6 +26,25 @@ impl Engine {
             self.undelivered(ctx.platform, ctx.channel, reply, &e.to_string())
                 .await;
         }
+    }
+
+    /// [`Engine::say`] for features outside the request pipeline (alert clicks): shows
+    /// `reply` to `user` alone, in `channel` of `platform`, through the request `origin`.
+    pub async fn tell(
+        &self,
+        platform: &str,
+        channel: &str,
+        user: &Subject,
+        origin: Option<&str>,
+        reply: &Reply,
+    ) {
+        let ctx = Ctx {
+            platform,
+            channel,
+            user,
+            origin,
+        };
+        self.say(&ctx, reply).await
     }
 
     /// Posts `reply` for everyone in the context's channel, as an answer to the context's

@@ -253,7 +253,8 @@ impl Dispatcher {
             .and_then(|url| self.remember_response_url(&channel, &url.0, true));
         for action in &ev.actions {
             if crate::alerts::render::ACTIONS.contains(&action.action_id.as_str()) {
-                self.alert_click(&user, &user_id, &channel, action, ev.trigger_id.as_deref());
+                let click = (action, ev.trigger_id.as_deref(), origin.clone());
+                self.alert_click(&user, &user_id, &channel, click);
                 continue;
             }
             if action.action_id == crate::incidents::render::COMMAND_BUTTON {
@@ -384,8 +385,7 @@ impl Dispatcher {
         user: &Subject,
         user_id: &str,
         channel: &str,
-        action: &Action,
-        trigger_id: Option<&str>,
+        (action, trigger_id, origin): (&Action, Option<&str>, Option<String>),
     ) {
         let Some(group_id) = action
             .value
@@ -409,6 +409,7 @@ impl Dispatcher {
             action: action.action_id.clone(),
             group_id,
             delivery_id: Some(delivery_id),
+            origin,
         };
         let (pipeline, groups, user_id) = (
             self.pipeline.clone(),
