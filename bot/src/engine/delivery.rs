@@ -28,7 +28,7 @@ impl Engine {
         }
     }
 
-    /// [`Engine::say`] for features outside the request pipeline (alert clicks): shows
+    /// `Engine::say` for features outside the request pipeline (alert clicks): shows
     /// `reply` to `user` alone, in `channel` of `platform`, through the request `origin`.
     pub async fn tell(
         &self,
