@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use slack_morphism::errors::{SlackClientError, SlackClientProtocolError};
 use slack_morphism::prelude::*;
 
 use super::dispatch::{Dispatcher, Interaction, SlashCommand};
@@ -130,11 +131,19 @@ async fn on_push_event(
     _client: Arc<Client>,
     state: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    // The same JSON as the Events API's HTTP delivery.
-    if let (Some(d), Ok(body)) = (dispatcher(&state).await, serde_json::to_value(&ev)) {
+    if let (Some(d), Some(body)) = (dispatcher(&state).await, event_callback(&ev)) {
         d.event(&body);
     }
     Ok(())
+}
+
+/// The JSON of the Events API's HTTP delivery. slack-morphism keeps the `type` on the enum
+/// around the callback, so the callback alone serialises without it: put it back.
+fn event_callback(ev: &SlackPushEventCallback) -> Option<serde_json::Value> {
+    let mut body = serde_json::to_value(ev).ok()?;
+    body.as_object_mut()?
+        .insert("type".to_owned(), "event_callback".into());
+    Some(body)
 }
 
 fn on_error(
@@ -142,8 +151,23 @@ fn on_error(
     _client: Arc<Client>,
     _state: SlackClientEventsUserState,
 ) -> http::StatusCode {
-    tracing::warn!(error = %err, "Slack Socket Mode error");
+    tracing::warn!(error = %loggable(err.as_ref()), "Slack Socket Mode error");
     http::StatusCode::OK
+}
+
+/// What of a Socket Mode error may be logged: a payload that did not parse comes with its body,
+/// which can hold a `response_url` and what someone typed, so of that only the parse error.
+fn loggable(err: &(dyn std::error::Error + 'static)) -> String {
+    let protocol = err.downcast_ref::<SlackClientProtocolError>().or(
+        match err.downcast_ref::<SlackClientError>() {
+            Some(SlackClientError::ProtocolError(p)) => Some(p),
+            _ => None,
+        },
+    );
+    match protocol {
+        Some(p) => format!("a payload opsbot could not read: {}", p.json_error),
+        None => err.to_string(),
+    }
 }
 
 fn boxed(msg: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -193,6 +217,53 @@ mod tests {
         assert_eq!(i.actions[0].action_id, "approve");
         assert_eq!(i.actions[0].value.as_deref(), Some("7f3k"));
         assert_eq!(i.actions[0].action_ts.as_deref(), Some("1.3"));
+    }
+
+    #[test]
+    fn socket_mode_events_read_as_the_http_delivery() {
+        let ev: SlackPushEventCallback = serde_json::from_value(serde_json::json!({
+            "type": "event_callback",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event_id": "Ev1",
+            "event_time": 1_700_000_000,
+            "event": {
+                "type": "reaction_added",
+                "user": "U2",
+                "reaction": "pushpin",
+                "item_user": "U3",
+                "item": {"type": "message", "channel": "C1", "ts": "1700000000.000100"},
+                "event_ts": "1700000001.000200"
+            }
+        }))
+        .unwrap();
+        let body = event_callback(&ev).unwrap();
+        assert_eq!(body["type"], "event_callback");
+        assert_eq!(body["event"]["type"], "reaction_added");
+        assert_eq!(body["event"]["item"]["channel"], "C1");
+        assert_eq!(body["event"]["reaction"], "pushpin");
+    }
+
+    #[test]
+    fn unreadable_payloads_are_logged_without_their_body() {
+        let body = r#"{"response_url":"https://hooks.slack.com/commands/T1/secret","text":"x""#;
+        let json_error = serde_json::from_str::<serde_json::Value>(body).unwrap_err();
+        let err: Box<dyn std::error::Error + Send + Sync> =
+            SlackClientProtocolError::new(json_error)
+                .with_json_body(body.to_owned())
+                .into();
+        let logged = loggable(err.as_ref());
+        assert!(
+            logged.starts_with("a payload opsbot could not read"),
+            "{logged}"
+        );
+        assert!(!logged.contains("hooks.slack.com"), "{logged}");
+        let wrapped: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(SlackClientError::ProtocolError(
+                SlackClientProtocolError::new(serde_json::from_str::<u8>("x").unwrap_err())
+                    .with_json_body(body.to_owned()),
+            ));
+        assert!(!loggable(wrapped.as_ref()).contains("hooks.slack.com"));
     }
 
     #[tokio::test]
