@@ -87,6 +87,8 @@ pub enum Failure {
     RateLimited { retry_after_secs: u64 },
     /// A bare HTTP status (e.g. 500, 503).
     Status(u16),
+    /// No answer for this long (then the call goes on as usual): a Slack that hangs.
+    Hang(std::time::Duration),
 }
 
 /// A message as it stands in the fake's channels (after updates).
@@ -655,13 +657,17 @@ async fn api(
         return record(&shared, &method, token, params, 200, Some(error));
     }
 
-    let failure = {
+    let mut failure = {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .failures
             .get_mut(&method)
             .and_then(VecDeque::pop_front)
     };
+    if let Some(Failure::Hang(d)) = failure {
+        tokio::time::sleep(d).await;
+        failure = None;
+    }
     match failure {
         Some(Failure::Error(e)) => return record(&shared, &method, token, params, 200, Some(&e)),
         Some(Failure::RateLimited { retry_after_secs }) => {
@@ -678,7 +684,7 @@ async fn api(
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return (status, "upstream trouble").into_response();
         }
-        None => {}
+        Some(Failure::Hang(_)) | None => {}
     }
 
     let denied = {
@@ -731,7 +737,8 @@ async fn response_url(
             Some(Failure::Error(e)) => (200, Some(e)),
             Some(Failure::Status(s)) => (s, Some(format!("HTTP {s}"))),
             Some(Failure::RateLimited { .. }) => (429, Some("ratelimited".to_owned())),
-            None => respond(&mut inner, &id, &params),
+            // Hangs are for Web API methods only.
+            Some(Failure::Hang(_)) | None => respond(&mut inner, &id, &params),
         }
     };
     {

@@ -19,6 +19,7 @@ fn config(fake: &SlackFake) -> SlackConfig {
         base_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         max_retry_after: Duration::from_secs(5),
+        attempt_timeout: Duration::from_millis(500),
     };
     cfg
 }
@@ -110,6 +111,34 @@ async fn persistent_failures_give_up_after_the_attempts() {
         "{err:?}"
     );
     assert_eq!(fake.calls_to("chat.postMessage").len(), 4);
+}
+
+/// A Slack that does not answer: each attempt ends at the policy's timeout, then it is retried
+/// like any failure, and a reply is never held for ever.
+#[tokio::test]
+async fn a_call_slack_does_not_answer_times_out_and_is_retried() {
+    let fake = SlackFake::start(TOKEN).await;
+    fake.fail_next("chat.postMessage", Failure::Hang(Duration::from_secs(30)));
+    let sink = SlackSink::new(&config(&fake));
+    sink.post("C1", &Reply::ok("after a hang")).await.unwrap();
+    // The hung attempt never answered (the fake records calls it answers): the one recorded is
+    // the retry that posted.
+    assert_eq!(fake.calls_to("chat.postMessage").len(), 1);
+    assert!(
+        fake.messages()[0]
+            .params
+            .to_string()
+            .contains("after a hang")
+    );
+
+    for _ in 0..4 {
+        fake.fail_next("chat.postMessage", Failure::Hang(Duration::from_secs(30)));
+    }
+    let err = sink.post("C1", &Reply::ok("never")).await.unwrap_err();
+    assert!(
+        matches!(&err, DeliveryError::Failed { error, .. } if error.contains("no answer within 500 ms")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -160,6 +160,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The longest `Retry-After` honoured; longer ones wait this long.
     pub max_retry_after: Duration,
+    /// How long one attempt may take before it counts as failed (and is retried): a Slack
+    /// that does not answer must not hold a reply, and what waits on it, forever.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -169,6 +172,7 @@ impl Default for RetryPolicy {
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -379,6 +383,7 @@ mod log_tests {
                     base_backoff: Duration::from_millis(1),
                     max_backoff: Duration::from_millis(1),
                     max_retry_after: Duration::from_millis(1),
+                    ..RetryPolicy::default()
                 };
                 tracing::info!(config = ?cfg, "Slack configured");
                 let web = SlackWeb::new(&cfg);

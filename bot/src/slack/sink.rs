@@ -401,6 +401,7 @@ mod tests {
                     base_backoff: Duration::from_millis(1),
                     max_backoff: Duration::from_millis(1),
                     max_retry_after: Duration::from_millis(1),
+                    ..RetryPolicy::default()
                 };
                 cfg.update_interval = Duration::from_millis(1);
                 let sink = SlackSink::new(&cfg);

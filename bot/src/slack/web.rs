@@ -357,7 +357,17 @@ impl SlackWeb {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = classify(f(self.client.clone(), self.token.clone()).await);
+            let call = f(self.client.clone(), self.token.clone());
+            let outcome = match tokio::time::timeout(self.retry.attempt_timeout, call).await {
+                Ok(result) => classify(result),
+                Err(_) => Attempt::Retry {
+                    error: format!(
+                        "no answer within {} ms",
+                        self.retry.attempt_timeout.as_millis()
+                    ),
+                    after: None,
+                },
+            };
             match outcome {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Refused(error) => {
@@ -474,6 +484,7 @@ mod tests {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(30),
+            ..RetryPolicy::default()
         };
         let b1 = p.backoff(1);
         assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(125));
