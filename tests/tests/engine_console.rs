@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use opsbot::engine::Reload;
-use opsbot::store::ApprovalState;
+use opsbot::store::{ApprovalState, InboxKind};
 use opsbot_tests::bot::{BotOptions, Db, TestBot, approval_id};
 
 const POLICY: &str = r#"
@@ -208,6 +208,14 @@ both_databases!(
         assert_eq!(a.state, ApprovalState::Executed);
         assert_eq!(a.approvers.len(), 1);
         assert_eq!(a.approvers[0].subject, "console:alice");
+        // The click that ran the change is recorded as having run one (after a crash it is
+        // answered "outcome unknown", not "nothing was run").
+        let inbox = bot.engine.store().inbox().await.unwrap();
+        let click = inbox
+            .iter()
+            .find(|e| e.kind == InboxKind::Click && e.actor == "console:alice")
+            .expect("alice's click in the inbox");
+        assert!(click.mutating, "{click:?}");
 
         // A late click changes nothing.
         let out = bot.say("carol", &format!("approve {id}")).await;

@@ -93,6 +93,32 @@ opsbot_tests::both_databases!(
 
 opsbot_tests::both_databases!(
     "",
+    a_request_another_process_answered_is_not_run,
+    |db, test| async move {
+        let Some(bot) = start(db, test, BotOptions::default()).await else {
+            return;
+        };
+        let engine = &bot.engine;
+        let before = bot.replicas("api", "rust-webapi");
+        assert_ne!(before, 4);
+        let request = command("bob", "scale rust-webapi 4 -n api", "d-1");
+        let ticket = engine.accept(&request).await.expect("taken");
+        // Another process took it for a stopped one's, and told bob nothing ran.
+        let id = engine.store().inbox().await.unwrap()[0].id;
+        engine
+            .store()
+            .mark(id, InboxState::Answered, false, Some("orphaned_not_run"))
+            .await
+            .unwrap();
+        engine.run(ticket, request).await;
+        assert_eq!(bot.replicas("api", "rust-webapi"), before, "nothing ran");
+        let entry = engine.store().inbox_entry(id).await.unwrap().unwrap();
+        assert_eq!(entry.outcome.as_deref(), Some("orphaned_not_run"));
+    }
+);
+
+opsbot_tests::both_databases!(
+    "",
     an_overlong_command_is_refused_before_it_is_recorded,
     |db, test| async move {
         let Some(bot) = start(db, test, BotOptions::default()).await else {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Caller, Ctx, Engine, Observation, Observed, cards, platform_name};
 use crate::chat::{ApprovalClick, Invocation};
 use crate::store::{
-    Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, NewApproval,
+    Approval, ApprovalRequirement, ApprovalState, AuditEntry, AuditKind, InboxState, NewApproval,
 };
 
 impl Engine {
@@ -64,7 +64,9 @@ impl Engine {
     /// An Approve / Deny click (already recorded by [`Engine::accept`]); updates the approval
     /// card through the platform's sink, and tells only the clicker what concerns only them.
     #[tracing::instrument(skip_all, fields(platform = click.platform, user = %click.user, approval = %click.approval_id))]
-    pub(super) async fn run_click(&self, click: ApprovalClick) {
+    /// `inbox`: the click's inbox entry, marked running (a change) before the click runs the
+    /// approved request, so a crash meanwhile is answered "outcome unknown", not "nothing ran".
+    pub(super) async fn run_click(&self, click: ApprovalClick, inbox: i64) {
         let ctx = Ctx {
             platform: click.platform,
             channel: &click.channel,
@@ -190,8 +192,18 @@ impl Engine {
             )
             .await
         {
-            // Boxed: the operation's future is large, and clicks run on small stacks.
-            Ok(true) => Box::pin(self.run_approved(&approval.id, ctx.origin)).await,
+            Ok(true) => {
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .mark(inbox, InboxState::Running, true, None)
+                    .await
+                {
+                    tracing::error!(inbox, error = %e, "cannot mark an approving click running");
+                }
+                // Boxed: the operation's future is large, and clicks run on small stacks.
+                Box::pin(self.run_approved(&approval.id, ctx.origin)).await
+            }
             Ok(false) => {} // someone else's click completed it; they run it
             Err(e) => self.store_failed(&ctx, &e).await,
         }

@@ -179,14 +179,23 @@ impl Engine {
                 if cmd.is_mutating() && !self.fresh_enough(&ctx, &cmd, ticket.received).await {
                     return "stale";
                 }
-                if let Err(e) = self
+                match self
                     .inner
                     .store
                     .mark(ticket.inbox, InboxState::Running, changes_state(&cmd), None)
                     .await
                 {
-                    self.store_failed(&ctx, &e).await;
-                    return "unrecorded";
+                    Ok(true) => {}
+                    // Already answered: another process took this request for a stopped one's
+                    // and told the person nothing ran. So nothing runs.
+                    Ok(false) => {
+                        tracing::warn!(inbox = ticket.inbox, "request answered elsewhere; not run");
+                        return "taken_over";
+                    }
+                    Err(e) => {
+                        self.store_failed(&ctx, &e).await;
+                        return "unrecorded";
+                    }
                 }
                 let (ok, summary) = self.execute(&ctx, &cmd, None).await;
                 let outcome = if ok { "ok" } else { "error" };

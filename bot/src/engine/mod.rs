@@ -399,6 +399,8 @@ impl Engine {
     pub fn start_background(&self, policy_poll: Option<Duration>) {
         let engine = self.clone();
         tokio::spawn(async move { engine.sweep_forever().await });
+        let engine = self.clone();
+        tokio::spawn(async move { engine.heartbeat_forever().await });
         if let Some(every) = policy_poll {
             tokio::spawn(self.inner.policy.clone().watch(every));
         }
@@ -530,7 +532,7 @@ impl Engine {
         let outcome = match inbound {
             Inbound::Command(inv) => Box::pin(self.run_command(&ticket, inv)).await,
             Inbound::Click(click) => {
-                Box::pin(self.run_click(click)).await;
+                Box::pin(self.run_click(click, ticket.inbox)).await;
                 "answered"
             }
         };

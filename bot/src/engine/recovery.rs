@@ -171,6 +171,20 @@ impl Engine {
         }
     }
 
+    /// Writes this process's heartbeat every sweep interval, on its own: a sweep can take long
+    /// (chat calls waiting out rate limits), and a process whose heartbeat lapses is taken for
+    /// stopped, its requests answered by another.
+    pub(super) async fn heartbeat_forever(&self) {
+        let mut tick = tokio::time::interval(self.inner.options.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.inner.store.heartbeat(&self.inner.instance).await {
+                tracing::error!(error = %e, "cannot write the heartbeat");
+            }
+        }
+    }
+
     pub(super) async fn sweep_forever(&self) {
         let mut tick = tokio::time::interval(self.inner.options.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
