@@ -132,6 +132,30 @@ async fn backup_status_of_all_backups() {
     assert_eq!(reply.title, "No backups");
 }
 
+/// History limits keep failed Jobs longer than successful ones: a failure older than the last
+/// success (`status.lastSuccessfulTime`) is history, not the current state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_failure_before_the_last_success_is_not_failing() {
+    let env = Env::start(vec![
+        namespace("ops"),
+        // Succeeded 12h ago (its Job already removed); the one Job kept failed 36h ago.
+        backup_cronjob("vault-backup", Some(12 * H - 60), false),
+        finished_job("ops", "vault-backup", "vault-backup-0", 36 * H, 60, false),
+    ])
+    .await;
+    let reply = env
+        .run(
+            "ops",
+            Op::BackupStatus {
+                cronjob: Some("vault-backup".into()),
+                all: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.title, "cronjob/vault-backup: healthy", "{reply:#?}");
+}
+
 /// `--all` (kubectl's `get cronjobs`): every CronJob of the namespace, whatever its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_status_all_shows_every_cronjob() {

@@ -132,6 +132,16 @@ pub(crate) fn schedule_interval(
     now: jiff::Timestamp,
 ) -> Result<Duration, String> {
     let (expr, prefixed_tz) = split_tz(schedule);
+    // What Kubernetes' parser (robfig/cron's standard one) takes beyond croner's macros.
+    if let Some(every) = expr.strip_prefix("@every ") {
+        return crate::grammar::parse_duration(every.trim())
+            .map_err(|e| format!("cannot parse schedule `{schedule}`: `{every}` {e}"));
+    }
+    let expr = if expr == "@midnight" {
+        "0 0 * * *"
+    } else {
+        expr
+    };
     let cron: Cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
@@ -206,7 +216,15 @@ fn assess(cj: &CronJob, mut jobs: Vec<Job>, now: jiff::Timestamp) -> Health {
             BackupVerdict::Suspended,
             "the CronJob is suspended".to_owned(),
         )
-    } else if let Some(j) = last_finished.filter(|j| job_result(j) == JobResult::Failed) {
+    } else if let Some(j) = last_finished.filter(|j| {
+        // Failing while the newest finished Job failed after the last success (Jobs that
+        // succeeded since may be gone: history limits keep failed ones longer).
+        job_result(j) == JobResult::Failed
+            && match (finished_at(j), &last_success) {
+                (Some(failed), Some(ok)) => failed > ok.0,
+                _ => true,
+            }
+    }) {
         let reason = condition(j, "Failed")
             .and_then(|c| c.reason.clone().or_else(|| c.message.clone()))
             .unwrap_or_else(|| "failed".into());
@@ -686,6 +704,16 @@ mod tests {
             schedule_interval("0 9 * * 1-5", None, sat).unwrap(),
             Duration::from_secs(3 * 86_400)
         );
+        // Kubernetes' parser also takes these.
+        assert_eq!(
+            schedule_interval("@midnight", None, now).unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            schedule_interval("@every 1h30m", None, now).unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert!(schedule_interval("@every soon", None, now).is_err());
         assert!(schedule_interval("not a cron", None, now).is_err());
         assert!(schedule_interval("0 2 * * *", Some("Mars/Base"), now).is_err());
     }
