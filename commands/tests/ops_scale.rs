@@ -401,6 +401,16 @@ async fn paused_deployments_are_not_restarted_or_rolled_back() {
             to_revision: None,
         },
     ] {
+        // Refused before anyone is asked to approve it, and when run.
+        let err = env
+            .op
+            .precheck(&Env::cmd("shop", op.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("deployment/web is paused"),
+            "{err}"
+        );
         let err = env.run("shop", op).await.unwrap_err();
         assert!(matches!(err, OpError::Refused(_)), "{err:?}");
         assert!(
@@ -413,6 +423,52 @@ async fn paused_deployments_are_not_restarted_or_rolled_back() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "nginx:1.28"
     );
+}
+
+/// A statefulset updated `OnDelete` replaces no pod on a restart: refused (before approval
+/// too). Scaling it still waits for the new pods to be ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_statefulsets_are_not_restarted_and_scaling_waits_for_ready() {
+    let mut objs = seed();
+    let mut ledger = statefulset("shop", "ledger", "postgres:16", 1);
+    ledger["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+    objs.push(ledger);
+    let env = Env::start(objs).await;
+    let restart = Op::Restart {
+        workload: sts("ledger"),
+    };
+    let err = env
+        .op
+        .precheck(&Env::cmd("shop", restart.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is updated OnDelete"), "{err}");
+    let err = env.run("shop", restart).await.unwrap_err();
+    assert!(matches!(err, OpError::Refused(_)), "{err:?}");
+    let ledger = env.get("apps/v1", "StatefulSet", "shop", "ledger");
+    assert!(
+        ledger["spec"]["template"]["metadata"]["annotations"]
+            .get("kubectl.kubernetes.io/restartedAt")
+            .is_none(),
+        "{ledger}"
+    );
+
+    let (out, _) = env
+        .drive(
+            "shop",
+            Op::Scale {
+                workload: sts("ledger"),
+                replicas: 3,
+                dry_run: false,
+            },
+        )
+        .await;
+    let reply = out.expect("scale sts");
+    let rollout = field(&reply, "Rollout");
+    assert!(rollout.starts_with("complete"), "{reply:#?}");
+    assert!(rollout.contains("3 ready"), "{rollout}");
+    let ledger = env.get("apps/v1", "StatefulSet", "shop", "ledger");
+    assert_eq!(ledger["status"]["readyReplicas"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -401,8 +401,10 @@ impl Operator {
     pub async fn precheck(&self, cmd: &Command) -> Result<(), OpError> {
         let ctx = || self.ctx(cmd, ProgressSender::none());
         match &cmd.op {
-            Op::Scale { workload, .. } | Op::Restart { workload } => {
-                status::get_workload(&ctx()?, workload).await.map(drop)
+            Op::Scale { workload, .. } => status::get_workload(&ctx()?, workload).await.map(drop),
+            Op::Restart { workload } => {
+                let obj = status::get_workload(&ctx()?, workload).await?;
+                rollout::cannot_restart(&obj, workload).map_or(Ok(()), Err)
             }
             Op::Rollback { name, to_revision } => {
                 rollout::plan_rollback(&ctx()?, name, *to_revision)

@@ -285,11 +285,8 @@ pub(crate) async fn wait_change<K>(
 /// `restart`: patches the pod template like `kubectl rollout restart`, then follows.
 pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpError> {
     let before = get_workload(ctx, w).await?;
-    if is_paused(&before) {
-        return Err(OpError::Refused(format!(
-            "{} is paused; resume it (kubectl rollout resume) before restarting",
-            w.resource()
-        )));
+    if let Some(why) = cannot_restart(&before, w) {
+        return Err(why);
     }
     let now = ctx.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let patch = json!({
@@ -349,6 +346,31 @@ pub(crate) async fn restart(ctx: &Ctx<'_>, w: &Workload) -> Result<Reply, OpErro
         reply = reply.footer(ctx.place());
     }
     Ok(reply)
+}
+
+/// Why `restart` would not restart `obj`'s pods: a paused deployment rolls nothing out, and a
+/// statefulset updated `OnDelete` replaces a pod only when someone deletes it.
+pub(crate) fn cannot_restart(obj: &WorkloadObj, w: &Workload) -> Option<OpError> {
+    let on_delete = matches!(obj, WorkloadObj::StatefulSet(s) if s
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.type_.as_deref())
+        == Some("OnDelete"));
+    if is_paused(obj) {
+        Some(OpError::Refused(format!(
+            "{} is paused; resume it (kubectl rollout resume) before restarting",
+            w.resource()
+        )))
+    } else if on_delete {
+        Some(OpError::Refused(format!(
+            "{} is updated OnDelete: a restart would replace no pod until each is deleted by \
+             hand, which opsbot does not do",
+            w.resource()
+        )))
+    } else {
+        None
+    }
 }
 
 fn is_paused(obj: &WorkloadObj) -> bool {

@@ -282,16 +282,6 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
         observed: generation <= observed,
     };
     let strategy = spec.update_strategy.clone().unwrap_or_default();
-    if strategy
-        .type_
-        .as_deref()
-        .is_some_and(|t| t != "RollingUpdate")
-    {
-        return state(
-            Verdict::Complete,
-            "update strategy is not RollingUpdate; pods change only when deleted".into(),
-        );
-    }
     if generation > observed {
         return state(
             Verdict::Progressing,
@@ -302,6 +292,21 @@ pub(crate) fn statefulset_state(s: &StatefulSet) -> RolloutState {
         return state(
             Verdict::Progressing,
             format!("{ready} of {desired} pods are ready"),
+        );
+    }
+    if strategy
+        .type_
+        .as_deref()
+        .is_some_and(|t| t != "RollingUpdate")
+    {
+        // Scaling still waits for the pods to be ready (above); template changes wait for
+        // someone to delete the pods.
+        return state(
+            Verdict::Complete,
+            format!(
+                "{ready} of {desired} pods are ready; update strategy is not RollingUpdate: \
+                 pods change only when deleted"
+            ),
         );
     }
     let partition = strategy
