@@ -40,25 +40,44 @@ pub(crate) enum Kinds {
     Warnings,
 }
 
-/// Events about `name` and the objects named after it (its ReplicaSets and pods:
-/// `name-…`), newest first, optionally only those seen within `since`.
+/// Events about `name` and the objects Kubernetes named after it (its ReplicaSets and pods,
+/// a StatefulSet's or a CronJob's), newest first, optionally only those seen within `since`.
 pub(crate) async fn related(
     ctx: &Ctx<'_>,
     name: &str,
     since: Option<Duration>,
     kinds: Kinds,
 ) -> Result<Vec<Event>, OpError> {
-    let prefix = format!("{name}-");
     let mut evs: Vec<Event> = list(ctx, since, kinds)
         .await?
         .into_iter()
-        .filter(|e| {
-            let n = e.involved_object.name.as_deref().unwrap_or_default();
-            n == name || n.starts_with(&prefix)
-        })
+        .filter(|e| named_after(name, e.involved_object.name.as_deref().unwrap_or_default()))
         .collect();
     sort_newest_first(&mut evs);
     Ok(evs)
+}
+
+/// Whether `object` is `name` or a name Kubernetes generates from it: `name-HASH` (a
+/// ReplicaSet; the hash in Kubernetes' alphabet without vowels), `name-HASH-xxxxx` (its pods),
+/// `name-N` (a StatefulSet's pod, a CronJob's Job) and `name-N-xxxxx` (that Job's pod). Not
+/// `api-gateway` for `api`: another workload's name is not a generated suffix.
+pub(crate) fn named_after(name: &str, object: &str) -> bool {
+    const SAFE: &str = "bcdfghjklmnpqrstvwxz2456789";
+    let Some(rest) = object.strip_prefix(name) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix('-') else {
+        return rest.is_empty();
+    };
+    let safe = |s: &str, len: std::ops::RangeInclusive<usize>| {
+        len.contains(&s.len()) && s.chars().all(|c| SAFE.contains(c))
+    };
+    let ordinal = |s: &str| !s.is_empty() && s.len() <= 12 && s.chars().all(|c| c.is_ascii_digit());
+    let generated = |s: &str| ordinal(s) || safe(s, 6..=10);
+    match rest.split_once('-') {
+        None => generated(rest),
+        Some((owner, pod)) => generated(owner) && safe(pod, 5..=5),
+    }
 }
 
 async fn list(ctx: &Ctx<'_>, since: Option<Duration>, kinds: Kinds) -> Result<Vec<Event>, OpError> {
@@ -182,4 +201,28 @@ pub(crate) async fn events(
         footer = format!("{footer} · showing {shown} of {total}");
     }
     Ok(reply.text(text).block(None, table).footer(footer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_only() {
+        for (object, related) in [
+            ("api", true),
+            ("api-7c9dbf6d5", true),
+            ("api-7c9dbf6d5-x2k4p", true),
+            ("api-0", true),
+            ("api-29391840", true),
+            ("api-29391840-qx2vz", true),
+            ("api-gateway", false),
+            ("api-worker-7c9dbf6d5", false),
+            ("api-gateway-7c9dbf6d5-x2k4p", false),
+            ("apis", false),
+            ("web", false),
+        ] {
+            assert_eq!(named_after("api", object), related, "{object}");
+        }
+    }
 }
