@@ -667,6 +667,87 @@ async fn a_restart_posts_what_was_stored_but_never_shown() {
     wait_for(&b.fake, ALERTS, &["Orphan", "pod=a"]).await;
 }
 
+/// One group whose message cannot be edited (someone deleted it, say) does not hold up the
+/// channel's other groups: it is tried again after a back-off of its own, behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_cannot_be_written_does_not_hold_up_the_others() {
+    let s = start("").await;
+    let stuck = payload("Stuck", "warning", &[("a", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), stuck.to_string()).await.0,
+        200
+    );
+    wait_for(&s.fake, ALERTS, &["Stuck", "pod=a"]).await;
+    for _ in 0..20 {
+        s.fake.fail_next(
+            "chat.update",
+            slack_fake::Failure::Error("message_not_found".into()),
+        );
+    }
+    let stuck = payload("Stuck", "warning", &[("a", "firing"), ("b", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), stuck.to_string()).await.0,
+        200
+    );
+    s.fake
+        .wait_until(PATIENCE, |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "chat.update" && c.error.is_some())
+        })
+        .await;
+    let other = payload("Other", "warning", &[("x", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), other.to_string()).await.0,
+        200
+    );
+    wait_for(&s.fake, ALERTS, &["Other", "pod=x"]).await;
+    s.bot.stop().await.unwrap();
+}
+
+/// A change stored but not yet shown when the process stopped (a resolved notification, which
+/// Alertmanager does not send again) is shown by the next process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_shows_a_change_that_was_stored_but_not_yet_written() {
+    let a = start("").await;
+    let firing = payload("Flappy", "warning", &[("a", "firing")]);
+    assert_eq!(
+        post(&a.base, Some(&bearer()), firing.to_string()).await.0,
+        200
+    );
+    wait_for(&a.fake, ALERTS, &["Flappy", "FIRING"]).await;
+    // Slack refuses the edits for now: the resolved state stays in the database only.
+    for _ in 0..5 {
+        a.fake.fail_next(
+            "chat.update",
+            slack_fake::Failure::Error("cant_update_message".into()),
+        );
+    }
+    let resolved = payload("Flappy", "warning", &[("a", "resolved")]);
+    assert_eq!(
+        post(&a.base, Some(&bearer()), resolved.to_string()).await.0,
+        200
+    );
+    a.fake
+        .wait_until(PATIENCE, |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "chat.update" && c.error.is_some())
+        })
+        .await;
+    let (dir, fake) = (a.dir.clone(), a.fake.clone());
+    a.bot.stop().await.unwrap();
+    assert!(text(&in_channel(&fake, ALERTS)[0]).contains("FIRING"));
+    // The next process on the same database brings the message up to date.
+    let b = start_with(dir, fake, "", None).await;
+    wait_for(&b.fake, ALERTS, &["Flappy", "RESOLVED"]).await;
+    assert_eq!(
+        in_channel(&b.fake, ALERTS).len(),
+        1,
+        "the same message, edited"
+    );
+}
+
 /// `alerts` and `silence list|add|expire` through Slack, against the real Alertmanager: the
 /// policy decides (`alert.show` for everyone, `alert.silence` for the SRE lead), silences are
 /// Alertmanager's, created by the person who asked.

@@ -37,6 +37,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AlertChannel, AlertsConfig};
 use crate::engine::Engine;
 use crate::store::{AuditEntry, AuditKind, GroupChange, StoreError};
+
+/// How far back a restart looks for alert groups whose last change may not have reached chat
+/// (a write waiting out pacing or a chat outage when the process stopped).
+const RESUME_HOURS: i64 = 24;
 use payload::{Labels, Notification, Status};
 use writer::{Pacing, Writer};
 
@@ -107,17 +111,28 @@ impl Alerts {
         &self.inner.config
     }
 
-    /// Queues every group whose message was never posted (after a restart), in the background.
+    /// After a restart, queues every group whose message may not show its stored state (never
+    /// posted, or changed within the last [`RESUME_HOURS`]), in the background. Each writer
+    /// renders the group and writes only what differs from what the message shows.
     pub fn resume(&self) {
         let alerts = self.clone();
         tokio::spawn(async move {
-            match alerts.inner.engine.store().unposted_alert_groups().await {
+            let since = Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_hours(RESUME_HOURS))
+                .unwrap_or(Timestamp::MIN);
+            match alerts
+                .inner
+                .engine
+                .store()
+                .alert_groups_to_show(since)
+                .await
+            {
                 Ok(groups) => {
                     for (group_key, channel) in groups {
                         alerts.notify_stored(&channel, &group_key);
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "cannot look for unposted alert groups"),
+                Err(e) => tracing::error!(error = %e, "cannot look for alert groups to show"),
             }
         });
     }

@@ -7,10 +7,11 @@
 //!   channel's digest (one message, edited in place) instead of getting its own.
 //! - A message is posted only by the winner of the store's claim, so replicas on one database
 //!   post one message per group. A loser looks again later and edits the winner's message.
-//! - Nothing is lost on a failed write: the state is in the database; the group is queued again
-//!   and the writer backs off (doubling up to [`MAX_BACKOFF`]), e.g. on Slack 429s.
+//! - Nothing is lost on a failed write: the state is in the database; the group is tried again
+//!   after a back-off of its own (doubling up to [`MAX_GROUP_BACKOFF`]), behind the channel's
+//!   other groups, and the writer backs off (doubling up to [`MAX_BACKOFF`]), e.g. on Slack 429s.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -27,6 +28,8 @@ use crate::engine::Engine;
 use crate::store::{MessageTarget, StoreError};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest a group whose own write keeps failing waits before it is tried again.
+const MAX_GROUP_BACKOFF: Duration = Duration::from_secs(600);
 /// How long another replica's claim on a message is honoured before it is taken over.
 const CLAIM_STALE: Duration = Duration::from_secs(60);
 
@@ -81,6 +84,7 @@ impl Writer {
         let mut next_write = Instant::now();
         let mut posted: VecDeque<Instant> = VecDeque::new();
         let mut backoff = self.pacing.interval;
+        let mut failing: HashMap<String, u32> = HashMap::new();
         loop {
             let now = Instant::now();
             for (_, k) in later.extract_if(.., |(due, _)| *due <= now) {
@@ -123,12 +127,22 @@ impl Writer {
                     Ok(Step::Later) => {
                         later.push((Instant::now() + self.pacing.retry_claimed, group_key))
                     }
+                    // Tried again after a back-off of its own, behind the others: a group whose
+                    // write keeps failing (its message deleted, its content refused) must not
+                    // hold up the rest of the channel.
                     Err(_) => {
-                        // Just popped, so not queued: it goes first again after the back-off.
-                        queued.insert(group_key.clone());
-                        queue.push_front(group_key);
+                        let n = failing.entry(group_key.clone()).or_insert(0u32);
+                        *n = n.saturating_add(1);
+                        let wait = self
+                            .pacing
+                            .interval
+                            .saturating_mul(1 << (*n).min(16))
+                            .min(MAX_GROUP_BACKOFF);
+                        later.push((Instant::now() + wait, group_key));
                     }
-                    _ => {}
+                    Ok(_) => {
+                        failing.remove(&group_key);
+                    }
                 }
                 result
             } else {

@@ -299,14 +299,18 @@ impl Store {
         rows.into_iter().map(into_group).collect()
     }
 
-    /// (group key, channel) of every group whose message was never posted (nor digested):
-    /// what a process that stopped between storing and posting left behind.
-    pub async fn unposted_alert_groups(&self) -> Result<Vec<(String, String)>> {
+    /// (group key, channel) of every group whose message may not show its stored state: never
+    /// posted (nor digested), or changed since `since`. What a process that stopped between
+    /// storing and writing left behind (a resolved notification is not sent again); a message
+    /// that already shows its state is not written again.
+    pub async fn alert_groups_to_show(&self, since: Timestamp) -> Result<Vec<(String, String)>> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT group_key, channel FROM alert_groups \
-                 WHERE message_id IS NULL AND digested = 0 ORDER BY updated_ms",
+                 WHERE (message_id IS NULL AND digested = 0) OR updated_ms >= $1 \
+                 ORDER BY updated_ms",
             )
+            .bind(since.as_millisecond())
             .fetch_all(pool)
             .await?
         }))
