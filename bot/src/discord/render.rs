@@ -91,9 +91,13 @@ pub fn mentions(s: &str) -> String {
     out
 }
 
-/// A fenced code block whose body cannot close the fence.
+/// `body` unable to close a code fence (a zero-width space breaks each "```").
+fn escape_fences(body: &str) -> String {
+    body.replace("```", "`\u{200B}``")
+}
+
+/// A fenced code block around `body` (escaped with [`escape_fences`]).
 fn code_block(caption: Option<&str>, body: &str) -> String {
-    let body = body.replace("```", "`\u{200B}``");
     match caption {
         Some(c) => format!("{}\n```\n{body}\n```", mentions(c)),
         None => format!("```\n{body}\n```"),
@@ -254,7 +258,9 @@ fn description(r: &Reply, budget: usize) -> String {
         if room < 60 {
             continue;
         }
-        parts.push(code_block(caption.as_deref(), &cut_lines(&b.body, room)));
+        // Escaped before it is cut, so the escapes count against the room.
+        let body = escape_fences(&b.body);
+        parts.push(code_block(caption.as_deref(), &cut_lines(&body, room)));
     }
     parts.join("\n")
 }
@@ -308,6 +314,23 @@ mod tests {
         assert_eq!(m["allowed_mentions"], json!({"parse": []}));
         assert!(m.get("flags").is_none());
         assert_eq!(render_private(&reply)["flags"], 64);
+    }
+
+    #[test]
+    fn fences_in_a_log_block_count_against_the_description() {
+        // Short lines full of fences: each escape adds a character after the cut.
+        let logs: String = (0..3000).map(|n| format!("{n} ``` ```\n")).collect();
+        let reply = Reply::info("Logs").block(None, logs);
+        let d = render(&reply)["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            d.chars().count() <= DESCRIPTION_CHARS,
+            "{}",
+            d.chars().count()
+        );
+        assert_eq!(d.matches("```").count(), 2, "only the block's own fences");
     }
 
     #[test]
