@@ -140,5 +140,35 @@ async fn interactions_arrive_over_the_gateway_and_the_session_resumes_after_a_dr
         .filter(|r| r.entry.kind == opsbot::store::AuditKind::Request)
         .count();
     assert_eq!(requests, 2);
+
+    // An interaction made an hour ago (its snowflake says so), delivered now: too late to be
+    // acknowledged, and its person was told it failed. Refused and audited, not run.
+    let hour_ago = jiff::Timestamp::now().as_millisecond() - 3_600_000 - 1_420_070_400_000;
+    let old_id = ((hour_ago as u64) << 22).to_string();
+    let stale = scale(&old_id, "tok-g3", 7);
+    assert!(dispatch(&fake, &stale).await);
+    let audit = opsbot_tests::eventually(
+        PATIENCE,
+        "the stale interaction's rejection",
+        || async { bot.engine.store().tail(1000).await.unwrap() },
+        |records| {
+            records
+                .iter()
+                .any(|r| r.entry.outcome.as_deref() == Some("stale_timestamp"))
+        },
+    )
+    .await;
+    let requests = audit
+        .iter()
+        .filter(|r| r.entry.kind == opsbot::store::AuditKind::Request)
+        .count();
+    assert_eq!(requests, 2, "not taken");
+    assert_eq!(replicas(&sim, "rust-webapi"), next);
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.path.contains(&old_id) && !c.path.contains("tok-g3")),
+        "no answer to it"
+    );
     bot.stop().await.unwrap();
 }

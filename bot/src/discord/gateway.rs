@@ -350,6 +350,19 @@ where
     ws.send(Frame::text(v.to_string())).await.map_err(|_| ())
 }
 
+/// Discord takes an interaction's first answer within 3 s of its creation. One older than
+/// this (replayed after a resumed session, say) cannot be acknowledged any more, and its person
+/// was already told it failed: it is not run. (2 s more than Discord's limit, for clock skew.)
+const INTERACTION_MAX_AGE: Duration = Duration::from_secs(5);
+/// Discord's epoch, 2015-01-01, in Unix milliseconds: snowflakes count from it.
+const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+
+/// How old the interaction with snowflake `id` is (negative: from a clock ahead of ours).
+fn age_of(id: &str, now: jiff::Timestamp) -> Option<i64> {
+    let created = i64::try_from(id.parse::<u64>().ok()? >> 22).ok()? + DISCORD_EPOCH_MS;
+    Some(now.as_millisecond() - created)
+}
+
 /// Answers one `INTERACTION_CREATE` through the dispatcher and the callback endpoint, in the
 /// background (the read loop never waits on it).
 fn interaction(dispatcher: &Arc<Dispatcher>, sink: &DiscordSink, d: &Value) {
@@ -357,6 +370,17 @@ fn interaction(dispatcher: &Arc<Dispatcher>, sink: &DiscordSink, d: &Value) {
         tracing::info!("gateway interaction that is not an interaction: ignored");
         return;
     };
+    let max_age = i64::try_from(INTERACTION_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+    if let Some(age) = age_of(&i.id, jiff::Timestamp::now()).filter(|a| *a > max_age) {
+        dispatcher.reject(
+            crate::engine::RejectionKind::StaleTimestamp,
+            format!(
+                "interaction {} arrived {} ms after it was made: too late to answer, not run",
+                i.id, age
+            ),
+        );
+        return;
+    }
     let (dispatcher, sink) = (dispatcher.clone(), sink.clone());
     tokio::spawn(async move {
         let (id, token) = (i.id.clone(), i.token.clone());
@@ -373,6 +397,17 @@ fn interaction(dispatcher: &Arc<Dispatcher>, sink: &DiscordSink, d: &Value) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interaction_ages_come_from_their_snowflakes() {
+        let now: jiff::Timestamp = "2026-12-04T12:00:00Z".parse().unwrap();
+        let made = |ms_ago: i64| {
+            (((now.as_millisecond() - ms_ago - super::DISCORD_EPOCH_MS) as u64) << 22).to_string()
+        };
+        assert_eq!(super::age_of(&made(1500), now), Some(1500));
+        assert_eq!(super::age_of(&made(3_600_000), now), Some(3_600_000));
+        assert!(super::age_of("not a snowflake", now).is_none());
+    }
+
     use super::*;
 
     fn add(guild: Option<&str>, user: &str) -> Value {
