@@ -152,6 +152,31 @@ async fn scale_mentions_an_autoscaler() {
     assert!(note.contains("min 2, max 6"), "{note}");
 }
 
+/// Scaling past an autoscaler's bounds: the autoscaler sets the replicas back while opsbot
+/// follows, and the reply says the scale did not hold (not "10/10 ready").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_an_autoscaler_undoes_is_reported_as_such() {
+    let mut objs = seed();
+    objs.push(ops_support::hpa("shop", "web-hpa", "web", 2, 6));
+    let env = Env::start(objs).await;
+    let (out, _) = env
+        .drive(
+            "shop",
+            Op::Scale {
+                workload: deploy("web"),
+                replicas: 10,
+                dry_run: false,
+            },
+        )
+        .await;
+    let reply = out.expect("scale");
+    assert_eq!(reply.tone, Tone::Warning, "{reply:#?}");
+    assert_eq!(field(&reply, "Replicas now"), "6");
+    let text = reply.text.clone().unwrap_or_default();
+    assert!(text.contains("now wants 6 replicas, not 10"), "{text}");
+    assert!(text.contains("hpa NAME --min N --max N"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_sets_restarted_at_and_rolls_pods() {
     let env = Env::start(seed()).await;

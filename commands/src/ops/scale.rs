@@ -191,6 +191,23 @@ pub(crate) async fn scale(
         reply = reply.field("Autoscaler", note);
     }
     reply = followed.annotate(reply, w, ctx.opts.rollout_timeout);
+    // The rollout followed is of whatever the spec says by then: when something (an
+    // autoscaler) set other replicas meanwhile, the scale did not hold, and the reply says so.
+    if let Some(now) = followed.state.as_ref().map(|s| s.desired)
+        && now != after
+    {
+        reply.tone = crate::reply::Tone::Warning;
+        reply = reply.field("Replicas now", now.to_string()).text(format!(
+            "{} now wants {now} replicas, not {after}: something changed them after the \
+                 scale{}.",
+            w.resource(),
+            if hpa.is_some() {
+                " (its autoscaler: set its bounds with `hpa NAME --min N --max N`)"
+            } else {
+                ""
+            }
+        ));
+    }
     if reply.footer.is_none() {
         reply = reply.footer(ctx.place());
     }
