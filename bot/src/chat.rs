@@ -74,7 +74,13 @@ pub struct AlertClick {
 /// Who handles [`AlertClick`]s (the alerts service, registered on the engine by `app::start`).
 #[async_trait]
 pub trait AlertActions: Send + Sync {
-    async fn click(&self, click: AlertClick);
+    /// Records `click` in the inbox, before it is acknowledged: its inbox id, `None` for a
+    /// repeated delivery (or when it cannot be recorded: the clicker is told so, and it is not
+    /// run).
+    async fn record(&self, click: &AlertClick) -> Option<i64>;
+    /// Decides and runs a recorded click (with the clicker's groups by now), then marks its
+    /// inbox entry answered.
+    async fn handle(&self, click: AlertClick, inbox: i64);
 }
 
 /// A 📌 (or other) reaction someone added to a message, for incident timelines.

@@ -667,6 +667,42 @@ async fn a_restart_posts_what_was_stored_but_never_shown() {
     wait_for(&b.fake, ALERTS, &["Orphan", "pod=a"]).await;
 }
 
+/// An alert button click is on disk when it is acknowledged, even while the clicker's groups
+/// are still being looked up (Slack's `usergroups.list` hangs here): a crash then still gets
+/// it a final answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_click_is_recorded_before_it_is_acknowledged() {
+    let s = start("").await;
+    let p = payload("Clicked", "critical", &[("a", "firing")]);
+    assert_eq!(post(&s.base, Some(&bearer()), p.to_string()).await.0, 200);
+    let msgs = wait_for(&s.fake, EMERGENCY, &["Clicked", "pod=a"]).await;
+    let group_id = button_value(&msgs[0], "alert_ack");
+    s.fake.fail_next(
+        "usergroups.list",
+        slack_fake::Failure::Hang(Duration::from_secs(3)),
+    );
+    let click = slack_fake::button_click(
+        SECRET,
+        "alert_ack",
+        &group_id,
+        "U01SRELEAD",
+        EMERGENCY,
+        &msgs[0].ts,
+        "1700000100.000001",
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(click.send(&http, &s.base).await.status(), 200);
+    let inbox = s.bot.engine.store().inbox().await.unwrap();
+    assert!(
+        inbox
+            .iter()
+            .any(|e| e.text == format!("alert_ack {group_id}") && e.actor == "slack:U01SRELEAD"),
+        "{inbox:?}"
+    );
+    wait_for(&s.fake, EMERGENCY, &["<@U01SRELEAD> is looking"]).await;
+    s.bot.stop().await.unwrap();
+}
+
 /// One group whose message cannot be edited (someone deleted it, say) does not hold up the
 /// channel's other groups: it is tried again after a back-off of its own, behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

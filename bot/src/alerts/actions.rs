@@ -31,53 +31,70 @@ pub(super) struct Handle(pub(super) Weak<Inner>);
 
 #[async_trait]
 impl AlertActions for Handle {
-    async fn click(&self, click: AlertClick) {
+    async fn record(&self, click: &AlertClick) -> Option<i64> {
+        let inner = self.0.upgrade()?;
+        Alerts { inner }.record(click).await
+    }
+
+    async fn handle(&self, click: AlertClick, inbox: i64) {
         if let Some(inner) = self.0.upgrade() {
-            Alerts { inner }.click(click).await;
+            Alerts { inner }.handle(click, inbox).await;
         }
     }
 }
 
 impl Alerts {
-    /// Handles one button click, recorded in the inbox first (a repeated delivery is dropped
-    /// there, by any replica); every outcome is an audit record, and either the alert's message
-    /// changes or the clicker alone is told why not.
-    pub async fn click(&self, click: AlertClick) {
+    /// Records one button click in the inbox before it is acknowledged (a repeated delivery is
+    /// dropped there, by any replica): its inbox id, or `None` when it is a repeat or cannot be
+    /// recorded (then the clicker is told, and nothing runs).
+    pub async fn record(&self, click: &AlertClick) -> Option<i64> {
         let engine = &self.inner.engine;
-        let store = engine.store();
-        let mut inbox = None;
-        if let Some(id) = &click.delivery_id {
-            let text = format!("{} {}", click.action, click.group_id);
-            let entry = NewInboxEntry {
-                platform: click.platform.to_owned(),
-                delivery_id: id.clone(),
-                kind: InboxKind::Click,
-                actor: click.user.as_str().to_owned(),
-                channel: click.channel.clone(),
-                text: text.clone(),
-                owner: engine.instance().to_owned(),
-                received: Timestamp::now(),
-            };
-            let request = AuditEntry::new(AuditKind::Request, click.platform)
-                .channel(&click.channel)
-                .actor(click.user.as_str())
-                .text(&text);
-            let replay = AuditEntry::new(AuditKind::Rejection, click.platform)
-                .outcome("replay")
-                .detail(json!({ "detail": format!("delivery {id} seen before") }));
-            match store.receive(entry, request, replay).await {
-                Ok(Receipt::New(id)) => inbox = Some(id),
-                Ok(Receipt::Duplicate) => return,
-                Err(e) => return self.say(&click, &unrecorded(&e.to_string())).await,
+        // Every click is recorded; one without a platform delivery id gets one of its own.
+        let id = click
+            .delivery_id
+            .clone()
+            .unwrap_or_else(|| format!("local:{:032x}", rand::random::<u128>()));
+        let text = format!("{} {}", click.action, click.group_id);
+        let entry = NewInboxEntry {
+            platform: click.platform.to_owned(),
+            delivery_id: id.clone(),
+            kind: InboxKind::Click,
+            actor: click.user.as_str().to_owned(),
+            channel: click.channel.clone(),
+            text: text.clone(),
+            owner: engine.instance().to_owned(),
+            received: Timestamp::now(),
+        };
+        let request = AuditEntry::new(AuditKind::Request, click.platform)
+            .channel(&click.channel)
+            .actor(click.user.as_str())
+            .text(&text);
+        let replay = AuditEntry::new(AuditKind::Rejection, click.platform)
+            .outcome("replay")
+            .detail(json!({ "detail": format!("delivery {id} seen before") }));
+        match engine.store().receive(entry, request, replay).await {
+            Ok(Receipt::New(inbox)) => Some(inbox),
+            Ok(Receipt::Duplicate) => None,
+            Err(e) => {
+                self.say(click, &unrecorded(&e.to_string())).await;
+                None
             }
         }
+    }
+
+    /// Decides and runs a recorded click: every outcome is an audit record, and either the
+    /// alert's message changes or the clicker alone is told why not. Then its inbox entry
+    /// `inbox` is answered.
+    pub async fn handle(&self, click: AlertClick, inbox: i64) {
         self.decide(&click).await;
-        if let Some(id) = inbox
-            && let Err(e) = store
-                .mark(id, InboxState::Answered, false, Some("answered"))
-                .await
+        if let Err(e) = self
+            .inner
+            .engine
+            .store()
+            .mark(inbox, InboxState::Answered, false, Some("answered"))
+            .await
         {
-            tracing::error!(inbox = id, error = %e, "cannot mark an alert click answered");
+            tracing::error!(inbox, error = %e, "cannot mark an alert click answered");
         }
     }
 

@@ -112,7 +112,7 @@ impl Alerts {
     }
 
     /// After a restart, queues every group whose message may not show its stored state (never
-    /// posted, or changed within the last [`RESUME_HOURS`]), in the background. Each writer
+    /// posted, or changed within the last `RESUME_HOURS`), in the background. Each writer
     /// renders the group and writes only what differs from what the message shows.
     pub fn resume(&self) {
         let alerts = self.clone();

@@ -19,7 +19,7 @@ const MAX_OWN_LABELS: usize = 8;
 /// Groups listed in a digest; the rest are counted.
 const DIGEST_TOP: usize = 10;
 
-/// Button action ids (the Slack adapter hands them to [`super::Alerts::click`]).
+/// Button action ids (the Slack and Discord adapters hand them to [`super::Alerts::record`]).
 pub const SILENCE_1H: &str = "alert_silence_1h";
 pub const SILENCE_4H: &str = "alert_silence_4h";
 pub const ACK: &str = "alert_ack";

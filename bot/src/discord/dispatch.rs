@@ -275,7 +275,7 @@ impl Dispatcher {
         }
         if crate::alerts::render::ACTIONS.contains(&action) {
             let (action, group_id) = (action.to_owned(), approval_id.to_owned());
-            return self.alert_click(i, actor, &action, &group_id);
+            return self.alert_click(i, actor, &action, &group_id).await;
         }
         let approve = match action {
             APPROVE => true,
@@ -314,10 +314,11 @@ impl Dispatcher {
         Ok(json!({ "type": 6 }))
     }
 
-    /// An Ack / Silence / Expire click on an alert message (its custom id `ACTION:GROUP`): to
-    /// the alerts service in the background, which records it once per delivery and changes
-    /// the message, or tells the clicker alone why not (an ephemeral follow-up to the click).
-    fn alert_click(
+    /// An Ack / Silence / Expire click on an alert message (its custom id `ACTION:GROUP`):
+    /// recorded by the alerts service before the ack (once per delivery), then handled in the
+    /// background: the message changes, or the clicker alone is told why not (an ephemeral
+    /// follow-up to the click).
+    async fn alert_click(
         &self,
         i: Interaction,
         actor: Actor,
@@ -334,7 +335,7 @@ impl Dispatcher {
             .filter(|m| is_snowflake(m))
             .ok_or_else(|| Malformed("button click without its message".into()))?;
         self.sink.interactions().clicked(&i.id, &i.token, &message);
-        let click = AlertClick {
+        let mut click = AlertClick {
             platform: PLATFORM,
             user: actor.user,
             groups: actor.groups,
@@ -344,9 +345,8 @@ impl Dispatcher {
             delivery_id: Some(format!("discord:{}", i.id)),
             origin: Some(i.id),
         };
-        let pipeline = self.pipeline.clone();
-        self.pipeline
-            .spawn(Box::pin(async move { pipeline.alert_click(click).await }));
+        let groups = Box::pin(std::future::ready(std::mem::take(&mut click.groups)));
+        self.pipeline.take_alert_click(click, groups).await;
         Ok(json!({ "type": 6 }))
     }
 

@@ -371,21 +371,34 @@ impl Engine {
         }
     }
 
-    /// A click on an alert message's button, handed to the alerts service; ignored (logged)
-    /// when alert intake is not running.
-    pub async fn alert_click(&self, click: AlertClick) {
+    /// Takes a click on an alert message's button as [`Engine::accept`] takes a request: once
+    /// the alerts service has recorded it (`true`), it is handled in the background with the
+    /// clicker's groups from `groups`. A repeat, a click that cannot be recorded (the clicker is
+    /// told) or one while alert intake is not running (logged) is `false`.
+    pub async fn take_alert_click(
+        &self,
+        click: AlertClick,
+        groups: futures::future::BoxFuture<'static, Vec<Subject>>,
+    ) -> bool {
         let actions = self
             .inner
             .alert_actions
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match actions {
-            Some(a) => a.click(click).await,
-            None => {
-                tracing::warn!(action = %click.action, "alert button clicked, but alert intake is not configured")
-            }
-        }
+        let Some(actions) = actions else {
+            tracing::warn!(action = %click.action, "alert button clicked, but alert intake is not configured");
+            return false;
+        };
+        let Some(inbox) = actions.record(&click).await else {
+            return false;
+        };
+        self.spawn(async move {
+            let mut click = click;
+            click.groups = groups.await;
+            actions.handle(click, inbox).await
+        });
+        true
     }
 
     /// Stops taking background work and waits for what is in flight.

@@ -254,7 +254,7 @@ impl Dispatcher {
         for action in &ev.actions {
             if crate::alerts::render::ACTIONS.contains(&action.action_id.as_str()) {
                 let click = (action, ev.trigger_id.as_deref(), origin.clone());
-                self.alert_click(&user, &user_id, &channel, click);
+                self.alert_click(&user, &user_id, &channel, click).await;
                 continue;
             }
             if action.action_id == crate::incidents::render::COMMAND_BUTTON {
@@ -378,9 +378,9 @@ impl Dispatcher {
             .spawn(Box::pin(async move { pipeline.reaction(reaction).await }));
     }
 
-    /// A Silence / Ack / Expire click on an alert message: to the alerts service in the
-    /// background, once per delivery.
-    fn alert_click(
+    /// A Silence / Ack / Expire click on an alert message: recorded by the alerts service
+    /// before the ack (once per delivery), handled in the background.
+    async fn alert_click(
         &self,
         user: &Subject,
         user_id: &str,
@@ -401,7 +401,7 @@ impl Dispatcher {
             .unwrap_or_default();
         // Repeated deliveries are recognised durably by the alerts service (the inbox).
         let delivery_id = format!("slack:{user_id}:{}:{stamp}", action.action_id);
-        let mut click = AlertClick {
+        let click = AlertClick {
             platform: PLATFORM,
             user: user.clone(),
             groups: Vec::new(),
@@ -411,15 +411,8 @@ impl Dispatcher {
             delivery_id: Some(delivery_id),
             origin,
         };
-        let (pipeline, groups, user_id) = (
-            self.pipeline.clone(),
-            self.groups.clone(),
-            user_id.to_owned(),
-        );
-        self.pipeline.spawn(Box::pin(async move {
-            click.groups = groups.groups_of(&user_id).await;
-            pipeline.alert_click(click).await;
-        }));
+        let groups = self.groups_of(user_id);
+        self.pipeline.take_alert_click(click, groups).await;
     }
 }
 

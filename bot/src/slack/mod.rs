@@ -204,8 +204,11 @@ pub trait Pipeline: Send + Sync + 'static {
     /// Tells the person behind a request that was not taken why, privately.
     async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal);
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str);
-    /// A click on an alert message's button (Silence, Ack, Expire).
-    async fn alert_click(&self, click: AlertClick) {
+    /// A click on an alert message's button (Silence, Ack, Expire): recorded durably before
+    /// this returns, then handled in the background with the clicker's groups from `groups`
+    /// (see [`Engine::take_alert_click`]).
+    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Vec<Subject>>) {
+        drop(groups);
         tracing::warn!(action = %click.action, "alert button clicked but not handled here");
     }
     /// A reaction added to a message (see [`Engine::reaction`]).
@@ -242,8 +245,8 @@ impl Pipeline for Engine {
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
     }
-    async fn alert_click(&self, click: AlertClick) {
-        Engine::alert_click(self, click).await
+    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Vec<Subject>>) {
+        Engine::take_alert_click(self, click, groups).await;
     }
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         Engine::spawn(self, work)
