@@ -1328,7 +1328,8 @@ pub fn reaction_added(
 ) -> SignedRequest {
     let body = json!({
         "token": "x", "team_id": "T0FAKE", "api_app_id": "A0FAKE", "type": "event_callback",
-        "event_id": format!("Ev{}", ts.replace('.', "")), "event_time": now_secs(),
+        // One id per event (a retry of this request carries the same).
+        "event_id": format!("Ev{}{user}{reaction}", ts.replace('.', "")), "event_time": now_secs(),
         "event": {
             "type": "reaction_added", "user": user, "reaction": reaction, "item_user": "U0BOB",
             "item": {"type": "message", "channel": channel, "ts": ts},

@@ -575,6 +575,21 @@ opsbot_tests::both_databases!(
         let pinned = |kinds: &[String]| kinds.iter().filter(|k| *k == "pinned").count();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(pinned(&bot.timeline_kinds(1).await), 1);
+
+        // Slack retries an event whose first delivery failed (opsbot was restarting, say):
+        // the retry is handled, and a retry of one handled already is not handled again.
+        let ts2 = bot
+            .fake
+            .human_message("C0INC0001", "U0BOB", "rolled back the pool change");
+        let mut retry = slack_fake::reaction_added(SECRET, "U0ALICE", "C0INC0001", &ts2, "pushpin");
+        retry.retry_num = Some(1);
+        assert_eq!(bot.send(&retry).await.status(), 200);
+        bot.wait_timeline(1, "pinned", "rolled back the pool change")
+            .await;
+        retry.retry_num = Some(2);
+        assert_eq!(bot.send(&retry).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pinned(&bot.timeline_kinds(1).await), 2);
     }
 );
 

@@ -4,7 +4,8 @@
 //! the Web API — runs in a spawned task, so Slack's three-second deadline never depends on it.
 //! An ack is a promise: what is acked is on disk and gets a final answer, also after a crash.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -124,6 +125,36 @@ pub struct Dispatcher {
     groups: Arc<GroupResolver>,
     /// Where slash commands' `response_url`s are remembered for the sink.
     response_urls: Option<ResponseUrls>,
+    /// Events API `event_id`s handled lately: Slack retries an event it got no timely 200 for,
+    /// and a retry of one handled here is not handled twice.
+    seen_events: Mutex<RecentIds>,
+}
+
+/// The latest [`RecentIds::CAPACITY`] ids, oldest forgotten first.
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl RecentIds {
+    /// Slack retries within the hour; this outlasts that at any event rate opsbot sees.
+    const CAPACITY: usize = 4096;
+
+    /// Whether `id` is new (and remembers it).
+    fn first(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() >= Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.order.push_back(id.to_owned());
+        self.ids.insert(id.to_owned());
+        true
+    }
 }
 
 impl Dispatcher {
@@ -132,6 +163,7 @@ impl Dispatcher {
             pipeline,
             groups: Arc::new(GroupResolver::new(groups, ttl)),
             response_urls: None,
+            seen_events: Mutex::new(RecentIds::default()),
         }
     }
 
@@ -348,6 +380,13 @@ impl Dispatcher {
     pub fn event(&self, body: &serde_json::Value) {
         if body["type"] != "event_callback" || body["event"]["type"] != "reaction_added" {
             return;
+        }
+        if let Some(id) = body["event_id"].as_str().filter(|id| id.len() <= 100) {
+            let mut seen = self.seen_events.lock().unwrap_or_else(|p| p.into_inner());
+            if !seen.first(id) {
+                tracing::debug!(event_id = id, "Slack event seen before: not handled again");
+                return;
+            }
         }
         let ev = &body["event"];
         let (Some(user), Some(channel), Some(ts), Some(emoji)) = (

@@ -122,12 +122,13 @@ async fn events(State(s): State<Shared>, req: Request) -> Response {
             axum::Json(serde_json::json!({ "challenge": challenge })).into_response()
         }
         _ => {
-            // Retries (X-Slack-Retry-Num) are acknowledged and not handled again: the first
-            // delivery was handled (opsbot acknowledges at once), so a retry would record a
-            // reaction twice.
+            // Retries (X-Slack-Retry-Num) are handled too: Slack retries an event whose first
+            // delivery failed (opsbot was restarting, say). One handled before is recognised
+            // by its `event_id`.
             if let Some(n) = headers.get("x-slack-retry-num") {
-                tracing::debug!(retry = ?n, "Slack event retry acknowledged");
-            } else if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
+                tracing::debug!(retry = ?n, "Slack event retry");
+            }
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
                 s.dispatcher.event(&body);
             }
             StatusCode::OK.into_response()
