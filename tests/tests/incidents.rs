@@ -40,6 +40,11 @@ rules:
     roles: [eng]
     actions: ["incident.open"]
     when: { severity: [P3, P4] }
+  # Incidents name no namespace: a typed `-n staging` does not make this rule match.
+  - name: eng-opens-in-staging
+    roles: [eng]
+    actions: ["incident.open"]
+    namespaces: [staging]
   - name: lead-closes
     roles: [lead]
     actions: ["incident.close"]
@@ -471,6 +476,29 @@ opsbot_tests::both_databases!(
         .await;
         let denied = bot.wait_private("U0BOB", "Not allowed").await;
         assert!(denied.contains("incident.open"), "{denied}");
+        assert!(bot.engine().store().incident(1).await.unwrap().is_none());
+        // What a feature acts on decides, not a typed namespace: an incident has none.
+        bot.slash(
+            "/ops",
+            "U0BOB",
+            "C0OPS",
+            "incident open P1 all down -n staging",
+            "pol.1b",
+        )
+        .await;
+        bot.fake
+            .wait_until(PATIENCE, |calls| {
+                calls
+                    .iter()
+                    .filter(|c| {
+                        c.method == "chat.postEphemeral"
+                            && c.param("user") == Some("U0BOB")
+                            && c.all_text().contains("Not allowed")
+                    })
+                    .count()
+                    == 2
+            })
+            .await;
         assert!(bot.engine().store().incident(1).await.unwrap().is_none());
         bot.slash(
             "/ops",

@@ -231,7 +231,10 @@ impl Engine {
                 (Some(named), Some(has)) => Some(named.min(has)),
                 (named, has) => named.or(has),
             };
-            request.namespace = request.namespace.or(facts.namespace);
+            // What the feature acts on, not what was typed: `silence add namespace="prod" -n
+            // staging` silences in prod, so the policy sees prod (and a silence without a
+            // namespace matcher, no namespace at all).
+            request.namespace = facts.namespace;
         }
         Ok(request)
     }
