@@ -105,12 +105,15 @@ impl Limits {
     }
 
     /// When the next request on `route` may go; takes one from its bucket if it may go now.
-    fn take(&mut self, route: &str, now: Instant) -> Option<Instant> {
+    /// The global limit holds only calls with the bot token (`bot`): interaction callbacks
+    /// and webhooks (with the interaction's token) are not under it.
+    fn take(&mut self, route: &str, bot: bool, now: Instant) -> Option<Instant> {
         if let Some(until) = self.global_until {
-            if until > now {
+            if until <= now {
+                self.global_until = None;
+            } else if bot {
                 return Some(until);
             }
-            self.global_until = None;
         }
         let key = self.bucket_key(route)?;
         let bucket = self.buckets.get_mut(&key)?;
@@ -217,7 +220,8 @@ impl DiscordRest {
         let mut last_error = String::new();
         for attempt in 0..self.retry.max_attempts.max(1) {
             loop {
-                let wait = self.limits().take(&call.route, Instant::now());
+                let bot = matches!(call.auth, Auth::Bot);
+                let wait = self.limits().take(&call.route, bot, Instant::now());
                 match wait {
                     Some(until) => {
                         tracing::debug!(call = call.name, "waiting for the rate-limit bucket");
@@ -351,7 +355,9 @@ impl DiscordRest {
             let global = json["global"].as_bool() == Some(true)
                 || headers.contains_key("x-ratelimit-global");
             if global {
-                self.limits().global_until = Some(Instant::now() + after);
+                // Capped as every wait is: a huge `retry_after` must not stall every call.
+                let hold = after.min(self.retry.max_retry_after);
+                self.limits().global_until = Some(Instant::now() + hold);
             }
             return Attempt::Retry {
                 error: format!(
@@ -424,7 +430,7 @@ mod tests {
     fn an_empty_bucket_holds_its_route_until_the_reset() {
         let mut l = Limits::default();
         let now = Instant::now();
-        assert_eq!(l.take("POST /channels/1/messages", now), None);
+        assert_eq!(l.take("POST /channels/1/messages", true, now), None);
         l.learn(
             "POST /channels/1/messages",
             &headers(&[
@@ -436,24 +442,26 @@ mod tests {
         );
         // One left: it goes and empties the bucket; the next waits 2.5s; another channel (a
         // different major parameter) does not.
-        assert_eq!(l.take("POST /channels/1/messages", now), None);
+        assert_eq!(l.take("POST /channels/1/messages", true, now), None);
         assert_eq!(
-            l.take("POST /channels/1/messages", now),
+            l.take("POST /channels/1/messages", true, now),
             Some(now + Duration::from_millis(2500))
         );
-        assert_eq!(l.take("POST /channels/2/messages", now), None);
+        assert_eq!(l.take("POST /channels/2/messages", true, now), None);
         // After the reset it goes again.
         let later = now + Duration::from_secs(3);
-        assert_eq!(l.take("POST /channels/1/messages", later), None);
+        assert_eq!(l.take("POST /channels/1/messages", true, later), None);
     }
 
     #[test]
-    fn a_global_limit_holds_every_route() {
+    fn a_global_limit_holds_every_bot_route_and_no_interaction_route() {
         let mut l = Limits::default();
         let now = Instant::now();
         l.global_until = Some(now + Duration::from_secs(1));
-        assert_eq!(l.take("any", now), Some(now + Duration::from_secs(1)));
-        assert_eq!(l.take("any", now + Duration::from_secs(2)), None);
+        assert_eq!(l.take("any", true, now), Some(now + Duration::from_secs(1)));
+        // Interaction callbacks and webhooks (their own token) are not under it.
+        assert_eq!(l.take("POST /interactions/1/t/callback", false, now), None);
+        assert_eq!(l.take("any", true, now + Duration::from_secs(2)), None);
         assert!(l.global_until.is_none());
     }
 
