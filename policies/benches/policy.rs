@@ -37,7 +37,7 @@ fn policy_yaml(rules: usize) -> String {
                 "  - {{ name: protect-{t}, roles: [\"*\"], actions: [\"*\"], namespaces: [\"team-{t}-system\"], effect: deny, reason: \"team {t}'s system namespace\" }}\n"
             ),
             format!(
-                "  - {{ name: incidents-{t}, roles: [team-{t}], actions: [\"incident.*\"], channels: [\"#team-{t}-*\"], when: {{ severity: [P1, P2] }} }}\n"
+                "  - {{ name: incidents-{t}, roles: [team-{t}], actions: [\"incident.*\"], channels: [\"C0TEAM{t}X*\"], when: {{ severity: [P1, P2] }} }}\n"
             ),
         ];
         for rule in team_rules {

@@ -310,6 +310,22 @@ impl Loader<'_> {
             };
             match Pattern::new(&text) {
                 Ok(p) => {
+                    if key == "channels" && text.starts_with('#') {
+                        ok = false;
+                        self.err(
+                            item.pos,
+                            format!(
+                                "channel pattern `{text}` is a name: channels match the channel's \
+                                 id, never its name"
+                            ),
+                            Some(
+                                "anyone in a workspace can rename a channel or create one by a \
+                                 name; write the id: Slack `C0123ABCD`, Discord `123456789012345678` \
+                                 (the console's channels are their names without `#`)"
+                                    .to_owned(),
+                            ),
+                        );
+                    }
                     if key == "resources" && !text.contains('/') && text != "*" && text != "**" {
                         ok = false;
                         self.err(

@@ -177,7 +177,7 @@ fn subjects_and_role_names() {
 
 #[test]
 fn rule_shape_errors() {
-    let src = r#"version: 1
+    let src = r##"version: 1
 roles: { lead: { members: ["console:a"] } }
 rules:
   - roles: []
@@ -190,7 +190,8 @@ rules:
     actions: [restart]
     approval: { roles: ["*"], ttl: 900, count: 1.5, allow_self: "yes" }
     reason: because
-"#;
+    channels: ["#ops", "C0OPS"]
+"##;
     assert_errors(
         src,
         &[
@@ -225,6 +226,11 @@ rules:
                 "p.yaml:13:13",
                 "`reason` on allow rule `b` is never shown",
                 "comment",
+            ),
+            (
+                "p.yaml:14:16",
+                "channel pattern `#ops` is a name: channels match the channel's id",
+                "Slack `C0123ABCD`",
             ),
         ],
     );

@@ -42,7 +42,7 @@ rules:
     roles: [oncall]
     actions: ["incident.*"]
     when: { severity: [P1, P2] }
-    channels: ["#incident-*", "#ops"]
+    channels: ["C0INC*", "C0OPS"]
   - name: dba-backups
     roles: [dba]
     actions: ["backup.run"]
@@ -191,23 +191,23 @@ fn decisions_table() {
         ("slack:U9 slack-group:S0ONCALL logs", DenyNoRule),
         // severity + channels + action glob
         (
-            "slack:U9 slack-group:S0ONCALL incident.open sev=P1 chan=#ops",
+            "slack:U9 slack-group:S0ONCALL incident.open sev=P1 chan=C0OPS",
             Allow("incidents-p1-p2"),
         ),
         (
-            "slack:U9 slack-group:S0ONCALL incident.close sev=P2 chan=#incident-42",
+            "slack:U9 slack-group:S0ONCALL incident.close sev=P2 chan=C0INC42",
             Allow("incidents-p1-p2"),
         ),
         (
-            "slack:U9 slack-group:S0ONCALL incident.open sev=P3 chan=#ops",
+            "slack:U9 slack-group:S0ONCALL incident.open sev=P3 chan=C0OPS",
             DenyNoRule,
         ),
         (
-            "slack:U9 slack-group:S0ONCALL incident.open sev=P1 chan=#random",
+            "slack:U9 slack-group:S0ONCALL incident.open sev=P1 chan=C0RANDOM",
             DenyNoRule,
         ),
         (
-            "slack:U9 slack-group:S0ONCALL incident.open chan=#ops",
+            "slack:U9 slack-group:S0ONCALL incident.open chan=C0OPS",
             DenyNoRule,
         ),
         (
@@ -216,7 +216,7 @@ fn decisions_table() {
         ),
         // glob action does not cover other families
         (
-            "slack:U9 slack-group:S0ONCALL alert.ack sev=P1 chan=#ops",
+            "slack:U9 slack-group:S0ONCALL alert.ack sev=P1 chan=C0OPS",
             DenyNoRule,
         ),
         // clusters

@@ -37,7 +37,7 @@ const ACTIONS: [&str; 7] = [
 const NAMESPACES: [&str; 4] = ["production", "gc-*", "api", "*"];
 const RESOURCES: [&str; 3] = ["deployment/*", "statefulset/db", "*/api"];
 const CLUSTERS: [&str; 2] = ["prod-*", "staging"];
-const CHANNELS: [&str; 2] = ["#ops", "#incident-*"];
+const CHANNELS: [&str; 2] = ["C0OPS", "C0INC*"];
 
 #[derive(Debug, Clone)]
 struct RuleModel {
@@ -224,7 +224,7 @@ fn request() -> impl Strategy<Value = Request> {
             "cronjob/backup",
         ])),
         option::of(select(vec!["prod-1", "staging"])),
-        option::of(select(vec!["#ops", "#incident-7", "#random"])),
+        option::of(select(vec!["C0OPS", "C0INC7", "C0RANDOM"])),
         option::of(prop_oneof![-2i64..45, any::<i64>()]),
         option::of(prop_oneof![0i64..1200, any::<i64>()]),
         option::of(select(Severity::ALL.to_vec())),
