@@ -235,6 +235,7 @@ impl Store {
                 Store::open_sqlite(options).await
             }
             "postgres" | "postgresql" => {
+                refuse_unknown_postgres_parameters(url)?;
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
                 Store::open_postgres(options).await
@@ -477,6 +478,46 @@ fn insert_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
 }
 
 /// Whether a SQLite file name means an in-memory database.
+/// The query parameters sqlx reads from a PostgreSQL URL.
+const POSTGRES_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Refuses a query parameter sqlx would ignore: it would log its value (an `sslpassword`, say)
+/// and connect without it. The error names the parameter, never its value.
+fn refuse_unknown_postgres_parameters(url: &str) -> Result<()> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // sqlx reports what is wrong with it
+    };
+    match parsed
+        .query_pairs()
+        .find(|(key, _)| !POSTGRES_PARAMETERS.contains(&key.as_ref()))
+    {
+        Some((key, _)) => Err(StoreError::InvalidUrl(format!(
+            "opsbot does not support the parameter `{key}` in a PostgreSQL URL (it takes {})",
+            POSTGRES_PARAMETERS.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn in_memory(file: &std::path::Path) -> bool {
     file.as_os_str().is_empty() || file.as_os_str() == ":memory:"
 }
@@ -490,7 +531,7 @@ fn timestamp(table: &'static str, ms: i64) -> Result<Timestamp> {
 
 #[cfg(test)]
 mod tests {
-    use super::{insert_chunks, values_list};
+    use super::{insert_chunks, refuse_unknown_postgres_parameters, values_list};
 
     #[test]
     fn insert_chunks_cover_the_rows_in_order_in_few_sizes() {
@@ -515,6 +556,17 @@ mod tests {
         assert_eq!(sizes, [16, 16, 4, 1]);
         let sizes: Vec<usize> = insert_chunks(&[(); 900], 400).map(<[()]>::len).collect();
         assert_eq!(sizes, [400, 400, 64, 16, 16, 4]);
+    }
+
+    #[test]
+    fn unknown_postgres_parameters_are_refused_without_their_value() {
+        let url = "postgres://u:p@db/opsbot?sslmode=require&sslpassword=s3cr3t";
+        let err = refuse_unknown_postgres_parameters(url)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`sslpassword`"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(refuse_unknown_postgres_parameters("postgres://u:p@db/x?sslmode=require").is_ok());
     }
 
     #[test]
