@@ -181,6 +181,7 @@ both!(
     audit_records_deleted_at_the_end_are_found_against_the_checkpoint,
     audit_rehashing_without_the_key_is_found,
     audit_replaced_database_is_found,
+    audit_sealed_with_another_key_is_refused_at_start,
     audit_forged_checkpoints_are_found_and_ignored,
     audit_time_never_goes_backwards,
     audit_unkeyed_v1_log_is_accepted_before_keyed_records,
@@ -513,6 +514,32 @@ async fn audit_rehashing_without_the_key_is_found(db: Db) {
         matches!(err, AnchorError::Rewritten { id: 10, .. }),
         "{err}"
     );
+}
+
+/// A key file lost and made anew (or replaced): `serve` refuses to start rather than seal new
+/// records under a key the log's earlier records cannot be verified with.
+async fn audit_sealed_with_another_key_is_refused_at_start(db: Db) {
+    let (anchor, checkpoints) =
+        Anchor::open(anchor_options(&db.dir), db.key.clone()).expect("anchor");
+    // Empty, and then sealed with this key: fine.
+    anchor.check_log(&db.store, &checkpoints).await.unwrap();
+    for i in 1..=3 {
+        db.store.append(entry(i)).await.unwrap();
+    }
+    anchor.check_log(&db.store, &checkpoints).await.unwrap();
+    let other_key = Arc::new(AuditKey::generate());
+    let other = db.second_store().await.with_audit(other_key.clone(), None);
+    let (anchor, checkpoints) = Anchor::open(
+        AnchorOptions {
+            file: db.dir.path().join("other.anchors"),
+            ..anchor_options(&db.dir)
+        },
+        other_key,
+    )
+    .expect("anchor");
+    let err = anchor.check_log(&other, &checkpoints).await.unwrap_err();
+    assert!(matches!(err, AnchorError::OtherKey { id: 3 }), "{err}");
+    assert!(err.to_string().contains("audit.key_file"), "{err}");
 }
 
 async fn audit_replaced_database_is_found(db: Db) {

@@ -68,6 +68,12 @@ pub enum AnchorError {
         time: Timestamp,
         file: String,
     },
+    #[error(
+        "the audit log's newest record ({id}) was not sealed with this audit key: the key file \
+         (audit.key_file) was replaced, or lost and made anew, or the record was altered; \
+         refusing to start (restore the key, then run `opsbot audit verify`)"
+    )]
+    OtherKey { id: i64 },
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -398,13 +404,16 @@ impl Anchor {
         Ok((anchor, checkpoints))
     }
 
-    /// Refuses a log shorter than the latest checkpoint, or whose record at that id has another
-    /// hash (start-up check of `serve`).
+    /// Refuses a log whose newest record this key did not seal, one shorter than the latest
+    /// checkpoint, or one whose record at that id has another hash (start-up check of `serve`).
     pub async fn check_log(
         &self,
         store: &Store,
         checkpoints: &Checkpoints,
     ) -> Result<(), AnchorError> {
+        if let super::HeadSeal::Other { id } = store.head_sealed_here().await? {
+            return Err(AnchorError::OtherKey { id });
+        }
         let Some(latest) = checkpoints.latest() else {
             return Ok(());
         };

@@ -189,6 +189,19 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// What sealed the newest audit record ([`Store::head_sealed_here`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSeal {
+    /// The log is empty.
+    Empty,
+    /// This store's key.
+    ThisKey,
+    /// No key: a log from before keyed hashing (the next append is keyed).
+    Unkeyed,
+    /// Neither: another key, or the record was altered.
+    Other { id: i64 },
+}
+
 /// The result of [`Store::verify`]: what was checked, and everything found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -585,6 +598,26 @@ impl Store {
                 .await?
         });
         rows.into_iter().map(AuditRow::into_record).collect()
+    }
+
+    /// Whether the newest record was sealed with this store's key (start-up check: a key file
+    /// that was lost and made anew, or replaced, would seal new records the log cannot verify).
+    pub async fn head_sealed_here(&self) -> Result<HeadSeal> {
+        let key = self.audit_key()?;
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_log ORDER BY id DESC LIMIT 1"
+        );
+        let row: Option<AuditRow> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .fetch_optional(pool)
+            .await?);
+        Ok(match row {
+            None => HeadSeal::Empty,
+            Some(r) if r.keyed_hash_matches(key) => HeadSeal::ThisKey,
+            Some(r) if r.v1_hash_matches() => HeadSeal::Unkeyed,
+            Some(r) => HeadSeal::Other { id: r.id },
+        })
     }
 
     /// Every record timed at or after `time`, oldest first (for export).

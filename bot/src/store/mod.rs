@@ -49,7 +49,9 @@ pub use anchor::{Anchor, AnchorError, AnchorFile, AuditKey, Checkpoint, Checkpoi
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
 };
-pub use audit::{AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, Problem, VerifyReport};
+pub use audit::{
+    AuditEntry, AuditKind, AuditRecord, GENESIS_HASH, HeadSeal, Problem, VerifyReport,
+};
 pub use inbox::{InboxEntry, InboxKind, InboxState, NewInboxEntry, Receipt};
 pub use incidents::{Incident, NewIncident, NewTimelineEntry, TimelineEntry, Timer, TimerKind};
 pub use writer::{Write, Written};
