@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use kubesim::{KubeSim, Seed};
 use opsbot::config::Config;
 use opsbot_tests::alertmanager::{Alertmanager, alert, free_port};
@@ -445,6 +446,23 @@ async fn the_webhook_answers_what_makes_alertmanager_do_the_right_thing() {
     // Over 4 MiB: 413.
     let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
     assert_eq!(post(&s.base, Some(&bearer()), huge).await.0, 413);
+    // Without credentials not a byte of the body is read: a body that never ends is answered
+    // 401 (reading it first would wait for ever).
+    let endless =
+        futures::stream::once(async { Ok::<_, std::io::Error>(b"{\"version\":\"4\"".to_vec()) })
+            .chain(futures::stream::pending());
+    let res = tokio::time::timeout(
+        PATIENCE,
+        reqwest::Client::new()
+            .post(format!("{}/alertmanager", s.base))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(endless))
+            .send(),
+    )
+    .await
+    .expect("answered without reading the body")
+    .unwrap();
+    assert_eq!(res.status(), 401);
     assert_eq!(s.bot.engine.store().count_alerts().await.unwrap(), (1, 0));
 
     // A resolved-only group, a truncated group, and an alert with a huge label set.

@@ -6,8 +6,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -67,35 +66,27 @@ fn authorized(headers: &HeaderMap, accepted: &[String]) -> bool {
         .fold(false, |ok, a| ok | bool::from(a.as_bytes().ct_eq(given)))
 }
 
-async fn webhook(
-    State(w): State<Webhook>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(w, None, headers, body).await
+async fn webhook(State(w): State<Webhook>, req: Request) -> Response {
+    handle(w, None, req).await
 }
 
 async fn webhook_for(
     State(w): State<Webhook>,
     Path(receiver): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Response {
-    handle(w, Some(receiver), headers, body).await
+    handle(w, Some(receiver), req).await
 }
 
 fn answer(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "status": message }))).into_response()
 }
 
-async fn handle(
-    w: Webhook,
-    receiver: Option<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Checks the credentials before it reads the body: without them, not a byte of it is read.
+async fn handle(w: Webhook, receiver: Option<String>, req: Request) -> Response {
     let engine = &w.alerts.inner.engine;
-    if !authorized(&headers, &w.accepted) {
+    let headers = req.headers();
+    if !authorized(headers, &w.accepted) {
         let why = if headers.contains_key(header::AUTHORIZATION) {
             "wrong webhook credentials"
         } else {
@@ -106,7 +97,7 @@ async fn handle(
             .await;
         return answer(StatusCode::UNAUTHORIZED, why);
     }
-    let body = match body {
+    let body = match Bytes::from_request(req, &()).await {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let why = format!("body over {MAX_BODY} bytes");
