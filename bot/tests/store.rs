@@ -172,6 +172,7 @@ macro_rules! both {
 }
 
 both!(
+    closed_incidents_take_no_status_severity_or_role,
     pooled_writes_succeed_beside_a_stream_of_appends,
     audit_chain_verifies_and_reads_back,
     audit_tampered_row_is_found,
@@ -1681,4 +1682,56 @@ async fn pooled_writes_succeed_beside_a_stream_of_appends(db: Db) {
         40
     );
     assert!(s.verify().await.unwrap().problems.is_empty());
+}
+
+/// Status, severity and role changes land only on an open incident: one racing a `close`
+/// changes nothing (and says so).
+async fn closed_incidents_take_no_status_severity_or_role(db: Db) {
+    let new = NewIncident {
+        title: "api down".into(),
+        severity: opsbot_policies::Severity::P1,
+        service: None,
+        commander: None,
+        requester: "console:olive".into(),
+        platform: "console".into(),
+        origin_channel: "console".into(),
+        opened: t(0),
+    };
+    let inc = db
+        .store
+        .open_incident(new, "opened P1: api down")
+        .await
+        .unwrap();
+    let n = inc.number;
+    let s = &db.store;
+    assert!(
+        s.set_incident_status(n, opsbot_commands::IncidentStatus::Identified, t(1))
+            .await
+            .unwrap()
+    );
+    assert!(s.close_incident(n, Some("fixed"), t(2)).await.unwrap());
+    assert!(
+        !s.set_incident_status(n, opsbot_commands::IncidentStatus::Investigating, t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_incident_severity(n, opsbot_policies::Severity::P4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_incident_role(n, opsbot_commands::Role::Commander, "console:mallory")
+            .await
+            .unwrap()
+    );
+    let after = s.incident(n).await.unwrap().unwrap();
+    assert!(!after.open);
+    assert_eq!(
+        after.status,
+        opsbot_commands::IncidentStatus::Resolved,
+        "as closing left it"
+    );
+    assert_eq!(after.severity, opsbot_policies::Severity::P1);
+    assert_eq!(after.commander, None);
 }

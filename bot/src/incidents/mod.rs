@@ -593,8 +593,7 @@ impl Incidents {
             IncidentOp::Show | IncidentOp::Timeline | IncidentOp::Export | IncidentOp::Reopen
         );
         if changes && !inc.open {
-            return Err(Reply::warning(format!("{id} is closed"))
-                .text(format!("Reopen it first: `incident reopen {id}`.")));
+            return Err(closed_meanwhile(&id));
         }
         let mut problems = Problems::new();
         let reply = match op {
@@ -620,10 +619,14 @@ impl Incidents {
                     .block(Some(format!("{id}.md")), md));
             }
             IncidentOp::Status { status, message } => {
-                self.store()
+                let changed = self
+                    .store()
                     .set_incident_status(inc.number, *status, now)
                     .await
                     .map_err(|e| store_failed(&e))?;
+                if !changed {
+                    return Err(closed_meanwhile(&id));
+                }
                 let text = match message {
                     Some(m) => format!("{status}: {m}"),
                     None => status.to_string(),
@@ -650,10 +653,14 @@ impl Incidents {
                 if *severity == inc.severity {
                     return Ok(Reply::info(format!("{id} is {severity} already")));
                 }
-                self.store()
+                let changed = self
+                    .store()
                     .set_incident_severity(inc.number, *severity)
                     .await
                     .map_err(|e| store_failed(&e))?;
+                if !changed {
+                    return Err(closed_meanwhile(&id));
+                }
                 self.record(
                     &inc,
                     actor,
@@ -679,10 +686,14 @@ impl Incidents {
             }
             IncidentOp::Assign { role, person } => {
                 let subject = resolve_person(caller, person).map_err(|r| *r)?;
-                self.store()
+                let changed = self
+                    .store()
                     .set_incident_role(inc.number, *role, subject.as_str())
                     .await
                     .map_err(|e| store_failed(&e))?;
+                if !changed {
+                    return Err(closed_meanwhile(&id));
+                }
                 self.record(
                     &inc,
                     actor,
@@ -1012,4 +1023,10 @@ fn store_failed(e: &crate::store::StoreError) -> Reply {
     tracing::error!(error = %e, "incident store failure");
     Reply::danger("Nothing was changed")
         .text("opsbot's database did not answer. Try again in a moment.")
+}
+
+/// The answer to a change of a closed incident (also one closed while the change was made).
+fn closed_meanwhile(id: &str) -> Reply {
+    Reply::warning(format!("{id} is closed"))
+        .text(format!("Reopen it first: `incident reopen {id}`."))
 }

@@ -415,19 +415,46 @@ impl Store {
         self.set_incident_texts(number, values).await
     }
 
-    pub async fn set_incident_severity(&self, number: u64, severity: Severity) -> Result<()> {
-        self.set_incident_text(number, "severity", Some(severity.as_str()))
+    /// Sets the severity of an open incident; `false` (nothing changed) when it is closed.
+    pub async fn set_incident_severity(&self, number: u64, severity: Severity) -> Result<bool> {
+        self.set_open_incident_text(number, "severity", severity.as_str())
             .await
     }
 
+    /// Gives `role` to `who` in an open incident; `false` (nothing changed) when it is closed.
     pub async fn set_incident_role(
         &self,
         number: u64,
         role: opsbot_commands::Role,
         who: &str,
-    ) -> Result<()> {
-        self.set_incident_text(number, role_column(role), Some(who))
+    ) -> Result<bool> {
+        self.set_open_incident_text(number, role_column(role), who)
             .await
+    }
+
+    /// Sets one text column of an incident if it is open (so an update racing a `close`
+    /// cannot land on the closed incident).
+    async fn set_open_incident_text(
+        &self,
+        number: u64,
+        column: &'static str,
+        value: &str,
+    ) -> Result<bool> {
+        // The column is one of this module's constants, never input.
+        let sql = format!(
+            "UPDATE incidents SET {column} = $3, updated_ms = $1 \
+             WHERE number = $2 AND state = 'open'"
+        );
+        let changed = on_pool_writing!(self, |pool| {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(Timestamp::now().as_millisecond())
+                .bind(num(number))
+                .bind(value)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(changed == 1)
     }
 
     pub async fn set_incident_paged(&self, number: u64) -> Result<()> {
@@ -441,28 +468,29 @@ impl Store {
         Ok(())
     }
 
-    /// Sets the status; `resolved` also stamps the resolution time (once).
+    /// Sets the status of an open incident; `resolved` also stamps the resolution time (once).
+    /// `false` (nothing changed) when it is closed.
     pub async fn set_incident_status(
         &self,
         number: u64,
         status: IncidentStatus,
         at: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let resolved = (status == IncidentStatus::Resolved).then_some(at.as_millisecond());
-        on_pool_writing!(self, |pool| {
+        let changed = on_pool_writing!(self, |pool| {
             sqlx::query(
                 "UPDATE incidents SET status = $1, status_ms = $2, updated_ms = $2, \
-                 resolved_ms = COALESCE(resolved_ms, $3) WHERE number = $4",
+                 resolved_ms = COALESCE(resolved_ms, $3) WHERE number = $4 AND state = 'open'",
             )
             .bind(status.as_str())
             .bind(at.as_millisecond())
             .bind(resolved)
             .bind(num(number))
             .execute(pool)
-            .await
-            .map(|_| ())?
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Records the first acknowledgement (by `who`, who becomes commander if there is none).
