@@ -65,6 +65,19 @@ async fn readyz(State(Health { engine }): State<Health>) -> impl IntoResponse {
     };
     let database_ok = database.is_ok();
     problems.extend(database.err());
+    // Requests taken and not answered; at the cap, new ones are refused as busy.
+    let (in_flight, cap) = engine.in_flight();
+    let open = within(store.open_inbox_count()).await.ok();
+    let backlog = json!({ "len": in_flight, "cap": cap, "open_in_inbox": open });
+    if in_flight >= cap {
+        problems.push(format!(
+            "the backlog is at its cap: {in_flight} requests in flight, new ones are refused as busy"
+        ));
+    }
+    let ready = problems.is_empty();
+    // An unreachable API server degrades, it does not take the pod out of the Service: every
+    // replica would go at once, and with them the alert webhook and incidents, when an outage
+    // needs them most.
     let mut clusters = serde_json::Map::new();
     for name in engine.operator().clusters.names() {
         let reachable = match engine.operator().clusters.get(Some(name)) {
@@ -79,16 +92,6 @@ async fn readyz(State(Health { engine }): State<Health>) -> impl IntoResponse {
         }
         clusters.insert(name.to_owned(), reachable.into());
     }
-    // Requests taken and not answered; at the cap, new ones are refused as busy.
-    let (in_flight, cap) = engine.in_flight();
-    let open = within(store.open_inbox_count()).await.ok();
-    let backlog = json!({ "len": in_flight, "cap": cap, "open_in_inbox": open });
-    if in_flight >= cap {
-        problems.push(format!(
-            "the backlog is at its cap: {in_flight} requests in flight, new ones are refused as busy"
-        ));
-    }
-    let ready = problems.is_empty();
     let pool = store.pool_status();
     if pool.saturated {
         problems.push(format!(

@@ -70,13 +70,25 @@ async fn health_readiness_metrics_and_graceful_stop() {
     );
     assert!(text.contains("opsbot_rate_limited_total 0"), "{text}");
 
-    // Without its cluster the bot is alive but not ready.
+    // Without its cluster the bot is degraded, not unready: alerts and incidents still work,
+    // and an API server outage must not take every replica out of the Service.
     drop(sim);
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["clusters"]["sim"], false, "{body}");
     assert_eq!(body["database"], true, "{body}");
+    assert_eq!(
+        (&body["ready"], &body["degraded"]),
+        (&true.into(), &true.into())
+    );
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("cluster sim: the API server is unreachable"),
+        "{body}"
+    );
 
     bot.stop().await.unwrap();
     assert!(
