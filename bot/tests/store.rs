@@ -1567,16 +1567,7 @@ async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {
 /// A timeline entry and its audit record are one commit: both, or (no key, no such incident)
 /// neither.
 async fn incident_timeline_entries_are_committed_with_their_audit_record(db: Db) {
-    let new = NewIncident {
-        title: "db slow".into(),
-        severity: opsbot_policies::Severity::P2,
-        service: None,
-        commander: None,
-        requester: "console:olive".into(),
-        platform: "console".into(),
-        origin_channel: "console".into(),
-        opened: t(0),
-    };
+    let new = new_incident("db slow", opsbot_policies::Severity::P2);
     let inc = db
         .store
         .open_incident(new, "opened P2: db slow")
@@ -1687,16 +1678,7 @@ async fn pooled_writes_succeed_beside_a_stream_of_appends(db: Db) {
 /// Status, severity and role changes land only on an open incident: one racing a `close`
 /// changes nothing (and says so).
 async fn closed_incidents_take_no_status_severity_or_role(db: Db) {
-    let new = NewIncident {
-        title: "api down".into(),
-        severity: opsbot_policies::Severity::P1,
-        service: None,
-        commander: None,
-        requester: "console:olive".into(),
-        platform: "console".into(),
-        origin_channel: "console".into(),
-        opened: t(0),
-    };
+    let new = new_incident("api down", opsbot_policies::Severity::P1);
     let inc = db
         .store
         .open_incident(new, "opened P1: api down")
@@ -1734,4 +1716,18 @@ async fn closed_incidents_take_no_status_severity_or_role(db: Db) {
     );
     assert_eq!(after.severity, opsbot_policies::Severity::P1);
     assert_eq!(after.commander, None);
+}
+
+/// An incident opened at `t(0)` by console:olive.
+fn new_incident(title: &str, severity: opsbot_policies::Severity) -> NewIncident {
+    NewIncident {
+        title: title.into(),
+        severity,
+        service: None,
+        commander: None,
+        requester: "console:olive".into(),
+        platform: "console".into(),
+        origin_channel: "console".into(),
+        opened: t(0),
+    }
 }

@@ -139,6 +139,33 @@ impl Bot {
         .await
     }
 
+    /// The approval card once it went through a response URL, and its approval id.
+    async fn approval_card(&self) -> (Call, String) {
+        let calls = self
+            .fake
+            .wait_until(PATIENCE, |calls| {
+                calls
+                    .iter()
+                    .any(|c| c.method == "response_url" && c.all_text().contains("Approve"))
+            })
+            .await;
+        let card = response_calls(&calls)
+            .into_iter()
+            .find(|c| c.all_text().contains("Approve"))
+            .expect("an approval card")
+            .clone();
+        let approval_id = card.params["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap()["elements"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (card, approval_id)
+    }
+
     /// No response URL (nor any part of its path) anywhere in the audit log.
     async fn assert_no_url_in_audit(&self) {
         let all = self.engine.store().tail(1000).await.unwrap();
@@ -257,29 +284,8 @@ async fn an_approval_card_where_the_bot_cannot_post_is_updated_through_the_click
     .await;
 
     // The approval card went through the response URL.
-    let calls = bot
-        .fake
-        .wait_until(PATIENCE, |calls| {
-            calls
-                .iter()
-                .any(|c| c.method == "response_url" && c.all_text().contains("Approve"))
-        })
-        .await;
-    let card = response_calls(&calls)
-        .into_iter()
-        .find(|c| c.all_text().contains("Approve"))
-        .expect("an approval card")
-        .clone();
+    let (card, approval_id) = bot.approval_card().await;
     assert_eq!(card.status, 200);
-    let approval_id = card.params["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "actions")
-        .unwrap()["elements"][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let card_ts = bot.fake.messages()[0].ts.clone();
     let sent = response_calls(&bot.fake.calls()).len();
 
@@ -369,28 +375,7 @@ async fn a_private_reply_where_the_bot_cannot_post_goes_to_its_own_author_only()
         "resp.priv.1",
     )
     .await;
-    let calls = bot
-        .fake
-        .wait_until(PATIENCE, |calls| {
-            calls
-                .iter()
-                .any(|c| c.method == "response_url" && c.all_text().contains("Approve"))
-        })
-        .await;
-    let card = response_calls(&calls)
-        .into_iter()
-        .find(|c| c.all_text().contains("Approve"))
-        .expect("an approval card")
-        .clone();
-    let approval_id = card.params["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "actions")
-        .unwrap()["elements"][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (card, approval_id) = bot.approval_card().await;
     let card_ts = bot.fake.messages()[0].ts.clone();
     let ephemeral = |calls: &[Call]| -> Vec<Call> {
         response_calls(calls)

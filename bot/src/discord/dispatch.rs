@@ -285,13 +285,7 @@ impl Dispatcher {
         if approval_id.is_empty() || approval_id.len() > 100 {
             return Err(Malformed("button with an invalid approval id".into()));
         }
-        let message = i
-            .message
-            .as_ref()
-            .map(|m| m.id.clone())
-            .filter(|m| is_snowflake(m))
-            .ok_or_else(|| Malformed("button click without its message".into()))?;
-        self.sink.interactions().clicked(&i.id, &i.token, &message);
+        self.register_click(&i)?;
         let click = Inbound::Click(ApprovalClick {
             platform: PLATFORM,
             user: actor.user,
@@ -314,6 +308,19 @@ impl Dispatcher {
         Ok(json!({ "type": 6 }))
     }
 
+    /// Records a button click's interaction with the message it is on, so replies to it go
+    /// through its token (see [`DiscordSink`]).
+    fn register_click(&self, i: &Interaction) -> Result<(), Malformed> {
+        let message = i
+            .message
+            .as_ref()
+            .map(|m| m.id.clone())
+            .filter(|m| is_snowflake(m))
+            .ok_or_else(|| Malformed("button click without its message".into()))?;
+        self.sink.interactions().clicked(&i.id, &i.token, &message);
+        Ok(())
+    }
+
     /// An Ack / Silence / Expire click on an alert message (its custom id `ACTION:GROUP`):
     /// recorded by the alerts service before the ack (once per delivery), then handled in the
     /// background: the message changes, or the clicker alone is told why not (an ephemeral
@@ -328,13 +335,7 @@ impl Dispatcher {
         if group_id.is_empty() || group_id.len() > 64 {
             return Err(Malformed("alert button with an invalid group id".into()));
         }
-        let message = i
-            .message
-            .as_ref()
-            .map(|m| m.id.clone())
-            .filter(|m| is_snowflake(m))
-            .ok_or_else(|| Malformed("button click without its message".into()))?;
-        self.sink.interactions().clicked(&i.id, &i.token, &message);
+        self.register_click(&i)?;
         let mut click = AlertClick {
             platform: PLATFORM,
             user: actor.user,
