@@ -45,6 +45,17 @@ pub struct Call {
 }
 
 impl Call {
+    /// The value of the first button of the posted message's first actions block (an approval
+    /// card's approval id).
+    pub fn first_button_value(&self) -> Option<String> {
+        self.params["blocks"]
+            .as_array()?
+            .iter()
+            .find(|b| b["type"] == "actions")?["elements"][0]["value"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.get(name).and_then(Value::as_str)
     }

@@ -640,15 +640,7 @@ async fn private_things_stay_private_under_a_hundred_clicks() {
         .await;
     let card = ok_calls(&calls, "chat.postMessage")[0].clone();
     let card_ts = bot.fake.messages()[0].ts.clone();
-    let approval_id = card.params["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "actions")
-        .unwrap()["elements"][0]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let approval_id = card.first_button_value().expect("an approval id");
 
     let mut clicks = Vec::new();
     for i in 0..100 {

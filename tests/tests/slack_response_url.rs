@@ -154,15 +154,7 @@ impl Bot {
             .find(|c| c.all_text().contains("Approve"))
             .expect("an approval card")
             .clone();
-        let approval_id = card.params["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["type"] == "actions")
-            .unwrap()["elements"][0]["value"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let approval_id = card.first_button_value().expect("an approval id");
         (card, approval_id)
     }
 
