@@ -42,7 +42,9 @@ use jiff::Timestamp;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
+};
 
 pub use alerts::{AlertGroup, GroupChange, MessageTarget, StoredAlert};
 pub use anchor::{Anchor, AnchorError, AnchorFile, AuditKey, Checkpoint, Checkpoints, Head};
@@ -279,8 +281,17 @@ impl Store {
                 error,
             })?;
         }
+        if !in_memory {
+            // Created here, once: the pool's connections never create the file, so a database
+            // deleted under the running store fails its next connection instead of being made
+            // anew, empty and without tables.
+            SqliteConnection::connect_with(&options.clone().create_if_missing(true))
+                .await?
+                .close()
+                .await?;
+        }
         let options = options
-            .create_if_missing(true)
+            .create_if_missing(in_memory)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
