@@ -258,6 +258,15 @@ pub struct NewTimelineEntry {
     pub detail: serde_json::Value,
 }
 
+/// Which incidents an update may change.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// Open or closed (the bot's own bookkeeping: channel, card, announcement).
+    AnyState,
+    /// Open only: what people change (so one racing a `close` cannot land on it).
+    OpenOnly,
+}
+
 impl Store {
     /// Records a new incident with the next number, and its `opened` timeline entry.
     pub async fn open_incident(&self, new: NewIncident, opened_text: &str) -> Result<Incident> {
@@ -417,7 +426,8 @@ impl Store {
 
     /// Sets the severity of an open incident; `false` (nothing changed) when it is closed.
     pub async fn set_incident_severity(&self, number: u64, severity: Severity) -> Result<bool> {
-        self.set_open_incident_text(number, "severity", severity.as_str())
+        let value = [("severity", Some(severity.as_str()))];
+        self.update_incident_texts(number, value, Scope::OpenOnly)
             .await
     }
 
@@ -428,33 +438,9 @@ impl Store {
         role: opsbot_commands::Role,
         who: &str,
     ) -> Result<bool> {
-        self.set_open_incident_text(number, role_column(role), who)
+        let value = [(role_column(role), Some(who))];
+        self.update_incident_texts(number, value, Scope::OpenOnly)
             .await
-    }
-
-    /// Sets one text column of an incident if it is open (so an update racing a `close`
-    /// cannot land on the closed incident).
-    async fn set_open_incident_text(
-        &self,
-        number: u64,
-        column: &'static str,
-        value: &str,
-    ) -> Result<bool> {
-        // The column is one of this module's constants, never input.
-        let sql = format!(
-            "UPDATE incidents SET {column} = $3, updated_ms = $1 \
-             WHERE number = $2 AND state = 'open'"
-        );
-        let changed = on_pool_writing!(self, |pool| {
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(Timestamp::now().as_millisecond())
-                .bind(num(number))
-                .bind(value)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(changed == 1)
     }
 
     pub async fn set_incident_paged(&self, number: u64) -> Result<()> {
@@ -570,26 +556,42 @@ impl Store {
         number: u64,
         values: [(&'static str, Option<&str>); N],
     ) -> Result<()> {
+        self.update_incident_texts(number, values, Scope::AnyState)
+            .await
+            .map(drop)
+    }
+
+    /// [`Store::set_incident_texts`] within `scope`: whether the incident changed.
+    async fn update_incident_texts<const N: usize>(
+        &self,
+        number: u64,
+        values: [(&'static str, Option<&str>); N],
+        scope: Scope,
+    ) -> Result<bool> {
         // The columns are this module's constants, never input.
         let sets: Vec<String> = values
             .iter()
             .enumerate()
             .map(|(i, (column, _))| format!("{column} = ${}", i + 3))
             .collect();
+        let open_only = match scope {
+            Scope::AnyState => "",
+            Scope::OpenOnly => " AND state = 'open'",
+        };
         let sql = format!(
-            "UPDATE incidents SET {}, updated_ms = $1 WHERE number = $2",
+            "UPDATE incidents SET {}, updated_ms = $1 WHERE number = $2{open_only}",
             sets.join(", ")
         );
-        on_pool_writing!(self, |pool| {
+        let changed = on_pool_writing!(self, |pool| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(Timestamp::now().as_millisecond())
                 .bind(num(number));
             for (_, value) in values {
                 q = q.bind(value);
             }
-            q.execute(pool).await.map(|_| ())?
+            q.execute(pool).await?.rows_affected()
         });
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Adds a timeline entry and its audit record, committed together by the one writer (so
