@@ -259,7 +259,7 @@ pub async fn start(config: &Config) -> Result<Bot, StartError> {
     // After the adapters registered their sinks: the first sweep answers what a stopped
     // process left open, through them.
     engine.start_background(Some(POLICY_POLL));
-    let server = RunningServer::start(config.listen, router).await?;
+    let server = RunningServer::start(config.listen, router, config.http).await?;
     Ok(Bot {
         addr: server.addr,
         engine,

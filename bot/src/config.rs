@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -221,6 +221,7 @@ pub struct Config {
     pub engine: EngineLimits,
     /// The HTTP server's address. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    pub http: HttpLimits,
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub alerts: AlertsConfig,
@@ -452,6 +453,30 @@ impl Default for EngineLimits {
     }
 }
 
+/// What one HTTP client may hold of the server ([`crate::server::RunningServer`]): the
+/// endpoints face the internet, so silent and trickling clients are cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head must arrive within this; a kept-alive connection idle this long is
+    /// closed. Default 10 seconds (Slack and Discord want an answer within 3).
+    pub header_timeout: Duration,
+    /// A request's body must arrive whole within this of its head, else it is answered 408.
+    /// Default 10 seconds.
+    pub body_timeout: Duration,
+    /// Connections served at once, at most; more wait until one closes. Default 512.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlackConfig {
     /// `xoxb-…`, for the Web API.
@@ -622,6 +647,7 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(deserialize_with = "de_listen")]
     listen: Option<SocketAddr>,
+    http: RawHttp,
     slack: RawSlack,
     discord: RawDiscord,
     alerts: RawAlerts,
@@ -715,6 +741,16 @@ struct RawEngine {
     max_in_flight: Option<usize>,
     #[serde(deserialize_with = "de_duration")]
     max_command_age: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    #[serde(deserialize_with = "de_duration")]
+    header_timeout: Option<Duration>,
+    #[serde(deserialize_with = "de_duration")]
+    body_timeout: Option<Duration>,
+    max_connections: Option<NonZeroUsize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -941,6 +977,13 @@ impl Config {
         );
         let _ = writeln!(out, "policy:          {}", self.policy.display());
         let _ = writeln!(out, "listen:          {}", self.listen);
+        let _ = writeln!(
+            out,
+            "http:            heads within {}, bodies within {}, at most {} connections",
+            humantime::format_duration(self.http.header_timeout),
+            humantime::format_duration(self.http.body_timeout),
+            self.http.max_connections
+        );
         if self.clusters.is_empty() {
             let _ = writeln!(out, "clusters:        (none)");
         } else {
@@ -1389,6 +1432,16 @@ impl Resolver<'_> {
                 .unwrap_or(defaults.max_command_age),
         };
 
+        let defaults = HttpLimits::default();
+        let http = HttpLimits {
+            header_timeout: raw.http.header_timeout.unwrap_or(defaults.header_timeout),
+            body_timeout: raw.http.body_timeout.unwrap_or(defaults.body_timeout),
+            max_connections: raw
+                .http
+                .max_connections
+                .map_or(defaults.max_connections, NonZeroUsize::get),
+        };
+
         let s = raw.slack;
         let slack = SlackConfig {
             bot_token: self.secret(
@@ -1511,6 +1564,7 @@ impl Resolver<'_> {
             approvals,
             engine,
             listen,
+            http,
             slack,
             discord,
             alerts,

@@ -5,10 +5,12 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use crate::engine::RejectionKind;
+use crate::server::BodyTooSlow;
 
 /// How far a request timestamp may be from now, either way.
 pub const MAX_SKEW_SECS: i64 = 5 * 60;
@@ -43,13 +45,11 @@ impl VerifyError {
 
     /// The HTTP status to answer with: 400 for malformed requests, 401 for failed
     /// authentication, 413 for oversized bodies.
-    pub fn status(&self) -> http::StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
-            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => {
-                http::StatusCode::BAD_REQUEST
-            }
-            VerifyError::Stale { .. } | VerifyError::BadSignature => http::StatusCode::UNAUTHORIZED,
-            VerifyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            VerifyError::MissingHeader(_) | VerifyError::BadTimestamp => StatusCode::BAD_REQUEST,
+            VerifyError::Stale { .. } | VerifyError::BadSignature => StatusCode::UNAUTHORIZED,
+            VerifyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -118,8 +118,29 @@ pub trait Signature {
 #[derive(Debug)]
 pub enum Refusal {
     Verify(VerifyError),
-    /// The connection broke while the body was read (not audited: nobody sent anything).
-    Unreadable,
+    /// The body was not read whole (not audited: nobody sent a request, and a flood of broken
+    /// or trickling connections must not fill the audit log).
+    Unread(Unread),
+}
+
+/// Why a body was not read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Unread {
+    #[error("unreadable body")]
+    Broken,
+    #[error("the request body did not arrive in time")]
+    TooSlow,
+}
+
+impl IntoResponse for Unread {
+    /// 400 for a broken body, 408 for one that came too slowly.
+    fn into_response(self) -> Response {
+        let status = match self {
+            Unread::Broken => StatusCode::BAD_REQUEST,
+            Unread::TooSlow => StatusCode::REQUEST_TIMEOUT,
+        };
+        (status, self.to_string()).into_response()
+    }
 }
 
 /// Reads `req`'s body within the limit and verifies it with `scheme`.
@@ -158,6 +179,7 @@ async fn read_limited(body: Body) -> Result<Bytes, Refusal> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(Refusal::Verify(VerifyError::TooLarge))
         }
-        Err(_) => Err(Refusal::Unreadable),
+        Err(e) if BodyTooSlow::caused(&*e) => Err(Refusal::Unread(Unread::TooSlow)),
+        Err(_) => Err(Refusal::Unread(Unread::Broken)),
     }
 }

@@ -33,6 +33,9 @@ fn an_empty_file_is_valid_and_has_defaults() {
         assert_eq!(c.database_url.expose(), "sqlite://conf/data/opsbot.db");
         assert_eq!(c.policy, PathBuf::from("conf/policy.yaml"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.max_connections, 512);
         assert!(c.clusters.is_empty());
         assert!(c.channels.is_empty());
         assert_eq!(c.rate_limits.per_user.per_minute.get(), 20);
@@ -53,6 +56,7 @@ database:
   url: postgres://opsbot:s3cret-pw@db.internal:5432/opsbot
 policy: /etc/opsbot/policy.yaml
 listen: 0.0.0.0:9090
+http: { header_timeout: 5s, body_timeout: 20s, max_connections: 100 }
 clusters:
   - name: prod
     context: prod-eu
@@ -89,6 +93,9 @@ fn a_full_file_is_read() {
     );
     assert_eq!(c.policy, PathBuf::from("/etc/opsbot/policy.yaml"));
     assert_eq!(c.listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(c.http.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.http.body_timeout, Duration::from_secs(20));
+    assert_eq!(c.http.max_connections, 100);
     assert_eq!(c.clusters.len(), 2);
     assert_eq!(c.clusters[0].name, "prod");
     assert_eq!(
@@ -634,6 +641,18 @@ fn a_misspelt_key_gets_the_nearest_one() {
     let errs = errors("zzzzzz: 1\n");
     assert!(!errs[0].contains("did you mean"), "{errs:?}");
     assert!(errs[0].contains("expected one of"), "{errs:?}");
+}
+
+/// HTTP limits that would leave the server unbounded or unusable are refused where written.
+#[test]
+fn http_limits_must_bound_something() {
+    let errs = errors("http:\n  max_connections: 0\n");
+    assert!(errs[0].starts_with("conf/opsbot.yaml:2:"), "{errs:?}");
+    assert!(errs[0].contains("nonzero"), "{errs:?}");
+    let errs = errors("http:\n  header_timeout: 0s\n");
+    assert!(errs[0].contains("duration must be above zero"), "{errs:?}");
+    let errs = errors("http:\n  body_timeout: soon\n");
+    assert!(errs[0].contains("invalid duration"), "{errs:?}");
 }
 
 /// A default namespace Kubernetes could not have is refused where it is written.

@@ -245,3 +245,77 @@ async fn audit_checkpoints_are_posted_in_the_audit_channel() {
     }
     bot.stop().await.unwrap();
 }
+
+/// The endpoints face the internet: a client that sends a request's head or its body too
+/// slowly is cut off (the body with a 408, and nothing of it is run), and connections beyond
+/// the limit wait for a free one instead of taking more of the server's sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let sim = KubeSim::start(Seed::default_seed()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = SlackFake::start(TOKEN).await;
+    let mut config = config(&sim, dir.path(), &fake, false);
+    config.http = opsbot::config::HttpLimits {
+        header_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+        max_connections: 2,
+    };
+    let bot = opsbot::app::start(&config).await.unwrap();
+
+    // What a connection answered (empty when it was closed without an answer), and when.
+    async fn answer(mut conn: TcpStream) -> (String, tokio::time::Instant) {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the connection is still open");
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            tokio::time::Instant::now(),
+        )
+    }
+
+    // A head that never ends.
+    let mut silent = TcpStream::connect(bot.addr).await.unwrap();
+    silent
+        .write_all(b"POST /slack/commands HTTP/1.1\r\nHost: opsbot\r\n")
+        .await
+        .unwrap();
+    // A body that never ends (a tenth of what its length promises).
+    let mut trickle = TcpStream::connect(bot.addr).await.unwrap();
+    let head = "POST /slack/commands HTTP/1.1\r\nHost: opsbot\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n";
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    trickle.write_all(b"command=%2Fops").await.unwrap();
+    // Both connections are being served: a third one waits for one of them to end.
+    let http = reqwest::Client::new();
+    let health = async {
+        let res = http
+            .get(format!("http://{}/healthz", bot.addr))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), tokio::time::Instant::now())
+    };
+    let ((silent_got, silent_at), (trickle_got, trickle_at), (health, health_at)) =
+        tokio::join!(answer(silent), answer(trickle), health);
+
+    assert!(
+        !silent_got.contains(" 200 "),
+        "an unfinished head is not answered: {silent_got}"
+    );
+    assert!(
+        trickle_got.starts_with("HTTP/1.1 408"),
+        "a body too slow is answered 408: {trickle_got}"
+    );
+    assert_eq!(health, 200);
+    assert!(
+        health_at >= silent_at.min(trickle_at),
+        "the third connection was served while both slots were taken"
+    );
+    // Nothing of either reached the pipeline.
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+    bot.stop().await.unwrap();
+}

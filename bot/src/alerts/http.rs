@@ -18,6 +18,8 @@ use super::payload::Notification;
 use super::{Alerts, PLATFORM};
 use crate::config::AlertsConfig;
 use crate::engine::RejectionKind;
+use crate::inbound::Unread;
+use crate::server::BodyTooSlow;
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -104,6 +106,7 @@ async fn handle(w: Webhook, receiver: Option<String>, req: Request) -> Response 
             engine.reject(PLATFORM, RejectionKind::TooLarge, &why).await;
             return answer(StatusCode::PAYLOAD_TOO_LARGE, &why);
         }
+        Err(e) if BodyTooSlow::caused(&e) => return Unread::TooSlow.into_response(),
         Err(e) => {
             engine
                 .reject(PLATFORM, RejectionKind::Malformed, &e.body_text())

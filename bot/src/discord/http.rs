@@ -63,9 +63,7 @@ async fn verified(s: &Shared, req: Request) -> Result<Bytes, Response> {
             };
             Err((status, e.to_string()).into_response())
         }
-        Err(Refusal::Unreadable) => {
-            Err((StatusCode::BAD_REQUEST, "unreadable body").into_response())
-        }
+        Err(Refusal::Unread(unread)) => Err(unread.into_response()),
     }
 }
 

@@ -49,7 +49,7 @@ async fn verified(
                     .reject(e.kind(), format!("POST {endpoint}: {e}"));
                 (e.status(), e.to_string()).into_response()
             }
-            Refusal::Unreadable => (StatusCode::BAD_REQUEST, "unreadable body").into_response(),
+            Refusal::Unread(unread) => unread.into_response(),
         })
 }
 

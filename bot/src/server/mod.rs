@@ -1,13 +1,14 @@
-//! The HTTP server of `opsbot serve`: health, readiness and metrics, plus the routes of the chat
-//! adapters (Slack, later Discord and Alertmanager), with graceful shutdown.
+//! The HTTP server of `opsbot serve`: health, readiness and metrics, beside the routes of the
+//! chat adapters (Slack, Discord) and the Alertmanager webhook. [`RunningServer`] serves them
+//! with limits on slow clients and open connections ([`crate::config::HttpLimits`]), and stops
+//! gracefully.
 //!
 //! `/readyz` answers 503 (not ready) when the database does not answer or does not take writes
-//! (probed on a new connection), a cluster's API server is unreachable, or the requests in
-//! flight are at the engine's cap (new ones are refused as busy); it answers 200 with `"degraded": true` when the connection pool is saturated or
-//! a policy reload was refused (the previous policy is in force; `policy_refused` says why).
-//! `problems` lists every reason in words.
+//! (probed on a new connection) or the requests in flight are at the engine's cap (new ones are
+//! refused as busy); it answers 200 with `"degraded": true` when a cluster's API server is
+//! unreachable, the connection pool is saturated or a policy reload was refused (the previous
+//! policy is in force; `policy_refused` says why). `problems` lists every reason in words.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,10 +17,12 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
+
+mod conn;
+
+pub use conn::{BodyTooSlow, RunningServer};
 
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -133,43 +136,6 @@ async fn metrics(State(Health { engine, .. }): State<Health>) -> impl IntoRespon
         )],
         engine.metrics().render(),
     )
-}
-
-/// A running HTTP server.
-pub struct RunningServer {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningServer {
-    /// Binds `listen` (port 0 picks a free port) and serves `router` until [`RunningServer::stop`].
-    pub async fn start(listen: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        // Routes are made into services once, here. Served as a plain `Router`, axum would
-        // rebuild every route table for each connection (`Router::with_state` per accept):
-        // allocations on every connect, and a few KiB held by each open connection.
-        let service = router.with_state(()).into_make_service();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async move { signal.cancelled().await })
-                .await
-        });
-        tracing::info!(%addr, "listening");
-        Ok(RunningServer { addr, stop, task })
-    }
-
-    /// Stops accepting connections, lets open requests finish, and returns.
-    pub async fn stop(self) -> std::io::Result<()> {
-        self.stop.cancel();
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
