@@ -458,6 +458,70 @@ async fn refused_requests_execute_nothing_and_are_audited() {
     assert!(!dump.contains(SECRET) && !dump.contains(TOKEN));
 }
 
+/// Anyone who can reach the endpoint can send forged requests at any rate: each is refused and
+/// counted, but past a quota a minute they reach the audit log as one summary with their count,
+/// not one record each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_requests_is_counted_not_recorded_one_by_one() {
+    let bot = Bot::start().await;
+    const FLOOD: usize = 60;
+    for i in 0..FLOOD {
+        let forged = slack_fake::slash_command(
+            "forged",
+            "/ops",
+            "status rust-webapi -n api",
+            "UENG",
+            "C0OPS",
+            &format!("e2e.flood.{i}"),
+        );
+        assert_eq!(bot.send(&forged).await.status(), 401);
+    }
+    let line =
+        format!(r#"opsbot_rejections_total{{platform="slack",kind="bad_signature"}} {FLOOD}"#);
+    eventually(
+        PATIENCE,
+        "every forged request counted",
+        || async {
+            let res = bot.http.get(format!("{}/metrics", bot.base)).send().await;
+            res.unwrap().text().await.unwrap()
+        },
+        |m| m.contains(&line),
+    )
+    .await;
+
+    // The sweep records what the quota held back; the records add up to the flood.
+    let records = eventually(
+        PATIENCE,
+        "the held-back rejections summarised",
+        || async {
+            bot.engine.sweep().await;
+            let tail = bot.engine.store().tail(1000).await.unwrap();
+            tail.into_iter()
+                .filter(|r| r.entry.outcome.as_deref() == Some("bad_signature"))
+                .map(|r| r.entry.detail)
+                .collect::<Vec<_>>()
+        },
+        |records| {
+            let held: u64 = records.iter().filter_map(|d| d["count"].as_u64()).sum();
+            let single = records.iter().filter(|d| d.get("count").is_none()).count();
+            single as u64 + held == FLOOD as u64
+        },
+    )
+    .await;
+    let singles = records.iter().filter(|d| d.get("count").is_none()).count();
+    assert_eq!(singles, 10, "{records:?}");
+    assert!(records.len() < 15, "{records:?}");
+    let summary = records.iter().find(|d| d.get("count").is_some()).unwrap();
+    assert!(
+        summary["detail"]
+            .as_str()
+            .unwrap()
+            .contains("more rejected since"),
+        "{summary}"
+    );
+    assert!(bot.engine.store().verify().await.unwrap().is_ok());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_from_slack_delays_and_then_delivers() {
     let bot = Bot::start().await;

@@ -27,6 +27,7 @@ pub mod desk;
 pub mod policy_file;
 pub mod ratelimit;
 mod recovery;
+mod rejection_log;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -50,7 +51,7 @@ pub use policy_file::{PolicyFile, Reload};
 pub use ratelimit::RateLimiter;
 
 /// Why an inbound request was refused before it reached the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RejectionKind {
     BadSignature,
     StaleTimestamp,
@@ -133,6 +134,7 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     /// Requests refused as busy, logged at most once a second.
     busy_log: busy_log::BusyLog,
+    rejections: rejection_log::RejectionLog,
     store: Store,
     policy: Arc<PolicyFile>,
     operator: Operator,
@@ -253,6 +255,7 @@ impl Engine {
                 instance: format!("opsbot-{}", uuid::Uuid::new_v4().simple()),
                 in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
                 busy_log: busy_log::BusyLog::default(),
+                rejections: rejection_log::RejectionLog::default(),
                 store,
                 policy,
                 operator,
@@ -405,6 +408,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        self.record_held_rejections().await;
     }
 
     /// Starts the background duties: approval expiry, resuming approved requests left by a
@@ -419,9 +423,14 @@ impl Engine {
         }
     }
 
-    /// Records an inbound request refused before parsing (bad signature, stale, too large, …).
+    /// Records an inbound request refused before parsing (bad signature, stale, too large, …):
+    /// counted always, audited and logged one by one up to a quota a minute per platform and
+    /// kind, beyond it in a summary at the next sweep (`engine/rejection_log.rs`).
     pub async fn reject(&self, platform: &str, kind: RejectionKind, detail: &str) {
         self.inner.metrics.count_rejection(platform, kind.as_str());
+        if !self.inner.rejections.admit(platform, kind) {
+            return;
+        }
         tracing::warn!(platform, kind = kind.as_str(), detail, "request rejected");
         self.audit(
             AuditEntry::new(AuditKind::Rejection, platform)
@@ -429,6 +438,27 @@ impl Engine {
                 .detail(json!({ "detail": detail })),
         )
         .await;
+    }
+
+    /// Records the rejections held back by the per-minute quota of [`Engine::reject`]: one
+    /// summary record (and log line) per platform and kind, with their count.
+    pub(super) async fn record_held_rejections(&self) {
+        for (platform, kind, held) in self.inner.rejections.take_held() {
+            let kind = kind.as_str();
+            let detail = format!(
+                "{} more rejected since {} (over the quota of {} a minute recorded one by one)",
+                held.count,
+                held.since,
+                rejection_log::PER_MINUTE
+            );
+            tracing::warn!(platform, kind, count = held.count, "requests rejected");
+            self.audit(
+                AuditEntry::new(AuditKind::Rejection, &platform)
+                    .outcome(kind)
+                    .detail(json!({ "detail": detail, "count": held.count })),
+            )
+            .await;
+        }
     }
 
     /// Requests taken and not answered yet, and the most there may be.

@@ -19,7 +19,8 @@ const ABANDON_GRACE: Duration = Duration::from_secs(300);
 impl Engine {
     /// One pass of the background duties: expire overdue requests, run approved requests that
     /// nobody claimed (their process stopped between approval and execution), fail abandoned
-    /// executions, and forget delivery ids older than a day (platforms retry within minutes).
+    /// executions, forget delivery ids older than a day (platforms retry within minutes), and
+    /// record the rejections held back from the audit log, counted.
     pub async fn sweep(&self) {
         match self.inner.store.expired_pending(Timestamp::now()).await {
             Ok(expired) => {
@@ -47,6 +48,7 @@ impl Engine {
             tracing::error!(error = %e, "cannot prune the inbox");
         }
         self.inner.limiter.retain_recent();
+        self.record_held_rejections().await;
         self.update_pending_gauge().await;
     }
 
