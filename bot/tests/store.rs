@@ -939,13 +939,18 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
     assert!(a.approvers.is_empty());
     assert!(!a.has_enough_approvals());
 
-    let v = s.add_approval(&a.id, "slack:U2").await.unwrap();
+    let v = s.add_approval(&a.id, "slack:U2", &[]).await.unwrap();
     assert!(v.added);
-    let v = s.add_approval(&a.id, "slack:U2").await.unwrap();
+    let v = s.add_approval(&a.id, "slack:U2", &[]).await.unwrap();
     assert!(!v.added, "the same approver counts once");
     assert_eq!(v.approval.approvers.len(), 1);
-    let v = s.add_approval(&a.id, "discord:42").await.unwrap();
+    let v = s
+        .add_approval(&a.id, "discord:42", &["discord-role:7".to_owned()])
+        .await
+        .unwrap();
     assert!(v.added);
+    assert_eq!(v.approval.approvers[1].groups, ["discord-role:7"]);
+    assert!(v.approval.approvers[0].groups.is_empty());
     let subjects: Vec<_> = v
         .approval
         .approvers
@@ -954,7 +959,7 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
         .collect();
     assert_eq!(subjects, ["slack:U2", "discord:42"]);
     assert!(v.approval.has_enough_approvals());
-    let v = s.add_approval(&a.id, "slack:U3").await.unwrap();
+    let v = s.add_approval(&a.id, "slack:U3", &[]).await.unwrap();
     assert!(!v.added, "votes stop at the count needed");
 
     // Concurrent duplicate votes from one person still count once.
@@ -966,7 +971,7 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
     let id = fresh.id.clone();
     let vote = move |st: Store| {
         let id = id.clone();
-        async move { st.add_approval(&id, "slack:U9").await.map(|v| v.added) }
+        async move { st.add_approval(&id, "slack:U9", &[]).await.map(|v| v.added) }
     };
     assert_eq!(race(s, &other, vote).await, 1);
 
@@ -981,7 +986,7 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
             .await
             .unwrap()
     );
-    let v = s.add_approval(&b.id, "slack:U2").await.unwrap();
+    let v = s.add_approval(&b.id, "slack:U2", &[]).await.unwrap();
     assert!(!v.added);
     assert_eq!(v.approval.state, ApprovalState::Denied);
     assert!(v.approval.approvers.is_empty());
@@ -989,13 +994,13 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
     // Past its expiry (not yet swept), votes are not recorded either.
     let old = Timestamp::now() - SignedDuration::from_secs(7200);
     let c = s.create_approval(new_approval(old, 60)).await.unwrap();
-    let v = s.add_approval(&c.id, "slack:U2").await.unwrap();
+    let v = s.add_approval(&c.id, "slack:U2", &[]).await.unwrap();
     assert!(!v.added);
     assert_eq!(v.approval.state, ApprovalState::Pending);
     assert!(v.approval.approvers.is_empty());
 
     assert!(matches!(
-        s.add_approval("nope00", "slack:U2").await,
+        s.add_approval("nope00", "slack:U2", &[]).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -1042,7 +1047,7 @@ async fn approvals_survive_reopening_and_expire(db: Db) {
         .create_approval(new_approval(created, 60))
         .await
         .unwrap();
-    db.store.add_approval(&a.id, "slack:U2").await.unwrap();
+    db.store.add_approval(&a.id, "slack:U2", &[]).await.unwrap();
     let card = MessageRef {
         platform: "slack".to_owned(),
         channel: "C0OPS".to_owned(),
@@ -1242,7 +1247,7 @@ async fn approval_votes_stop_at_the_count_needed(db: Db) {
         let id = a.id.clone();
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async move {
-            st.add_approval(&id, &format!("slack:U{n}"))
+            st.add_approval(&id, &format!("slack:U{n}"), &[])
                 .await
                 .map(|v| v.added)
         }
@@ -1342,7 +1347,7 @@ fn store_futures_are_send() {
         let st = s.clone();
         spawnable(async move { st.create_approval(new).await });
         let (st, i) = (s.clone(), id.clone());
-        spawnable(async move { st.add_approval(&i, "slack:U1").await });
+        spawnable(async move { st.add_approval(&i, "slack:U1", &[]).await });
         let (st, i) = (s.clone(), id.clone());
         spawnable(async move {
             st.try_transition(&i, ApprovalState::Pending, ApprovalState::Approved)
@@ -1650,7 +1655,7 @@ async fn pooled_writes_succeed_beside_a_stream_of_appends(db: Db) {
             .await
             .unwrap_or_else(|e| panic!("set_card {i}: {e}"));
         let vote = s
-            .add_approval(&a.id, "slack:U2")
+            .add_approval(&a.id, "slack:U2", &[])
             .await
             .unwrap_or_else(|e| panic!("add_approval {i}: {e}"));
         assert!(vote.added);

@@ -374,6 +374,44 @@ both_databases!(
 );
 
 both_databases!(
+    an_approver_a_reload_took_the_role_from_no_longer_counts,
+    |bot: TestBot| async move {
+        let two = POLICY.replace("count: 1,", "count: 2,");
+        std::fs::write(&bot.policy_path, &two).unwrap();
+        assert_eq!(bot.engine.policy().reload(), Reload::Loaded);
+        let before = bot.replicas("production", "conea-api");
+        let out = bot.say("bob", "scale conea-api 16").await;
+        let id = approval_id(&out).unwrap();
+        let out = bot.say("alice", &format!("approve {id}")).await;
+        assert!(!out.contains("executed"), "{out}");
+        // Alice leaves the leads after her vote; Dave joins them.
+        let moved = two.replace(
+            r#"lead: { members: ["console:alice", "console:carol"] }"#,
+            r#"lead: { members: ["console:carol", "console:dave"] }"#,
+        );
+        assert_ne!(moved, two);
+        std::fs::write(&bot.policy_path, moved).unwrap();
+        assert_eq!(bot.engine.policy().reload(), Reload::Loaded);
+        let out = bot.say("carol", &format!("approve {id}")).await;
+        assert!(
+            out.contains("the policy no longer lets console:alice approve it"),
+            "{out}"
+        );
+        assert_eq!(bot.replicas("production", "conea-api"), before);
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Failed);
+
+        // Asked again, the leads of now approve it, and it runs.
+        let out = bot.say("bob", "scale conea-api 16").await;
+        let id = approval_id(&out).unwrap();
+        bot.say("dave", &format!("approve {id}")).await;
+        let out = bot.say("carol", &format!("approve {id}")).await;
+        assert!(out.contains("Approved and executed"), "{out}");
+        assert_eq!(bot.replicas("production", "conea-api"), 16);
+    }
+);
+
+both_databases!(
     policy_hot_reload_refuses_a_broken_file,
     |bot: TestBot| async move {
         // A broken file is refused and the old policy stays in force.

@@ -231,7 +231,7 @@ opsbot_tests::both_databases!(
         let store = engine.store();
         assert!(
             store
-                .add_approval(&id, "console:alice")
+                .add_approval(&id, "console:alice", &[])
                 .await
                 .unwrap()
                 .added

@@ -155,10 +155,11 @@ impl Engine {
         ) {
             return self.refuse_vote(&ctx, &approval.id, verb, &why).await;
         }
+        let groups: Vec<String> = click.groups.iter().map(|g| g.as_str().to_owned()).collect();
         let vote = match self
             .inner
             .store
-            .add_approval(&approval.id, click.user.as_str())
+            .add_approval(&approval.id, click.user.as_str(), &groups)
             .await
         {
             Ok(v) => v,
@@ -277,7 +278,10 @@ impl Engine {
                 return self.fail_approval(&approval, &why).await;
             }
         };
-        match self.inner.policy.current().decide(&request) {
+        let policy = self.inner.policy.current();
+        // Whether the votes still matter: a request the policy now allows outright runs on
+        // the requester's own standing.
+        let needs_votes = match policy.decide(&request) {
             Decision::Deny { reason, rule } => {
                 let why = match rule {
                     Some(rule) => format!("the policy now denies it (rule {rule}): {reason}"),
@@ -294,7 +298,20 @@ impl Engine {
                 );
                 return self.fail_approval(&approval, &why).await;
             }
-            Decision::Approval { .. } | Decision::Allow { .. } => {}
+            Decision::Approval { .. } => true,
+            Decision::Allow { .. } => false,
+        };
+        // The votes count under the policy it runs under: a reload that took an approver's
+        // role away since they voted voids the approval.
+        if needs_votes {
+            let lost = approvers_without_standing(&policy, &approval, &requester);
+            if !lost.is_empty() {
+                let why = format!(
+                    "the policy no longer lets {} approve it, so nothing was run; ask again",
+                    lost.join(", ")
+                );
+                return self.fail_approval(&approval, &why).await;
+            }
         }
         match self.inner.store.claim_execution(id).await {
             Ok(true) => {}
@@ -464,4 +481,32 @@ impl Engine {
                 .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// The approvers of `approval` whom `policy` would not let approve it now (with the groups they
+/// held when they voted).
+fn approvers_without_standing<'a>(
+    policy: &opsbot_policies::Policy,
+    approval: &'a Approval,
+    requester: &Subject,
+) -> Vec<&'a str> {
+    let requirement: opsbot_policies::Requirement = (&approval.requirement).into();
+    approval
+        .approvers
+        .iter()
+        .filter(|v| {
+            let Ok(approver) = Subject::parse(&v.subject) else {
+                return true;
+            };
+            let groups: Vec<Subject> = v
+                .groups
+                .iter()
+                .filter_map(|g| Subject::parse(g).ok())
+                .collect();
+            policy
+                .may_approve(&requirement, requester, &approver, &groups, &[])
+                .is_err()
+        })
+        .map(|v| v.subject.as_str())
+        .collect()
 }

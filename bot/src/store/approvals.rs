@@ -149,6 +149,9 @@ pub struct NewApproval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approver {
     pub subject: String,
+    /// The groups they held when they voted (for the policy check when it runs).
+    #[serde(default)]
+    pub groups: Vec<String>,
     pub at: Timestamp,
 }
 
@@ -227,6 +230,7 @@ macro_rules! approval_columns {
 #[derive(sqlx::FromRow)]
 struct VoteRow {
     approver: String,
+    approver_groups: String,
     at_ms: i64,
 }
 
@@ -256,6 +260,8 @@ impl ApprovalRow {
             .into_iter()
             .map(|v| {
                 Ok(Approver {
+                    groups: serde_json::from_str(&v.approver_groups)
+                        .map_err(|e| corrupt("approver_groups", &e))?,
                     subject: v.approver,
                     at: timestamp("approval_votes", v.at_ms)?,
                 })
@@ -298,7 +304,7 @@ fn random_id() -> String {
 /// open transaction (`$lock` locks the request's row where the backend needs it). Yields
 /// whether the vote was added.
 macro_rules! vote_in_tx {
-    ($tx:ident, $id:expr, $approver:expr, $now:expr, $lock:literal) => {{
+    ($tx:ident, $id:expr, $approver:expr, $groups:expr, $now:expr, $lock:literal) => {{
         let open: Option<(String,)> = sqlx::query_as(concat!(
             "SELECT requirement FROM approvals WHERE id = $1 AND state = 'pending' \
              AND expires_ms > $2",
@@ -324,11 +330,12 @@ macro_rules! vote_in_tx {
                         .await?;
                 votes < needed
                     && sqlx::query(
-                        "INSERT INTO approval_votes (approval_id, approver, at_ms) \
-                         VALUES ($1, $2, $3) ON CONFLICT (approval_id, approver) DO NOTHING",
+                        "INSERT INTO approval_votes (approval_id, approver, approver_groups, at_ms) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (approval_id, approver) DO NOTHING",
                     )
                     .bind($id)
                     .bind($approver)
+                    .bind($groups)
                     .bind($now)
                     .execute(&mut *$tx)
                     .await?
@@ -398,27 +405,33 @@ impl Store {
         row.into_approval(votes).map(Some)
     }
 
-    /// Records `approver` approving `id`, if it is still pending, not past its expiry, and has
-    /// fewer votes than it needs (votes stop at the count, however many arrive at once).
-    /// Idempotent per approver.
+    /// Records `approver` (holding `groups`) approving `id`, if it is still pending, not past
+    /// its expiry, and has fewer votes than it needs (votes stop at the count, however many
+    /// arrive at once). Idempotent per approver.
     /// Eligibility (roles, self-approval) is the caller's business: check it first.
     /// Reaching the count does not change the state; the caller then calls
     /// [`Store::try_transition`] to `Approved`.
-    pub async fn add_approval(&self, id: &str, approver: &str) -> Result<VoteOutcome> {
+    pub async fn add_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        groups: &[String],
+    ) -> Result<VoteOutcome> {
         let now = Timestamp::now().as_millisecond();
+        let groups = serde_json::Value::from(groups.to_vec()).to_string();
         // The request is locked while its votes are counted, so votes stop at the number
         // needed however many arrive at once (also from several replicas).
         let added = match &self.pool {
             Pool::Sqlite(pool) => {
                 let _turn = self.turn.lock().await;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let added = vote_in_tx!(tx, id, approver, now, "");
+                let added = vote_in_tx!(tx, id, approver, &groups, now, "");
                 tx.commit().await?;
                 added
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let added = vote_in_tx!(tx, id, approver, now, " FOR UPDATE");
+                let added = vote_in_tx!(tx, id, approver, &groups, now, " FOR UPDATE");
                 tx.commit().await?;
                 added
             }
@@ -563,7 +576,7 @@ impl Store {
     async fn votes(&self, id: &str) -> Result<Vec<VoteRow>> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT approver, at_ms FROM approval_votes \
+                "SELECT approver, approver_groups, at_ms FROM approval_votes \
                  WHERE approval_id = $1 ORDER BY at_ms, approver",
             )
             .bind(id)
