@@ -103,6 +103,50 @@ async fn answers_fill_the_deferred_response_and_private_replies_are_ephemeral() 
     assert!(err.to_string().contains("no live interaction"), "{err}");
 }
 
+/// A fast answer can reach Discord before the deferral it removes or fills does (over HTTP the
+/// deferral is the response body, taken on Discord's own time): the `@original` call is tried
+/// again, and the answer arrives.
+#[tokio::test]
+async fn an_answer_faster_than_its_deferral_is_delivered() {
+    let fake = DiscordFake::start(TOKEN, APP).await;
+    let sink = sink(&fake, TOKEN);
+    let not_yet = |code, message| Failure::Error {
+        status: 404,
+        code,
+        message,
+    };
+    fake.expect_command("tok-6", CH);
+    sink.interactions().deferred("9006", "tok-6");
+    fake.fail_next("delete_original", not_yet(10015, "Unknown Webhook"));
+    sink.post_private(CH, &user(), Some("9006"), &Reply::danger("Not allowed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        routes(&fake),
+        [
+            ("delete_original", 404),
+            ("delete_original", 204),
+            ("followup", 200)
+        ]
+    );
+    let reply = fake
+        .messages()
+        .into_iter()
+        .find(|m| m.text().contains("Not allowed"));
+    assert!(reply.unwrap().ephemeral, "only the requester sees it");
+
+    fake.expect_command("tok-7", CH);
+    sink.interactions().deferred("9007", "tok-7");
+    fake.fail_next(
+        "edit_interaction_message",
+        not_yet(10008, "Unknown Message"),
+    );
+    sink.answer(CH, Some("9007"), &Reply::ok("Done"))
+        .await
+        .unwrap();
+    assert!(fake.messages().iter().any(|m| m.text().contains("Done")));
+}
+
 /// Discord makes the first follow-up to a deferred response that response, public as the
 /// deferral was: when the "thinking…" response cannot be removed, the private reply is not
 /// sent (and the engine audits it as undelivered) rather than shown to everyone.
@@ -115,9 +159,9 @@ async fn a_private_reply_is_not_sent_when_the_public_deferral_cannot_be_removed(
     fake.fail_next(
         "delete_original",
         Failure::Error {
-            status: 404,
-            code: 10008,
-            message: "Unknown Message",
+            status: 403,
+            code: 50001,
+            message: "Missing Access",
         },
     );
     let err = sink
@@ -125,7 +169,7 @@ async fn a_private_reply_is_not_sent_when_the_public_deferral_cannot_be_removed(
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not sent"), "{err}");
-    assert_eq!(routes(&fake), [("delete_original", 404)]);
+    assert_eq!(routes(&fake), [("delete_original", 403)]);
     assert!(
         fake.messages()
             .iter()

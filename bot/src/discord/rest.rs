@@ -9,7 +9,10 @@
 //!   bucket is empty waits for the reset instead of earning a 429.
 //! - **Global**: a 429 with `global: true` (or `X-RateLimit-Global`) holds every request.
 //! - **429**: waits `retry_after` (seconds, fractional; capped) and tries again.
-//! - **Transient failures** (network, timeouts, 5xx) are retried with exponential backoff.
+//! - **Transient failures** (network, timeouts, 5xx) are retried with exponential backoff, and
+//!   so is a 404 `10008 Unknown Message` / `10015 Unknown Webhook` on an interaction's
+//!   `@original`: a fast answer can reach Discord before the deferral it edits or removes does
+//!   (over HTTP the deferral is the response body, which Discord takes on its own time).
 //! - Anything else is a refusal carrying Discord's JSON error code (`10062 Unknown
 //!   interaction`, `50001 Missing Access`), logged with the call's name — never its path, which
 //!   may hold an interaction token. A call made with [`DiscordRest::call_needing`] turns a 403
@@ -163,6 +166,10 @@ pub const MISSING_PERMISSIONS: u64 = 50013;
 /// Discord's JSON error code for a channel or server the bot cannot see.
 pub const MISSING_ACCESS: u64 = 50001;
 /// What a 403 `50001 Missing Access` asks for.
+/// `10008 Unknown Message`.
+const UNKNOWN_MESSAGE: u64 = 10008;
+/// `10015 Unknown Webhook`.
+const UNKNOWN_WEBHOOK: u64 = 10015;
 pub const VIEW_CHANNEL_GRANT: &str = "the View Channel permission";
 
 /// What one attempt turned into.
@@ -371,6 +378,18 @@ impl DiscordRest {
         if status.is_server_error() {
             return Attempt::Retry {
                 error: format!("HTTP {}", status.as_u16()),
+                after: None,
+            };
+        }
+        let deferral_not_there_yet = status == StatusCode::NOT_FOUND
+            && call.path.ends_with("/messages/@original")
+            && matches!(
+                json["code"].as_u64(),
+                Some(UNKNOWN_MESSAGE | UNKNOWN_WEBHOOK)
+            );
+        if deferral_not_there_yet {
+            return Attempt::Retry {
+                error: describe_error(status, &json),
                 after: None,
             };
         }
