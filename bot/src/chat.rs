@@ -12,6 +12,26 @@ use serde::{Deserialize, Serialize};
 /// A platform name as used in the audit log and message references: `console`, `slack`, `discord`.
 pub type Platform = &'static str;
 
+/// A person's groups (`slack-group:…`, `discord-role:…`), as far as the platform could tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub groups: Vec<Subject>,
+    /// The platform could not say (Slack's user groups could not be read): `groups` is what
+    /// was last known, maybe nothing. The policy then keeps group bans in force
+    /// ([`opsbot_policies::Request::groups_unknown`]).
+    pub unknown: bool,
+}
+
+impl Membership {
+    /// Groups the platform reported.
+    pub fn known(groups: Vec<Subject>) -> Membership {
+        Membership {
+            groups,
+            unknown: false,
+        }
+    }
+}
+
 /// A message opsbot posted, so it can be updated later (also after a restart: it is stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRef {
@@ -28,6 +48,8 @@ pub struct Invocation {
     pub user: Subject,
     /// Groups / roles the platform reported (`slack-group:…`, `discord-role:…`).
     pub groups: Vec<Subject>,
+    /// The platform could not say which groups the user is in ([`Membership::unknown`]).
+    pub groups_unknown: bool,
     pub channel: String,
     /// What the user typed after the slash command, e.g. `scale api 5 -n production`.
     pub text: String,
@@ -61,6 +83,8 @@ pub struct AlertClick {
     pub platform: Platform,
     pub user: Subject,
     pub groups: Vec<Subject>,
+    /// As [`Invocation::groups_unknown`].
+    pub groups_unknown: bool,
     pub channel: String,
     /// The button's action id, e.g. `alert_silence_1h` (`crate::alerts::render::ACTIONS`).
     pub action: String,

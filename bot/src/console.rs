@@ -394,6 +394,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Session<W> {
                     platform: PLATFORM,
                     user,
                     groups: Vec::new(),
+                    groups_unknown: false,
                     channel: self.channel.clone(),
                     text: line.trim_start_matches("/ops").trim().to_owned(),
                     delivery_id: None,

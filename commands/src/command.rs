@@ -254,6 +254,7 @@ impl Command {
         Request {
             user: user.clone(),
             groups: groups.to_vec(),
+            groups_unknown: false,
             channel: channel.map(str::to_owned),
             action: self.action(),
             cluster: self.cluster.clone(),

@@ -256,6 +256,40 @@ impl Policy {
         }
     }
 
+    /// `decision` on `req`, unless the person's groups are unknown and a deny rule would match
+    /// were they in every group of their platform that a role names: that deny stands then.
+    pub(crate) fn unless_a_group_could_deny(&self, req: &Request, decision: Decision) -> Decision {
+        if !req.groups_unknown || matches!(decision, Decision::Deny { .. }) {
+            return decision;
+        }
+        let group_kind = match req.user.kind() {
+            "slack" => "slack-group",
+            "discord" => "discord-role",
+            _ => return decision,
+        };
+        let mut in_every_group = req.clone();
+        in_every_group.groups_unknown = false;
+        in_every_group.groups.extend(
+            self.roles
+                .values()
+                .flat_map(|role| role.members.iter())
+                .filter(|m| m.kind() == group_kind)
+                .cloned(),
+        );
+        match self.decide_impl(&in_every_group) {
+            Decision::Deny {
+                rule: Some(rule), ..
+            } => Decision::Deny {
+                reason: format!(
+                    "{}'s groups could not be read, and rule {rule} denies this to members of                      some groups; try again in a minute",
+                    req.user
+                ),
+                rule: Some(rule),
+            },
+            _ => decision,
+        }
+    }
+
     pub(crate) fn evaluate_impl(&self, req: &Request) -> Evaluation {
         let m = self.index.matches(req);
         let mut firsts = Firsts::default();

@@ -261,6 +261,10 @@ pub struct Request {
     pub user: Subject,
     /// Groups / roles the platform reported for that person.
     pub groups: Vec<Subject>,
+    /// The platform could not say which groups the person is in (Slack's user groups could not
+    /// be read). `groups` is then what was last known, maybe nothing, and a deny rule that a
+    /// group of the person's platform could bring in denies: an outage must not lift a ban.
+    pub groups_unknown: bool,
     pub channel: Option<String>,
     pub action: Action,
     pub cluster: Option<String>,
@@ -278,6 +282,7 @@ impl Request {
         Request {
             user,
             groups: Vec::new(),
+            groups_unknown: false,
             channel: None,
             action,
             cluster: None,
@@ -490,13 +495,15 @@ impl Policy {
     /// Decides on a request and explains how every rule related to it (for `policy explain`).
     /// Never panics. Its decision is always [`Policy::decide`]'s.
     pub fn evaluate(&self, request: &Request) -> Evaluation {
-        self.evaluate_impl(request)
+        let mut evaluation = self.evaluate_impl(request);
+        evaluation.decision = self.unless_a_group_could_deny(request, evaluation.decision);
+        evaluation
     }
 
     /// Only the decision on a request: what the engine needs, without the explanation. Visits
     /// only the rules naming the request's action, and stops at the first deny. Never panics.
     pub fn decide(&self, request: &Request) -> Decision {
-        self.decide_impl(request)
+        self.unless_a_group_could_deny(request, self.decide_impl(request))
     }
 
     /// Whether `approver` (with its groups) may approve a request made by `requester` under

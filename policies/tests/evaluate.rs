@@ -621,3 +621,60 @@ fn explain_text() {
         "{t}"
     );
 }
+
+/// When Slack's user groups cannot be read, a deny rule that a group could bring in denies:
+/// an outage of the lookup must not lift a ban on a group.
+#[test]
+fn unknown_groups_keep_group_bans_in_force() {
+    let policy = Policy::from_yaml(
+        r#"version: 1
+roles:
+  engineers:   { members: ["slack:U1", "discord:1"] }
+  contractors: { members: ["slack-group:S0CONTRACT"] }
+rules:
+  - name: no-contractors-in-production
+    roles: [contractors]
+    actions: [scale]
+    namespaces: [production]
+    effect: deny
+    reason: contractors do not change production
+  - name: engineers-scale
+    roles: [engineers]
+    actions: [scale]
+"#,
+        "policy.yaml",
+    )
+    .unwrap();
+    let scale = |user: &str, ns: &str, unknown: bool| Request {
+        namespace: Some(ns.to_owned()),
+        groups_unknown: unknown,
+        ..Request::new(Subject::parse(user).unwrap(), Action::Scale)
+    };
+
+    // Groups read, not a contractor: allowed.
+    assert!(matches!(
+        policy.decide(&scale("slack:U1", "production", false)),
+        Decision::Allow { .. }
+    ));
+    // Groups unknown: the contractors' ban could apply, so it does, saying why.
+    let unknown = scale("slack:U1", "production", true);
+    let Decision::Deny { rule, reason } = policy.decide(&unknown) else {
+        panic!("denied while the groups are unknown");
+    };
+    assert_eq!(rule.as_deref(), Some("no-contractors-in-production"));
+    assert!(
+        reason.contains("slack:U1's groups could not be read"),
+        "{reason}"
+    );
+    assert_eq!(policy.evaluate(&unknown).decision, policy.decide(&unknown));
+    // Where no group's rule could deny, unknown groups change nothing.
+    assert!(matches!(
+        policy.decide(&scale("slack:U1", "staging", true)),
+        Decision::Allow { .. }
+    ));
+    // Slack's groups say nothing about a Discord user.
+    assert!(matches!(
+        policy.decide(&scale("discord:1", "production", true)),
+        Decision::Allow { .. }
+    ));
+}

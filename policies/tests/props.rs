@@ -228,19 +228,23 @@ fn request() -> impl Strategy<Value = Request> {
         option::of(prop_oneof![-2i64..45, any::<i64>()]),
         option::of(prop_oneof![0i64..1200, any::<i64>()]),
         option::of(select(Severity::ALL.to_vec())),
+        any::<bool>(),
     )
         .prop_map(
-            |(user, groups, action, ns, res, cluster, channel, replicas, tail, sev)| Request {
-                user: subject(user),
-                groups: groups.into_iter().map(subject).collect(),
-                channel: channel.map(str::to_owned),
-                action,
-                cluster: cluster.map(str::to_owned),
-                namespace: ns.map(str::to_owned),
-                resource: res.map(str::to_owned),
-                replicas,
-                tail_lines: tail,
-                severity: sev,
+            |(user, groups, action, ns, res, cluster, channel, replicas, tail, sev, unknown)| {
+                Request {
+                    user: subject(user),
+                    groups: groups.into_iter().map(subject).collect(),
+                    groups_unknown: unknown,
+                    channel: channel.map(str::to_owned),
+                    action,
+                    cluster: cluster.map(str::to_owned),
+                    namespace: ns.map(str::to_owned),
+                    resource: res.map(str::to_owned),
+                    replicas,
+                    tail_lines: tail,
+                    severity: sev,
+                }
             },
         )
 }
@@ -258,22 +262,26 @@ fn wild_request() -> impl Strategy<Value = Request> {
         option::of(any::<i64>()),
         option::of(any::<i64>()),
         option::of(select(Severity::ALL.to_vec())),
+        any::<bool>(),
     )
         .prop_map(
-            |(user, groups, action, ns, res, cluster, channel, replicas, tail, sev)| Request {
-                user: Subject::parse(&user).unwrap_or_else(|_| subject("console:fallback")),
-                groups: groups
-                    .iter()
-                    .filter_map(|g| Subject::parse(g).ok())
-                    .collect(),
-                channel,
-                action,
-                cluster,
-                namespace: ns,
-                resource: res,
-                replicas,
-                tail_lines: tail,
-                severity: sev,
+            |(user, groups, action, ns, res, cluster, channel, replicas, tail, sev, unknown)| {
+                Request {
+                    user: Subject::parse(&user).unwrap_or_else(|_| subject("console:fallback")),
+                    groups: groups
+                        .iter()
+                        .filter_map(|g| Subject::parse(g).ok())
+                        .collect(),
+                    groups_unknown: unknown,
+                    channel,
+                    action,
+                    cluster,
+                    namespace: ns,
+                    resource: res,
+                    replicas,
+                    tail_lines: tail,
+                    severity: sev,
+                }
             },
         )
 }
@@ -375,6 +383,20 @@ proptest! {
             prop_assert_eq!(&first, &again.evaluate(r));
             prop_assert_eq!(&first, &p.clone().evaluate(r));
             prop_assert_eq!(first.evaluated.len(), rules.len());
+        }
+    }
+
+    #[test]
+    fn unknown_groups_never_loosen_a_decision(
+        (members, rules) in policy_models(),
+        reqs in vec(request(), 1..8),
+    ) {
+        let p = load(&policy_yaml(&members, &rules));
+        for r in &reqs {
+            let known = Request { groups_unknown: false, ..r.clone() };
+            let unknown = Request { groups_unknown: true, ..r.clone() };
+            let (k, u) = (p.decide(&known), p.decide(&unknown));
+            prop_assert!(rank(&u) <= rank(&k), "known {:?}, unknown {:?} for {:?}", k, u, r);
         }
     }
 

@@ -5,11 +5,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use opsbot::chat::Membership;
 use opsbot::chat::{ApprovalClick, ChatSink, Invocation, Platform};
 use opsbot::engine::{Inbound, Refusal, RejectionKind};
 use opsbot::slack::{Pipeline, SlackSink};
 use opsbot_commands::reply::Reply;
-use opsbot_policies::Subject;
 use tokio::sync::mpsc;
 
 /// What reached the pipeline.
@@ -44,7 +44,7 @@ impl Pipeline for Recorder {
     async fn take(
         &self,
         inbound: Inbound,
-        groups: BoxFuture<'static, Vec<Subject>>,
+        groups: BoxFuture<'static, Membership>,
     ) -> Result<(), Refusal> {
         let id = match &inbound {
             Inbound::Command(i) => i.delivery_id.clone(),

@@ -44,6 +44,7 @@ fn command(user: &str, text: &str, delivery: &str) -> Inbound {
         platform: "console",
         user: Subject::parse(&format!("console:{user}")).unwrap(),
         groups: Vec::new(),
+        groups_unknown: false,
         channel: "console".into(),
         text: text.into(),
         delivery_id: Some(delivery.into()),

@@ -231,6 +231,7 @@ fn console(user: &str, channel: &str, text: &str) -> Invocation {
         platform: "console",
         user: Subject::parse(&format!("console:{user}")).unwrap(),
         groups: Vec::new(),
+        groups_unknown: false,
         channel: channel.into(),
         text: text.into(),
         delivery_id: None,

@@ -202,6 +202,7 @@ async fn readyz_reports_a_refused_policy_a_full_backlog_and_an_unwritable_databa
             platform: "console",
             user: opsbot_policies::Subject::parse("console:bob").unwrap(),
             groups: Vec::new(),
+            groups_unknown: false,
             channel: "console".into(),
             text: "help".into(),
             delivery_id: Some(format!("readyz-{n}")),

@@ -767,3 +767,37 @@ async fn private_things_stay_private_under_a_hundred_clicks() {
         .count();
     assert_eq!(edits_elsewhere, 0);
 }
+
+/// While Slack's user groups cannot be read (here the app lacks the scope), a ban on a group
+/// still holds: the person might be in it. What no group's rule denies works as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_ban_holds_while_slacks_user_groups_cannot_be_read() {
+    let bot = Bot::start().await;
+    let banned = POLICY.replace(
+        "rules:\n",
+        "  contractors: { members: [\"slack-group:SCONTRACT\"] }\n\
+         rules:\n  - name: no-contractors-in-api\n    roles: [contractors]\n    actions: [scale]\n\
+         \x20   namespaces: [api]\n    effect: deny\n    reason: contractors do not scale\n",
+    );
+    std::fs::write(&bot.core.policy_path, banned).unwrap();
+    assert_eq!(bot.engine.policy().reload(), opsbot::engine::Reload::Loaded);
+    bot.fake
+        .fail_next("usergroups.list", Failure::Error("missing_scope".into()));
+    let before = bot.replicas("api", "rust-webapi");
+    bot.command("UENG", "scale rust-webapi 9 -n api", "e2e.ban.1")
+        .await;
+    let denied = |calls: &[Call]| {
+        ok_calls(calls, "chat.postEphemeral").into_iter().any(|c| {
+            c.param("user") == Some("UENG") && c.all_text().contains("groups could not be read")
+        })
+    };
+    let calls = bot.fake.wait_until(PATIENCE, denied).await;
+    assert!(denied(&calls), "{calls:?}");
+    assert_eq!(bot.replicas("api", "rust-webapi"), before);
+
+    // A status is no group's to deny.
+    bot.command("UENG", "status rust-webapi -n api", "e2e.ban.2")
+        .await;
+    bot.wait_for_text("rust-webapi").await;
+    assert_eq!(bot.replicas("api", "rust-webapi"), before);
+}

@@ -120,6 +120,7 @@ impl Alerts {
         let labels = &group.notification.common_labels;
         let mut request = Request::new(click.user.clone(), action);
         request.groups = click.groups.clone();
+        request.groups_unknown = click.groups_unknown;
         request.channel = Some(click.channel.clone());
         request.namespace = labels.get("namespace").cloned();
         request.resource = Some(format!("alertgroup/{}", group.group_id));

@@ -101,6 +101,7 @@ pub fn request_from(args: &ExplainArgs) -> Option<Request> {
     Some(Request {
         user: user.clone(),
         groups: groups.to_vec(),
+        groups_unknown: false,
         channel: args.channel.clone(),
         action: args.action,
         cluster: args.cluster.clone(),

@@ -21,7 +21,7 @@ use super::commands::{self, CommandOption, NameSource, ROOT};
 use super::render::EPHEMERAL;
 use super::sink::DiscordSink;
 use super::{PLATFORM, is_snowflake};
-use crate::chat::{AlertClick, ApprovalClick, Invocation};
+use crate::chat::{AlertClick, ApprovalClick, Invocation, Membership};
 use crate::engine::cards::{APPROVE, DENY};
 use crate::engine::{Inbound, Refusal as EngineRefusal, RejectionKind};
 use crate::slack::Pipeline;
@@ -241,13 +241,14 @@ impl Dispatcher {
             platform: PLATFORM,
             user: actor.user,
             groups: Vec::new(),
+            groups_unknown: false,
             channel: actor.channel,
             text,
             delivery_id: Some(format!("discord:{}", i.id)),
             origin: Some(i.id.clone()),
         };
         // The roles come with the interaction: nothing to look up after the ack.
-        let groups = Box::pin(std::future::ready(actor.groups));
+        let groups = Box::pin(std::future::ready(Membership::known(actor.groups)));
         match self
             .pipeline
             .take(Inbound::Command(invocation), groups)
@@ -296,7 +297,7 @@ impl Dispatcher {
             delivery_id: Some(format!("discord:{}", i.id)),
             origin: Some(i.id),
         });
-        let groups = Box::pin(std::future::ready(actor.groups));
+        let groups = Box::pin(std::future::ready(Membership::known(actor.groups)));
         if let Err(refusal) = self.pipeline.take(click.clone(), groups).await
             && refusal != EngineRefusal::Duplicate
         {
@@ -340,13 +341,16 @@ impl Dispatcher {
             platform: PLATFORM,
             user: actor.user,
             groups: actor.groups,
+            groups_unknown: false,
             channel: actor.channel,
             action: action.to_owned(),
             group_id: group_id.to_owned(),
             delivery_id: Some(format!("discord:{}", i.id)),
             origin: Some(i.id),
         };
-        let groups = Box::pin(std::future::ready(std::mem::take(&mut click.groups)));
+        let groups = Box::pin(std::future::ready(Membership::known(std::mem::take(
+            &mut click.groups,
+        ))));
         self.pipeline.take_alert_click(click, groups).await;
         Ok(json!({ "type": 6 }))
     }

@@ -270,6 +270,7 @@ impl Engine {
             channel: approval.channel.clone(),
             user: requester.clone(),
             groups: groups.clone(),
+            groups_unknown: false,
         };
         let request = match self.policy_request(&caller, &cmd).await {
             Ok(r) => r,

@@ -87,6 +87,7 @@ impl Engine {
             channel: inv.channel.clone(),
             user: inv.user.clone(),
             groups: inv.groups.clone(),
+            groups_unknown: inv.groups_unknown,
         };
         let request = match self.policy_request(&caller, &cmd).await {
             Ok(request) => request,
@@ -225,6 +226,7 @@ impl Engine {
         cmd: &Command,
     ) -> Result<opsbot_policies::Request, Reply> {
         let mut request = cmd.policy_request(&caller.user, &caller.groups, Some(&caller.channel));
+        request.groups_unknown = caller.groups_unknown;
         if let Some(desk) = self.desk_for(cmd).map_err(|r| *r)? {
             let facts = desk.prepare(caller, cmd).await?;
             request.severity = match (request.severity, facts.severity) {
@@ -408,6 +410,7 @@ impl Engine {
             channel: ctx.channel.to_owned(),
             user: ctx.user.clone(),
             groups: Vec::new(),
+            groups_unknown: false,
         };
         desk.execute(&caller, cmd).await.map_err(|reply| {
             let summary = reply.text.clone().unwrap_or_else(|| reply.title.clone());

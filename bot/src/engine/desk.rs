@@ -21,6 +21,8 @@ pub struct Caller {
     pub channel: String,
     pub user: Subject,
     pub groups: Vec<Subject>,
+    /// As [`crate::chat::Invocation::groups_unknown`].
+    pub groups_unknown: bool,
 }
 
 /// Something the pipeline did in a channel.

@@ -42,7 +42,9 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::chat::{AlertActions, AlertClick, ApprovalClick, ChatSink, Invocation, Platform};
+use crate::chat::{
+    AlertActions, AlertClick, ApprovalClick, ChatSink, Invocation, Membership, Platform,
+};
 use crate::config::{ChannelDefaults, RateLimits};
 use crate::metrics::Metrics;
 use crate::store::{AuditEntry, AuditKind, InboxKind, InboxState, NewInboxEntry, Receipt, Store};
@@ -167,10 +169,15 @@ pub enum Inbound {
 
 impl Inbound {
     /// The same request with the person's groups (adapters look them up after the ack).
-    pub fn with_groups(mut self, groups: Vec<Subject>) -> Inbound {
+    pub fn with_groups(mut self, membership: Membership) -> Inbound {
         match &mut self {
-            Inbound::Command(i) => i.groups = groups,
-            Inbound::Click(c) => c.groups = groups,
+            Inbound::Command(i) => {
+                i.groups = membership.groups;
+                i.groups_unknown = membership.unknown;
+            }
+            // Unknown groups hold no approver role: an approver they would have made is
+            // refused, never wrongly counted.
+            Inbound::Click(c) => c.groups = membership.groups,
         }
         self
     }
@@ -381,7 +388,7 @@ impl Engine {
     pub async fn take_alert_click(
         &self,
         click: AlertClick,
-        groups: futures::future::BoxFuture<'static, Vec<Subject>>,
+        groups: futures::future::BoxFuture<'static, Membership>,
     ) -> bool {
         let actions = self
             .inner
@@ -398,7 +405,9 @@ impl Engine {
         };
         self.spawn(async move {
             let mut click = click;
-            click.groups = groups.await;
+            let membership = groups.await;
+            click.groups = membership.groups;
+            click.groups_unknown = membership.unknown;
             actions.handle(click, inbox).await
         });
         true

@@ -16,7 +16,7 @@ use super::groups::{GroupResolver, GroupSource};
 use super::render::escape;
 use super::response_url::ResponseUrls;
 use super::{PLATFORM, Pipeline};
-use crate::chat::{AlertClick, ApprovalClick, Invocation};
+use crate::chat::{AlertClick, ApprovalClick, Invocation, Membership};
 use crate::engine::{Inbound, Refusal, RejectionKind};
 
 /// A slash command as Slack sends it (form fields of `/slack/commands`, or a Socket Mode
@@ -187,7 +187,7 @@ impl Dispatcher {
     }
 
     /// The lookup of `user_id`'s groups, to run after the ack.
-    fn groups_of(&self, user_id: &str) -> BoxFuture<'static, Vec<Subject>> {
+    fn groups_of(&self, user_id: &str) -> BoxFuture<'static, Membership> {
         let groups = self.groups.clone();
         let user_id = user_id.to_owned();
         Box::pin(async move { groups.groups_of(&user_id).await })
@@ -236,6 +236,7 @@ impl Dispatcher {
             platform: PLATFORM,
             user,
             groups: Vec::new(),
+            groups_unknown: false,
             channel: cmd.channel_id.clone(),
             text: text.clone(),
             delivery_id: Some(format!("slack:{}", cmd.trigger_id)),
@@ -359,6 +360,7 @@ impl Dispatcher {
             platform: PLATFORM,
             user: user.clone(),
             groups: Vec::new(),
+            groups_unknown: false,
             channel: channel.to_owned(),
             text: format!("{} {value}", action.action_id),
             delivery_id: Some(format!("slack:{user_id}:{}:{stamp}", action.action_id)),
@@ -444,6 +446,7 @@ impl Dispatcher {
             platform: PLATFORM,
             user: user.clone(),
             groups: Vec::new(),
+            groups_unknown: false,
             channel: channel.to_owned(),
             action: action.action_id.clone(),
             group_id,
@@ -494,7 +497,7 @@ mod tests {
         async fn take(
             &self,
             inbound: Inbound,
-            groups: BoxFuture<'static, Vec<Subject>>,
+            groups: BoxFuture<'static, Membership>,
         ) -> Result<(), Refusal> {
             if let Some(refusal) = self.refuse {
                 return Err(refusal);

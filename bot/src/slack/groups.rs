@@ -1,7 +1,9 @@
 //! Slack user groups as policy subjects (`slack-group:S…`), from `usergroups.list` with
 //! `include_users=true`, cached for a TTL. One lookup runs at a time; everyone else waits for it
 //! and shares the answer. When Slack cannot be reached the last known membership is used; with
-//! none, the user simply has no groups (the policy then decides on the user alone).
+//! none (no lookup has succeeded yet, e.g. the app lacks `usergroups:read`), the membership is
+//! unknown ([`Membership::unknown`]): the policy then decides on the user alone, keeping in
+//! force any deny rule a group could bring in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::web::SlackWeb;
-use crate::chat::DeliveryError;
+use crate::chat::{DeliveryError, Membership};
 
 /// Where group memberships come from (the Web API; a fixed table in tests).
 #[async_trait]
@@ -45,6 +47,8 @@ struct Cache {
     by_user: HashMap<String, Vec<Subject>>,
     /// When to ask Slack again (`None`: never asked).
     refresh_at: Option<Instant>,
+    /// Whether a lookup ever succeeded.
+    loaded: bool,
 }
 
 impl GroupResolver {
@@ -57,7 +61,7 @@ impl GroupResolver {
     }
 
     /// The `slack-group:` subjects of Slack user `user_id`.
-    pub async fn groups_of(&self, user_id: &str) -> Vec<Subject> {
+    pub async fn groups_of(&self, user_id: &str) -> Membership {
         let mut cache = self.state.lock().await;
         let due = cache.refresh_at.is_none_or(|at| Instant::now() >= at);
         if due {
@@ -74,6 +78,7 @@ impl GroupResolver {
                     }
                     cache.by_user = by_user;
                     cache.refresh_at = Some(Instant::now() + self.ttl);
+                    cache.loaded = true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not load Slack user groups; using the last known membership");
@@ -81,7 +86,10 @@ impl GroupResolver {
                 }
             }
         }
-        cache.by_user.get(user_id).cloned().unwrap_or_default()
+        Membership {
+            groups: cache.by_user.get(user_id).cloned().unwrap_or_default(),
+            unknown: !cache.loaded,
+        }
     }
 }
 
@@ -113,8 +121,10 @@ mod tests {
         }
     }
 
-    fn names(v: &[Subject]) -> Vec<&str> {
-        v.iter().map(|s| s.as_str()).collect()
+    /// The group names of a membership the resolver knows.
+    fn names(m: &Membership) -> Vec<&str> {
+        assert!(!m.unknown, "{m:?}");
+        m.groups.iter().map(|s| s.as_str()).collect()
     }
 
     #[tokio::test]
@@ -129,7 +139,7 @@ mod tests {
             ["slack-group:S1", "slack-group:S2"]
         );
         assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
-        assert!(r.groups_of("U9").await.is_empty());
+        assert!(names(&r.groups_of("U9").await).is_empty());
         assert_eq!(table.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -148,15 +158,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_groups_when_slack_was_never_reachable() {
+    async fn groups_are_unknown_until_slack_was_reachable() {
         let table = Arc::new(Table {
             calls: AtomicUsize::new(0),
             fail: true.into(),
         });
         let r = GroupResolver::new(table.clone(), Duration::from_secs(300));
-        assert!(r.groups_of("U1").await.is_empty());
+        let unknown = Membership {
+            groups: Vec::new(),
+            unknown: true,
+        };
+        assert_eq!(r.groups_of("U1").await, unknown);
         // The failure is not retried on every request.
-        assert!(r.groups_of("U1").await.is_empty());
+        assert_eq!(r.groups_of("U1").await, unknown);
         assert_eq!(table.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -174,7 +188,7 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.unwrap().len(), 1);
+            assert_eq!(names(&t.await.unwrap()), ["slack-group:S1"]);
         }
         assert_eq!(table.calls.load(Ordering::SeqCst), 1);
     }

@@ -26,9 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use opsbot_policies::Subject;
 
-use crate::chat::{AlertClick, Platform};
+use crate::chat::{AlertClick, Membership, Platform};
 use crate::engine::{Engine, Inbound, Refusal, RejectionKind};
 
 pub use dispatch::Dispatcher;
@@ -199,7 +198,7 @@ pub trait Pipeline: Send + Sync + 'static {
     async fn take(
         &self,
         inbound: Inbound,
-        groups: BoxFuture<'static, Vec<Subject>>,
+        groups: BoxFuture<'static, Membership>,
     ) -> Result<(), Refusal>;
     /// Tells the person behind a request that was not taken why, privately.
     async fn tell_refused(&self, inbound: &Inbound, refusal: Refusal);
@@ -207,7 +206,7 @@ pub trait Pipeline: Send + Sync + 'static {
     /// A click on an alert message's button (Silence, Ack, Expire): recorded durably before
     /// this returns, then handled in the background with the clicker's groups from `groups`
     /// (see [`Engine::take_alert_click`]).
-    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Vec<Subject>>) {
+    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Membership>) {
         drop(groups);
         tracing::warn!(action = %click.action, "alert button clicked but not handled here");
     }
@@ -226,7 +225,7 @@ impl Pipeline for Engine {
     async fn take(
         &self,
         inbound: Inbound,
-        groups: BoxFuture<'static, Vec<Subject>>,
+        groups: BoxFuture<'static, Membership>,
     ) -> Result<(), Refusal> {
         let ticket = self.accept(&inbound).await?;
         let engine = self.clone();
@@ -245,7 +244,7 @@ impl Pipeline for Engine {
     async fn reject(&self, platform: Platform, kind: RejectionKind, detail: &str) {
         Engine::reject(self, platform, kind, detail).await
     }
-    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Vec<Subject>>) {
+    async fn take_alert_click(&self, click: AlertClick, groups: BoxFuture<'static, Membership>) {
         Engine::take_alert_click(self, click, groups).await;
     }
     fn spawn(&self, work: BoxFuture<'static, ()>) {
@@ -263,11 +262,7 @@ pub(crate) mod testing {
 
     #[async_trait]
     impl Pipeline for Nop {
-        async fn take(
-            &self,
-            _: Inbound,
-            _: BoxFuture<'static, Vec<Subject>>,
-        ) -> Result<(), Refusal> {
+        async fn take(&self, _: Inbound, _: BoxFuture<'static, Membership>) -> Result<(), Refusal> {
             Ok(())
         }
         async fn tell_refused(&self, _: &Inbound, _: Refusal) {}
