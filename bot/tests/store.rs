@@ -1568,15 +1568,30 @@ async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {
     );
 }
 
+/// The audit record of an incident's opening.
+fn opened(title: &str) -> AuditEntry {
+    AuditEntry::new(AuditKind::Incident, "console")
+        .actor("console:olive")
+        .outcome("opened")
+        .text(format!("opened: {title}"))
+}
+
 /// A timeline entry and its audit record are one commit: both, or (no key, no such incident)
-/// neither.
+/// neither. So are a new incident, its `opened` entry and its audit record.
 async fn incident_timeline_entries_are_committed_with_their_audit_record(db: Db) {
     let new = new_incident("db slow", opsbot_policies::Severity::P2);
+    let before = db.store.audit_count().await.unwrap();
     let inc = db
         .store
-        .open_incident(new, "opened P2: db slow")
+        .open_incident(new.clone(), "opened P2: db slow", opened("db slow"))
         .await
         .unwrap();
+    assert_eq!(db.store.audit_count().await.unwrap(), before + 1);
+    let record = db.store.tail(1).await.unwrap().pop().unwrap();
+    assert_eq!(record.entry.outcome.as_deref(), Some("opened"));
+    assert_eq!(record.entry.detail["incident"], inc.id());
+    let timeline = db.store.timeline(inc.number).await.unwrap();
+    assert_eq!(timeline[0].kind, "opened");
     let note = |incident: u64, text: &str| NewTimelineEntry {
         incident,
         at: t(5),
@@ -1617,7 +1632,13 @@ async fn incident_timeline_entries_are_committed_with_their_audit_record(db: Db)
     let reader = Store::open(&db.url).await.unwrap();
     let err = reader.add_timeline(note(inc.number, "x"), audit).await;
     assert!(matches!(err, Err(StoreError::NoAuditKey)), "{err:?}");
+    let err = reader
+        .open_incident(new, "opened P2: db slow", opened("db slow"))
+        .await;
+    assert!(matches!(err, Err(StoreError::NoAuditKey)), "{err:?}");
     assert_eq!(db.store.audit_count().await.unwrap(), audited + 1);
+    let all = db.store.list_incidents(false, None, 10).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(db.store.timeline(inc.number).await.unwrap(), timeline);
 }
 
@@ -1685,7 +1706,7 @@ async fn closed_incidents_take_no_status_severity_or_role(db: Db) {
     let new = new_incident("api down", opsbot_policies::Severity::P1);
     let inc = db
         .store
-        .open_incident(new, "opened P1: api down")
+        .open_incident(new, "opened P1: api down", opened("api down"))
         .await
         .unwrap();
     let n = inc.number;

@@ -310,14 +310,16 @@ impl Incidents {
             origin_channel: caller.channel.clone(),
             opened: now,
         };
-        let opened_text = format!("opened {}: {}", op.severity, op.title);
+        let opened_text = mask_secrets(&format!("opened {}: {}", op.severity, op.title));
+        let audit = AuditEntry::new(AuditKind::Incident, caller.platform)
+            .actor(caller.user.as_str())
+            .outcome("opened")
+            .text(opened_text.clone());
         let inc = self
             .store()
-            .open_incident(new, &mask_secrets(&opened_text))
+            .open_incident(new, &opened_text, audit)
             .await
             .map_err(|e| store_failed(&e))?;
-        self.audit_only(&inc, caller.user.as_str(), "opened", &opened_text)
-            .await;
         let plan = self.plan(inc.severity);
         let mut problems = Problems::new();
         let mut inc = inc;
@@ -509,18 +511,6 @@ impl Incidents {
                 tracing::error!(error = %e, "cannot record an acknowledgement");
                 false
             }
-        }
-    }
-
-    /// An audit record for an entry the store wrote itself (the `opened` entry).
-    async fn audit_only(&self, inc: &Incident, actor: &str, kind: &str, text: &str) {
-        let entry = AuditEntry::new(AuditKind::Incident, &inc.platform)
-            .actor(actor)
-            .outcome(kind)
-            .text(mask_secrets(text))
-            .detail(json!({ "incident": inc.id() }));
-        if let Err(e) = self.store().append(entry).await {
-            tracing::error!(error = %e, "cannot audit a timeline entry");
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - Incident numbers come from the `counters` row, incremented in the transaction that inserts
-//!   the incident: never reused, distinct across replicas.
+//!   the incident (with its `opened` entry and audit record): never reused, distinct across
+//!   replicas.
 //! - Changes that may race (acknowledge, close, reopen) are conditional updates; the caller
 //!   that made the change is told so (`true`) and is the one that announces it.
 //! - A timer fires once: [`Store::claim_timer`] sets `fired_ms` only where it is still unset and
@@ -12,6 +13,7 @@ use jiff::Timestamp;
 use opsbot_commands::IncidentStatus;
 use opsbot_policies::Severity;
 
+use super::writer::OpenIncident;
 use super::{
     AuditEntry, Result, Store, StoreError, Write, Written, on_pool, on_pool_writing, timestamp,
 };
@@ -268,47 +270,32 @@ enum Scope {
 }
 
 impl Store {
-    /// Records a new incident with the next number, and its `opened` timeline entry.
-    pub async fn open_incident(&self, new: NewIncident, opened_text: &str) -> Result<Incident> {
-        let at = new.opened.as_millisecond();
-        let number: i64 = on_pool_writing!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let (number,): (i64,) = sqlx::query_as(
-                "UPDATE counters SET value = value + 1 WHERE name = 'incident' RETURNING value",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO incidents (number, title, severity, status, state, service, \
-                 commander, requester, platform, origin_channel, opened_ms, status_ms, \
-                 updated_ms) VALUES ($1, $2, $3, 'investigating', 'open', $4, $5, $6, $7, $8, \
-                 $9, $9, $9)",
-            )
-            .bind(number)
-            .bind(&new.title)
-            .bind(new.severity.as_str())
-            .bind(&new.service)
-            .bind(&new.commander)
-            .bind(&new.requester)
-            .bind(&new.platform)
-            .bind(&new.origin_channel)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO incident_events (incident, at_ms, actor, kind, text, detail) \
-                 VALUES ($1, $2, $3, 'opened', $4, $5)",
-            )
-            .bind(number)
-            .bind(at)
-            .bind(&new.requester)
-            .bind(opened_text)
-            .bind(serde_json::json!({ "severity": new.severity.as_str() }).to_string())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            number
-        });
+    /// Records a new incident with the next number, its `opened` timeline entry (`text`) and
+    /// `audit` (given the incident's id), committed together by the one writer. Needs the
+    /// audit key.
+    pub async fn open_incident(
+        &self,
+        new: NewIncident,
+        text: &str,
+        audit: AuditEntry,
+    ) -> Result<Incident> {
+        self.audit_key()?;
+        let open = OpenIncident {
+            new,
+            text: text.to_owned(),
+            audit,
+        };
+        let number = match self
+            .write(vec![Write::OpenIncident(Box::new(open))])
+            .await?[..]
+        {
+            [Written::Id(number)] => number,
+            ref other => {
+                return Err(corrupt(format!(
+                    "the writer answered {other:?} to an opened incident"
+                )));
+            }
+        };
         self.incident(u64::try_from(number).unwrap_or_default())
             .await?
             .ok_or_else(|| corrupt(format!("incident {number} vanished after insert")))

@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::anchor::AuditKey;
 use super::audit::{AuditEntry, AuditRow, INSERT_CHUNK, insert_rows};
 use super::inbox::{InboxState, NewInboxEntry};
-use super::incidents::{NewTimelineEntry, num};
+use super::incidents::{NewIncident, NewTimelineEntry, num};
 use super::{AuditSeal, Pool, Result, Store, StoreError};
 
 /// Calls waiting for the writer at most; further callers wait for room.
@@ -52,6 +52,9 @@ pub enum Write {
     Receive(Box<Receive>),
     /// Adds an entry to an incident's timeline; yields its id.
     Timeline(Box<NewTimelineEntry>),
+    /// Opens an incident with the next number, its `opened` timeline entry and its audit
+    /// record (naming the incident); yields the number.
+    OpenIncident(Box<OpenIncident>),
     /// Moves an inbox entry to `state` (with an outcome), if it is not answered yet.
     Inbox {
         id: i64,
@@ -69,6 +72,16 @@ pub struct Receive {
     pub audit: AuditEntry,
     /// Audited instead when it is a repeated delivery.
     pub on_duplicate: AuditEntry,
+}
+
+/// An incident to open, with what its timeline and the audit log say about it.
+#[derive(Debug, Clone)]
+pub struct OpenIncident {
+    pub new: NewIncident,
+    /// The `opened` timeline entry's text (secrets masked).
+    pub text: String,
+    /// Audited with it, with `"incident": "INC-N"` added to its detail.
+    pub audit: AuditEntry,
 }
 
 /// What one [`Write`] came to.
@@ -253,7 +266,8 @@ macro_rules! write_all {
                         .await?;
                         match id {
                             Some((id,)) => {
-                                let audit = audit.clone().detail(audit_detail(&audit.detail, id));
+                                let audit =
+                                    audit.clone().detail(with_field(&audit.detail, "inbox", id.into()));
                                 rows.push(AuditRow::chained(&mut head, &audit, $key)?);
                                 written.push(Written::Id(id));
                             }
@@ -278,6 +292,51 @@ macro_rules! write_all {
                         .fetch_one(&mut *$tx)
                         .await?;
                         written.push(Written::Id(id));
+                    }
+                    Write::OpenIncident(open) => {
+                        let OpenIncident { new, text, audit } = open.as_ref();
+                        let at = new.opened.as_millisecond();
+                        let (number,): (i64,) = sqlx::query_as(
+                            "UPDATE counters SET value = value + 1 WHERE name = 'incident' \
+                             RETURNING value",
+                        )
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO incidents (number, title, severity, status, state, \
+                             service, commander, requester, platform, origin_channel, opened_ms, \
+                             status_ms, updated_ms) VALUES ($1, $2, $3, 'investigating', 'open', \
+                             $4, $5, $6, $7, $8, $9, $9, $9)",
+                        )
+                        .bind(number)
+                        .bind(&new.title)
+                        .bind(new.severity.as_str())
+                        .bind(&new.service)
+                        .bind(&new.commander)
+                        .bind(&new.requester)
+                        .bind(&new.platform)
+                        .bind(&new.origin_channel)
+                        .bind(at)
+                        .execute(&mut *$tx)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO incident_events (incident, at_ms, actor, kind, text, \
+                             detail) VALUES ($1, $2, $3, 'opened', $4, $5)",
+                        )
+                        .bind(number)
+                        .bind(at)
+                        .bind(&new.requester)
+                        .bind(text)
+                        .bind(serde_json::json!({ "severity": new.severity.as_str() }).to_string())
+                        .execute(&mut *$tx)
+                        .await?;
+                        let id = opsbot_commands::incident::incident_id(
+                            u64::try_from(number).unwrap_or_default(),
+                        );
+                        let audit =
+                            audit.clone().detail(with_field(&audit.detail, "incident", id.into()));
+                        rows.push(AuditRow::chained(&mut head, &audit, $key)?);
+                        written.push(Written::Id(number));
                     }
                     Write::Inbox {
                         id,
@@ -349,8 +408,13 @@ async fn commit(
     Ok(results)
 }
 
-/// A request's audit detail with its inbox id added, so the two can be matched.
-fn audit_detail(detail: &serde_json::Value, inbox: i64) -> serde_json::Value {
+/// An audit detail with `key` (a request's inbox id, an incident's id) added, so the record and
+/// what it is about can be matched.
+fn with_field(
+    detail: &serde_json::Value,
+    key: &str,
+    value: serde_json::Value,
+) -> serde_json::Value {
     let mut detail = match detail {
         serde_json::Value::Object(m) => m.clone(),
         serde_json::Value::Null => serde_json::Map::new(),
@@ -360,6 +424,6 @@ fn audit_detail(detail: &serde_json::Value, inbox: i64) -> serde_json::Value {
             m
         }
     };
-    detail.insert("inbox".into(), inbox.into());
+    detail.insert(key.into(), value);
     serde_json::Value::Object(detail)
 }
