@@ -669,6 +669,52 @@ async fn chat_rate_limits_back_off_and_lose_nothing() {
     );
 }
 
+/// The database fails right after a group's message was posted, before its id is stored: the
+/// next try stores that message and edits it; it does not post a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_id_could_not_be_stored_is_not_posted_again() {
+    let s = start("").await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        s.dir.path().join("opsbot.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_message_id BEFORE UPDATE OF message_id ON alert_groups \
+         WHEN NEW.message_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let first = payload("Unrecorded", "warning", &[("a", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), first.to_string()).await.0,
+        200
+    );
+    wait_for(&s.fake, ALERTS, &["Unrecorded", "pod=a"]).await;
+    // The writer stores the id as soon as Slack answers the post: long done after this.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::query("DROP TRIGGER refuse_message_id")
+        .execute(&db)
+        .await
+        .unwrap();
+
+    let second = payload("Unrecorded", "warning", &[("a", "firing"), ("b", "firing")]);
+    assert_eq!(
+        post(&s.base, Some(&bearer()), second.to_string()).await.0,
+        200
+    );
+    let msgs = wait_for(&s.fake, ALERTS, &["FIRING 2", "pod=b"]).await;
+    let posts = s
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.param("channel") == Some(ALERTS))
+        .count();
+    assert_eq!((msgs.len(), posts), (1, 1), "one message, posted once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_posts_what_was_stored_but_never_shown() {
     let a = start("").await;

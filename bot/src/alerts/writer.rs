@@ -10,6 +10,8 @@
 //! - Nothing is lost on a failed write: the state is in the database; the group is tried again
 //!   after a back-off of its own (doubling up to [`MAX_GROUP_BACKOFF`]), behind the channel's
 //!   other groups, and the writer backs off (doubling up to [`MAX_BACKOFF`]), e.g. on Slack 429s.
+//! - Nothing is posted twice by one process: a message posted whose id could not be stored is
+//!   remembered ([`Unrecorded`]), stored on the next try and edited, not posted again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -52,6 +54,24 @@ pub struct Writer {
     pub stop: CancellationToken,
 }
 
+/// Messages this writer posted whose ids could not be stored yet (the database failed right
+/// after the post): by target, the message id and the hash of what it shows.
+#[derive(Default)]
+struct Unrecorded(HashMap<String, (String, String)>);
+
+impl Unrecorded {
+    fn key(target: &MessageTarget<'_>) -> String {
+        match target {
+            MessageTarget::Group {
+                group_key,
+                generation,
+                ..
+            } => format!("group {generation} {group_key}"),
+            MessageTarget::Digest { .. } => "digest".to_owned(),
+        }
+    }
+}
+
 /// What a step did with the chat platform.
 enum Step {
     /// No chat write (the message already shows this, or the group went to the digest).
@@ -85,6 +105,7 @@ impl Writer {
         let mut posted: VecDeque<Instant> = VecDeque::new();
         let mut backoff = self.pacing.interval;
         let mut failing: HashMap<String, u32> = HashMap::new();
+        let mut unrecorded = Unrecorded::default();
         loop {
             let now = Instant::now();
             for (_, k) in later.extract_if(.., |(due, _)| *due <= now) {
@@ -120,7 +141,7 @@ impl Writer {
             let result = if !digest_turn && let Some(group_key) = queue.pop_front() {
                 queued.remove(&group_key);
                 let result = self
-                    .group_step(&group_key, &mut posted, &mut digest_dirty)
+                    .group_step(&group_key, &mut posted, &mut digest_dirty, &mut unrecorded)
                     .await;
                 match &result {
                     Ok(Step::Wrote | Step::Posted) => digest_owed = digest_dirty,
@@ -147,7 +168,7 @@ impl Writer {
                 result
             } else {
                 digest_owed = false;
-                let result = self.digest_step().await;
+                let result = self.digest_step(&mut unrecorded).await;
                 digest_dirty = !matches!(result, Ok(Step::Nothing | Step::Wrote | Step::Posted));
                 if matches!(result, Ok(Step::Later)) {
                     next_write = Instant::now() + self.pacing.retry_claimed;
@@ -174,6 +195,7 @@ impl Writer {
         group_key: &str,
         posted: &mut VecDeque<Instant>,
         digest_dirty: &mut bool,
+        unrecorded: &mut Unrecorded,
     ) -> Result<Step, StepError> {
         let channel = self.channel.to_string();
         let store = self.engine.store();
@@ -204,7 +226,7 @@ impl Writer {
         }
         let reply = group_reply(&g, self.silences);
         let step = self
-            .show(&target, g.message_id, g.rendered_hash, &reply)
+            .show(&target, g.message_id, g.rendered_hash, &reply, unrecorded)
             .await?;
         if matches!(step, Step::Posted) {
             posted.push_back(Instant::now());
@@ -212,7 +234,7 @@ impl Writer {
         Ok(step)
     }
 
-    async fn digest_step(&self) -> Result<Step, StepError> {
+    async fn digest_step(&self, unrecorded: &mut Unrecorded) -> Result<Step, StepError> {
         let channel = self.channel.to_string();
         let store = self.engine.store();
         let groups = store.digested_groups(&channel).await?;
@@ -221,21 +243,37 @@ impl Writer {
             return Ok(Step::Nothing);
         }
         let target = MessageTarget::Digest { channel: &channel };
-        self.show(&target, message_id, shown, &digest_reply(&groups))
-            .await
+        self.show(
+            &target,
+            message_id,
+            shown,
+            &digest_reply(&groups),
+            unrecorded,
+        )
+        .await
     }
 
     /// Makes the message of `target` show `reply`: nothing if it already does, an edit if it
-    /// exists, else a post by the winner of the claim (`Later` for the others).
+    /// exists (also one this writer posted but could not record), else a post by the winner of
+    /// the claim (`Later` for the others).
     async fn show(
         &self,
         target: &MessageTarget<'_>,
-        message_id: Option<String>,
-        shown: Option<String>,
+        mut message_id: Option<String>,
+        mut shown: Option<String>,
         reply: &Reply,
+        unrecorded: &mut Unrecorded,
     ) -> Result<Step, StepError> {
         let store = self.engine.store();
         let hash = reply_hash(reply);
+        let key = Unrecorded::key(target);
+        if message_id.is_none()
+            && let Some((id, posted)) = unrecorded.0.get(&key)
+        {
+            store.set_message(target, id, posted).await?;
+            (message_id, shown) = (Some(id.clone()), Some(posted.clone()));
+            unrecorded.0.remove(&key);
+        }
         if let Some(id) = message_id {
             if shown.as_deref() == Some(hash.as_str()) {
                 return Ok(Step::Nothing);
@@ -262,7 +300,10 @@ impl Writer {
                 return Err(e.into());
             }
         };
-        store.set_message(target, &msg.id, &hash).await?;
+        if let Err(e) = store.set_message(target, &msg.id, &hash).await {
+            unrecorded.0.insert(key, (msg.id, hash));
+            return Err(e.into());
+        }
         Ok(Step::Posted)
     }
 
