@@ -110,12 +110,7 @@ pub async fn engine(config: &Config, metrics: Arc<Metrics>) -> Result<Engine, St
 /// the checkpoint writer (stopped by [`finish_audit`]).
 pub async fn audited_store(config: &Config) -> Result<Store, StartError> {
     let key = Arc::new(AuditKey::load_or_create(&config.audit.key_file)?);
-    let options = AnchorOptions {
-        file: config.audit.anchor_file.clone(),
-        every_records: config.audit.checkpoint_every_records,
-        every: config.audit.checkpoint_every,
-    };
-    let (anchor, checkpoints) = Anchor::open(options, key.clone())?;
+    let (anchor, checkpoints) = Anchor::open(anchor_options(config), key.clone())?;
     let anchor = Arc::new(anchor);
     let store = Store::open(config.database_url.expose())
         .await?
@@ -124,6 +119,15 @@ pub async fn audited_store(config: &Config) -> Result<Store, StartError> {
     anchor.checkpoint(&store).await?;
     tokio::spawn(anchor.clone().run(store.clone()));
     Ok(store)
+}
+
+/// Where and how often the audit checkpoints of `config` are written.
+pub fn anchor_options(config: &Config) -> AnchorOptions {
+    AnchorOptions {
+        file: config.audit.anchor_file.clone(),
+        every_records: config.audit.checkpoint_every_records,
+        every: config.audit.checkpoint_every,
+    }
 }
 
 /// Posts each audit checkpoint in `channel` (`audit.channel`), until the writer is dropped.

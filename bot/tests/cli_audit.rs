@@ -9,6 +9,8 @@ use opsbot::config::Config;
 use opsbot::store::{AuditEntry, AuditKey, AuditKind, Checkpoint, Head};
 use sqlx::Connection;
 
+mod support;
+
 fn opsbot(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_opsbot"))
         .arg("--config")
@@ -403,4 +405,83 @@ fn an_empty_config_says_once_that_the_policy_is_missing() {
         );
         assert!(!err.contains("cannot read"), "{args:?}: {err}");
     }
+}
+
+/// A log whose every record is hashed without a key (as opsbot wrote them before keyed
+/// hashing, or as anyone who can write the database can) and no checkpoint: `serve` refuses it
+/// and `verify` reports it until `audit adopt` pins it; a log that does not verify is not
+/// adopted.
+#[tokio::test]
+async fn adopt_pins_an_unkeyed_log_which_serve_refuses_until_then() {
+    let s = setup().await;
+    let store = opsbot::store::Store::open_existing(&s.db_url)
+        .await
+        .unwrap();
+    let records = store.tail(100).await.unwrap();
+    store.close().await;
+    let mut c = sqlx::SqliteConnection::connect(&s.db_url).await.unwrap();
+    let mut prev = opsbot::store::GENESIS_HASH.to_owned();
+    for r in &records {
+        let time_ms = r.entry.time.as_millisecond();
+        let hash = support::unkeyed_hash("opsbot-audit-v1", r, time_ms, &prev);
+        sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
+            .bind(&prev)
+            .bind(&hash)
+            .bind(r.id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    c.close().await.unwrap();
+    std::fs::remove_file(s.data.join("audit.anchors")).unwrap();
+
+    let loaded =
+        Config::load_with_env(Some(&s.config), &std::collections::BTreeMap::new()).unwrap();
+    let refused = opsbot::app::audited_store(&loaded).await.err();
+    let refused = refused
+        .expect("serve refuses an unpinned unkeyed log")
+        .to_string();
+    assert!(
+        refused.contains("records 1..5 are all hashed without a key") && refused.contains("adopt"),
+        "{refused}"
+    );
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no checkpoint pins them"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = opsbot(&s.config, &["audit", "adopt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("adopted: records 1..5"),
+        "{}",
+        stdout(&out)
+    );
+    let out = opsbot(&s.config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("chain OK, 5 records (5 before keyed hashing); checkpoint of"),
+        "{}",
+        stdout(&out)
+    );
+    let out = opsbot(&s.config, &["audit", "adopt"]);
+    assert!(
+        stdout(&out).starts_with("nothing to adopt"),
+        "{}",
+        stdout(&out)
+    );
+    let store = opsbot::app::audited_store(&loaded).await.unwrap();
+    opsbot::app::finish_audit(&store).await;
+    store.close().await;
+
+    // Edited after it was adopted: it does not verify, and is not adopted again.
+    s.tamper("UPDATE audit_log SET outcome = 'deny' WHERE id = 2")
+        .await;
+    let out = opsbot(&s.config, &["audit", "adopt"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not adopted"), "{}", stdout(&out));
 }

@@ -15,13 +15,15 @@ use opsbot::store::anchor::AnchorOptions;
 use opsbot::store::testing::fresh_postgres_url;
 use opsbot::store::{
     Anchor, AnchorError, AnchorFile, ApprovalRequirement, ApprovalState, AuditEntry, AuditKey,
-    AuditKind, AuditRecord, Backend, Checkpoint, Checkpoints, GroupChange, Head, InboxKind,
-    InboxState, MessageTarget, NewApproval, NewInboxEntry, NewIncident, NewTimelineEntry, Problem,
-    Receipt, Store, StoreError, VerifyReport, Write, Written,
+    AuditKind, Backend, Checkpoint, Checkpoints, GroupChange, Head, InboxKind, InboxState,
+    MessageTarget, NewApproval, NewInboxEntry, NewIncident, NewTimelineEntry, Problem, Receipt,
+    Store, StoreError, VerifyReport, Write, Written,
 };
-use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use tokio::sync::Barrier;
+
+mod support;
+use support::{canonical, unkeyed_hash};
 
 /// A fresh database and a store open on it, sealed with a key, with a checkpoint file in a temp
 /// dir (checkpoints only when a test asks for one).
@@ -425,30 +427,6 @@ async fn audit_records_deleted_at_the_end_are_found_against_the_checkpoint(db: D
     );
 }
 
-/// The canonical form of the module docs, under `tag`, as an attacker or an old version would
-/// compute it.
-fn canonical(tag: &str, r: &AuditRecord, time_ms: i64, prev_hash: &str) -> String {
-    let e = &r.entry;
-    serde_json::json!([
-        tag,
-        r.id,
-        time_ms,
-        e.kind.as_str(),
-        e.platform,
-        e.channel,
-        e.actor,
-        e.text,
-        e.command,
-        e.rule,
-        e.outcome,
-        e.detail.to_string(),
-        e.duration_ms,
-        e.approval_id,
-        prev_hash,
-    ])
-    .to_string()
-}
-
 /// Re-hashes records `from..` with plain SHA-256 of the canonical form under `tag`, relinking
 /// them: what someone who can write the database but has no key can do.
 async fn rehash_without_key(db: &Db, from: i64, tag: &str) {
@@ -459,7 +437,7 @@ async fn rehash_without_key(db: &Db, from: i64, tag: &str) {
     };
     for r in records.iter().filter(|r| r.id >= from) {
         let time_ms = r.entry.time.as_millisecond();
-        let hash = hex::encode(Sha256::digest(canonical(tag, r, time_ms, &prev)));
+        let hash = unkeyed_hash(tag, r, time_ms, &prev);
         db.rewrite(r.id, time_ms, &prev, &hash).await;
         prev = hash;
     }
@@ -667,8 +645,16 @@ async fn audit_unkeyed_v1_log_is_accepted_before_keyed_records(db: Db) {
     for i in 1..=4 {
         db.store.append(entry(i)).await.unwrap();
     }
-    // What an older opsbot wrote: the same form under v1, plain SHA-256.
+    // What an older opsbot wrote: the same form under v1, plain SHA-256. Anyone could have
+    // written that: until a checkpoint pins it, it does not verify.
     rehash_without_key(&db, 1, "opsbot-audit-v1").await;
+    let report = db.verify().await;
+    assert_eq!(only_problem(&report), &Problem::Unpinned { head: 4 });
+    assert!(
+        report.to_string().contains("`opsbot audit adopt`"),
+        "{report}"
+    );
+    db.checkpoint().await;
     let report = db.verify().await;
     assert!(report.is_ok() && report.legacy == 4, "{report}");
     // The upgraded bot carries on with keyed records.

@@ -1,7 +1,9 @@
-//! `opsbot audit verify|tail|export`: read the audit log of the configured database.
+//! `opsbot audit verify|tail|export|adopt`: read the audit log of the configured database.
 //!
 //! `verify` needs the audit key (`audit.key_file`) and reads the checkpoints
-//! (`audit.anchor_file`) of the configuration; it never creates either.
+//! (`audit.anchor_file`) of the configuration; it never creates either. `adopt` pins a log
+//! written before keyed hashing with a checkpoint (creating the key when absent, as `serve`
+//! does), once the chain verifies.
 //!
 //! Exit codes: 0 when the command did its job, 1 when `verify` finds the log or its checkpoints
 //! tampered with, 2 when the configuration, the key or the database cannot be used or the
@@ -15,7 +17,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 
 use crate::config::Config;
-use crate::store::{AnchorFile, AuditKey, AuditRecord, Store};
+use crate::store::{Anchor, AnchorFile, AuditKey, AuditRecord, Problem, Store};
 
 #[derive(clap::Subcommand)]
 pub enum AuditCmd {
@@ -31,6 +33,11 @@ pub enum AuditCmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Pins a log written before keyed hashing (every record `opsbot-audit-v1`), which `serve`
+    /// refuses until then: checks the chain, then writes a checkpoint of its head. Check the
+    /// records first (`audit export`): anyone who could write the database could have written
+    /// an unkeyed log.
+    Adopt,
     /// Writes every record since a time, oldest first.
     Export {
         /// How far back (`24h`, `7d`, `90m`) or since when (`2026-11-24T08:00:00Z`).
@@ -112,6 +119,7 @@ async fn run_async(config: Option<&Path>, cmd: AuditCmd) -> anyhow::Result<ExitC
                 ExitCode::from(EXIT_BROKEN)
             }
         }
+        AuditCmd::Adopt => adopt(&config, &store, &mut out).await?,
         AuditCmd::Tail { lines, format } => {
             let records = store
                 .tail(lines)
@@ -132,6 +140,40 @@ async fn run_async(config: Option<&Path>, cmd: AuditCmd) -> anyhow::Result<ExitC
     out.flush()?;
     store.close().await;
     Ok(code)
+}
+
+/// `opsbot audit adopt`.
+async fn adopt(config: &Config, store: &Store, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let key = std::sync::Arc::new(AuditKey::load_or_create(&config.audit.key_file)?);
+    let (anchor, checkpoints) = Anchor::open(crate::app::anchor_options(config), key.clone())?;
+    let store = store.clone().with_audit(key, None);
+    let report = store
+        .verify_against(&checkpoints)
+        .await
+        .context("cannot read the audit log")?;
+    let (unpinned, other): (Vec<_>, Vec<_>) = report
+        .problems
+        .iter()
+        .partition(|p| matches!(p, Problem::Unpinned { .. }));
+    if !other.is_empty() {
+        writeln!(out, "{report}")?;
+        writeln!(out, "not adopted: the log does not verify")?;
+        return Ok(ExitCode::from(EXIT_BROKEN));
+    }
+    let Some(Problem::Unpinned { head }) = unpinned.first() else {
+        writeln!(out, "nothing to adopt: {report}")?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    anchor
+        .checkpoint(&store)
+        .await
+        .context("cannot write the checkpoint")?;
+    writeln!(
+        out,
+        "adopted: records 1..{head} (hashed without a key) are pinned by a checkpoint in {}",
+        config.audit.anchor_file.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_records(

@@ -74,6 +74,13 @@ pub enum AnchorError {
          refusing to start (restore the key, then run `opsbot audit verify`)"
     )]
     OtherKey { id: i64 },
+    #[error(
+        "the audit log's records 1..{id} are all hashed without a key (opsbot-audit-v1) and no \
+         checkpoint pins them: a log from before keyed hashing, or one rewritten by someone \
+         without the key; refusing to start (check it with `opsbot audit export`, then pin it \
+         once with `opsbot audit adopt`)"
+    )]
+    Unpinned { id: i64 },
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -411,14 +418,19 @@ impl Anchor {
         store: &Store,
         checkpoints: &Checkpoints,
     ) -> Result<(), AnchorError> {
-        if let super::HeadSeal::Other { id } = store.head_sealed_here().await? {
+        let seal = store.head_sealed_here().await?;
+        if let super::HeadSeal::Other { id } = seal {
             return Err(AnchorError::OtherKey { id });
+        }
+        let head = store.audit_head().await?.map_or(0, |h| h.id);
+        // Unkeyed records after a keyed one do not verify; an unkeyed head means an unkeyed log.
+        if seal == super::HeadSeal::Unkeyed && checkpoints.latest().is_none_or(|c| c.id < head) {
+            return Err(AnchorError::Unpinned { id: head });
         }
         let Some(latest) = checkpoints.latest() else {
             return Ok(());
         };
         let file = self.file.path().display().to_string();
-        let head = store.audit_head().await?.map_or(0, |h| h.id);
         if head < latest.id {
             return Err(AnchorError::Truncated {
                 head,

@@ -20,8 +20,11 @@
 //!   the head's time (decided inside the serialised append), and `verify` reports a keyed
 //!   record earlier than the one before it.
 //! - Logs written before keyed hashing (`opsbot-audit-v1`: plain SHA-256 of the same form with
-//!   that tag) stay readable: `verify` accepts v1 records only before the first v2 record, and
-//!   the first start with a key checkpoints the head, which pins the v1 part too.
+//!   that tag) stay readable: `verify` accepts v1 records only before the first v2 record (whose
+//!   keyed hash covers their chain), or pinned by a checkpoint. A log of v1 records alone and no
+//!   checkpoint could have been written by anyone (re-hashing every record without the key):
+//!   `verify` reports it ([`Problem::Unpinned`]), `serve` refuses it, and `opsbot audit adopt`
+//!   pins it once an operator has checked it.
 //!
 //! **Secrets never go in the audit log.** Callers pass text that is safe to keep forever: the
 //! command text a person typed, subjects, rule names, outcomes; never tokens, signing secrets,
@@ -234,6 +237,8 @@ pub enum Problem {
     },
     /// A line of the checkpoint file is forged or edited.
     Checkpoint(String),
+    /// Records `1..=head` are all hashed without a key and no checkpoint pins them.
+    Unpinned { head: i64 },
 }
 
 impl VerifyReport {
@@ -292,6 +297,13 @@ impl std::fmt::Display for Problem {
                  the log was rewritten"
             ),
             Problem::Checkpoint(problem) => f.write_str(problem),
+            Problem::Unpinned { head } => write!(
+                f,
+                "records 1..{head} are all hashed without the key (opsbot-audit-v1) and no \
+                 checkpoint pins them: anyone who can write the database could have written \
+                 them; if this log predates keyed hashing, check it (`opsbot audit export`) and \
+                 pin it with `opsbot audit adopt`"
+            ),
         }
     }
 }
@@ -543,6 +555,12 @@ impl Store {
             }
         });
         report.legacy = walk.legacy;
+        let unkeyed_head = walk.broken.is_none() && !walk.keyed && walk.legacy > 0;
+        if unkeyed_head && !pinned.keys().any(|&id| id >= walk.last_id) {
+            report
+                .problems
+                .push(Problem::Unpinned { head: walk.last_id });
+        }
         report.problems.extend(walk.broken);
         if let Some(latest) = &report.checkpoint
             && walk.last_id < latest.id
