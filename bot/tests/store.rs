@@ -199,6 +199,7 @@ both!(
     inbox_orphans_of_a_silent_process_are_adopted_once,
     approval_votes_stop_at_the_count_needed,
     alert_notifications_are_stored_once_and_regroup,
+    alert_groups_follow_into_channels_no_longer_routed_to,
     alert_messages_are_claimed_by_exactly_one_replica,
     incident_timeline_entries_are_committed_with_their_audit_record,
 );
@@ -1468,6 +1469,39 @@ async fn alert_notifications_are_stored_once_and_regroup(db: Db) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A channel the group is no longer routed to keeps following its state, but gets no new
+/// message when it fires again after `regroup_after`.
+async fn alert_groups_follow_into_channels_no_longer_routed_to(db: Db) {
+    let s = &db.store;
+    let six_hours = std::time::Duration::from_secs(6 * 3600);
+    let (first, now) = (["slack:C1".to_owned()], ["slack:C2".to_owned()]);
+    let firing = notification("firing", &[("a", "firing")]);
+    let resolved = notification("resolved", &[("a", "resolved")]);
+    let row = |channel: &'static str| {
+        let key = firing.group_key.clone();
+        async move { s.alert_group(&key, channel).await.unwrap().unwrap() }
+    };
+    s.record_notification(&firing, &first, six_hours, t(0))
+        .await
+        .unwrap();
+    let changes = s
+        .record_notification(&resolved, &now, six_hours, t(100))
+        .await
+        .unwrap();
+    assert_eq!(changes, [GroupChange::Changed], "one per routed channel");
+    assert_eq!(row("slack:C1").await.resolved, Some(t(100)));
+    assert_eq!(
+        s.alert_group_channels(&firing.group_key).await.unwrap(),
+        ["slack:C1", "slack:C2"]
+    );
+    s.record_notification(&firing, &now, six_hours, t(100 + 6 * 3600))
+        .await
+        .unwrap();
+    let (old, new) = (row("slack:C1").await, row("slack:C2").await);
+    assert_eq!((old.generation, old.resolved), (1, Some(t(100))));
+    assert_eq!((new.generation, new.resolved), (2, None));
 }
 
 async fn alert_messages_are_claimed_by_exactly_one_replica(db: Db) {

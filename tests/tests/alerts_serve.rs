@@ -122,6 +122,14 @@ fn in_channel(fake: &SlackFake, channel: &str) -> Vec<Message> {
         .collect()
 }
 
+/// How many messages were posted in `channel` (edits not counted).
+fn posts_in(fake: &SlackFake, channel: &str) -> usize {
+    fake.calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.param("channel") == Some(channel))
+        .count()
+}
+
 /// Waits until a message in `channel` contains every needle; returns the channel's messages.
 async fn wait_for(fake: &SlackFake, channel: &str, needles: &[&str]) -> Vec<Message> {
     eventually(
@@ -614,12 +622,7 @@ async fn two_replicas(a: Setup, b: Setup) {
     );
     let msgs = wait_for(&a.fake, EMERGENCY, &["RESOLVED", "Split"]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let posts = a
-        .fake
-        .calls_to("chat.postMessage")
-        .into_iter()
-        .filter(|c| c.param("channel") == Some(EMERGENCY))
-        .count();
+    let posts = posts_in(&a.fake, EMERGENCY);
     assert_eq!(
         (msgs.len(), posts),
         (1, 1),
@@ -669,6 +672,36 @@ async fn chat_rate_limits_back_off_and_lose_nothing() {
     );
 }
 
+/// A group whose labels send it to another channel (here its severity rose) is shown there;
+/// its message in the first channel keeps following it, to resolved, and is never posted anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_routed_elsewhere_resolves_in_both_channels() {
+    let s = start("").await;
+    let send = |p: Value| {
+        let base = s.base.clone();
+        async move { post(&base, Some(&bearer()), p.to_string()).await.0 }
+    };
+    assert_eq!(
+        send(payload("Moved", "warning", &[("a", "firing")])).await,
+        200
+    );
+    wait_for(&s.fake, ALERTS, &["FIRING", "Moved"]).await;
+    assert_eq!(
+        send(payload("Moved", "critical", &[("a", "firing")])).await,
+        200
+    );
+    wait_for(&s.fake, EMERGENCY, &["FIRING", "Moved"]).await;
+    assert_eq!(
+        send(payload("Moved", "critical", &[("a", "resolved")])).await,
+        200
+    );
+    wait_for(&s.fake, EMERGENCY, &["RESOLVED", "Moved"]).await;
+    let alerts = wait_for(&s.fake, ALERTS, &["RESOLVED", "Moved"]).await;
+    assert_eq!(alerts.len(), 1, "one message in the first channel");
+    let posts = posts_in(&s.fake, ALERTS);
+    assert_eq!(posts, 1, "edited, never posted anew");
+}
+
 /// The database fails right after a group's message was posted, before its id is stored: the
 /// next try stores that message and edits it; it does not post a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -706,12 +739,7 @@ async fn a_message_whose_id_could_not_be_stored_is_not_posted_again() {
         200
     );
     let msgs = wait_for(&s.fake, ALERTS, &["FIRING 2", "pod=b"]).await;
-    let posts = s
-        .fake
-        .calls_to("chat.postMessage")
-        .into_iter()
-        .filter(|c| c.param("channel") == Some(ALERTS))
-        .count();
+    let posts = posts_in(&s.fake, ALERTS);
     assert_eq!((msgs.len(), posts), (1, 1), "one message, posted once");
 }
 

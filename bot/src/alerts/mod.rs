@@ -174,6 +174,16 @@ impl Alerts {
         for channel in &channels {
             self.notify(channel, &n.group_key);
         }
+        // Channels the group was shown in before its labels (or the routes) sent it elsewhere:
+        // their messages follow it too (to resolved), so none stays firing for ever.
+        match store.alert_group_channels(&n.group_key).await {
+            Ok(shown) => {
+                for channel in shown.iter().filter(|c| !keys.contains(c)) {
+                    self.notify_stored(channel, &n.group_key);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look up where an alert group was shown"),
+        }
         let entry = AuditEntry::new(AuditKind::Request, PLATFORM)
             .actor(format!("alertmanager:{}", n.receiver))
             .text(&n.group_key)

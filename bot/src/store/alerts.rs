@@ -129,7 +129,10 @@ fn label<'a>(a: &'a Alert, n: &'a Notification, name: &str) -> Option<&'a str> {
 
 impl Store {
     /// Stores `n` for each of `channels` (`platform:channel`) and says, per channel, whether the
-    /// message must change. All or nothing.
+    /// message must change. All or nothing. A channel the group was shown in before and is no
+    /// longer routed to (its labels changed, or the routes) keeps following it, so its message
+    /// does not stay firing for ever; but it gets no new message (a regroup): see
+    /// [`Store::alert_group_channels`].
     pub async fn record_notification(
         &self,
         n: &Notification,
@@ -145,11 +148,27 @@ impl Store {
         let gid = group_id(&n.group_key);
         // Anonymous parameters on SQLite: see `values_list`.
         let anonymous = self.backend() == super::Backend::Sqlite;
+        // The transaction reads before it writes: on SQLite it takes the write lock up front,
+        // or two processes holding read locks could not both upgrade (SQLITE_BUSY at once).
+        let begin = if anonymous { "BEGIN IMMEDIATE" } else { "BEGIN" };
         on_pool_writing!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             let mut changes = Vec::with_capacity(channels.len());
-            for channel in channels {
-                let inserted = sqlx::query(
+            let shown: Vec<(String,)> =
+                sqlx::query_as("SELECT channel FROM alert_groups WHERE group_key = $1")
+                    .bind(&n.group_key)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let unrouted: Vec<String> = shown
+                .into_iter()
+                .map(|(c,)| c)
+                .filter(|c| !channels.contains(c))
+                .collect();
+            let routed = channels.iter().map(|c| (c, true));
+            for (channel, routed) in routed.chain(unrouted.iter().map(|c| (c, false))) {
+                // A channel no longer routed to keeps its row; it gets no new one.
+                let inserted = routed
+                    && sqlx::query(
                     "INSERT INTO alert_groups (group_key, channel, group_id, generation, receiver, \
                      status, severity, alertname, namespace, notification, content_hash, \
                      firing_ms, resolved_ms, updated_ms) \
@@ -170,8 +189,9 @@ impl Store {
                 .bind((n.status == Status::Resolved).then_some(now_ms))
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
-                if inserted == 1 {
+                .rows_affected()
+                    == 1;
+                if inserted {
                     changes.push(GroupChange::Changed);
                     continue;
                 }
@@ -188,13 +208,15 @@ impl Store {
                 .bind(channel)
                 .fetch_one(&mut *tx)
                 .await?;
-                if old_hash == hash {
-                    changes.push(GroupChange::Unchanged);
-                    continue;
-                }
                 let fires_again = old_status == "resolved" && n.status == Status::Firing;
                 let regroup = fires_again
                     && resolved_ms.is_some_and(|r| now_ms.saturating_sub(r) >= regroup_ms);
+                if old_hash == hash || (!routed && regroup) {
+                    if routed {
+                        changes.push(GroupChange::Unchanged);
+                    }
+                    continue;
+                }
                 let resolved = match (n.status, resolved_ms) {
                     (Status::Firing, _) => None,
                     (Status::Resolved, Some(r)) if old_status == "resolved" => Some(r),
@@ -232,7 +254,9 @@ impl Store {
                     .bind(generation)
                     .execute(&mut *tx)
                     .await?;
-                changes.push(GroupChange::Changed);
+                if routed {
+                    changes.push(GroupChange::Changed);
+                }
             }
             for chunk in super::insert_chunks(&n.alerts, ALERT_CHUNK) {
                 let mut sql = String::from(
@@ -270,6 +294,17 @@ impl Store {
             tx.commit().await?;
             Ok(changes)
         })
+    }
+
+    /// Every channel the group has a row in (`platform:channel`), routed to now or before.
+    pub async fn alert_group_channels(&self, group_key: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT channel FROM alert_groups WHERE group_key = $1 ORDER BY channel")
+                .bind(group_key)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
     /// The group's row in `channel`.
