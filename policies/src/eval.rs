@@ -281,7 +281,8 @@ impl Policy {
                 rule: Some(rule), ..
             } => Decision::Deny {
                 reason: format!(
-                    "{}'s groups could not be read, and rule {rule} denies this to members of                      some groups; try again in a minute",
+                    "{}'s groups could not be read, and rule {rule} denies this to members of \
+                     some groups; try again in a minute",
                     req.user
                 ),
                 rule: Some(rule),

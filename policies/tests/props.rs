@@ -387,16 +387,54 @@ proptest! {
     }
 
     #[test]
-    fn unknown_groups_never_loosen_a_decision(
-        (members, rules) in policy_models(),
+    fn a_ban_a_group_could_bring_stands_while_groups_are_unknown(
+        (mut members, rules) in policy_models(),
+        ban in rule_model(true),
+        at in any::<prop::sample::Index>(),
         reqs in vec(request(), 1..8),
     ) {
-        let p = load(&policy_yaml(&members, &rules));
+        // One more deny rule, on every action of a role a Slack group holds; and at the end an
+        // allow for everyone, so that without the group most requests would be allowed.
+        if !members[0].contains(&"slack-group:G1") {
+            members[0].push("slack-group:G1");
+        }
+        let ban = RuleModel {
+            roles: vec![ROLES[0]],
+            actions: ACTIONS.to_vec(),
+            namespaces: None,
+            resources: None,
+            clusters: None,
+            channels: None,
+            replicas: None,
+            tail_max: None,
+            severity: None,
+            ..ban
+        };
+        let mut rules = rules;
+        rules.push(RuleModel { roles: vec!["*"], deny: false, approval: None, ..ban.clone() });
+        let p = load(&policy_yaml_with(&members, &rules, Some((at.index(rules.len()), &ban))));
         for r in &reqs {
             let known = Request { groups_unknown: false, ..r.clone() };
             let unknown = Request { groups_unknown: true, ..r.clone() };
-            let (k, u) = (p.decide(&known), p.decide(&unknown));
-            prop_assert!(rank(&u) <= rank(&k), "known {:?}, unknown {:?} for {:?}", k, u, r);
+            let decided = p.decide(&unknown);
+            prop_assert!(rank(&decided) <= rank(&p.decide(&known)));
+            // Were the person in any one group of their platform, and a rule denied it: they
+            // might be, so it is denied.
+            let platform_group = match r.user.kind() {
+                "slack" => "slack-group",
+                "discord" => "discord-role",
+                _ => continue,
+            };
+            for g in MEMBERS.iter().filter(|m| m.starts_with(&format!("{platform_group}:"))) {
+                let mut with = known.clone();
+                with.groups.push(subject(g));
+                if matches!(p.decide(&with), Decision::Deny { rule: Some(_), .. }) {
+                    prop_assert!(
+                        matches!(decided, Decision::Deny { .. }),
+                        "in {} it is denied, with groups unknown {:?}", g, decided
+                    );
+                }
+            }
         }
     }
 

@@ -150,7 +150,11 @@ impl Store {
         let anonymous = self.backend() == super::Backend::Sqlite;
         // The transaction reads before it writes: on SQLite it takes the write lock up front,
         // or two processes holding read locks could not both upgrade (SQLITE_BUSY at once).
-        let begin = if anonymous { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        let begin = if anonymous {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
         on_pool_writing!(self, |pool| {
             let mut tx = pool.begin_with(begin).await?;
             let mut changes = Vec::with_capacity(channels.len());
