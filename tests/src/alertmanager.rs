@@ -30,10 +30,6 @@ impl Drop for Alertmanager {
     }
 }
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
 fn binary() -> PathBuf {
     std::env::var("OPSBOT_TEST_ALERTMANAGER")
         .map(PathBuf::from)
@@ -67,7 +63,7 @@ impl Alertmanager {
         let bin = binary();
         if !bin.exists() {
             assert!(
-                !in_ci(),
+                !crate::in_ci(),
                 "{} is missing but CI=true: .ci/run installs prometheus-alertmanager",
                 bin.display()
             );

@@ -7,6 +7,12 @@ pub mod pipeline;
 pub mod process;
 pub mod slack_fake;
 
+/// Whether the tests run in CI (`CI=true`): there, a peer that is missing (PostgreSQL,
+/// Alertmanager, kubectl) fails the test instead of skipping it.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
 /// Runs `$body` (an async fn taking a [`bot::Db`] and a database name) as two tests in a module
 /// named `$name`: `sqlite` and `postgres`. `$prefix` keeps the PostgreSQL database names of
 /// different test binaries apart (each test gets a fresh database of that name).

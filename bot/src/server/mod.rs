@@ -81,15 +81,21 @@ async fn readyz(State(Health { engine }): State<Health>) -> impl IntoResponse {
     // An unreachable API server degrades, it does not take the pod out of the Service: every
     // replica would go at once, and with them the alert webhook and incidents, when an outage
     // needs them most.
-    let mut clusters = serde_json::Map::new();
-    for name in engine.operator().clusters.names() {
-        let reachable = match engine.operator().clusters.get(Some(name)) {
+    // Probed at once: however many hang, the answer comes within the probe's timeout.
+    let operator = engine.operator();
+    let names: Vec<&str> = operator.clusters.names().collect();
+    let reachable = futures::future::join_all(names.iter().map(|name| async move {
+        match operator.clusters.get(Some(name)) {
             Some((client, _)) => matches!(
                 tokio::time::timeout(READY_TIMEOUT, client.apiserver_version()).await,
                 Ok(Ok(_))
             ),
             None => false,
-        };
+        }
+    }))
+    .await;
+    let mut clusters = serde_json::Map::new();
+    for (name, reachable) in names.into_iter().zip(reachable) {
         if !reachable {
             problems.push(format!("cluster {name}: the API server is unreachable"));
         }
