@@ -936,8 +936,16 @@ async fn approval_votes_are_idempotent_and_only_while_pending(db: Db) {
         .await
         .unwrap();
     assert!(v.added);
-    assert_eq!(v.approval.approvers[1].groups, ["discord-role:7"]);
-    assert!(v.approval.approvers[0].groups.is_empty());
+    assert_eq!(
+        v.approval.approvers[1].groups.as_deref(),
+        Some(&["discord-role:7".to_owned()][..])
+    );
+    assert_eq!(v.approval.approvers[0].groups.as_deref(), Some(&[][..]));
+    // A vote from before the groups were recorded: not known, not "none".
+    db.raw("UPDATE approval_votes SET approver_groups = NULL WHERE approver = 'slack:U2'")
+        .await;
+    let a2 = s.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(a2.approvers[0].groups, None);
     let subjects: Vec<_> = v
         .approval
         .approvers

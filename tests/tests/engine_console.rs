@@ -412,6 +412,59 @@ both_databases!(
 );
 
 both_databases!(
+    a_group_ban_holds_when_an_approval_asked_with_unknown_groups_runs,
+    |bot: TestBot| async move {
+        // UBOB is a Slack user whose groups could not be read when he asked.
+        let with_slack_bob = POLICY.replace(
+            r#"eng:  { members: ["console:bob"] }"#,
+            r#"eng:  { members: ["console:bob", "slack:UBOB"] }"#,
+        );
+        assert_ne!(with_slack_bob, POLICY);
+        std::fs::write(&bot.policy_path, &with_slack_bob).unwrap();
+        assert_eq!(bot.engine.policy().reload(), Reload::Loaded);
+        let before = bot.replicas("production", "conea-api");
+        bot.engine
+            .handle(opsbot::chat::Invocation {
+                platform: "console",
+                user: opsbot_policies::Subject::parse("slack:UBOB").unwrap(),
+                groups: Vec::new(),
+                groups_unknown: true,
+                channel: "console".into(),
+                text: "scale conea-api 17".into(),
+                delivery_id: Some("unknown-groups-1".into()),
+                origin: None,
+            })
+            .await;
+        let pending = bot
+            .engine
+            .store()
+            .approvals_in(ApprovalState::Pending)
+            .await
+            .unwrap();
+        let id = pending[0].id.clone();
+        // While it waits, a Slack group is banned from scaling in production.
+        let banned = with_slack_bob
+            .replace(
+                "  eng:",
+                "  contractors: { members: [\"slack-group:SCONTRACT\"] }\n  eng:",
+            )
+            .replace(
+                "rules:\n",
+                "rules:\n  - name: no-contractors\n    roles: [contractors]\n    actions: [scale]\n    \
+                 namespaces: [production]\n    effect: deny\n    reason: not from contractors\n",
+            );
+        std::fs::write(&bot.policy_path, banned).unwrap();
+        assert_eq!(bot.engine.policy().reload(), Reload::Loaded);
+        bot.say("alice", &format!("approve {id}")).await;
+        assert_eq!(bot.replicas("production", "conea-api"), before);
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert_eq!(a.state, ApprovalState::Failed);
+        let why = a.outcome.unwrap_or_default();
+        assert!(why.contains("groups could not be read"), "{why}");
+    }
+);
+
+both_databases!(
     policy_hot_reload_refuses_a_broken_file,
     |bot: TestBot| async move {
         // A broken file is refused and the old policy stays in force.

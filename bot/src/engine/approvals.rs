@@ -33,7 +33,12 @@ impl Engine {
             command: cmd.to_text(),
             rule,
             requirement: ApprovalRequirement::from(requirement),
-            context: json!({ "typed": opsbot_commands::ops::mask_secrets(&inv.text) }),
+            // Whether the requester's groups were unknown goes with them: the policy in force
+            // when it runs must keep a group ban then too.
+            context: json!({
+                "typed": opsbot_commands::ops::mask_secrets(&inv.text),
+                "requester_groups_unknown": inv.groups_unknown,
+            }),
             created: now,
             expires,
         };
@@ -270,7 +275,7 @@ impl Engine {
             channel: approval.channel.clone(),
             user: requester.clone(),
             groups: groups.clone(),
-            groups_unknown: false,
+            groups_unknown: approval.context["requester_groups_unknown"] == true,
         };
         let request = match self.policy_request(&caller, &cmd).await {
             Ok(r) => r,
@@ -485,7 +490,7 @@ impl Engine {
 }
 
 /// The approvers of `approval` whom `policy` would not let approve it now (with the groups they
-/// held when they voted).
+/// held when they voted; a vote cast before those were recorded is not re-checked).
 fn approvers_without_standing<'a>(
     policy: &opsbot_policies::Policy,
     approval: &'a Approval,
@@ -496,11 +501,13 @@ fn approvers_without_standing<'a>(
         .approvers
         .iter()
         .filter(|v| {
+            let Some(groups) = &v.groups else {
+                return false;
+            };
             let Ok(approver) = Subject::parse(&v.subject) else {
                 return true;
             };
-            let groups: Vec<Subject> = v
-                .groups
+            let groups: Vec<Subject> = groups
                 .iter()
                 .filter_map(|g| Subject::parse(g).ok())
                 .collect();

@@ -119,7 +119,7 @@ mod tests {
             card: None,
             approvers: vec![Approver {
                 subject: "console:alice".into(),
-                groups: Vec::new(),
+                groups: Some(Vec::new()),
                 at: created,
             }],
         }

@@ -149,9 +149,10 @@ pub struct NewApproval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approver {
     pub subject: String,
-    /// The groups they held when they voted (for the policy check when it runs).
+    /// The groups they held when they voted (for the policy check when it runs); `None` for a
+    /// vote cast before opsbot recorded them.
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Option<Vec<String>>,
     pub at: Timestamp,
 }
 
@@ -230,7 +231,7 @@ macro_rules! approval_columns {
 #[derive(sqlx::FromRow)]
 struct VoteRow {
     approver: String,
-    approver_groups: String,
+    approver_groups: Option<String>,
     at_ms: i64,
 }
 
@@ -260,7 +261,10 @@ impl ApprovalRow {
             .into_iter()
             .map(|v| {
                 Ok(Approver {
-                    groups: serde_json::from_str(&v.approver_groups)
+                    groups: v
+                        .approver_groups
+                        .map(|g| serde_json::from_str(&g))
+                        .transpose()
                         .map_err(|e| corrupt("approver_groups", &e))?,
                     subject: v.approver,
                     at: timestamp("approval_votes", v.at_ms)?,
