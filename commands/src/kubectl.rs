@@ -139,17 +139,26 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
     if let Some(bar) = tokens.iter().position(|t| *t == "|") {
         return piped(&tokens[..bar], &tokens[bar..]).map(Some);
     }
-    let start = after_global_flags(tokens);
-    let Some(&verb) = tokens.get(start) else {
-        return Ok(None);
-    };
-    let lead = owned(&tokens[..start]);
-    let rest = &tokens[start + 1..];
-    let command = match verb.to_ascii_lowercase().as_str() {
-        "kubectl" => {
-            let line: Vec<&str> = tokens[..start].iter().chain(rest).copied().collect();
-            return Ok(Some(rewrite(&line)?.unwrap_or_else(|| owned(&line))));
+    // `kubectl` (again) where the verb goes is dropped, however often it is repeated (in a
+    // loop: a line of thousands of them must not take a stack frame each).
+    let mut line = tokens.to_vec();
+    let mut dropped = false;
+    let start = loop {
+        let start = after_global_flags(&line);
+        match line.get(start) {
+            Some(word) if word.eq_ignore_ascii_case("kubectl") => {
+                line.remove(start);
+                dropped = true;
+            }
+            _ => break start,
         }
+    };
+    let Some(&verb) = line.get(start) else {
+        return Ok(dropped.then(|| owned(&line)));
+    };
+    let lead = owned(&line[..start]);
+    let rest = &line[start + 1..];
+    let command = match verb.to_ascii_lowercase().as_str() {
         "rollout" => rollout(rest)?,
         "get" => get(rest)?,
         "create" => create(rest)?,
@@ -161,7 +170,7 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
                         .with_token(verb),
                 );
             }
-            None => return Ok(None),
+            None => return Ok(dropped.then(|| owned(&line))),
         },
     };
     Ok(Some(lead.into_iter().chain(command).collect()))

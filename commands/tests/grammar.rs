@@ -2296,3 +2296,25 @@ fn errors_quote_long_tokens_elided() {
         e.message
     );
 }
+
+/// A line may repeat a word up to the length limit: parsing it takes no stack per word (600
+/// `kubectl`s before `get pods` overflowed a runtime thread's stack and aborted the bot).
+#[test]
+fn repeated_words_up_to_the_length_limit_parse_on_a_small_stack() {
+    for word in [
+        "kubectl", "-n api", "| grep x", "rollout", "--", "get", "'", "\"", "—", "x=y", "|",
+    ] {
+        let times = 8000 / (word.len() + 1);
+        let line = format!("{}get pods -n api", format!("{word} ").repeat(times));
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse(&line).map(|c| c.to_text()))
+            .unwrap()
+            .join();
+        assert!(parsed.is_ok(), "{word}");
+    }
+    assert_eq!(
+        parse(&format!("{}get pods -n api", "kubectl ".repeat(900))),
+        parse("pods -n api")
+    );
+}
