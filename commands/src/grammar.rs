@@ -705,12 +705,14 @@ fn parse_log_source(raw: &str) -> Result<String, ParseError> {
     })
 }
 
-/// What someone typed, as an error quotes it: at most 80 characters (a long token is elided
-/// with `…`, so an answer never repeats a pasted wall of text).
-fn quoted(typed: &str) -> std::borrow::Cow<'_, str> {
-    match typed.char_indices().nth(77) {
-        Some((cut, _)) if typed.chars().count() > 80 => format!("{}…", &typed[..cut]).into(),
-        _ => typed.into(),
+/// What someone typed, as an error quotes it: secrets masked, then at most 80 characters (a
+/// long token is elided with `…`, so an answer never repeats a pasted wall of text). Masked
+/// first: a secret cut short no longer looks like one.
+fn quoted(typed: &str) -> String {
+    let masked = crate::ops::mask_secrets(typed);
+    match masked.char_indices().nth(77) {
+        Some((cut, _)) if masked.chars().count() > 80 => format!("{}…", &masked[..cut]),
+        _ => masked,
     }
 }
 

@@ -2318,3 +2318,17 @@ fn repeated_words_up_to_the_length_limit_parse_on_a_small_stack() {
         parse("pods -n api")
     );
 }
+
+/// A secret in a long token is masked before the error shortens the quote: cut short, it would
+/// no longer look like a secret and would be echoed (and audited) in part.
+#[test]
+fn a_long_quoted_token_is_masked_before_it_is_shortened() {
+    let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    for (secret, leak) in [(token, "ghp_abc"), (jwt, "eyJhbGciOiJIUzI1NiIsInR5cCI6")] {
+        let line = format!("status {},{secret} -n api", "x".repeat(64));
+        let err = parse(&line).expect_err("not a name");
+        assert!(!err.message.contains(leak), "{}", err.message);
+        assert!(err.message.contains("****"), "{}", err.message);
+    }
+}
