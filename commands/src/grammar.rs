@@ -80,15 +80,21 @@ fn normalize(text: &str) -> String {
     }
     let mut out = String::with_capacity(text.len());
     let mut word_start = true;
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             // Curly single quotes are left alone: they are apostrophes more often than quotes.
             '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' => out.push('"'),
             '\u{00A0}' | '\u{2007}' | '\u{202F}' | '\u{2000}'..='\u{200A}' | '\u{3000}' => {
                 out.push(' ')
             }
-            // Phones turn `--tail` into `—tail`.
-            '\u{2014}' | '\u{2013}' if word_start => out.push_str("--"),
+            // Phones turn `--tail` into `—tail`; a dash on its own is punctuation ("rolled
+            // back — all good"), not the end of the options.
+            '\u{2014}' | '\u{2013}'
+                if word_start && chars.peek().is_some_and(|n| n.is_alphabetic()) =>
+            {
+                out.push_str("--")
+            }
             c => out.push(c),
         }
         word_start = out.ends_with([' ', '\t', '\n']);

@@ -2332,3 +2332,21 @@ fn a_long_quoted_token_is_masked_before_it_is_shortened() {
         assert!(err.message.contains("****"), "{}", err.message);
     }
 }
+
+/// A dash on its own is punctuation in free text; only a dash a phone put before a word
+/// (`—tail`) is an option's `--`.
+#[test]
+fn a_dash_on_its_own_is_text_not_the_end_of_options() {
+    assert_eq!(
+        parse("incident note rolled back — all good --id INC-1"),
+        parse(r#"incident note --id INC-1 "rolled back — all good""#)
+    );
+    assert_eq!(
+        parse("incident open P3 checkout – payments slow"),
+        parse(r#"incident open P3 "checkout – payments slow""#)
+    );
+    assert_eq!(
+        parse("logs rust-webapi —tail 5 -n api"),
+        parse("logs rust-webapi --tail 5 -n api")
+    );
+}
