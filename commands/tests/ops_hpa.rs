@@ -155,3 +155,42 @@ async fn hpa_min_above_max_is_refused_before_the_call() {
         "{err:?}"
     );
 }
+
+/// A change names the autoscaler it changes: the engine renames `hpa WORKLOAD --max N` to the
+/// autoscaler before the policy judges it (`Operator::canonical`), and the operation itself
+/// changes only an autoscaler of the name it is given, so the object the policy judged is the
+/// one that changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_names_the_autoscaler_itself() {
+    let env = Env::start(seed()).await;
+    let by_workload = Env::cmd(
+        "shop",
+        Op::Hpa {
+            name: "web".into(),
+            min: None,
+            max: Some(9),
+        },
+    );
+    let err = env
+        .op
+        .execute(&by_workload, opsbot_commands::ProgressSender::none())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OpError::NotFound { suggestions, .. } if suggestions == &["web-hpa"]),
+        "{err:?}"
+    );
+    assert_eq!(bounds(&env), (2, 6));
+    let canonical = env.op.canonical(by_workload.clone()).await;
+    assert_eq!(canonical.to_text(), "hpa web-hpa --max 9 -n shop");
+    env.op
+        .execute(&canonical, opsbot_commands::ProgressSender::none())
+        .await
+        .unwrap();
+    assert_eq!(bounds(&env), (2, 9));
+    // Showing one by its workload's name still works; and what is not an autoscaler's
+    // workload stays as typed.
+    assert!(env.run("shop", show("web")).await.is_ok());
+    let other = Env::cmd("shop", show("web"));
+    assert_eq!(env.op.canonical(other.clone()).await, other);
+}

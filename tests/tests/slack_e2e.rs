@@ -801,3 +801,24 @@ async fn a_group_ban_holds_while_slacks_user_groups_cannot_be_read() {
     bot.wait_for_text("rust-webapi").await;
     assert_eq!(bot.replicas("api", "rust-webapi"), before);
 }
+
+/// An allowed change that cannot run (here: no such deployment) is the requester's business:
+/// told privately, and nothing is posted in the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_change_that_cannot_run_is_refused_privately() {
+    let bot = Bot::start().await;
+    bot.command("UENG", "scale rust-webapii 3 -n api", "e2e.typo.1")
+        .await;
+    let refused = |calls: &[Call]| {
+        ok_calls(calls, "chat.postEphemeral")
+            .into_iter()
+            .any(|c| c.param("user") == Some("UENG") && c.all_text().contains("rust-webapi"))
+    };
+    let calls = bot.fake.wait_until(PATIENCE, refused).await;
+    assert!(refused(&calls), "{calls:?}");
+    assert!(ok_calls(&calls, "chat.postMessage").is_empty(), "{calls:?}");
+    let audit = bot
+        .wait_audit(|a| a.contains(&("rejection".into(), "cannot_run".into())))
+        .await;
+    assert!(!audit.iter().any(|(k, _)| k == "execution"), "{audit:?}");
+}

@@ -49,7 +49,11 @@ impl Engine {
         }
 
         let cmd = match opsbot_commands::parse(&inv.text) {
-            Ok(cmd) => self.apply_defaults(cmd, &inv.channel),
+            Ok(cmd) => {
+                let cmd = self.apply_defaults(cmd, &inv.channel);
+                // What it changes, named as the cluster names it, before the policy judges it.
+                self.inner.operator.canonical(cmd).await
+            }
             Err(e) => {
                 self.inner
                     .metrics
@@ -179,6 +183,18 @@ impl Engine {
             Decision::Allow { .. } => {
                 if cmd.is_mutating() && !self.fresh_enough(&ctx, &cmd, ticket.received).await {
                     return "stale";
+                }
+                // A change that cannot run (a typo, a revision that is gone, bounds that make
+                // no sense) is the requester's business: told privately, before anything is
+                // posted in the channel.
+                if cmd.is_mutating() && !self.could_run(&ctx, &cmd).await {
+                    self.inner.metrics.count_request(
+                        inv.platform,
+                        action.as_str(),
+                        "allow",
+                        "refused",
+                    );
+                    return "refused";
                 }
                 match self
                     .inner

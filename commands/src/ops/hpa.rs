@@ -11,8 +11,14 @@ use super::util::{nearest, table, table_within};
 use super::{Ctx, OpError};
 use crate::reply::Reply;
 
-/// Finds the HPA by its name, or else the HPA that scales a workload of that name.
-async fn find(ctx: &Ctx<'_>, name: &str) -> Result<HorizontalPodAutoscaler, OpError> {
+/// Finds the HPA by its name, or else (`by_workload`) the HPA that scales a workload of that
+/// name. A change names the autoscaler itself (the engine names it so before the policy
+/// decides: [`workload_hpa`]), so the object the policy judged is the one that changes.
+async fn find(
+    ctx: &Ctx<'_>,
+    name: &str,
+    by_workload: bool,
+) -> Result<HorizontalPodAutoscaler, OpError> {
     if let Some(h) = ctx
         .get_opt::<HorizontalPodAutoscaler>(Res::Hpas, name)
         .await?
@@ -25,7 +31,15 @@ async fn find(ctx: &Ctx<'_>, name: &str) -> Result<HorizontalPodAutoscaler, OpEr
             .as_ref()
             .is_some_and(|s| s.scale_target_ref.name == name)
     }) {
-        return Ok(h.clone());
+        if by_workload {
+            return Ok(h.clone());
+        }
+        return Err(OpError::NotFound {
+            kind: "horizontalpodautoscaler".into(),
+            name: name.to_owned(),
+            namespace: ctx.ns.clone(),
+            suggestions: h.metadata.name.clone().into_iter().collect(),
+        });
     }
     if all.is_empty() {
         return Err(not_found(ctx, Res::Hpas, name).await);
@@ -51,7 +65,14 @@ pub(crate) async fn check_change(
     min: Option<u32>,
     max: Option<u32>,
 ) -> Result<(), OpError> {
-    new_bounds(&find(ctx, name).await?, min, max).map(drop)
+    new_bounds(&find(ctx, name, false).await?, min, max).map(drop)
+}
+
+/// The name of the autoscaler that scales workload `name`, when `name` is not an autoscaler
+/// itself and one does.
+pub(crate) async fn workload_hpa(ctx: &Ctx<'_>, name: &str) -> Result<Option<String>, OpError> {
+    let h = find(ctx, name, true).await?;
+    Ok(h.metadata.name.filter(|n| n != name))
 }
 
 /// The bounds `h` gets with `min` and/or `max` set; refused when they make no sense.
@@ -238,7 +259,7 @@ pub(crate) async fn hpa(
     min: Option<u32>,
     max: Option<u32>,
 ) -> Result<Reply, OpError> {
-    let h = find(ctx, name).await?;
+    let h = find(ctx, name, min.is_none() && max.is_none()).await?;
     let hpa_name = h.metadata.name.clone().unwrap_or_else(|| name.to_owned());
     let title = format!("horizontalpodautoscaler/{hpa_name}");
     if min.is_none() && max.is_none() {

@@ -394,6 +394,22 @@ impl Operator {
         }
     }
 
+    /// `cmd` naming what it acts on as the cluster does: `hpa WORKLOAD --min/--max` becomes
+    /// `hpa AUTOSCALER …`, so the policy judges the object that changes (a rule on the
+    /// autoscaler's name cannot be side-stepped by naming its workload). Anything else, and
+    /// any error (the change then fails on the name as given), is `cmd` unchanged.
+    pub async fn canonical(&self, mut cmd: Command) -> Command {
+        if let Op::Hpa { name, min, max } = &cmd.op
+            && (min.is_some() || max.is_some())
+            && let Ok(ctx) = self.ctx(&cmd, ProgressSender::none())
+            && let Ok(Some(hpa)) = hpa::workload_hpa(&ctx, name).await
+            && let Op::Hpa { name, .. } = &mut cmd.op
+        {
+            *name = hpa;
+        }
+        cmd
+    }
+
     /// Checks, before anyone is asked to approve `cmd`, that it could run: what it changes
     /// exists (the workload, autoscaler or CronJob; for `rollback`, the revision to return to)
     /// and its values make sense. Fails as [`Operator::execute`] would fail on the same cluster
