@@ -102,12 +102,12 @@ fn normalize(text: &str) -> String {
     out
 }
 
-fn is_flag(tok: &str) -> bool {
+pub(crate) fn is_flag(tok: &str) -> bool {
     tok.len() > 1 && tok.starts_with('-')
 }
 
 /// `--tail=5` → (`--tail`, `Some("5")`); `-n=prod` and `-nprod` → (`-n`, `Some("prod")`).
-fn split_flag(tok: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_flag(tok: &str) -> (&str, Option<&str>) {
     if tok.starts_with("--") {
         return match tok.split_once('=') {
             Some((f, v)) => (f, Some(v)),
@@ -222,6 +222,13 @@ fn read(tokens: &[&str]) -> Result<Command, ParseError> {
                 (f.name, f.ty, f.placeholder)
             } else if let Some(a) = c.find_arg_flag(flag) {
                 (a.name, a.ty, a.placeholder)
+            } else if spec::kubectl_layout_flag(c.name, flag, inline.or(tokens.get(i).copied())) {
+                // Runbook lines as written: kubectl's layout options change nothing opsbot
+                // answers, so they are taken and dropped (with their value).
+                if inline.is_none() {
+                    i += 1;
+                }
+                continue;
             } else {
                 let why = spec::kubectl_only_flag(c.name, flag);
                 let suggestion = nearest(flag, c.flag_names().iter().map(String::as_str))

@@ -176,8 +176,9 @@ pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError
     Ok(Some(lead.into_iter().chain(command).collect()))
 }
 
-/// `logs … | grep TEXT | tail -N` is `logs … --grep TEXT --tail N`; no other pipeline is
-/// taken.
+/// `logs … | grep TEXT | tail -N` is `logs … --grep TEXT --tail N`, and the runbooks' backup
+/// check `get jobs | grep backup` (or `get cronjobs | grep backup`) is `backup status`, which
+/// shows the CronJobs named `backup` with their Jobs; no other pipeline is taken.
 fn piped(line: &[&str], pipeline: &[&str]) -> Result<Vec<String>, ParseError> {
     let rewritten = rewrite(line)?;
     let translated = rewritten.is_some();
@@ -186,6 +187,14 @@ fn piped(line: &[&str], pipeline: &[&str]) -> Result<Vec<String>, ParseError> {
         .get(after_global_flags(&borrowed(&out)))
         .and_then(|word| spec::find_command(None, word))
         .is_some_and(|c| c.name == "logs");
+    let is_all_backups = translated && out.iter().any(|w| w == "--all");
+    if is_all_backups
+        && let ["|", "grep", word] = pipeline
+        && word.eq_ignore_ascii_case("backup")
+    {
+        out.retain(|w| w != "--all");
+        return Ok(out);
+    }
     if !is_logs {
         let without = if translated {
             format!("; without the pipeline, the line is `{}`", out.join(" "))
@@ -290,6 +299,22 @@ fn rollout(rest: &[&str]) -> Result<Vec<String>, ParseError> {
 
 /// `get RESOURCE [NAME] …` and `get RESOURCE/NAME …`; for events also
 /// `--field-selector involvedObject.name=NAME`.
+/// Drops kubectl's layout options (`-o wide`, `--sort-by=…`) from `args` of `command`, before
+/// their values could be taken for a name ([`spec::kubectl_layout_flag`]).
+fn drop_layout_flags(command: &str, args: &mut Vec<String>) {
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = crate::grammar::split_flag(&args[i]);
+        let value = inline.or(args.get(i + 1).map(String::as_str));
+        if crate::grammar::is_flag(flag) && spec::kubectl_layout_flag(command, flag, value) {
+            let with_value = usize::from(inline.is_none());
+            args.drain(i..=i + with_value);
+        } else {
+            i += 1;
+        }
+    }
+}
+
 fn get(rest: &[&str]) -> Result<Vec<String>, ParseError> {
     let Some(&first) = rest.first() else {
         return Err(ParseError::new(format!(
@@ -312,6 +337,7 @@ fn get(rest: &[&str]) -> Result<Vec<String>, ParseError> {
     let c = declared(g.command);
     let mut args: Vec<String> = inline_name.map(str::to_owned).into_iter().collect();
     args.extend(owned(&rest[1..]));
+    drop_layout_flags(c.name, &mut args);
     if g.command == "events" {
         from_field_selector(&mut args)?;
     }

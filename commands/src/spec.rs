@@ -1995,16 +1995,22 @@ pub fn find_command(group: Option<&str>, word: &str) -> Option<&'static CommandS
 
 /// kubectl options that runbook lines carry and opsbot does not take, with why (and what to
 /// do instead): `(command, spellings, why)`; command `*` is every command.
+/// Whether kubectl's option `flag` with `value`, given to `command`, only lays out kubectl's
+/// answer (`-o wide`, `get events --sort-by=…`): opsbot lays out its own, so runbook lines
+/// that carry them are taken as if they did not.
+pub fn kubectl_layout_flag(command: &str, flag: &str, value: Option<&str>) -> bool {
+    match (command, flag, value) {
+        ("events", "--sort-by", Some(_)) => true,
+        (_, "-o" | "--output", Some(v)) => v.eq_ignore_ascii_case("wide"),
+        _ => false,
+    }
+}
+
 const KUBECTL_ONLY_FLAGS: &[(&str, &[&str], &str)] = &[
     (
         "logs",
         &["-f", "--follow"],
         "a chat answer cannot follow a stream; `logs` shows the newest lines, ask again for newer ones",
-    ),
-    (
-        "events",
-        &["--sort-by"],
-        "events are listed newest first already",
     ),
     (
         "events",

@@ -680,7 +680,21 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "backup status postgres-backup -n db",
         ),
         ("get jobs -n db", "backup status --all -n db"),
+        // The runbooks' backup check: the CronJobs named `backup`, with their Jobs.
+        (
+            "kubectl get jobs -n shiojiri-rainbow-seeker | grep backup",
+            "backup status -n shiojiri-rainbow-seeker",
+        ),
+        ("get cronjobs | grep backup", "backup status"),
         ("get hpa api-hpa", "hpa api-hpa"),
+        // kubectl's layout options are dropped: opsbot lays out its own answers.
+        (
+            "kubectl get events -n production --sort-by='.lastTimestamp'",
+            "events -n production",
+        ),
+        ("get pods -n production -o wide", "pods -n production"),
+        ("pods -l app=envoy -owide", "pods -l app=envoy"),
+        ("get pods --output=wide", "pods"),
         (
             "get hpa -n shiojiri-rainbow-seeker",
             "hpa -n shiojiri-rainbow-seeker",
@@ -815,12 +829,7 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "-f",
         ),
         (
-            "events -n production --sort-by=.lastTimestamp",
-            "events are listed newest first already",
-            "--sort-by=.lastTimestamp",
-        ),
-        (
-            "pods -l app=envoy -o wide",
+            "pods -l app=envoy -o yaml",
             "opsbot lays out its answers itself",
             "-o",
         ),
@@ -862,7 +871,7 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "db-backup-123",
         ),
         (
-            "kubectl get jobs -n db | grep backup",
+            "kubectl get jobs -n db | grep nightly",
             "no shell pipelines: only `logs … | grep TEXT | tail -N` is taken (as `logs … --grep \
              TEXT --tail N`); without the pipeline, the line is `backup status -n db --all`",
             "|",
