@@ -746,11 +746,35 @@ struct RawEngine {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_http_timeout")]
     header_timeout: Option<Duration>,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_http_timeout")]
     body_timeout: Option<Duration>,
+    #[serde(deserialize_with = "de_max_connections")]
     max_connections: Option<NonZeroUsize>,
+}
+
+/// The longest `http.*_timeout` taken: a client held longer is no longer "slow".
+const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most connections `http.max_connections` takes (each costs a file descriptor).
+const MAX_HTTP_CONNECTIONS: usize = 100_000;
+
+fn de_http_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let duration = de_duration(d)?;
+    if duration.is_some_and(|t| t > MAX_HTTP_TIMEOUT) {
+        return Err(serde::de::Error::custom("at most 1h"));
+    }
+    Ok(duration)
+}
+
+fn de_max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
+    let n = Option::<NonZeroUsize>::deserialize(d)?;
+    if n.is_some_and(|n| n.get() > MAX_HTTP_CONNECTIONS) {
+        return Err(serde::de::Error::custom(format!(
+            "at most {MAX_HTTP_CONNECTIONS}"
+        )));
+    }
+    Ok(n)
 }
 
 #[derive(Deserialize, Default)]

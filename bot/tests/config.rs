@@ -653,6 +653,10 @@ fn http_limits_must_bound_something() {
     assert!(errs[0].contains("duration must be above zero"), "{errs:?}");
     let errs = errors("http:\n  body_timeout: soon\n");
     assert!(errs[0].contains("invalid duration"), "{errs:?}");
+    let errs = errors("http:\n  header_timeout: 100000000000s\n");
+    assert!(errs[0].contains("at most 1h"), "{errs:?}");
+    let errs = errors("http:\n  max_connections: 10000000000000000000\n");
+    assert!(errs[0].contains("at most 100000"), "{errs:?}");
 }
 
 /// A default namespace Kubernetes could not have is refused where it is written.

@@ -314,8 +314,6 @@ async fn slow_clients_are_cut_off_and_connections_are_bounded() {
         health_at >= silent_at.min(trickle_at),
         "the third connection was served while both slots were taken"
     );
-    // Nothing of either reached the pipeline.
-    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 
     bot.stop().await.unwrap();
 }

@@ -9,7 +9,10 @@
 //! - its body must arrive whole within `body_timeout` of the head ([`Deadline`]): reading it
 //!   then fails with [`BodyTooSlow`], which the endpoints answer 408;
 //! - at most `max_connections` connections are served at once; further ones wait in the
-//!   listen backlog until one closes.
+//!   listen backlog until one closes;
+//! - a connection is closed once [`MAX_CONNECTION_AGE`] old, and when the server stops, after
+//!   its request in flight, which gets at most [`CLOSE_GRACE`] (a client that reads no answer
+//!   holds neither a connection nor the server's stop for ever).
 //!
 //! HTTP/1.1 only: what Slack, Discord, Alertmanager, Prometheus and kubelet probes speak.
 
@@ -24,15 +27,22 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::HttpLimits;
+
+/// A connection is closed (gracefully: after its request in flight) once this old; clients
+/// open another. Bounds how long any one client holds a connection.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// How long a connection being closed (for its age, or because the server stops) may take to
+/// finish its request in flight before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// A running HTTP server.
 pub struct RunningServer {
@@ -60,7 +70,8 @@ impl RunningServer {
             .layer(tower::util::MapRequestLayer::new(move |req: Request| {
                 req.map(|body| Body::new(Deadline::new(body, body_timeout)))
             }));
-        let task = tokio::spawn(accept(listener, router, limits, stop.clone()));
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let task = tokio::spawn(accept(listener, router, limits, slots, stop.clone()));
         tracing::info!(%addr, "listening");
         Ok(RunningServer { addr, stop, task })
     }
@@ -72,16 +83,16 @@ impl RunningServer {
     }
 }
 
-/// Accepts connections until `stop`, at most `limits.max_connections` at a time, then waits for
-/// the open ones to finish their requests.
+/// Accepts connections until `stop`, at most `slots` at a time, then waits for the open ones
+/// to finish their requests (at most [`CLOSE_GRACE`]).
 async fn accept(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    slots: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -108,16 +119,46 @@ async fn accept(
                 .clone()
                 .map_request(|req: Request<_>| req.map(Body::new)),
         );
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
-            }
-            drop(slot);
-        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        connections.spawn(serve(conn, stop.clone(), slot));
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
+}
+
+/// Serves one connection until it ends, it is [`MAX_CONNECTION_AGE`] old, or the server
+/// stops; then lets its request in flight finish, for at most [`CLOSE_GRACE`] (a client that
+/// reads no answer must not hold the connection, or the server's stop, for ever).
+async fn serve<S>(
+    conn: hyper::server::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, S>,
+    stop: CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => Some(ended),
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => None,
+        () = stop.cancelled() => None,
+    };
+    let ended = match ended {
+        Some(ended) => Some(ended),
+        None => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(CLOSE_GRACE, conn).await.ok()
+        }
+    };
+    match ended {
+        Some(Err(e)) => tracing::debug!(error = %e, "HTTP connection ended with an error"),
+        None => tracing::debug!("HTTP connection cut: its request did not finish in time"),
+        Some(Ok(())) => {}
+    }
+    drop(slot);
 }
 
 /// A failed accept: a connection reset before it was taken is nothing; anything else (out of
