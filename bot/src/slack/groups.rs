@@ -1,9 +1,10 @@
 //! Slack user groups as policy subjects (`slack-group:S…`), from `usergroups.list` with
 //! `include_users=true`, cached for a TTL. One lookup runs at a time; everyone else waits for it
 //! and shares the answer. When Slack cannot be reached the last known membership is used; with
-//! none (no lookup has succeeded yet, e.g. the app lacks `usergroups:read`), the membership is
-//! unknown ([`Membership::unknown`]): the policy then decides on the user alone, keeping in
-//! force any deny rule a group could bring in.
+//! none (no lookup has succeeded yet, e.g. the app lacks `usergroups:read`), or one older than
+//! [`GroupResolver::stale_after`], the membership is unknown ([`Membership::unknown`]): the
+//! policy then decides on what is known, keeping in force any deny rule a group could bring in
+//! (someone added to a banned group during a long outage is not let through).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,8 +48,8 @@ struct Cache {
     by_user: HashMap<String, Vec<Subject>>,
     /// When to ask Slack again (`None`: never asked).
     refresh_at: Option<Instant>,
-    /// Whether a lookup ever succeeded.
-    loaded: bool,
+    /// When a lookup last succeeded.
+    loaded: Option<Instant>,
 }
 
 impl GroupResolver {
@@ -78,7 +79,7 @@ impl GroupResolver {
                     }
                     cache.by_user = by_user;
                     cache.refresh_at = Some(Instant::now() + self.ttl);
-                    cache.loaded = true;
+                    cache.loaded = Some(Instant::now());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not load Slack user groups; using the last known membership");
@@ -86,10 +87,17 @@ impl GroupResolver {
                 }
             }
         }
+        let stale_after = self.stale_after();
         Membership {
             groups: cache.by_user.get(user_id).cloned().unwrap_or_default(),
-            unknown: !cache.loaded,
+            unknown: cache.loaded.is_none_or(|at| at.elapsed() > stale_after),
         }
+    }
+
+    /// How old the last known membership may get before it counts as unknown: three TTLs, at
+    /// least 15 minutes.
+    fn stale_after(&self) -> Duration {
+        (self.ttl * 3).max(Duration::from_secs(15 * 60))
     }
 }
 
@@ -155,6 +163,23 @@ mod tests {
         table.fail.store(true, Ordering::SeqCst);
         assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
         assert_eq!(table.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn last_known_groups_grow_stale_after_three_ttls() {
+        let table = Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: false.into(),
+        });
+        let r = GroupResolver::new(table.clone(), Duration::ZERO);
+        assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
+        table.fail.store(true, Ordering::SeqCst);
+        // The last success, long ago; Slack failing since.
+        let long_ago = Instant::now().checked_sub(r.stale_after() + Duration::from_secs(1));
+        r.state.lock().await.loaded = long_ago;
+        let m = r.groups_of("U1").await;
+        assert!(m.unknown, "{m:?}");
+        assert_eq!(m.groups[0].as_str(), "slack-group:S1", "still what was last known");
     }
 
     #[tokio::test]
