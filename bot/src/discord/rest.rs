@@ -10,9 +10,10 @@
 //! - **Global**: a 429 with `global: true` (or `X-RateLimit-Global`) holds every request.
 //! - **429**: waits `retry_after` (seconds, fractional; capped) and tries again.
 //! - **Transient failures** (network, timeouts, 5xx) are retried with exponential backoff, and
-//!   so is a 404 `10008 Unknown Message` / `10015 Unknown Webhook` on an interaction's
-//!   `@original`: a fast answer can reach Discord before the deferral it edits or removes does
-//!   (over HTTP the deferral is the response body, which Discord takes on its own time).
+//!   so is a 404 `10008 Unknown Message` / `10015 Unknown Webhook` when a deferred response is
+//!   filled or removed (`fill_deferred_response`, `delete_original`): the answer can reach
+//!   Discord before the deferral does (over HTTP the deferral is the response body, which
+//!   Discord takes on its own time). Other calls on a message that is gone are refused at once.
 //! - Anything else is a refusal carrying Discord's JSON error code (`10062 Unknown
 //!   interaction`, `50001 Missing Access`), logged with the call's name — never its path, which
 //!   may hold an interaction token. A call made with [`DiscordRest::call_needing`] turns a 403
@@ -165,11 +166,11 @@ fn seconds(v: &str) -> Option<Duration> {
 pub const MISSING_PERMISSIONS: u64 = 50013;
 /// Discord's JSON error code for a channel or server the bot cannot see.
 pub const MISSING_ACCESS: u64 = 50001;
-/// What a 403 `50001 Missing Access` asks for.
 /// `10008 Unknown Message`.
 const UNKNOWN_MESSAGE: u64 = 10008;
 /// `10015 Unknown Webhook`.
 const UNKNOWN_WEBHOOK: u64 = 10015;
+/// What a 403 `50001 Missing Access` asks for.
 pub const VIEW_CHANNEL_GRANT: &str = "the View Channel permission";
 
 /// What one attempt turned into.
@@ -382,7 +383,7 @@ impl DiscordRest {
             };
         }
         let deferral_not_there_yet = status == StatusCode::NOT_FOUND
-            && call.path.ends_with("/messages/@original")
+            && matches!(call.name, "delete_original" | super::sink::FILL_DEFERRED)
             && matches!(
                 json["code"].as_u64(),
                 Some(UNKNOWN_MESSAGE | UNKNOWN_WEBHOOK)

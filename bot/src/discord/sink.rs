@@ -42,6 +42,10 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 /// Interactions and replaced messages remembered at most.
 const CAPACITY: usize = 10_000;
 
+/// The call that fills a deferred response: like `delete_original`, it may reach Discord
+/// before the deferral does, and is tried again on a 404 ([`super::rest`]).
+pub(super) const FILL_DEFERRED: &str = "fill_deferred_response";
+
 /// What became of an application command's deferred response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Original {
@@ -240,9 +244,11 @@ impl DiscordSink {
         format!("/webhooks/{}/{token}", self.application_id)
     }
 
-    /// `PATCH /webhooks/{app}/{token}/messages/{message}` (`@original` or an id).
+    /// `PATCH /webhooks/{app}/{token}/messages/{message}` (`@original` or an id), logged as
+    /// `name`.
     async fn edit_webhook_message(
         &self,
+        name: &'static str,
         token: &str,
         message: &str,
         body: Value,
@@ -250,7 +256,7 @@ impl DiscordSink {
         let base = self.webhook(token);
         self.rest
             .call(&Call {
-                name: "edit_interaction_message",
+                name,
                 method: Method::PATCH,
                 path: format!("{base}/messages/{message}"),
                 route: format!("PATCH {base}/messages/:id"),
@@ -357,7 +363,12 @@ impl DiscordSink {
         }
         if let Some(token) = self.interactions.click_on(&message.id) {
             match self
-                .edit_webhook_message(&token, "@original", body.clone())
+                .edit_webhook_message(
+                    "edit_interaction_message",
+                    &token,
+                    "@original",
+                    body.clone(),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -366,7 +377,12 @@ impl DiscordSink {
         }
         if let Some(token) = self.interactions.creator_of(&message.id) {
             match self
-                .edit_webhook_message(&token, &message.id, body.clone())
+                .edit_webhook_message(
+                    "edit_interaction_message",
+                    &token,
+                    &message.id,
+                    body.clone(),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -482,9 +498,9 @@ impl ChatSink for DiscordSink {
         };
         self.interactions.mark_settled(&origin);
         let res = self
-            .edit_webhook_message(&token, "@original", render(reply))
+            .edit_webhook_message(FILL_DEFERRED, &token, "@original", render(reply))
             .await?;
-        let id = message_id(&res, "edit_interaction_message")?;
+        let id = message_id(&res, FILL_DEFERRED)?;
         self.interactions
             .registry()
             .created_by

@@ -179,7 +179,11 @@ mod tests {
         r.state.lock().await.loaded = long_ago;
         let m = r.groups_of("U1").await;
         assert!(m.unknown, "{m:?}");
-        assert_eq!(m.groups[0].as_str(), "slack-group:S1", "still what was last known");
+        assert_eq!(
+            m.groups[0].as_str(),
+            "slack-group:S1",
+            "still what was last known"
+        );
     }
 
     #[tokio::test]
