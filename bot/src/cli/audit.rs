@@ -164,6 +164,16 @@ async fn adopt(config: &Config, store: &Store, out: &mut impl Write) -> anyhow::
         writeln!(out, "nothing to adopt: {report}")?;
         return Ok(ExitCode::SUCCESS);
     };
+    // Pins only what was checked: a record appended since (another process) is not adopted.
+    let now = store.audit_head().await?.map_or(0, |h| h.id);
+    if now != *head {
+        writeln!(
+            out,
+            "not adopted: the log grew from record {head} to {now} while it was checked; stop \
+             every opsbot process on this database and run `opsbot audit adopt` again"
+        )?;
+        return Ok(ExitCode::from(EXIT_BROKEN));
+    }
     anchor
         .checkpoint(&store)
         .await

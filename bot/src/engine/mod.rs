@@ -453,20 +453,29 @@ impl Engine {
     /// summary record (and log line) per platform and kind, with their count.
     pub(super) async fn record_held_rejections(&self) {
         for (platform, kind, held) in self.inner.rejections.take_held() {
-            let kind = kind.as_str();
             let detail = format!(
                 "{} more rejected since {} (over the quota of {} a minute recorded one by one)",
                 held.count,
                 held.since,
                 rejection_log::PER_MINUTE
             );
-            tracing::warn!(platform, kind, count = held.count, "requests rejected");
-            self.audit(
-                AuditEntry::new(AuditKind::Rejection, &platform)
-                    .outcome(kind)
-                    .detail(json!({ "detail": detail, "count": held.count })),
-            )
-            .await;
+            tracing::warn!(
+                platform,
+                kind = kind.as_str(),
+                count = held.count,
+                "requests rejected"
+            );
+            let recorded = self
+                .audit(
+                    AuditEntry::new(AuditKind::Rejection, &platform)
+                        .outcome(kind.as_str())
+                        .detail(json!({ "detail": detail, "count": held.count })),
+                )
+                .await;
+            if !recorded {
+                // Not lost: told with the next summary.
+                self.inner.rejections.hold_again(platform, kind, held);
+            }
         }
     }
 

@@ -60,6 +60,17 @@ impl RejectionLog {
         false
     }
 
+    /// Holds `held` again (its summary could not be written), added to what came since.
+    pub(super) fn hold_again(&self, platform: String, kind: RejectionKind, held: Held) {
+        let mut all = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = all.entry((platform, kind)).or_insert(Held {
+            count: 0,
+            since: held.since,
+        });
+        entry.count += held.count;
+        entry.since = entry.since.min(held.since);
+    }
+
     /// The rejections held back since the last call, per platform and kind; and forgets
     /// quotas that are full again.
     pub(super) fn take_held(&self) -> Vec<(String, RejectionKind, Held)> {
@@ -96,5 +107,11 @@ mod tests {
         assert_eq!(h.count, 1000 - PER_MINUTE.get() as u64);
         // Told once.
         assert!(log.take_held().is_empty());
+        // Unless the summary could not be written: then told with the next ones.
+        log.hold_again(platform.clone(), *kind, *h);
+        assert!(!log.admit("slack", RejectionKind::BadSignature));
+        let again = log.take_held();
+        assert_eq!(again[0].2.count, h.count + 1);
+        assert_eq!(again[0].2.since, h.since);
     }
 }

@@ -75,10 +75,11 @@ pub enum AnchorError {
     )]
     OtherKey { id: i64 },
     #[error(
-        "the audit log's records 1..{id} are all hashed without a key (opsbot-audit-v1) and no \
-         checkpoint pins them: a log from before keyed hashing, or one rewritten by someone \
-         without the key; refusing to start (check it with `opsbot audit export`, then pin it \
-         once with `opsbot audit adopt`)"
+        "the audit log's newest record ({id}) is hashed without a key (opsbot-audit-v1) and no \
+         checkpoint pins it: a log from before keyed hashing, or one rewritten by someone \
+         without the key; refusing to start (run `opsbot audit verify`; a log that predates \
+         keyed hashing is checked with `opsbot audit export` and pinned once with `opsbot \
+         audit adopt`)"
     )]
     Unpinned { id: i64 },
 }
