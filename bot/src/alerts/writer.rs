@@ -239,10 +239,12 @@ impl Writer {
         let store = self.engine.store();
         let groups = store.digested_groups(&channel).await?;
         let (message_id, shown) = store.digest_message(&channel).await?;
-        if message_id.is_none() && groups.is_empty() {
+        let target = MessageTarget::Digest { channel: &channel };
+        // An empty digest needs no message, unless one was posted (and not recorded yet).
+        let posted = unrecorded.0.contains_key(&Unrecorded::key(&target));
+        if message_id.is_none() && groups.is_empty() && !posted {
             return Ok(Step::Nothing);
         }
-        let target = MessageTarget::Digest { channel: &channel };
         self.show(
             &target,
             message_id,
@@ -267,12 +269,17 @@ impl Writer {
         let store = self.engine.store();
         let hash = reply_hash(reply);
         let key = Unrecorded::key(target);
-        if message_id.is_none()
-            && let Some((id, posted)) = unrecorded.0.get(&key)
-        {
-            store.set_message(target, id, posted).await?;
-            (message_id, shown) = (Some(id.clone()), Some(posted.clone()));
-            unrecorded.0.remove(&key);
+        match (&message_id, unrecorded.0.get(&key)) {
+            // Recorded after all (the store failed after its commit, or another replica).
+            (Some(_), Some(_)) => {
+                unrecorded.0.remove(&key);
+            }
+            (None, Some((id, posted))) => {
+                store.set_message(target, id, posted).await?;
+                (message_id, shown) = (Some(id.clone()), Some(posted.clone()));
+                unrecorded.0.remove(&key);
+            }
+            _ => {}
         }
         if let Some(id) = message_id {
             if shown.as_deref() == Some(hash.as_str()) {
