@@ -69,6 +69,8 @@ pub struct ApprovalClick {
     pub platform: Platform,
     pub user: Subject,
     pub groups: Vec<Subject>,
+    /// As [`Invocation::groups_unknown`]: an approver role a group would give is then missing.
+    pub groups_unknown: bool,
     pub channel: String,
     pub approval_id: String,
     pub approve: bool,

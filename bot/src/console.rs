@@ -412,6 +412,7 @@ fn click(user: Subject, channel: &str, approval_id: &str, approve: bool) -> Appr
         platform: PLATFORM,
         user,
         groups: Vec::new(),
+        groups_unknown: false,
         channel: channel.into(),
         approval_id: approval_id.to_owned(),
         approve,

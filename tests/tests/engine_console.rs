@@ -465,6 +465,37 @@ both_databases!(
 );
 
 both_databases!(
+    a_vote_refused_while_the_approvers_groups_are_unknown_says_so,
+    |bot: TestBot| async move {
+        let out = bot.say("bob", "scale conea-api 18").await;
+        let id = approval_id(&out).unwrap();
+        // mallory holds no approver role; her groups could not be read.
+        bot.engine
+            .click(opsbot::chat::ApprovalClick {
+                platform: "console",
+                user: opsbot_policies::Subject::parse("console:mallory").unwrap(),
+                groups: Vec::new(),
+                groups_unknown: true,
+                channel: "console".into(),
+                approval_id: id.clone(),
+                approve: true,
+                delivery_id: Some("unknown-groups-vote".into()),
+                origin: None,
+            })
+            .await;
+        let records = bot.engine.store().tail(20).await.unwrap();
+        let refused = records
+            .iter()
+            .find(|r| r.entry.outcome.as_deref() == Some("approve_refused"))
+            .expect("the vote is refused, on record");
+        let reason = refused.entry.detail["reason"].as_str().unwrap();
+        assert!(reason.contains("groups could not be read"), "{reason}");
+        let a = bot.engine.store().get(&id).await.unwrap().unwrap();
+        assert!(a.approvers.is_empty());
+    }
+);
+
+both_databases!(
     policy_hot_reload_refuses_a_broken_file,
     |bot: TestBot| async move {
         // A broken file is refused and the old policy stays in force.

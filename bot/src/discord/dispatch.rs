@@ -291,6 +291,7 @@ impl Dispatcher {
             platform: PLATFORM,
             user: actor.user,
             groups: Vec::new(),
+            groups_unknown: false,
             channel: actor.channel,
             approval_id: approval_id.to_owned(),
             approve,

@@ -125,6 +125,7 @@ impl Engine {
                     .map_err(|why| why.to_string())
             };
             if let Err(why) = standing {
+                let why = with_unknown_groups(why, click.groups_unknown);
                 return self.refuse_vote(&ctx, &approval.id, verb, &why).await;
             }
             match self
@@ -158,6 +159,7 @@ impl Engine {
             &click.groups,
             &earlier,
         ) {
+            let why = with_unknown_groups(why, click.groups_unknown);
             return self.refuse_vote(&ctx, &approval.id, verb, &why).await;
         }
         let groups: Vec<String> = click.groups.iter().map(|g| g.as_str().to_owned()).collect();
@@ -517,4 +519,17 @@ fn approvers_without_standing<'a>(
         })
         .map(|v| v.subject.as_str())
         .collect()
+}
+
+/// Why a vote was refused, saying so when the clicker's groups could not be read (an approver
+/// role a group gives was then missing: trying again later may work).
+fn with_unknown_groups(why: String, unknown: bool) -> String {
+    if unknown {
+        format!(
+            "{why} (your groups could not be read just now: if a group makes you an approver, \
+             try again in a minute)"
+        )
+    } else {
+        why
+    }
 }

@@ -176,8 +176,11 @@ impl Inbound {
                 i.groups_unknown = membership.unknown;
             }
             // Unknown groups hold no approver role: an approver they would have made is
-            // refused, never wrongly counted.
-            Inbound::Click(c) => c.groups = membership.groups,
+            // refused (and told why), never wrongly counted.
+            Inbound::Click(c) => {
+                c.groups = membership.groups;
+                c.groups_unknown = membership.unknown;
+            }
         }
         self
     }

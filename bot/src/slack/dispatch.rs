@@ -316,6 +316,7 @@ impl Dispatcher {
                 platform: PLATFORM,
                 user: user.clone(),
                 groups: Vec::new(),
+                groups_unknown: false,
                 channel: channel.clone(),
                 approval_id,
                 approve,
