@@ -448,6 +448,12 @@ fn take_value<'a>(
         return Ok(v);
     }
     match tokens.get(*i) {
+        // `--comment --for 2h`: the next option is no value (`--for` was given, not missing).
+        Some(v) if v.len() > 2 && v.starts_with("--") => Err(ParseError::new(format!(
+            "`{typed}` needs a value before `{}`: {typed} {placeholder}",
+            quoted(v)
+        ))
+        .with_token(typed)),
         Some(v) => {
             *i += 1;
             Ok(v)

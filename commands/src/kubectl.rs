@@ -132,11 +132,19 @@ const REFUSED_VERBS: &[(&[&str], &str)] = &[
     ),
 ];
 
+/// The first words of commands that take free text (titles, notes, comments).
+const FREE_TEXT: [&str; 3] = ["incident", "silence", "silences"];
+
 /// The opsbot command a runbook line means, as words, when `tokens` start (after `kubectl`
 /// and any `-n`/`--cluster`) with a kubectl verb that is not an opsbot command; `None` for
 /// everything else. Refuses the kubectl forms opsbot does not do.
 pub(crate) fn rewrite(tokens: &[&str]) -> Result<Option<Vec<String>>, ParseError> {
-    if let Some(bar) = tokens.iter().position(|t| *t == "|") {
+    // A `|` is a shell pipeline in a runbook line; in an incident's or a silence's free text
+    // ("db | cache down") it is just a character.
+    let free_text = tokens
+        .get(after_global_flags(tokens))
+        .is_some_and(|w| FREE_TEXT.iter().any(|f| w.eq_ignore_ascii_case(f)));
+    if !free_text && let Some(bar) = tokens.iter().position(|t| *t == "|") {
         return piped(&tokens[..bar], &tokens[bar..]).map(Some);
     }
     // `kubectl` (again) where the verb goes is dropped, however often it is repeated (in a

@@ -2359,3 +2359,36 @@ fn a_dash_on_its_own_is_text_not_the_end_of_options() {
         parse("logs rust-webapi --tail 5 -n api")
     );
 }
+
+/// A `|` in an incident's or a silence's free text is a character, not a shell pipeline.
+#[test]
+fn a_bar_in_free_text_is_text() {
+    assert_eq!(
+        parse("incident open P1 db | cache down"),
+        parse(r#"incident open P1 "db | cache down""#)
+    );
+    assert!(parse("incident note failover done | watching --id INC-3").is_ok());
+    // Elsewhere it is still a pipeline opsbot does not run.
+    let err = parse("get pods -n api | wc -l").unwrap_err();
+    assert!(
+        err.message.contains("no shell pipelines"),
+        "{}",
+        err.message
+    );
+}
+
+/// An option whose value is missing is told so, not given the next option as its value.
+#[test]
+fn an_option_is_not_the_value_of_the_one_before() {
+    let err = parse("silence add alertname=X --comment --for 2h").unwrap_err();
+    assert!(
+        err.message
+            .starts_with("`--comment` needs a value before `--for`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        parse("logs api --grep -v -n api").is_ok(),
+        "a short dash word may be a value"
+    );
+}
