@@ -346,13 +346,24 @@ fn read(tokens: &[&str]) -> Result<Command, ParseError> {
             .with_token(tok)
             .with_usage(usage));
         }
-        // kubectl's `KIND NAME` (`rollout restart deployment envoy`) is `KIND/NAME`.
+        // kubectl's `KIND NAME` (`rollout restart deployment envoy`) is `KIND/NAME`; a kind
+        // on its own names nothing (kubectl would take every object of the kind).
         let joined;
         let tok = match rest.peek() {
             Some(name) if !tok.contains('/') && is_kind_word(a.ty, tok) => {
                 joined = format!("{tok}/{name}");
                 rest.next();
                 joined.as_str()
+            }
+            None if !tok.contains('/') && is_kind_word(a.ty, tok) => {
+                return Err(ParseError::new(format!(
+                    "`{}` is a kind, not a name (in kubectl it would mean every one): name one, \
+                     as in `{} {tok}/NAME`",
+                    quoted(tok),
+                    c.name
+                ))
+                .with_token(tok)
+                .with_usage(usage));
             }
             _ => tok,
         };

@@ -776,8 +776,6 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "backup run cronjob postgres-backup",
             "backup run postgres-backup",
         ),
-        // A kind word with no name after it is a name.
-        ("status deployment", "status deployment/deployment"),
         ("help rollout undo", "help rollback"),
         ("help rollout status", "help status"),
     ];
@@ -827,6 +825,18 @@ fn runbook_kubectl_lines_are_the_commands_they_mean() {
             "logs -f deployment/conea-api -n production",
             "`logs` has no option `-f`: a chat answer cannot follow a stream",
             "-f",
+        ),
+        // A kind with no name after it names nothing (kubectl would take every one).
+        (
+            "kubectl rollout restart deployment -n api",
+            "`deployment` is a kind, not a name (in kubectl it would mean every one): name one, \
+             as in `restart deployment/NAME`",
+            "deployment",
+        ),
+        (
+            "status deployment",
+            "as in `status deployment/NAME`",
+            "deployment",
         ),
         (
             "pods -l app=envoy -o yaml",
