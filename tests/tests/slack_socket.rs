@@ -152,3 +152,36 @@ async fn socket_mode_feeds_the_same_handlers() {
     let result = tokio::time::timeout(PATIENCE, socket).await;
     assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
 }
+
+/// A Socket Mode connection that cannot be opened at start (Slack answering an error) is tried
+/// again until it opens: the process does not stay deaf to Slack until someone restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_cannot_open_is_tried_again() {
+    let fake = SlackFake::start(TOKEN).await;
+    fake.enable_socket_mode(APP_TOKEN).await;
+    fake.fail_next(
+        "apps.connections.open",
+        slack_fake::Failure::Error("internal_error".into()),
+    );
+    let mut cfg = SlackConfig::new(TOKEN, "unused-in-socket-mode")
+        .with_api_url(fake.api_url())
+        .with_app_token(APP_TOKEN);
+    cfg.socket_mode = true;
+    let sink = SlackSink::new(&cfg);
+    let (tx, _seen) = mpsc::unbounded_channel();
+    let double = Arc::new(Recorder::new(tx, sink.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let web = sink.web().clone();
+    let socket = tokio::spawn(async move {
+        opsbot::slack::socket::run_with(double, web, &cfg, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    fake.wait_for_socket(PATIENCE).await;
+    let opens = fake.calls_to("apps.connections.open");
+    assert!(opens.len() >= 2, "{opens:?}");
+    assert_eq!(opens[0].error.as_deref(), Some("internal_error"));
+    let _ = stop_tx.send(());
+    socket.await.unwrap().unwrap();
+}

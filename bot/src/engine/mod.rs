@@ -137,6 +137,9 @@ struct Inner {
     /// Requests refused as busy, logged at most once a second.
     busy_log: busy_log::BusyLog,
     rejections: rejection_log::RejectionLog,
+    /// What adapters report wrong with their connection (e.g. Slack Socket Mode not
+    /// connected), by adapter: `/readyz` shows it as degraded.
+    troubles: std::sync::Mutex<BTreeMap<&'static str, String>>,
     store: Store,
     policy: Arc<PolicyFile>,
     operator: Operator,
@@ -266,6 +269,7 @@ impl Engine {
                 in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
                 busy_log: busy_log::BusyLog::default(),
                 rejections: rejection_log::RejectionLog::default(),
+                troubles: std::sync::Mutex::default(),
                 store,
                 policy,
                 operator,
@@ -294,6 +298,30 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// Reports what is wrong with `adapter`'s connection (`None`: nothing any more); shown by
+    /// `/readyz` as degraded.
+    pub fn set_trouble(&self, adapter: &'static str, trouble: Option<String>) {
+        let mut troubles = self
+            .inner
+            .troubles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match trouble {
+            Some(t) => troubles.insert(adapter, t),
+            None => troubles.remove(adapter),
+        };
+    }
+
+    /// What adapters reported wrong, as `adapter: trouble` lines.
+    pub fn troubles(&self) -> Vec<String> {
+        let troubles = self
+            .inner
+            .troubles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        troubles.iter().map(|(a, t)| format!("{a}: {t}")).collect()
     }
 
     /// Registers how to talk back to `platform`. Replies for invocations from that platform, and

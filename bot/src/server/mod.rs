@@ -108,6 +108,7 @@ async fn readyz(State(Health { engine }): State<Health>) -> impl IntoResponse {
             pool.max
         ));
     }
+    problems.extend(engine.troubles());
     let policy_refused = engine.policy().refused();
     if let Some(error) = &policy_refused {
         problems.push(format!(

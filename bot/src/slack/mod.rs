@@ -218,6 +218,10 @@ pub trait Pipeline: Send + Sync + 'static {
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         tokio::spawn(work);
     }
+    /// Reports what is wrong with the connection to Slack (`None`: nothing any more).
+    fn set_trouble(&self, trouble: Option<String>) {
+        let _ = trouble;
+    }
 }
 
 #[async_trait]
@@ -249,6 +253,9 @@ impl Pipeline for Engine {
     }
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         Engine::spawn(self, work)
+    }
+    fn set_trouble(&self, trouble: Option<String>) {
+        Engine::set_trouble(self, PLATFORM, trouble)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use slack_morphism::errors::{SlackClientError, SlackClientProtocolError};
 use slack_morphism::prelude::*;
@@ -15,6 +16,9 @@ use super::{PLATFORM, Pipeline, SlackConfig, SlackError, SlackSink};
 use crate::engine::Engine;
 
 /// Registers a [`SlackSink`] on the engine and serves Socket Mode until `shutdown` completes.
+/// The longest wait between two attempts to open the Socket Mode connection.
+const MAX_CONNECT_WAIT: Duration = Duration::from_secs(60);
+
 pub async fn run(
     engine: Engine,
     cfg: SlackConfig,
@@ -38,7 +42,7 @@ pub async fn run_with(
         .filter(|t| !t.is_empty())
         .ok_or(SlackError::MissingAppToken)?;
     let dispatcher = Arc::new(
-        Dispatcher::new(pipeline, Arc::new(web.clone()), cfg.group_cache_ttl)
+        Dispatcher::new(pipeline.clone(), Arc::new(web.clone()), cfg.group_cache_ttl)
             .with_response_urls(web.response_urls().clone()),
     );
     let callbacks = SlackSocketModeListenerCallbacks::new()
@@ -52,10 +56,23 @@ pub async fn run_with(
     );
     let listener =
         SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
-    listener
-        .listen_for(&SlackApiToken::new(app_token.into()))
-        .await
-        .map_err(|e| SlackError::SocketMode(e.to_string()))?;
+    let token = SlackApiToken::new(app_token.into());
+    let mut shutdown = std::pin::pin!(shutdown);
+    // A connection that cannot be opened (Slack or the network down at start, a revoked
+    // token) is tried again, reported by `/readyz` meanwhile: it must not leave the process
+    // running deaf to Slack until someone restarts it.
+    let mut wait = Duration::from_secs(1);
+    while let Err(e) = listener.listen_for(&token).await {
+        let e = loggable(&e);
+        tracing::error!(error = %e, retry_s = wait.as_secs(), "Slack Socket Mode could not connect; trying again");
+        pipeline.set_trouble(Some(format!("Socket Mode is not connected: {e}")));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        wait = (wait * 2).min(MAX_CONNECT_WAIT);
+    }
+    pipeline.set_trouble(None);
     listener.start().await;
     tracing::info!("Slack Socket Mode connected");
     shutdown.await;
