@@ -6,8 +6,10 @@
 //! `/readyz` answers 503 (not ready) when the database does not answer or does not take writes
 //! (probed on a new connection) or the requests in flight are at the engine's cap (new ones are
 //! refused as busy); it answers 200 with `"degraded": true` when a cluster's API server is
-//! unreachable, the connection pool is saturated or a policy reload was refused (the previous
-//! policy is in force; `policy_refused` says why). `problems` lists every reason in words.
+//! unreachable, the connection pool is saturated, an adapter reports trouble with its
+//! connection ([`Engine::set_trouble`]: Slack Socket Mode not open) or a policy reload was
+//! refused (the previous policy is in force; `policy_refused` says why). `problems` lists every
+//! reason in words.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `include_users=true`, cached for a TTL. One lookup runs at a time; everyone else waits for it
 //! and shares the answer. When Slack cannot be reached the last known membership is used; with
 //! none (no lookup has succeeded yet, e.g. the app lacks `usergroups:read`), or one older than
-//! [`GroupResolver::stale_after`], the membership is unknown ([`Membership::unknown`]): the
+//! three TTLs (15 minutes at least), the membership is unknown ([`Membership::unknown`]): the
 //! policy then decides on what is known, keeping in force any deny rule a group could bring in
 //! (someone added to a banned group during a long outage is not let through).
 
