@@ -159,6 +159,20 @@ fn read(tokens: &[&str]) -> Result<Command, ParseError> {
             only_positional = true;
             continue;
         }
+        // In free text (a title, a note), `-50%` or `-200ms` is a word, not an option.
+        let takes_words = cmd.is_some_and(|c| {
+            c.args
+                .iter()
+                .any(|a| matches!(a.ty, ValueType::Words { .. }))
+        });
+        if !only_positional
+            && takes_words
+            && tok.starts_with('-')
+            && tok[1..].starts_with(|c: char| c.is_ascii_digit())
+        {
+            positionals.push(tok);
+            continue;
+        }
         if !only_positional && is_flag(tok) {
             let usage = cmd.map(CommandSpec::usage);
             if tok[1..].bytes().all(|b| b.is_ascii_digit()) {

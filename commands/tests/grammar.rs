@@ -2402,3 +2402,16 @@ fn an_option_is_not_the_value_of_the_one_before() {
         "a short dash word may be a value"
     );
 }
+
+/// In free text a number with a minus sign is a word: "error rate -50%" is a title.
+#[test]
+fn a_negative_number_in_free_text_is_a_word() {
+    assert_eq!(
+        parse("incident open P1 error rate -50% on checkout"),
+        parse(r#"incident open P1 "error rate -50% on checkout""#)
+    );
+    assert!(parse("incident note latency -200ms after fix --id INC-1").is_ok());
+    // Elsewhere a negative number is still refused.
+    let err = parse("scale api -3").unwrap_err();
+    assert!(err.message.contains("never negative"), "{}", err.message);
+}
