@@ -749,11 +749,24 @@ fn parse_log_source(raw: &str) -> Result<String, ParseError> {
     })
 }
 
-/// What someone typed, as an error quotes it: secrets masked, then at most 80 characters (a
-/// long token is elided with `…`, so an answer never repeats a pasted wall of text). Masked
-/// first: a secret cut short no longer looks like one.
+/// What someone typed, as an error quotes it: secrets masked, control and direction-changing
+/// characters shown as escapes (an answer must not carry a terminal escape or turn text
+/// around), then at most 80 characters (a long token is elided with `…`, so an answer never
+/// repeats a pasted wall of text). Masked first: a secret cut short no longer looks like one.
 fn quoted(typed: &str) -> String {
-    let masked = crate::ops::mask_secrets(typed);
+    let masked: String = crate::ops::mask_secrets(typed)
+        .chars()
+        .flat_map(|c| {
+            let hidden = c.is_control()
+                || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            let shown: Vec<char> = if hidden {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect();
     match masked.char_indices().nth(77) {
         Some((cut, _)) if masked.chars().count() > 80 => format!("{}…", &masked[..cut]),
         _ => masked,

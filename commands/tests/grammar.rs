@@ -2415,3 +2415,17 @@ fn a_negative_number_in_free_text_is_a_word() {
     let err = parse("scale api -3").unwrap_err();
     assert!(err.message.contains("never negative"), "{}", err.message);
 }
+
+/// An error quotes control and direction-changing characters as escapes: an answer carries no
+/// terminal escape and does not turn its text around.
+#[test]
+fn control_and_bidi_characters_are_quoted_as_escapes() {
+    for (typed, shown) in [
+        ("status rust\u{1b}[31m -n api", "rust\\u{1b}[31m"),
+        ("status api\u{202e}gnp -n api", "api\\u{202e}gnp"),
+    ] {
+        let err = parse(typed).unwrap_err();
+        assert!(err.message.contains(shown), "{}", err.message);
+        assert!(!err.message.contains(['\u{1b}', '\u{202e}']), "{}", err.message);
+    }
+}
