@@ -1212,7 +1212,8 @@ pub static COMMANDS: &[CommandSpec] = &[
                 help: "Why (every word up to the next flag). Required.",
             },
         ],
-        usage: None,
+        // Both options are required: the generated usage would show them as optional.
+        usage: Some("silence add MATCHERS… --for DURATION --comment TEXT…"),
         summary: "Silence alerts in Alertmanager for a while.",
         description: "Creates an Alertmanager silence with these matchers, created by you, with \
             your comment. The policy action is `alert.silence`, in the namespace of a \

@@ -2426,6 +2426,20 @@ fn control_and_bidi_characters_are_quoted_as_escapes() {
     ] {
         let err = parse(typed).unwrap_err();
         assert!(err.message.contains(shown), "{}", err.message);
-        assert!(!err.message.contains(['\u{1b}', '\u{202e}']), "{}", err.message);
+        assert!(
+            !err.message.contains(['\u{1b}', '\u{202e}']),
+            "{}",
+            err.message
+        );
     }
+}
+
+/// `silence add` needs both `--for` and `--comment`, and its usage says so.
+#[test]
+fn silence_add_usage_shows_its_required_options() {
+    let err = parse("silence add alertname=X --comment deploying").unwrap_err();
+    assert_eq!(
+        err.usage.as_deref(),
+        Some("silence add MATCHERS… --for DURATION --comment TEXT…")
+    );
 }
