@@ -273,16 +273,24 @@ fn read(tokens: &[&str]) -> Result<Command, ParseError> {
                 }
             }
             let value = parse_value(ty, placeholder, &raw).map_err(with_usage)?;
+            // As typed, with its value: `--min 3`, `--min=3`, `--force`.
+            let typed = if inline.is_some() || ty == ValueType::Bool {
+                tok.to_owned()
+            } else {
+                format!("{tok} {raw}")
+            };
             if let Some((_, first)) = given.iter().find(|(n, _)| *n == name) {
                 return Err(with_usage(
                     ParseError::new(format!(
-                        "{placeholder_or_name} is given twice (`{first}` and `{tok}`)",
+                        "{placeholder_or_name} is given twice (`{}` and `{}`)",
+                        quoted(first),
+                        quoted(&typed),
                         placeholder_or_name = display_name(name, placeholder)
                     ))
                     .with_token(tok),
                 ));
             }
-            given.push((name, tok.to_owned()));
+            given.push((name, typed));
             matches.insert(name, value);
             continue;
         }

@@ -2443,3 +2443,20 @@ fn silence_add_usage_shows_its_required_options() {
         Some("silence add MATCHERS… --for DURATION --comment TEXT…")
     );
 }
+
+/// "Given twice" quotes both as typed, with their values.
+#[test]
+fn given_twice_quotes_both_values() {
+    let err = parse("hpa x --min 3 --min 4").unwrap_err();
+    assert!(
+        err.message.contains("(`--min 3` and `--min 4`)"),
+        "{}",
+        err.message
+    );
+    let err = parse("logs api --tail=5 --tail 6").unwrap_err();
+    assert!(
+        err.message.contains("(`--tail=5` and `--tail 6`)"),
+        "{}",
+        err.message
+    );
+}
