@@ -129,6 +129,14 @@ mod tests {
         }
     }
 
+    /// A table of groups whose lookups fail when `fail` says so.
+    fn table(fail: bool) -> Arc<Table> {
+        Arc::new(Table {
+            calls: AtomicUsize::new(0),
+            fail: fail.into(),
+        })
+    }
+
     /// The group names of a membership the resolver knows.
     fn names(m: &Membership) -> Vec<&str> {
         assert!(!m.unknown, "{m:?}");
@@ -137,10 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn groups_are_cached_for_the_ttl() {
-        let table = Arc::new(Table {
-            calls: AtomicUsize::new(0),
-            fail: false.into(),
-        });
+        let table = table(false);
         let r = GroupResolver::new(table.clone(), Duration::from_secs(300));
         assert_eq!(
             names(&r.groups_of("U2").await),
@@ -153,10 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn last_known_groups_survive_a_failed_refresh() {
-        let table = Arc::new(Table {
-            calls: AtomicUsize::new(0),
-            fail: false.into(),
-        });
+        let table = table(false);
         // A zero TTL refreshes on every lookup.
         let r = GroupResolver::new(table.clone(), Duration::ZERO);
         assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
@@ -167,10 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn last_known_groups_grow_stale_after_three_ttls() {
-        let table = Arc::new(Table {
-            calls: AtomicUsize::new(0),
-            fail: false.into(),
-        });
+        let table = table(false);
         let r = GroupResolver::new(table.clone(), Duration::ZERO);
         assert_eq!(names(&r.groups_of("U1").await), ["slack-group:S1"]);
         table.fail.store(true, Ordering::SeqCst);
@@ -188,10 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn groups_are_unknown_until_slack_was_reachable() {
-        let table = Arc::new(Table {
-            calls: AtomicUsize::new(0),
-            fail: true.into(),
-        });
+        let table = table(true);
         let r = GroupResolver::new(table.clone(), Duration::from_secs(300));
         let unknown = Membership {
             groups: Vec::new(),
@@ -205,10 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_lookups_share_one_call() {
-        let table = Arc::new(Table {
-            calls: AtomicUsize::new(0),
-            fail: false.into(),
-        });
+        let table = table(false);
         let r = Arc::new(GroupResolver::new(table.clone(), Duration::from_secs(300)));
         let tasks: Vec<_> = (0..20)
             .map(|_| {
