@@ -581,6 +581,12 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
                     "`{shown}` is not a number: {what} is a whole number, {range}"
                 )));
             };
+            // Above a bound too large to name ("1 or more"): say so, not "out of range".
+            if n > max && max >= i64::MAX as u64 {
+                return Err(err(format!(
+                    "`{shown}` is too large: {what} is at most {max}"
+                )));
+            }
             if n < min || n > max {
                 return Err(err(format!("`{shown}` is out of range: {what} is {range}")));
             }

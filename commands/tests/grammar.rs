@@ -2460,3 +2460,15 @@ fn given_twice_quotes_both_values() {
         err.message
     );
 }
+
+/// A number above an unbounded range is "too large", not "out of range: 1 or more".
+#[test]
+fn a_number_above_an_unbounded_range_is_too_large() {
+    let err = parse("rollback api --to-revision 9223372036854775808").unwrap_err();
+    assert!(
+        err.message
+            .contains("is too large: N is at most 9223372036854775807"),
+        "{}",
+        err.message
+    );
+}
