@@ -644,6 +644,15 @@ pub fn parse_value(ty: ValueType, what: &str, raw: &str) -> Result<Value, ParseE
                     "`{shown}` is not a label selector: `{bad}` is not allowed (e.g. app=web,tier!=cache)"
                 )));
             }
+            // As the API server parses it: a malformed one is the typist's parse error, not a
+            // refusal after the policy.
+            if crate::ops::selector::Selector::parse(raw).is_none() {
+                return Err(err(format!(
+                    "`{shown}` is not a label selector: requirements are KEY, !KEY, KEY=VALUE, \
+                     KEY!=VALUE, KEY in (V, …) or KEY notin (V, …), separated by commas (e.g. \
+                     app=web,tier!=cache)"
+                )));
+            }
             Ok(Value::Str(raw.to_owned()))
         }
         ValueType::Cluster => {

@@ -1902,7 +1902,9 @@ fn text() -> impl Strategy<Value = String> {
 fn selector() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop_oneof![
-            "[a-z][a-z0-9./-]{0,8}=[a-z0-9]{1,5}",
+            // Keys as Kubernetes takes them: NAME, or PREFIX/NAME with a DNS prefix.
+            "[a-z]([a-z0-9_.-]{0,6}[a-z0-9])?=[a-z0-9]{1,5}",
+            "[a-z]{1,4}(\\.[a-z]{1,4}){0,2}/[a-z]([a-z0-9-]{0,4}[a-z0-9])?=[a-z0-9]{1,5}",
             "[a-z]{1,6}!=[a-z0-9]{1,5}",
             "[a-z]{1,6} in \\([a-z]{1,4}(, ?[a-z]{1,4}){0,2}\\)",
             "!?[a-z]{1,6}",
@@ -2471,4 +2473,38 @@ fn a_number_above_an_unbounded_range_is_too_large() {
         "{}",
         err.message
     );
+}
+
+/// A malformed label selector is the typist's parse error (it reached the API server, after
+/// the policy, and was refused there in the channel); every form Kubernetes takes parses.
+#[test]
+fn label_selectors_are_checked_as_kubernetes_parses_them() {
+    for bad in [
+        "==,,!",
+        "(((",
+        "a b c",
+        "app=web,",
+        "-app=web",
+        "app=-x",
+        "env in prod",
+    ] {
+        let err = parse(&format!("pods -l '{bad}' -n ingress")).unwrap_err();
+        assert!(
+            err.message.contains("is not a label selector"),
+            "{bad}: {}",
+            err.message
+        );
+    }
+    for good in [
+        "app=web",
+        "app==web,tier!=cache",
+        "env in (prod, staging)",
+        "tier notin (cache)",
+        "!canary",
+        "app",
+        "app.kubernetes.io/name=envoy",
+        "version=",
+    ] {
+        assert!(parse(&format!("pods -l '{good}'")).is_ok(), "{good}");
+    }
 }

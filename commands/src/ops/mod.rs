@@ -21,7 +21,7 @@ mod mask;
 mod pods;
 mod rollout;
 mod scale;
-mod selector;
+pub(crate) mod selector;
 mod status;
 mod util;
 

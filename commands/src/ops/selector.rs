@@ -21,13 +21,15 @@ enum Req {
 pub(crate) struct Selector(Vec<Req>);
 
 impl Selector {
-    /// Parses the kubectl `-l` syntax; `None` when it is not a valid selector.
+    /// Parses the kubectl `-l` syntax as the API server does; `None` when it is not a valid
+    /// selector (an empty requirement, unbalanced parentheses, a key or value Kubernetes would
+    /// refuse).
     pub fn parse(s: &str) -> Option<Selector> {
         let mut reqs = Vec::new();
-        for term in split_terms(s) {
+        for term in split_terms(s)? {
             let term = term.trim();
             if term.is_empty() {
-                continue;
+                return None;
             }
             reqs.push(parse_term(term)?);
         }
@@ -86,8 +88,8 @@ impl Selector {
     }
 }
 
-/// Splits on commas outside parentheses.
-fn split_terms(s: &str) -> Vec<&str> {
+/// Splits on commas outside parentheses; `None` when they do not balance (or nest).
+fn split_terms(s: &str) -> Option<Vec<&str>> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut start = 0;
@@ -101,22 +103,45 @@ fn split_terms(s: &str) -> Vec<&str> {
             }
             _ => {}
         }
+        if !(0..=1).contains(&depth) {
+            return None;
+        }
     }
     out.push(&s[start..]);
-    out
+    (depth == 0).then_some(out)
 }
 
+/// A label key: `[PREFIX/]NAME`, PREFIX a DNS subdomain, NAME a non-empty label value.
 fn valid_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 253
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|l| {
+                let b = l.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 63
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+            })
+    });
+    prefix_ok && !name.is_empty() && valid_value(name)
 }
 
+/// A label value: empty, or at most 63 letters, digits, `-_.`, starting and ending with a
+/// letter or digit.
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    let b = v.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
 }
 
 fn parse_term(term: &str) -> Option<Req> {
