@@ -165,10 +165,10 @@ impl Alerts {
         let channels = route(&self.inner.config, &n.common_labels);
         let keys: Vec<String> = channels.iter().map(ToString::to_string).collect();
         let store = self.inner.engine.store();
-        let changes = store
+        let recorded = store
             .record_notification(n, &keys, self.inner.config.regroup_after, Timestamp::now())
             .await?;
-        let changed = changes.contains(&GroupChange::Changed);
+        let changed = recorded.changes.contains(&GroupChange::Changed);
         // Also on a repeat: the writer renders from the database and writes only a difference,
         // so a message missed before (a crash between store and post) is caught up.
         for channel in &channels {
@@ -176,13 +176,8 @@ impl Alerts {
         }
         // Channels the group was shown in before its labels (or the routes) sent it elsewhere:
         // their messages follow it too (to resolved), so none stays firing for ever.
-        match store.alert_group_channels(&n.group_key).await {
-            Ok(shown) => {
-                for channel in shown.iter().filter(|c| !keys.contains(c)) {
-                    self.notify_stored(channel, &n.group_key);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot look up where an alert group was shown"),
+        for channel in &recorded.unrouted {
+            self.notify_stored(channel, &n.group_key);
         }
         let entry = AuditEntry::new(AuditKind::Request, PLATFORM)
             .actor(format!("alertmanager:{}", n.receiver))

@@ -51,6 +51,16 @@ pub struct StoredAlert {
     pub starts_ms: Option<i64>,
 }
 
+/// What [`Store::record_notification`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Per routed channel, in order: whether its message must change.
+    pub changes: Vec<GroupChange>,
+    /// The channels the group was shown in before and is no longer routed to (their rows
+    /// follow it too, so their messages must be brought up to date).
+    pub unrouted: Vec<String>,
+}
+
 /// What a notification did to one channel's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupChange {
@@ -131,15 +141,15 @@ impl Store {
     /// Stores `n` for each of `channels` (`platform:channel`) and says, per channel, whether the
     /// message must change. All or nothing. A channel the group was shown in before and is no
     /// longer routed to (its labels changed, or the routes) keeps following it, so its message
-    /// does not stay firing for ever; but it gets no new message (a regroup): see
-    /// [`Store::alert_group_channels`].
+    /// does not stay firing for ever; but it gets no new message (a regroup). They are
+    /// [`Recorded::unrouted`].
     pub async fn record_notification(
         &self,
         n: &Notification,
         channels: &[String],
         regroup_after: std::time::Duration,
         now: Timestamp,
-    ) -> Result<Vec<GroupChange>> {
+    ) -> Result<Recorded> {
         let now_ms = now.as_millisecond();
         let regroup_ms = i64::try_from(regroup_after.as_millis()).unwrap_or(i64::MAX);
         let (body, hash) = n.stored();
@@ -296,19 +306,8 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok(changes)
+            Ok(Recorded { changes, unrouted })
         })
-    }
-
-    /// Every channel the group has a row in (`platform:channel`), routed to now or before.
-    pub async fn alert_group_channels(&self, group_key: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT channel FROM alert_groups WHERE group_key = $1 ORDER BY channel")
-                .bind(group_key)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
     /// The group's row in `channel`.

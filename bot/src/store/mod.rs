@@ -46,7 +46,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 
-pub use alerts::{AlertGroup, GroupChange, MessageTarget, StoredAlert};
+pub use alerts::{AlertGroup, GroupChange, MessageTarget, Recorded, StoredAlert};
 pub use anchor::{Anchor, AnchorError, AnchorFile, AuditKey, Checkpoint, Checkpoints, Head};
 pub use approvals::{
     Approval, ApprovalRequirement, ApprovalState, Approver, NewApproval, VoteOutcome,
